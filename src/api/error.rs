@@ -1,0 +1,168 @@
+//! `ApiError`: every failure at the HTTP edge, answered as an OperationOutcome with
+//! `application/fhir+json`. The status and issue code come from the one table in
+//! `report::error_status`; internal errors are opaque to the caller and name the request id,
+//! while their cause chain goes to the log.
+
+use std::fmt;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+
+use super::request_id::current_request_id;
+use crate::error::ErrorKind;
+use crate::fhir::FhirError;
+use crate::pipeline::PipelineError;
+use crate::report::{OutcomeIssue, error_status, operation_outcome};
+use crate::store::StoreError;
+
+pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
+
+#[derive(Debug)]
+pub struct ApiError {
+    kind: ErrorKind,
+    message: String,
+    expression: Option<String>,
+    allow: Option<&'static str>,
+}
+
+impl ApiError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            expression: None,
+            allow: None,
+        }
+    }
+
+    pub fn method_not_allowed(allow: &'static str) -> Self {
+        Self {
+            allow: Some(allow),
+            ..Self::new(ErrorKind::MethodNotAllowed, format!("this URL supports {allow} only"))
+        }
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    fn from_source(kind: ErrorKind, message: String, expression: Option<String>, source: &dyn std::error::Error) -> Self {
+        if kind == ErrorKind::Internal {
+            tracing::error!(error = %chain(source), "request failed");
+        }
+        Self {
+            kind,
+            message,
+            expression,
+            allow: None,
+        }
+    }
+}
+
+/// The error and its sources, for the log. Layer errors carry ids and positions, never values.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<PipelineError> for ApiError {
+    fn from(e: PipelineError) -> Self {
+        Self::from_source(e.kind(), e.to_string(), e.expression(), &e)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        Self::from_source(e.kind(), e.to_string(), None, &e)
+    }
+}
+
+impl From<FhirError> for ApiError {
+    fn from(e: FhirError) -> Self {
+        let expression = e.expression().map(str::to_owned);
+        Self::from_source(e.kind(), e.to_string(), expression, &e)
+    }
+}
+
+impl From<crate::report::ReportError> for ApiError {
+    fn from(e: crate::report::ReportError) -> Self {
+        Self::from_source(e.kind(), e.to_string(), None, &e)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(error_status(self.kind).0).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let (_, _, code) = error_status(self.kind);
+        let diagnostics = match self.kind {
+            ErrorKind::Internal => format!(
+                "internal error; quote request id {} when reporting it",
+                current_request_id().unwrap_or_else(|| "unknown".to_owned())
+            ),
+            _ => self.message.clone(),
+        };
+        let issue = OutcomeIssue::error(code, diagnostics).at(self.expression.as_deref());
+        let mut response = HttpResponse::build(self.status_code());
+        if let Some(allow) = self.allow {
+            response.insert_header((header::ALLOW, allow));
+        }
+        match operation_outcome(&[issue]) {
+            Ok(body) => response
+                .insert_header((header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON)))
+                .body(body.to_string()),
+            Err(_) => response.finish(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_kind_gets_its_fhir_status() {
+        let cases = [
+            (ErrorKind::Invalid, 400),
+            (ErrorKind::NotFound, 404),
+            (ErrorKind::MethodNotAllowed, 405),
+            (ErrorKind::Conflict, 409),
+            (ErrorKind::Gone, 410),
+            (ErrorKind::PreconditionFailed, 412),
+            (ErrorKind::PayloadTooLarge, 413),
+            (ErrorKind::UnsupportedMediaType, 415),
+            (ErrorKind::Unprocessable, 422),
+            (ErrorKind::Overloaded, 429),
+            (ErrorKind::Internal, 500),
+            (ErrorKind::Unavailable, 503),
+        ];
+        for (kind, status) in cases {
+            assert_eq!(ApiError::new(kind, "x").status_code().as_u16(), status, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn internal_errors_do_not_reveal_their_message() {
+        let response = ApiError::new(ErrorKind::Internal, "secret detail").error_response();
+        let body = actix_web::body::to_bytes(response.into_body());
+        let body = futures_util::FutureExt::now_or_never(body).unwrap().unwrap();
+        let text = String::from_utf8_lossy(&body);
+        assert!(!text.contains("secret detail"), "{text}");
+        assert!(text.contains("request id"), "{text}");
+    }
+}

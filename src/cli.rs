@@ -1,0 +1,116 @@
+//! The command line: `prognostics serve` (the default) and `prognostics migrate`. Flags
+//! override the configuration file and environment. Imports `config` only.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use secrecy::SecretString;
+
+use crate::config::{ConfigError, LogFormat, Settings};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "prognostics",
+    version,
+    about = "Multimodal prognostic risk scores for oncology, served as FHIR R4",
+    long_about = "Multimodal prognostic risk scores for oncology, served as FHIR R4.\n\n\
+        Configuration is read from built-in defaults, then the TOML file given with --config, \
+        then PROGNOSTICS_<SECTION>__<KEY> environment variables (for example \
+        PROGNOSTICS_DATABASE__URL), then the flags below."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP service (the default when no command is given).
+    Serve(ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate,
+}
+
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// TOML configuration file.
+    #[arg(long, global = true, env = "PROGNOSTICS_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Database URL: sqlite://PATH or postgres://USER@HOST/DB [default: a SQLite file under the data directory]
+    #[arg(long, global = true, value_name = "URL")]
+    pub database: Option<String>,
+
+    /// Folder for the embedded database and stored files [default: ./data]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Log output format [default: pretty]
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct ServeArgs {
+    /// Address for the HTTP server [default: 127.0.0.1:8080]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+}
+
+impl Cli {
+    /// Layers this command line over the file and environment configuration.
+    pub fn settings(&self) -> Result<Settings, ConfigError> {
+        let mut settings = Settings::load(self.common.config.as_deref())?;
+        if let Some(url) = &self.common.database {
+            settings.database.url = Some(SecretString::from(url.clone()));
+        }
+        if let Some(dir) = &self.common.data_dir {
+            settings.storage.data_dir = dir.clone();
+        }
+        if let Some(format) = self.common.log_format {
+            settings.log.format = format;
+        }
+        if let Some(Command::Serve(serve)) = &self.command
+            && let Some(listen) = serve.listen
+        {
+            settings.server.listen = listen;
+        }
+        Ok(settings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn flags_override_configuration() {
+        let cli = Cli::parse_from([
+            "prognostics",
+            "--data-dir",
+            "/tmp/x",
+            "serve",
+            "--listen",
+            "127.0.0.1:9999",
+        ]);
+        let s = cli.settings().unwrap();
+        assert_eq!(s.server.listen.port(), 9999);
+        assert_eq!(s.storage.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn no_command_means_serve() {
+        let cli = Cli::parse_from(["prognostics"]);
+        assert!(cli.command.is_none());
+    }
+}

@@ -1,0 +1,250 @@
+//! Settings: typed sections read from built-in defaults, then an optional TOML file, then
+//! `PROGNOSTICS_<SECTION>__<KEY>` environment variables, then command-line flags. Unknown keys
+//! anywhere are rejected at start so that a typo never silently falls back to a default.
+//! Imports nothing from the crate.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// Prefix of the environment variables that configure the service.
+pub const ENV_PREFIX: &str = "PROGNOSTICS_";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub storage: StorageSettings,
+    pub database: DatabaseSettings,
+    pub fhir: FhirSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// Address the HTTP server binds; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Largest request body accepted, in bytes (FHIR JSON).
+    pub max_body_bytes: usize,
+    /// Worker threads for the HTTP server; 0 means one per CPU core.
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSettings {
+    /// Folder for the embedded database and, later, stored DICOM files.
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    /// `sqlite://…` or `postgres://…`; when absent, a SQLite file under `storage.data_dir`.
+    pub url: Option<SecretString>,
+    pub max_connections: u32,
+    /// Seconds to wait for a free connection before a request fails as unavailable.
+    pub acquire_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FhirSettings {
+    /// Public base URL used in `Location`, `fullUrl` and paging links. When absent, it is taken
+    /// from each request's `Host` header and scheme.
+    pub base_url: Option<url::Url>,
+    /// Page size when a search names no `_count`.
+    pub default_page_size: u32,
+    /// Largest page a search may ask for with `_count`.
+    pub max_page_size: u32,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `prognostics=debug,actix_web=info`.
+    pub filter: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            server: ServerSettings::default(),
+            storage: StorageSettings::default(),
+            database: DatabaseSettings::default(),
+            fhir: FhirSettings::default(),
+            log: LogSettings::default(),
+        }
+    }
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 8 * 1024 * 1024,
+            workers: 0,
+        }
+    }
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./data"),
+        }
+    }
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            max_connections: 16,
+            acquire_timeout_secs: 5,
+        }
+    }
+}
+
+impl Default for FhirSettings {
+    fn default() -> Self {
+        Self {
+            base_url: None,
+            default_page_size: 20,
+            max_page_size: 500,
+        }
+    }
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Pretty,
+            filter: "info".to_owned(),
+        }
+    }
+}
+
+/// Which database engine a URL selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseBackend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration is invalid: {0}")]
+    Invalid(#[from] Box<figment::Error>),
+    #[error("database URL must start with sqlite:// or postgres://")]
+    UnsupportedDatabase,
+    #[error("data directory {path} cannot be used")]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Settings {
+    /// Reads defaults, then `file` (when given), then `PROGNOSTICS_…` variables.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::new();
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        // `PROGNOSTICS_CONFIG` names the file itself and is read by the CLI, not here.
+        figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__").ignore(&["config"]));
+        figment.extract().map_err(|e| ConfigError::Invalid(Box::new(e)))
+    }
+
+    /// The database URL to connect to, with the SQLite default filled in.
+    pub fn database_url(&self) -> SecretString {
+        match &self.database.url {
+            Some(url) => url.clone(),
+            None => {
+                let path = self.storage.data_dir.join("prognostics.db");
+                SecretString::from(format!("sqlite://{}?mode=rwc", path.display()))
+            }
+        }
+    }
+
+    pub fn database_backend(&self) -> Result<DatabaseBackend, ConfigError> {
+        let url = self.database_url();
+        let url = url.expose_secret();
+        if url.starts_with("sqlite:") {
+            Ok(DatabaseBackend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(DatabaseBackend::Postgres)
+        } else {
+            Err(ConfigError::UnsupportedDatabase)
+        }
+    }
+
+    /// Creates the data directory when the embedded database will live there.
+    pub fn prepare_data_dir(&self) -> Result<(), ConfigError> {
+        std::fs::create_dir_all(&self.storage.data_dir).map_err(|source| ConfigError::DataDir {
+            path: self.storage.data_dir.clone(),
+            source,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from_toml(text: &str) -> Result<Settings, figment::Error> {
+        Figment::new().merge(Toml::string(text)).extract()
+    }
+
+    #[test]
+    fn defaults_listen_on_loopback_8080_with_sqlite_under_data() {
+        let s = Settings::default();
+        assert_eq!(s.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.server.max_body_bytes, 8 * 1024 * 1024);
+        assert_eq!(s.database_backend().unwrap(), DatabaseBackend::Sqlite);
+        assert!(s.database_url().expose_secret().ends_with("prognostics.db?mode=rwc"));
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = from_toml("[server]\nlisten = \"127.0.0.1:1\"\nlistne = 3\n").unwrap_err();
+        assert!(err.to_string().contains("listne"), "{err}");
+        assert!(from_toml("[sever]\nlisten = \"127.0.0.1:1\"\n").is_err());
+    }
+
+    #[test]
+    fn a_partial_file_keeps_the_other_defaults() {
+        let s = from_toml("[database]\nurl = \"postgres://u:secret@localhost/db\"\n").unwrap();
+        assert_eq!(s.database_backend().unwrap(), DatabaseBackend::Postgres);
+        assert_eq!(s.server.listen.port(), 8080);
+    }
+
+    #[test]
+    fn database_secrets_do_not_appear_in_debug_output() {
+        let s = from_toml("[database]\nurl = \"postgres://u:hunter2@localhost/db\"\n").unwrap();
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn other_database_schemes_are_refused() {
+        let s = from_toml("[database]\nurl = \"mysql://localhost/db\"\n").unwrap();
+        assert!(s.database_backend().is_err());
+    }
+}

@@ -1,0 +1,8 @@
+//! The service's vocabulary: identifiers and value types parsed at the boundary, shared by every
+//! layer. No I/O and no framework types live here; imports nothing from the crate but `error`.
+
+mod ids;
+mod instant;
+
+pub use ids::{IdError, ResourceId, ResourceType, VersionId};
+pub use instant::Instant;

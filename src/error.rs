@@ -1,0 +1,34 @@
+//! The shared classification of failures. Every layer's error type maps itself onto an
+//! [`ErrorKind`] with an exhaustive `kind()`; each edge (HTTP, later MLLP and DIMSE) turns the
+//! kind into its own protocol's answer in one table. Imports nothing from the crate.
+
+/// What went wrong from the caller's point of view; chosen by the layer that failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request itself is malformed or fails validation.
+    Invalid,
+    /// Well-formed but breaks a business rule.
+    Unprocessable,
+    /// The addressed thing does not exist.
+    NotFound,
+    /// The addressed thing existed and was deleted.
+    Gone,
+    /// The request conflicts with the current state (for example a concurrent write).
+    Conflict,
+    /// A precondition the caller set (`If-Match`, a conditional match count) does not hold.
+    PreconditionFailed,
+    /// The body is larger than the configured limit.
+    PayloadTooLarge,
+    /// The body's media type is not one the service reads.
+    UnsupportedMediaType,
+    /// None of the media types the caller accepts can be produced.
+    NotAcceptable,
+    /// The interaction is not supported on this resource.
+    MethodNotAllowed,
+    /// A bounded queue is full; the caller may retry later.
+    Overloaded,
+    /// A dependency (database, model, upstream) is not available right now.
+    Unavailable,
+    /// Anything else: a bug or an unexpected failure. Details go to the logs only.
+    Internal,
+}

@@ -1,0 +1,97 @@
+//! The use cases, one async function each, that handlers call: the FHIR resource store's
+//! create/update/delete/search and transaction or batch Bundles. Later stages (ingest, encoders,
+//! fusion, report) join here. Imports every layer below it; knows nothing about HTTP.
+
+mod bundle;
+mod resources;
+
+use crate::domain::{ResourceType, VersionId};
+use crate::error::ErrorKind;
+use crate::fhir::FhirError;
+use crate::report::ReportError;
+use crate::store::{Store, StoreError};
+
+pub use bundle::BundleOutcome;
+pub use resources::{SearchRequest, Written};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Fhir(#[from] FhirError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Report(#[from] ReportError),
+    #[error("an update must carry the id of the resource it updates in the body")]
+    MissingId,
+    #[error("the id in the body does not match the id in the URL")]
+    IdMismatch,
+    #[error("If-None-Exist matched {matches} {resource_type} resources; it must match at most one")]
+    AmbiguousCondition {
+        resource_type: ResourceType,
+        matches: u64,
+    },
+    #[error("If-Match names version {expected}, but the resource does not exist yet")]
+    IfMatchOnCreate { expected: VersionId },
+    #[error("invalid Bundle: {reason}")]
+    InvalidBundle { reason: String },
+    #[error("Bundle.entry[{index}]: {source}")]
+    BundleEntry {
+        index: usize,
+        #[source]
+        source: Box<PipelineError>,
+    },
+}
+
+impl PipelineError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            PipelineError::Fhir(e) => e.kind(),
+            PipelineError::Store(e) => e.kind(),
+            PipelineError::Report(e) => e.kind(),
+            PipelineError::MissingId
+            | PipelineError::IdMismatch
+            | PipelineError::InvalidBundle { .. } => ErrorKind::Invalid,
+            PipelineError::AmbiguousCondition { .. } | PipelineError::IfMatchOnCreate { .. } => {
+                ErrorKind::PreconditionFailed
+            }
+            PipelineError::BundleEntry { source, .. } => source.kind(),
+        }
+    }
+
+    /// Where in the request the problem lies, as a FHIRPath expression, when known.
+    pub fn expression(&self) -> Option<String> {
+        match self {
+            PipelineError::Fhir(e) => e.expression().map(str::to_owned),
+            PipelineError::BundleEntry { index, source } => Some(match source.expression() {
+                Some(inner) => format!("Bundle.entry[{index}].resource.{inner}"),
+                None => format!("Bundle.entry[{index}]"),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// The application's use cases over its store.
+#[derive(Clone, Debug)]
+pub struct Pipeline {
+    store: Store,
+    page_sizes: PageSizes,
+}
+
+/// Search page sizes: the default when `_count` is absent, and the most `_count` may ask for.
+#[derive(Clone, Copy, Debug)]
+pub struct PageSizes {
+    pub default: u32,
+    pub max: u32,
+}
+
+impl Pipeline {
+    pub fn new(store: Store, page_sizes: PageSizes) -> Self {
+        Self { store, page_sizes }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}

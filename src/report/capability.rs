@@ -1,0 +1,130 @@
+//! The CapabilityStatement at `GET /fhir/metadata`, generated from the same tables that drive
+//! the implementation (resource types, search parameters), so that it lists exactly what works.
+
+use serde_json::{Value, json};
+
+use crate::domain::{Instant, ResourceType};
+use crate::fhir::search_params_for;
+
+/// What the statement says about this deployment.
+#[derive(Clone, Debug)]
+pub struct CapabilityOptions<'a> {
+    pub base_url: &'a str,
+    pub software_version: &'a str,
+}
+
+/// Interactions every stored type supports (R4 `TypeRestfulInteraction`).
+const TYPE_INTERACTIONS: &[&str] = &[
+    "read",
+    "vread",
+    "update",
+    "delete",
+    "history-instance",
+    "create",
+    "search-type",
+];
+
+const COMMON_SEARCH_PARAMS: &[(&str, &str, &str, &str)] = &[
+    (
+        "_id",
+        "token",
+        "http://hl7.org/fhir/SearchParameter/Resource-id",
+        "Logical id; comma-separated values match any",
+    ),
+    (
+        "_lastUpdated",
+        "date",
+        "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated",
+        "When the resource version was stored; prefixes eq, ne, gt, lt, ge, le, sa, eb",
+    ),
+];
+
+pub fn capability_statement(options: &CapabilityOptions<'_>) -> Value {
+    let resources: Vec<Value> = ResourceType::ALL.iter().map(|t| resource_entry(*t)).collect();
+    json!({
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": Instant::now().to_rfc3339(),
+        "publisher": "prognostics",
+        "kind": "instance",
+        "software": {
+            "name": "prognostics",
+            "version": options.software_version
+        },
+        "implementation": {
+            "description": "prognostics: multimodal prognostic risk service (FHIR R4)",
+            "url": options.base_url
+        },
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "json"],
+        "rest": [{
+            "mode": "server",
+            "documentation": "Search: parameters are ANDed when repeated and ORed within comma-separated values. \
+                Unknown parameters are ignored (and left out of the self link) unless the request \
+                carries Prefer: handling=strict. Paging follows the Bundle's next and previous links; \
+                _count sets the page size and _sort accepts _id, _lastUpdated and date parameters, \
+                '-' for descending.",
+            "resource": resources,
+            "interaction": [
+                {"code": "transaction", "documentation": "All entries succeed or none are written; urn:uuid fullUrls are resolved to the assigned ids"},
+                {"code": "batch", "documentation": "Each entry succeeds or fails on its own"}
+            ]
+        }]
+    })
+}
+
+fn resource_entry(t: ResourceType) -> Value {
+    let mut params: Vec<Value> = COMMON_SEARCH_PARAMS
+        .iter()
+        .map(|(name, kind, definition, doc)| {
+            json!({"name": name, "definition": definition, "type": kind, "documentation": doc})
+        })
+        .collect();
+    for def in search_params_for(t) {
+        params.push(json!({
+            "name": def.name,
+            "definition": def.definition,
+            "type": def.kind.as_str(),
+            "documentation": format!("{} (modifiers: {})", def.expression, modifiers(def.kind)),
+        }));
+    }
+    json!({
+        "type": t.as_str(),
+        "profile": format!("http://hl7.org/fhir/StructureDefinition/{}", t.as_str()),
+        "interaction": TYPE_INTERACTIONS.iter().map(|code| json!({"code": code})).collect::<Vec<_>>(),
+        "versioning": "versioned-update",
+        "readHistory": true,
+        "updateCreate": true,
+        "conditionalCreate": true,
+        "conditionalRead": "not-supported",
+        "conditionalUpdate": false,
+        "conditionalDelete": "not-supported",
+        "searchParam": params,
+    })
+}
+
+fn modifiers(kind: crate::fhir::SearchParamKind) -> &'static str {
+    match kind {
+        crate::fhir::SearchParamKind::Token => ":not, :missing",
+        crate::fhir::SearchParamKind::Reference => ":missing, :[type]",
+        crate::fhir::SearchParamKind::Date => ":missing",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_statement_is_a_valid_r4_capability_statement() {
+        let v = capability_statement(&CapabilityOptions {
+            base_url: "http://127.0.0.1:8080/fhir",
+            software_version: "0.1.0",
+        });
+        let parsed: Result<fhir_sdk::r4b::resources::CapabilityStatement, _> =
+            serde_json::from_value(v.clone());
+        assert!(parsed.is_ok(), "{parsed:?}");
+        assert_eq!(v["fhirVersion"], "4.0.1");
+        assert_eq!(v["rest"][0]["resource"].as_array().unwrap().len(), ResourceType::ALL.len());
+    }
+}

@@ -1,0 +1,118 @@
+//! Wiring: database, migrations, the pipeline and the HTTP server. The listener is bound here,
+//! so port 0 works and the chosen port is known before the server runs.
+
+use std::net::TcpListener;
+
+use actix_web::dev::Server;
+use actix_web::middleware::{ErrorHandlers, from_fn};
+use actix_web::web::Data;
+use actix_web::{App, HttpServer, web};
+use utoipa::OpenApi;
+use utoipa_actix_web::AppExt;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::api::{self, ApiDoc, ApiState};
+use crate::config::Settings;
+use crate::pipeline::{PageSizes, Pipeline};
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("could not open the database")]
+    Store(#[from] StoreError),
+    #[error("could not listen on {addr}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A built, not yet running, service.
+pub struct Application {
+    port: u16,
+    server: Server,
+    store: Store,
+}
+
+impl Application {
+    /// Opens (and migrates) the database and binds the listener.
+    pub async fn build(settings: &Settings) -> Result<Self, StartupError> {
+        let store = open_store(settings).await?;
+        let listener = TcpListener::bind(settings.server.listen).map_err(|source| StartupError::Bind {
+            addr: settings.server.listen,
+            source,
+        })?;
+        let port = listener.local_addr().map_err(|source| StartupError::Bind {
+            addr: settings.server.listen,
+            source,
+        })?.port();
+        let state = ApiState {
+            pipeline: Pipeline::new(
+                store.clone(),
+                PageSizes {
+                    default: settings.fhir.default_page_size.max(1),
+                    max: settings.fhir.max_page_size.max(1),
+                },
+            ),
+            base_url: settings.fhir.base_url.as_ref().map(|u| u.as_str().trim_end_matches('/').to_owned()),
+            max_body_bytes: settings.server.max_body_bytes,
+        };
+        let server = run(listener, state, settings.server.workers).map_err(|source| StartupError::Bind {
+            addr: settings.server.listen,
+            source,
+        })?;
+        tracing::info!(port, backend = ?store.backend(), "service listening");
+        Ok(Self { port, server, store })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Serves until SIGINT/SIGTERM, then finishes in-flight requests and closes the database.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        self.store.close().await;
+        result
+    }
+}
+
+/// Connects to the configured database and applies pending migrations.
+pub async fn open_store(settings: &Settings) -> Result<Store, StartupError> {
+    if settings.database.url.is_none() {
+        settings.prepare_data_dir()?;
+    }
+    let store = Store::connect(settings).await?;
+    let applied = store.migrate().await?;
+    tracing::info!(backend = ?store.backend(), migrations = applied, "database ready");
+    Ok(store)
+}
+
+fn run(listener: TcpListener, state: ApiState, workers: usize) -> std::io::Result<Server> {
+    let data = Data::new(state);
+    let mut server = HttpServer::new(move || {
+        let (app, openapi) = App::new()
+            .into_utoipa_app()
+            .openapi(ApiDoc::openapi())
+            .app_data(data.clone())
+            .configure(api::configure)
+            .split_for_parts();
+        app.service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi))
+            .service(web::redirect("/docs", "/docs/"))
+            .default_service(web::to(api::not_found_or_not_allowed))
+            .wrap(ErrorHandlers::new().default_handler(api::render_plain_errors))
+            .wrap(from_fn(api::request_id_middleware))
+    })
+    .listen(listener)?;
+    if workers > 0 {
+        server = server.workers(workers);
+    }
+    Ok(server.run())
+}

@@ -1,0 +1,159 @@
+//! Persistence: the only module that speaks SQL. One `AnyPool` serves SQLite (the embedded
+//! default, in WAL mode) and PostgreSQL with the same portable SQL; columns are limited to TEXT
+//! and integers so that both drivers decode them alike. Functions take and return domain types.
+//! Imports `domain`, `fhir` (index entries and search criteria) and `error`; owns sqlx.
+
+mod resources;
+mod search;
+
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Row};
+
+pub use resources::{StoreTransaction, StoredResource, WriteMethod};
+
+use crate::config::{DatabaseBackend, Settings};
+use crate::domain::{ResourceType, VersionId};
+use crate::error::ErrorKind;
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{resource_type}/{id} not found")]
+    NotFound {
+        resource_type: ResourceType,
+        id: String,
+    },
+    #[error("{resource_type}/{id} version {version} not found")]
+    VersionNotFound {
+        resource_type: ResourceType,
+        id: String,
+        version: VersionId,
+    },
+    #[error("{resource_type}/{id} has been deleted")]
+    Gone {
+        resource_type: ResourceType,
+        id: String,
+        version: VersionId,
+    },
+    #[error("{resource_type}/{id} is not at version {expected}, the version the request named")]
+    VersionMismatch {
+        resource_type: ResourceType,
+        id: String,
+        expected: VersionId,
+        current: Option<VersionId>,
+    },
+    #[error("{resource_type}/{id} was changed by a concurrent request")]
+    ConcurrentWrite {
+        resource_type: ResourceType,
+        id: String,
+    },
+    #[error("stored resource {resource_type}/{id} could not be read back")]
+    Corrupt {
+        resource_type: ResourceType,
+        id: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("database is not reachable")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("database migration failed")]
+    Migration(#[source] sqlx::migrate::MigrateError),
+    #[error("database request failed")]
+    Database(#[source] sqlx::Error),
+}
+
+impl StoreError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            StoreError::NotFound { .. } | StoreError::VersionNotFound { .. } => ErrorKind::NotFound,
+            StoreError::Gone { .. } => ErrorKind::Gone,
+            StoreError::VersionMismatch { .. } => ErrorKind::PreconditionFailed,
+            StoreError::ConcurrentWrite { .. } => ErrorKind::Conflict,
+            StoreError::Unavailable(_) => ErrorKind::Unavailable,
+            StoreError::Corrupt { .. } | StoreError::Migration(_) | StoreError::Database(_) => {
+                ErrorKind::Internal
+            }
+        }
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                StoreError::Unavailable(e)
+            }
+            other => StoreError::Database(other),
+        }
+    }
+}
+
+/// The database, shared by every request.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    backend: DatabaseBackend,
+}
+
+impl Store {
+    /// Connects to the configured database; the SQLite file is created on first use.
+    pub async fn connect(settings: &Settings) -> Result<Store, StoreError> {
+        install_default_drivers();
+        let backend = settings
+            .database_backend()
+            .map_err(|e| StoreError::Database(sqlx::Error::Configuration(Box::new(e))))?;
+        let url = settings.database_url();
+        let pool = AnyPoolOptions::new()
+            .max_connections(settings.database.max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(settings.database.acquire_timeout_secs))
+            .connect(url.expose_secret())
+            .await
+            .map_err(StoreError::Unavailable)?;
+        if backend == DatabaseBackend::Sqlite {
+            // WAL lets readers proceed while a write commits; the mode is stored in the file.
+            sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
+        }
+        Ok(Store { pool, backend })
+    }
+
+    pub fn backend(&self) -> DatabaseBackend {
+        self.backend
+    }
+
+    fn migrator(&self) -> &'static Migrator {
+        match self.backend {
+            DatabaseBackend::Sqlite => &SQLITE_MIGRATIONS,
+            DatabaseBackend::Postgres => &POSTGRES_MIGRATIONS,
+        }
+    }
+
+    /// Applies pending migrations; applied ones are checked against their recorded checksums.
+    pub async fn migrate(&self) -> Result<usize, StoreError> {
+        let migrator = self.migrator();
+        migrator.run(&self.pool).await.map_err(StoreError::Migration)?;
+        Ok(migrator.iter().count())
+    }
+
+    /// Ready means: the database answers and every migration this build knows is applied.
+    pub async fn check_ready(&self) -> Result<bool, StoreError> {
+        let expected = self.migrator().iter().count() as i64;
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM _sqlx_migrations WHERE success = TRUE")
+            .fetch_one(&self.pool)
+            .await;
+        match row {
+            Ok(row) => Ok(row.try_get::<i64, _>("n")? >= expected),
+            Err(sqlx::Error::Database(_)) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}

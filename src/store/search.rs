@@ -1,0 +1,278 @@
+//! FHIR search criteria turned into portable SQL over `resources` and `search_index`. Values
+//! are always bound as parameters (`$1`, `$2`, … which both SQLite and PostgreSQL accept);
+//! only fixed fragments and parameter names from the server's own table are spliced in.
+
+use sqlx::AnyConnection;
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
+use sqlx::{Any, Row};
+
+use super::StoreError;
+use super::resources::{StoredResource, current_from_row};
+use crate::domain::ResourceType;
+use crate::fhir::{DateComparator, DateCriterion, Filter, SearchQuery, SortKey, SortOrder};
+
+enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+/// SQL text under construction with its bound values.
+struct SqlBuilder {
+    sql: String,
+    binds: Vec<Bind>,
+}
+
+impl SqlBuilder {
+    fn new() -> Self {
+        Self {
+            sql: String::new(),
+            binds: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, fragment: &str) -> &mut Self {
+        self.sql.push_str(fragment);
+        self
+    }
+
+    fn text(&mut self, value: impl Into<String>) -> &mut Self {
+        self.binds.push(Bind::Text(value.into()));
+        let n = self.binds.len();
+        self.sql.push_str(&format!("${n}"));
+        self
+    }
+
+    fn int(&mut self, value: i64) -> &mut Self {
+        self.binds.push(Bind::Int(value));
+        let n = self.binds.len();
+        self.sql.push_str(&format!("${n}"));
+        self
+    }
+
+    fn query(&self) -> Query<'_, Any, AnyArguments> {
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(self.sql.clone()));
+        for b in &self.binds {
+            q = match b {
+                Bind::Text(s) => q.bind(s.clone()),
+                Bind::Int(i) => q.bind(*i),
+            };
+        }
+        q
+    }
+}
+
+pub(super) async fn search_on(
+    conn: &mut AnyConnection,
+    t: ResourceType,
+    query: &SearchQuery,
+) -> Result<(Vec<StoredResource>, u64), StoreError> {
+    let mut filter = SqlBuilder::new();
+    filter.push(" FROM resources r WHERE r.resource_type = ").text(t.as_str());
+    filter.push(" AND r.deleted = 0");
+    for f in &query.filters {
+        filter.push(" AND ");
+        push_filter(&mut filter, f);
+    }
+
+    let mut count = SqlBuilder {
+        sql: format!("SELECT COUNT(*) AS n{}", filter.sql),
+        binds: Vec::new(),
+    };
+    count.binds = clone_binds(&filter.binds);
+    let total: i64 = count.query().fetch_one(&mut *conn).await?.try_get("n")?;
+
+    if query.count == 0 {
+        return Ok((Vec::new(), total as u64));
+    }
+    let mut page = SqlBuilder {
+        sql: format!(
+            "SELECT r.resource_type, r.id, r.version_id, r.last_updated_ms, r.deleted, r.content{}",
+            filter.sql
+        ),
+        binds: clone_binds(&filter.binds),
+    };
+    push_order(&mut page, query);
+    page.push(" LIMIT ").int(i64::from(query.count));
+    page.push(" OFFSET ").int(i64::from(query.offset));
+    let rows = page.query().fetch_all(&mut *conn).await?;
+    let found = rows
+        .iter()
+        .map(|row| current_from_row(t, row))
+        .collect::<Result<_, _>>()?;
+    Ok((found, total as u64))
+}
+
+fn clone_binds(binds: &[Bind]) -> Vec<Bind> {
+    binds
+        .iter()
+        .map(|b| match b {
+            Bind::Text(s) => Bind::Text(s.clone()),
+            Bind::Int(i) => Bind::Int(*i),
+        })
+        .collect()
+}
+
+fn index_exists(sql: &mut SqlBuilder, param: &str, negate: bool) {
+    sql.push(if negate { "NOT EXISTS" } else { "EXISTS" });
+    sql.push(" (SELECT 1 FROM search_index i WHERE i.resource_type = r.resource_type AND i.id = r.id AND i.param = ")
+        .text(param);
+}
+
+fn push_filter(sql: &mut SqlBuilder, filter: &Filter) {
+    match filter {
+        Filter::Id(ids) => {
+            sql.push("r.id IN (");
+            for (i, id) in ids.iter().enumerate() {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                sql.text(id.as_ref());
+            }
+            sql.push(")");
+        }
+        Filter::LastUpdated(criteria) => {
+            push_any(sql, criteria, |sql, c| {
+                push_date(sql, c, "r.last_updated_ms", "(r.last_updated_ms + 1)")
+            });
+        }
+        Filter::Token {
+            param,
+            values,
+            negate,
+        } => {
+            index_exists(sql, param, *negate);
+            sql.push(" AND ");
+            push_any(sql, values, |sql, v| {
+                match (&v.system, &v.code) {
+                    (None, Some(code)) => {
+                        sql.push("i.value = ").text(code.clone());
+                    }
+                    (Some(system), Some(code)) if system.is_empty() => {
+                        sql.push("(i.system IS NULL AND i.value = ").text(code.clone()).push(")");
+                    }
+                    (Some(system), Some(code)) => {
+                        sql.push("(i.system = ").text(system.clone());
+                        sql.push(" AND i.value = ").text(code.clone()).push(")");
+                    }
+                    (Some(system), None) => {
+                        sql.push("i.system = ").text(system.clone());
+                    }
+                    (None, None) => {
+                        sql.push("1 = 1");
+                    }
+                };
+            });
+            sql.push(")");
+        }
+        Filter::Reference { param, targets } => {
+            index_exists(sql, param, false);
+            sql.push(" AND ");
+            push_any(sql, targets, |sql, (target_type, id)| {
+                sql.push("(i.value = ").text(id.as_ref());
+                if let Some(target_type) = target_type {
+                    sql.push(" AND i.system = ").text(target_type.clone());
+                }
+                sql.push(")");
+            });
+            sql.push(")");
+        }
+        Filter::Date { param, values } => {
+            index_exists(sql, param, false);
+            sql.push(" AND ");
+            push_any(sql, values, |sql, c| push_date(sql, c, "i.start_ms", "i.end_ms"));
+            sql.push(")");
+        }
+        Filter::Missing { param, missing } => {
+            index_exists(sql, param, *missing);
+            sql.push(")");
+        }
+    }
+}
+
+/// `(a OR b OR …)` over `items`.
+fn push_any<T>(sql: &mut SqlBuilder, items: &[T], mut each: impl FnMut(&mut SqlBuilder, &T)) {
+    sql.push("(");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            sql.push(" OR ");
+        }
+        each(sql, item);
+    }
+    if items.is_empty() {
+        sql.push("1 = 0");
+    }
+    sql.push(")");
+}
+
+/// Compares the stored range `[start, end)` with the criterion's range (R4 §3.1.1.4.7).
+fn push_date(sql: &mut SqlBuilder, c: &DateCriterion, start: &str, end: &str) {
+    let (lo, hi) = (c.range.start_ms, c.range.end_ms);
+    let within = |sql: &mut SqlBuilder| {
+        sql.push("(").push(start).push(" >= ").int(lo);
+        sql.push(" AND ").push(end).push(" <= ").int(hi).push(")");
+    };
+    match c.comparator {
+        DateComparator::Eq => within(sql),
+        DateComparator::Ne => {
+            sql.push("NOT ");
+            within(sql);
+        }
+        DateComparator::Gt => {
+            sql.push(end).push(" > ").int(hi);
+        }
+        DateComparator::Lt => {
+            sql.push(start).push(" < ").int(lo);
+        }
+        DateComparator::Ge => {
+            sql.push("(").push(end).push(" > ").int(hi).push(" OR ");
+            within(sql);
+            sql.push(")");
+        }
+        DateComparator::Le => {
+            sql.push("(").push(start).push(" < ").int(lo).push(" OR ");
+            within(sql);
+            sql.push(")");
+        }
+        DateComparator::Sa => {
+            sql.push(start).push(" >= ").int(hi);
+        }
+        DateComparator::Eb => {
+            sql.push(end).push(" <= ").int(lo);
+        }
+    }
+}
+
+fn push_order(sql: &mut SqlBuilder, query: &SearchQuery) {
+    sql.push(" ORDER BY ");
+    for (key, order) in &query.sort {
+        let dir = match order {
+            SortOrder::Ascending => "ASC",
+            SortOrder::Descending => "DESC",
+        };
+        match key {
+            SortKey::Id => {
+                sql.push("r.id ").push(dir);
+            }
+            SortKey::LastUpdated => {
+                sql.push("r.last_updated_ms ").push(dir);
+            }
+            SortKey::Date(param) => {
+                // Resources without the date sort last either way, on both databases.
+                let earliest = |sql: &mut SqlBuilder| {
+                    sql.push("(SELECT MIN(i.start_ms) FROM search_index i WHERE i.resource_type = r.resource_type AND i.id = r.id AND i.param = ")
+                        .text(*param)
+                        .push(")");
+                };
+                sql.push("CASE WHEN ");
+                earliest(sql);
+                sql.push(" IS NULL THEN 1 ELSE 0 END, ");
+                earliest(sql);
+                sql.push(" ").push(dir);
+            }
+        }
+        sql.push(", ");
+    }
+    // A total order, so that pages neither repeat nor skip rows.
+    sql.push("r.last_updated_ms ASC, r.id ASC");
+}
