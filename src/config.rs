@@ -170,7 +170,9 @@ impl Settings {
         }
         // `PROGNOSTICS_CONFIG` names the file itself and is read by the CLI, not here.
         figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__").ignore(&["config"]));
-        figment.extract().map_err(|e| ConfigError::Invalid(Box::new(e)))
+        figment
+            .extract()
+            .map_err(|e| ConfigError::Invalid(Box::new(e)))
     }
 
     /// The database URL to connect to, with the SQLite default filled in.
@@ -219,7 +221,11 @@ mod tests {
         assert_eq!(s.server.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(s.server.max_body_bytes, 8 * 1024 * 1024);
         assert_eq!(s.database_backend().unwrap(), DatabaseBackend::Sqlite);
-        assert!(s.database_url().expose_secret().ends_with("prognostics.db?mode=rwc"));
+        assert!(
+            s.database_url()
+                .expose_secret()
+                .ends_with("prognostics.db?mode=rwc")
+        );
     }
 
     #[test]

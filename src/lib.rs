@@ -9,10 +9,10 @@ pub mod config;
 pub mod error;
 pub mod telemetry;
 
+pub mod api;
 pub mod domain;
 pub mod fhir;
-pub mod store;
-pub mod report;
 pub mod pipeline;
-pub mod api;
+pub mod report;
 pub mod startup;
+pub mod store;

@@ -17,7 +17,9 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!("migrations applied");
         }
         Some(Command::Serve(_)) | None => {
-            let app = Application::build(&settings).await.context("could not start the service")?;
+            let app = Application::build(&settings)
+                .await
+                .context("could not start the service")?;
             app.run_until_stopped().await?;
         }
     }

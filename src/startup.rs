@@ -41,14 +41,18 @@ impl Application {
     /// Opens (and migrates) the database and binds the listener.
     pub async fn build(settings: &Settings) -> Result<Self, StartupError> {
         let store = open_store(settings).await?;
-        let listener = TcpListener::bind(settings.server.listen).map_err(|source| StartupError::Bind {
-            addr: settings.server.listen,
-            source,
-        })?;
-        let port = listener.local_addr().map_err(|source| StartupError::Bind {
-            addr: settings.server.listen,
-            source,
-        })?.port();
+        let listener =
+            TcpListener::bind(settings.server.listen).map_err(|source| StartupError::Bind {
+                addr: settings.server.listen,
+                source,
+            })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartupError::Bind {
+                addr: settings.server.listen,
+                source,
+            })?
+            .port();
         let state = ApiState {
             pipeline: Pipeline::new(
                 store.clone(),
@@ -57,15 +61,24 @@ impl Application {
                     max: settings.fhir.max_page_size.max(1),
                 },
             ),
-            base_url: settings.fhir.base_url.as_ref().map(|u| u.as_str().trim_end_matches('/').to_owned()),
+            base_url: settings
+                .fhir
+                .base_url
+                .as_ref()
+                .map(|u| u.as_str().trim_end_matches('/').to_owned()),
             max_body_bytes: settings.server.max_body_bytes,
         };
-        let server = run(listener, state, settings.server.workers).map_err(|source| StartupError::Bind {
-            addr: settings.server.listen,
-            source,
-        })?;
+        let server =
+            run(listener, state, settings.server.workers).map_err(|source| StartupError::Bind {
+                addr: settings.server.listen,
+                source,
+            })?;
         tracing::info!(port, backend = ?store.backend(), "service listening");
-        Ok(Self { port, server, store })
+        Ok(Self {
+            port,
+            server,
+            store,
+        })
     }
 
     pub fn port(&self) -> u16 {

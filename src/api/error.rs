@@ -39,7 +39,10 @@ impl ApiError {
     pub fn method_not_allowed(allow: &'static str) -> Self {
         Self {
             allow: Some(allow),
-            ..Self::new(ErrorKind::MethodNotAllowed, format!("this URL supports {allow} only"))
+            ..Self::new(
+                ErrorKind::MethodNotAllowed,
+                format!("this URL supports {allow} only"),
+            )
         }
     }
 
@@ -47,7 +50,12 @@ impl ApiError {
         self.kind
     }
 
-    fn from_source(kind: ErrorKind, message: String, expression: Option<String>, source: &dyn std::error::Error) -> Self {
+    fn from_source(
+        kind: ErrorKind,
+        message: String,
+        expression: Option<String>,
+        source: &dyn std::error::Error,
+    ) -> Self {
         if kind == ErrorKind::Internal {
             tracing::error!(error = %chain(source), "request failed");
         }
@@ -152,7 +160,11 @@ mod tests {
             (ErrorKind::Unavailable, 503),
         ];
         for (kind, status) in cases {
-            assert_eq!(ApiError::new(kind, "x").status_code().as_u16(), status, "{kind:?}");
+            assert_eq!(
+                ApiError::new(kind, "x").status_code().as_u16(),
+                status,
+                "{kind:?}"
+            );
         }
     }
 
@@ -160,7 +172,9 @@ mod tests {
     fn internal_errors_do_not_reveal_their_message() {
         let response = ApiError::new(ErrorKind::Internal, "secret detail").error_response();
         let body = actix_web::body::to_bytes(response.into_body());
-        let body = futures_util::FutureExt::now_or_never(body).unwrap().unwrap();
+        let body = futures_util::FutureExt::now_or_never(body)
+            .unwrap()
+            .unwrap();
         let text = String::from_utf8_lossy(&body);
         assert!(!text.contains("secret detail"), "{text}");
         assert!(text.contains("request id"), "{text}");

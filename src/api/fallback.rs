@@ -13,7 +13,12 @@ use crate::error::ErrorKind;
 
 /// The default service: 405 for a known path with another method, else 404.
 pub async fn not_found_or_not_allowed(req: HttpRequest) -> HttpResponse {
-    let segments: Vec<&str> = req.path().trim_end_matches('/').split('/').skip(1).collect();
+    let segments: Vec<&str> = req
+        .path()
+        .trim_end_matches('/')
+        .split('/')
+        .skip(1)
+        .collect();
     let allow = match segments.as_slice() {
         ["fhir"] => Some("POST"),
         ["fhir", "metadata"] => Some("GET"),
@@ -25,7 +30,11 @@ pub async fn not_found_or_not_allowed(req: HttpRequest) -> HttpResponse {
     };
     match allow {
         Some(allow) => ApiError::method_not_allowed(allow).error_response(),
-        None => ApiError::new(ErrorKind::NotFound, "no such endpoint; the FHIR API is under /fhir").error_response(),
+        None => ApiError::new(
+            ErrorKind::NotFound,
+            "no such endpoint; the FHIR API is under /fhir",
+        )
+        .error_response(),
     }
 }
 

@@ -49,19 +49,21 @@ pub struct ApiDoc;
 /// Registers every documented route. Used by the server and by [`openapi`], so the document
 /// always describes exactly the routes served.
 pub fn configure(cfg: &mut ServiceConfig) {
-    cfg.service(health::healthz).service(health::readyz).service(
-        utoipa_actix_web::scope("/fhir")
-            .wrap(from_fn(fhir::content_negotiation_middleware))
-            .service(fhir::capabilities)
-            .service(fhir::post_bundle)
-            .service(fhir::search_type)
-            .service(fhir::create)
-            .service(fhir::read)
-            .service(fhir::update)
-            .service(fhir::delete_resource)
-            .service(fhir::history)
-            .service(fhir::vread),
-    );
+    cfg.service(health::healthz)
+        .service(health::readyz)
+        .service(
+            utoipa_actix_web::scope("/fhir")
+                .wrap(from_fn(fhir::content_negotiation_middleware))
+                .service(fhir::capabilities)
+                .service(fhir::post_bundle)
+                .service(fhir::search_type)
+                .service(fhir::create)
+                .service(fhir::read)
+                .service(fhir::update)
+                .service(fhir::delete_resource)
+                .service(fhir::history)
+                .service(fhir::vread),
+        );
 }
 
 /// The OpenAPI document of the routes [`configure`] registers.

@@ -20,7 +20,8 @@ impl ResourceId {
     pub fn parse(s: &str) -> Result<Self, IdError> {
         let valid = !s.is_empty()
             && s.len() <= 64
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
         if valid {
             Ok(Self(s.to_owned()))
         } else {

@@ -22,7 +22,8 @@ impl Instant {
 
     /// RFC 3339 with milliseconds and `Z`, e.g. `2026-11-22T10:54:00.123Z` (a FHIR `instant`).
     pub fn to_rfc3339(self) -> String {
-        self.as_datetime().to_rfc3339_opts(SecondsFormat::Millis, true)
+        self.as_datetime()
+            .to_rfc3339_opts(SecondsFormat::Millis, true)
     }
 
     /// The HTTP-date form used in `Last-Modified`.

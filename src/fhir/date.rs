@@ -146,7 +146,15 @@ mod tests {
 
     #[test]
     fn nonsense_is_not_a_date() {
-        for bad in ["", "20", "2024-13", "2024-02-30", "yesterday", "2024-05-01T25:00:00Z", "ééé"] {
+        for bad in [
+            "",
+            "20",
+            "2024-13",
+            "2024-02-30",
+            "yesterday",
+            "2024-05-01T25:00:00Z",
+            "ééé",
+        ] {
             assert!(parse_date_range(bad).is_none(), "{bad}");
         }
     }

@@ -47,7 +47,10 @@ pub enum FhirError {
     #[error("{path}: unknown element, or an empty value (FHIR JSON allows neither)")]
     UnknownElement { path: String },
     #[error("search parameter {name} is not supported for {resource}")]
-    UnknownSearchParameter { resource: ResourceType, name: String },
+    UnknownSearchParameter {
+        resource: ResourceType,
+        name: String,
+    },
     #[error("search parameter {name}: {reason}")]
     InvalidSearchValue { name: String, reason: &'static str },
     #[error("modifier :{modifier} is not supported on search parameter {name}")]

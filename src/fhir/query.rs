@@ -372,15 +372,24 @@ mod tests {
     use super::*;
 
     fn parse(t: ResourceType, q: &[(&str, &str)], strict: bool) -> Result<SearchQuery, FhirError> {
-        let params: Vec<(String, String)> =
-            q.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        let params: Vec<(String, String)> = q
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
         parse_search(t, &params, strict, 20, 100)
     }
 
     #[test]
     fn tokens_take_system_and_code_forms() {
-        let q = parse(ResourceType::Observation, &[("code", "http://loinc.org|718-7,8480-6")], false).unwrap();
-        let Filter::Token { values, .. } = &q.filters[0] else { panic!() };
+        let q = parse(
+            ResourceType::Observation,
+            &[("code", "http://loinc.org|718-7,8480-6")],
+            false,
+        )
+        .unwrap();
+        let Filter::Token { values, .. } = &q.filters[0] else {
+            panic!()
+        };
         assert_eq!(values[0].system.as_deref(), Some("http://loinc.org"));
         assert_eq!(values[0].code.as_deref(), Some("718-7"));
         assert_eq!(values[1].system, None);
@@ -388,14 +397,36 @@ mod tests {
 
     #[test]
     fn references_accept_ids_and_typed_ids() {
-        let q = parse(ResourceType::Observation, &[("patient", "p1"), ("subject", "Patient/p2")], false).unwrap();
-        assert_eq!(q.filters[0], Filter::Reference { param: "patient", targets: vec![(Some("Patient".into()), ResourceId::parse("p1").unwrap())] });
-        assert_eq!(q.filters[1], Filter::Reference { param: "subject", targets: vec![(Some("Patient".into()), ResourceId::parse("p2").unwrap())] });
+        let q = parse(
+            ResourceType::Observation,
+            &[("patient", "p1"), ("subject", "Patient/p2")],
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            q.filters[0],
+            Filter::Reference {
+                param: "patient",
+                targets: vec![(Some("Patient".into()), ResourceId::parse("p1").unwrap())]
+            }
+        );
+        assert_eq!(
+            q.filters[1],
+            Filter::Reference {
+                param: "subject",
+                targets: vec![(Some("Patient".into()), ResourceId::parse("p2").unwrap())]
+            }
+        );
     }
 
     #[test]
     fn unknown_parameters_are_ignored_unless_strict() {
-        let q = parse(ResourceType::Patient, &[("name", "x"), ("_count", "5")], false).unwrap();
+        let q = parse(
+            ResourceType::Patient,
+            &[("name", "x"), ("_count", "5")],
+            false,
+        )
+        .unwrap();
         assert_eq!(q.ignored, ["name"]);
         assert_eq!(q.count, 5);
         assert!(matches!(
@@ -406,16 +437,35 @@ mod tests {
 
     #[test]
     fn count_is_capped_and_must_be_a_number() {
-        assert_eq!(parse(ResourceType::Patient, &[("_count", "100000")], false).unwrap().count, 100);
+        assert_eq!(
+            parse(ResourceType::Patient, &[("_count", "100000")], false)
+                .unwrap()
+                .count,
+            100
+        );
         assert!(parse(ResourceType::Patient, &[("_count", "-1")], false).is_err());
     }
 
     #[test]
     fn dates_take_prefixes() {
-        let q = parse(ResourceType::Observation, &[("date", "ge2024-01-01"), ("date", "lt2025")], false).unwrap();
-        let Filter::Date { values, .. } = &q.filters[1] else { panic!() };
+        let q = parse(
+            ResourceType::Observation,
+            &[("date", "ge2024-01-01"), ("date", "lt2025")],
+            false,
+        )
+        .unwrap();
+        let Filter::Date { values, .. } = &q.filters[1] else {
+            panic!()
+        };
         assert_eq!(values[0].comparator, DateComparator::Lt);
-        assert!(parse(ResourceType::Observation, &[("date", "ge-yesterday")], false).is_err());
+        assert!(
+            parse(
+                ResourceType::Observation,
+                &[("date", "ge-yesterday")],
+                false
+            )
+            .is_err()
+        );
     }
 
     #[test]
@@ -428,8 +478,15 @@ mod tests {
 
     #[test]
     fn escaped_commas_stay_inside_one_value() {
-        let q = parse(ResourceType::Patient, &[("identifier", "urn:x|a\\,b")], false).unwrap();
-        let Filter::Token { values, .. } = &q.filters[0] else { panic!() };
+        let q = parse(
+            ResourceType::Patient,
+            &[("identifier", "urn:x|a\\,b")],
+            false,
+        )
+        .unwrap();
+        let Filter::Token { values, .. } = &q.filters[0] else {
+            panic!()
+        };
         assert_eq!(values.len(), 1);
         assert_eq!(values[0].code.as_deref(), Some("a,b"));
     }
@@ -437,6 +494,12 @@ mod tests {
     #[test]
     fn sort_accepts_id_last_updated_and_dates() {
         let q = parse(ResourceType::Observation, &[("_sort", "-date,_id")], false).unwrap();
-        assert_eq!(q.sort, vec![(SortKey::Date("date"), SortOrder::Descending), (SortKey::Id, SortOrder::Ascending)]);
+        assert_eq!(
+            q.sort,
+            vec![
+                (SortKey::Date("date"), SortOrder::Descending),
+                (SortKey::Id, SortOrder::Ascending)
+            ]
+        );
     }
 }

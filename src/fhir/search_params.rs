@@ -67,69 +67,368 @@ macro_rules! param {
 const PATIENT: Option<ResourceType> = Some(ResourceType::Patient);
 
 const AUDIT_EVENT: &[SearchParamDef] = &[
-    param!("date", Date, ["recorded"], None, "AuditEvent.recorded", "http://hl7.org/fhir/SearchParameter/AuditEvent-date"),
-    param!("patient", Reference, ["agent.who", "entity.what"], PATIENT, "AuditEvent.agent.who.where(resolve() is Patient) | AuditEvent.entity.what.where(resolve() is Patient)", "http://hl7.org/fhir/SearchParameter/AuditEvent-patient"),
+    param!(
+        "date",
+        Date,
+        ["recorded"],
+        None,
+        "AuditEvent.recorded",
+        "http://hl7.org/fhir/SearchParameter/AuditEvent-date"
+    ),
+    param!(
+        "patient",
+        Reference,
+        ["agent.who", "entity.what"],
+        PATIENT,
+        "AuditEvent.agent.who.where(resolve() is Patient) | AuditEvent.entity.what.where(resolve() is Patient)",
+        "http://hl7.org/fhir/SearchParameter/AuditEvent-patient"
+    ),
 ];
 const CONDITION: &[SearchParamDef] = &[
-    param!("code", Token, ["code"], None, "Condition.code", "http://hl7.org/fhir/SearchParameter/clinical-code"),
-    param!("identifier", Token, ["identifier"], None, "Condition.identifier", "http://hl7.org/fhir/SearchParameter/clinical-identifier"),
-    param!("patient", Reference, ["subject"], PATIENT, "Condition.subject.where(resolve() is Patient)", "http://hl7.org/fhir/SearchParameter/clinical-patient"),
-    param!("subject", Reference, ["subject"], None, "Condition.subject", "http://hl7.org/fhir/SearchParameter/Condition-subject"),
+    param!(
+        "code",
+        Token,
+        ["code"],
+        None,
+        "Condition.code",
+        "http://hl7.org/fhir/SearchParameter/clinical-code"
+    ),
+    param!(
+        "identifier",
+        Token,
+        ["identifier"],
+        None,
+        "Condition.identifier",
+        "http://hl7.org/fhir/SearchParameter/clinical-identifier"
+    ),
+    param!(
+        "patient",
+        Reference,
+        ["subject"],
+        PATIENT,
+        "Condition.subject.where(resolve() is Patient)",
+        "http://hl7.org/fhir/SearchParameter/clinical-patient"
+    ),
+    param!(
+        "subject",
+        Reference,
+        ["subject"],
+        None,
+        "Condition.subject",
+        "http://hl7.org/fhir/SearchParameter/Condition-subject"
+    ),
 ];
 const DEVICE: &[SearchParamDef] = &[
-    param!("identifier", Token, ["identifier"], None, "Device.identifier", "http://hl7.org/fhir/SearchParameter/Device-identifier"),
-    param!("patient", Reference, ["patient"], PATIENT, "Device.patient", "http://hl7.org/fhir/SearchParameter/Device-patient"),
-    param!("status", Token, ["status"], None, "Device.status", "http://hl7.org/fhir/SearchParameter/Device-status"),
+    param!(
+        "identifier",
+        Token,
+        ["identifier"],
+        None,
+        "Device.identifier",
+        "http://hl7.org/fhir/SearchParameter/Device-identifier"
+    ),
+    param!(
+        "patient",
+        Reference,
+        ["patient"],
+        PATIENT,
+        "Device.patient",
+        "http://hl7.org/fhir/SearchParameter/Device-patient"
+    ),
+    param!(
+        "status",
+        Token,
+        ["status"],
+        None,
+        "Device.status",
+        "http://hl7.org/fhir/SearchParameter/Device-status"
+    ),
 ];
 const DIAGNOSTIC_REPORT: &[SearchParamDef] = &[
-    param!("code", Token, ["code"], None, "DiagnosticReport.code", "http://hl7.org/fhir/SearchParameter/clinical-code"),
-    param!("date", Date, ["effectiveDateTime", "effectivePeriod"], None, "DiagnosticReport.effective", "http://hl7.org/fhir/SearchParameter/clinical-date"),
-    param!("identifier", Token, ["identifier"], None, "DiagnosticReport.identifier", "http://hl7.org/fhir/SearchParameter/clinical-identifier"),
-    param!("patient", Reference, ["subject"], PATIENT, "DiagnosticReport.subject.where(resolve() is Patient)", "http://hl7.org/fhir/SearchParameter/clinical-patient"),
-    param!("status", Token, ["status"], None, "DiagnosticReport.status", "http://hl7.org/fhir/SearchParameter/DiagnosticReport-status"),
-    param!("subject", Reference, ["subject"], None, "DiagnosticReport.subject", "http://hl7.org/fhir/SearchParameter/DiagnosticReport-subject"),
+    param!(
+        "code",
+        Token,
+        ["code"],
+        None,
+        "DiagnosticReport.code",
+        "http://hl7.org/fhir/SearchParameter/clinical-code"
+    ),
+    param!(
+        "date",
+        Date,
+        ["effectiveDateTime", "effectivePeriod"],
+        None,
+        "DiagnosticReport.effective",
+        "http://hl7.org/fhir/SearchParameter/clinical-date"
+    ),
+    param!(
+        "identifier",
+        Token,
+        ["identifier"],
+        None,
+        "DiagnosticReport.identifier",
+        "http://hl7.org/fhir/SearchParameter/clinical-identifier"
+    ),
+    param!(
+        "patient",
+        Reference,
+        ["subject"],
+        PATIENT,
+        "DiagnosticReport.subject.where(resolve() is Patient)",
+        "http://hl7.org/fhir/SearchParameter/clinical-patient"
+    ),
+    param!(
+        "status",
+        Token,
+        ["status"],
+        None,
+        "DiagnosticReport.status",
+        "http://hl7.org/fhir/SearchParameter/DiagnosticReport-status"
+    ),
+    param!(
+        "subject",
+        Reference,
+        ["subject"],
+        None,
+        "DiagnosticReport.subject",
+        "http://hl7.org/fhir/SearchParameter/DiagnosticReport-subject"
+    ),
 ];
 const DOCUMENT_REFERENCE: &[SearchParamDef] = &[
-    param!("date", Date, ["date"], None, "DocumentReference.date", "http://hl7.org/fhir/SearchParameter/DocumentReference-date"),
-    param!("identifier", Token, ["masterIdentifier", "identifier"], None, "DocumentReference.masterIdentifier | DocumentReference.identifier", "http://hl7.org/fhir/SearchParameter/clinical-identifier"),
-    param!("patient", Reference, ["subject"], PATIENT, "DocumentReference.subject.where(resolve() is Patient)", "http://hl7.org/fhir/SearchParameter/clinical-patient"),
-    param!("status", Token, ["status"], None, "DocumentReference.status", "http://hl7.org/fhir/SearchParameter/DocumentReference-status"),
-    param!("subject", Reference, ["subject"], None, "DocumentReference.subject", "http://hl7.org/fhir/SearchParameter/DocumentReference-subject"),
+    param!(
+        "date",
+        Date,
+        ["date"],
+        None,
+        "DocumentReference.date",
+        "http://hl7.org/fhir/SearchParameter/DocumentReference-date"
+    ),
+    param!(
+        "identifier",
+        Token,
+        ["masterIdentifier", "identifier"],
+        None,
+        "DocumentReference.masterIdentifier | DocumentReference.identifier",
+        "http://hl7.org/fhir/SearchParameter/clinical-identifier"
+    ),
+    param!(
+        "patient",
+        Reference,
+        ["subject"],
+        PATIENT,
+        "DocumentReference.subject.where(resolve() is Patient)",
+        "http://hl7.org/fhir/SearchParameter/clinical-patient"
+    ),
+    param!(
+        "status",
+        Token,
+        ["status"],
+        None,
+        "DocumentReference.status",
+        "http://hl7.org/fhir/SearchParameter/DocumentReference-status"
+    ),
+    param!(
+        "subject",
+        Reference,
+        ["subject"],
+        None,
+        "DocumentReference.subject",
+        "http://hl7.org/fhir/SearchParameter/DocumentReference-subject"
+    ),
 ];
 const IMAGING_STUDY: &[SearchParamDef] = &[
-    param!("identifier", Token, ["identifier"], None, "ImagingStudy.identifier", "http://hl7.org/fhir/SearchParameter/clinical-identifier"),
-    param!("patient", Reference, ["subject"], PATIENT, "ImagingStudy.subject.where(resolve() is Patient)", "http://hl7.org/fhir/SearchParameter/clinical-patient"),
-    param!("status", Token, ["status"], None, "ImagingStudy.status", "http://hl7.org/fhir/SearchParameter/ImagingStudy-status"),
-    param!("subject", Reference, ["subject"], None, "ImagingStudy.subject", "http://hl7.org/fhir/SearchParameter/ImagingStudy-subject"),
+    param!(
+        "identifier",
+        Token,
+        ["identifier"],
+        None,
+        "ImagingStudy.identifier",
+        "http://hl7.org/fhir/SearchParameter/clinical-identifier"
+    ),
+    param!(
+        "patient",
+        Reference,
+        ["subject"],
+        PATIENT,
+        "ImagingStudy.subject.where(resolve() is Patient)",
+        "http://hl7.org/fhir/SearchParameter/clinical-patient"
+    ),
+    param!(
+        "status",
+        Token,
+        ["status"],
+        None,
+        "ImagingStudy.status",
+        "http://hl7.org/fhir/SearchParameter/ImagingStudy-status"
+    ),
+    param!(
+        "subject",
+        Reference,
+        ["subject"],
+        None,
+        "ImagingStudy.subject",
+        "http://hl7.org/fhir/SearchParameter/ImagingStudy-subject"
+    ),
 ];
 const OBSERVATION: &[SearchParamDef] = &[
-    param!("code", Token, ["code"], None, "Observation.code", "http://hl7.org/fhir/SearchParameter/clinical-code"),
-    param!("date", Date, ["effectiveDateTime", "effectivePeriod", "effectiveInstant"], None, "Observation.effective", "http://hl7.org/fhir/SearchParameter/clinical-date"),
-    param!("identifier", Token, ["identifier"], None, "Observation.identifier", "http://hl7.org/fhir/SearchParameter/clinical-identifier"),
-    param!("patient", Reference, ["subject"], PATIENT, "Observation.subject.where(resolve() is Patient)", "http://hl7.org/fhir/SearchParameter/clinical-patient"),
-    param!("status", Token, ["status"], None, "Observation.status", "http://hl7.org/fhir/SearchParameter/Observation-status"),
-    param!("subject", Reference, ["subject"], None, "Observation.subject", "http://hl7.org/fhir/SearchParameter/Observation-subject"),
+    param!(
+        "code",
+        Token,
+        ["code"],
+        None,
+        "Observation.code",
+        "http://hl7.org/fhir/SearchParameter/clinical-code"
+    ),
+    param!(
+        "date",
+        Date,
+        ["effectiveDateTime", "effectivePeriod", "effectiveInstant"],
+        None,
+        "Observation.effective",
+        "http://hl7.org/fhir/SearchParameter/clinical-date"
+    ),
+    param!(
+        "identifier",
+        Token,
+        ["identifier"],
+        None,
+        "Observation.identifier",
+        "http://hl7.org/fhir/SearchParameter/clinical-identifier"
+    ),
+    param!(
+        "patient",
+        Reference,
+        ["subject"],
+        PATIENT,
+        "Observation.subject.where(resolve() is Patient)",
+        "http://hl7.org/fhir/SearchParameter/clinical-patient"
+    ),
+    param!(
+        "status",
+        Token,
+        ["status"],
+        None,
+        "Observation.status",
+        "http://hl7.org/fhir/SearchParameter/Observation-status"
+    ),
+    param!(
+        "subject",
+        Reference,
+        ["subject"],
+        None,
+        "Observation.subject",
+        "http://hl7.org/fhir/SearchParameter/Observation-subject"
+    ),
 ];
-const PATIENT_PARAMS: &[SearchParamDef] = &[
-    param!("identifier", Token, ["identifier"], None, "Patient.identifier", "http://hl7.org/fhir/SearchParameter/Patient-identifier"),
-];
+const PATIENT_PARAMS: &[SearchParamDef] = &[param!(
+    "identifier",
+    Token,
+    ["identifier"],
+    None,
+    "Patient.identifier",
+    "http://hl7.org/fhir/SearchParameter/Patient-identifier"
+)];
 const PROVENANCE: &[SearchParamDef] = &[
-    param!("patient", Reference, ["target"], PATIENT, "Provenance.target.where(resolve() is Patient)", "http://hl7.org/fhir/SearchParameter/Provenance-patient"),
-    param!("target", Reference, ["target"], None, "Provenance.target", "http://hl7.org/fhir/SearchParameter/Provenance-target"),
+    param!(
+        "patient",
+        Reference,
+        ["target"],
+        PATIENT,
+        "Provenance.target.where(resolve() is Patient)",
+        "http://hl7.org/fhir/SearchParameter/Provenance-patient"
+    ),
+    param!(
+        "target",
+        Reference,
+        ["target"],
+        None,
+        "Provenance.target",
+        "http://hl7.org/fhir/SearchParameter/Provenance-target"
+    ),
 ];
 const RISK_ASSESSMENT: &[SearchParamDef] = &[
-    param!("date", Date, ["occurrenceDateTime", "occurrencePeriod"], None, "RiskAssessment.occurrence", "http://hl7.org/fhir/SearchParameter/clinical-date"),
-    param!("identifier", Token, ["identifier"], None, "RiskAssessment.identifier", "http://hl7.org/fhir/SearchParameter/clinical-identifier"),
-    param!("patient", Reference, ["subject"], PATIENT, "RiskAssessment.subject.where(resolve() is Patient)", "http://hl7.org/fhir/SearchParameter/clinical-patient"),
-    param!("status", Token, ["status"], None, "RiskAssessment.status", "http://hl7.org/fhir/SearchParameter/RiskAssessment-status"),
-    param!("subject", Reference, ["subject"], None, "RiskAssessment.subject", "http://hl7.org/fhir/SearchParameter/RiskAssessment-subject"),
+    param!(
+        "date",
+        Date,
+        ["occurrenceDateTime", "occurrencePeriod"],
+        None,
+        "RiskAssessment.occurrence",
+        "http://hl7.org/fhir/SearchParameter/clinical-date"
+    ),
+    param!(
+        "identifier",
+        Token,
+        ["identifier"],
+        None,
+        "RiskAssessment.identifier",
+        "http://hl7.org/fhir/SearchParameter/clinical-identifier"
+    ),
+    param!(
+        "patient",
+        Reference,
+        ["subject"],
+        PATIENT,
+        "RiskAssessment.subject.where(resolve() is Patient)",
+        "http://hl7.org/fhir/SearchParameter/clinical-patient"
+    ),
+    param!(
+        "status",
+        Token,
+        ["status"],
+        None,
+        "RiskAssessment.status",
+        "http://hl7.org/fhir/SearchParameter/RiskAssessment-status"
+    ),
+    param!(
+        "subject",
+        Reference,
+        ["subject"],
+        None,
+        "RiskAssessment.subject",
+        "http://hl7.org/fhir/SearchParameter/RiskAssessment-subject"
+    ),
 ];
 const SERVICE_REQUEST: &[SearchParamDef] = &[
-    param!("code", Token, ["code"], None, "ServiceRequest.code", "http://hl7.org/fhir/SearchParameter/clinical-code"),
-    param!("identifier", Token, ["identifier"], None, "ServiceRequest.identifier", "http://hl7.org/fhir/SearchParameter/clinical-identifier"),
-    param!("patient", Reference, ["subject"], PATIENT, "ServiceRequest.subject.where(resolve() is Patient)", "http://hl7.org/fhir/SearchParameter/clinical-patient"),
-    param!("status", Token, ["status"], None, "ServiceRequest.status", "http://hl7.org/fhir/SearchParameter/ServiceRequest-status"),
-    param!("subject", Reference, ["subject"], None, "ServiceRequest.subject", "http://hl7.org/fhir/SearchParameter/ServiceRequest-subject"),
+    param!(
+        "code",
+        Token,
+        ["code"],
+        None,
+        "ServiceRequest.code",
+        "http://hl7.org/fhir/SearchParameter/clinical-code"
+    ),
+    param!(
+        "identifier",
+        Token,
+        ["identifier"],
+        None,
+        "ServiceRequest.identifier",
+        "http://hl7.org/fhir/SearchParameter/clinical-identifier"
+    ),
+    param!(
+        "patient",
+        Reference,
+        ["subject"],
+        PATIENT,
+        "ServiceRequest.subject.where(resolve() is Patient)",
+        "http://hl7.org/fhir/SearchParameter/clinical-patient"
+    ),
+    param!(
+        "status",
+        Token,
+        ["status"],
+        None,
+        "ServiceRequest.status",
+        "http://hl7.org/fhir/SearchParameter/ServiceRequest-status"
+    ),
+    param!(
+        "subject",
+        Reference,
+        ["subject"],
+        None,
+        "ServiceRequest.subject",
+        "http://hl7.org/fhir/SearchParameter/ServiceRequest-subject"
+    ),
 ];
 
 /// The type-specific search parameters of `resource_type`, sorted by name.
@@ -150,7 +449,10 @@ pub fn search_params_for(resource_type: ResourceType) -> &'static [SearchParamDe
 }
 
 /// Every index entry `resource` produces for the search parameters of its type.
-pub fn index_entries(resource_type: ResourceType, resource: &Map<String, Value>) -> Vec<IndexEntry> {
+pub fn index_entries(
+    resource_type: ResourceType,
+    resource: &Map<String, Value>,
+) -> Vec<IndexEntry> {
     let mut entries = Vec::new();
     for def in search_params_for(resource_type) {
         for element in def.elements {
@@ -163,7 +465,9 @@ pub fn index_entries(resource_type: ResourceType, resource: &Map<String, Value>)
             }
         }
     }
-    entries.sort_by(|a, b| (a.param, &a.system, &a.value, a.start_ms).cmp(&(b.param, &b.system, &b.value, b.start_ms)));
+    entries.sort_by(|a, b| {
+        (a.param, &a.system, &a.value, a.start_ms).cmp(&(b.param, &b.system, &b.value, b.start_ms))
+    });
     entries.dedup();
     entries
 }
@@ -217,9 +521,13 @@ fn push_tokens(param: &'static str, value: &Value, out: &mut Vec<IndexEntry>) {
             }
         }
         // Identifier
-        Value::Object(o) if o.contains_key("value") => out.push(token(o.get("system"), o.get("value"))),
+        Value::Object(o) if o.contains_key("value") => {
+            out.push(token(o.get("system"), o.get("value")))
+        }
         // Coding
-        Value::Object(o) if o.contains_key("code") => out.push(token(o.get("system"), o.get("code"))),
+        Value::Object(o) if o.contains_key("code") => {
+            out.push(token(o.get("system"), o.get("code")))
+        }
         _ => {}
     }
 }
@@ -254,8 +562,14 @@ fn push_date(param: &'static str, value: &Value, out: &mut Vec<IndexEntry>) {
         },
         // Period: an open end extends to the end of representable time.
         Value::Object(o) => {
-            let start = o.get("start").and_then(Value::as_str).and_then(parse_date_range);
-            let end = o.get("end").and_then(Value::as_str).and_then(parse_date_range);
+            let start = o
+                .get("start")
+                .and_then(Value::as_str)
+                .and_then(parse_date_range);
+            let end = o
+                .get("end")
+                .and_then(Value::as_str)
+                .and_then(parse_date_range);
             if start.is_none() && end.is_none() {
                 return;
             }
@@ -300,7 +614,18 @@ mod tests {
             "identifier": [{"system": "urn:lab", "value": "A1"}]
         }));
         let names: Vec<_> = e.iter().map(|e| e.param).collect();
-        assert_eq!(names, ["code", "code", "date", "identifier", "patient", "status", "subject"]);
+        assert_eq!(
+            names,
+            [
+                "code",
+                "code",
+                "date",
+                "identifier",
+                "patient",
+                "status",
+                "subject"
+            ]
+        );
         let patient = e.iter().find(|e| e.param == "patient").unwrap();
         assert_eq!(patient.system.as_deref(), Some("Patient"));
         assert_eq!(patient.value.as_deref(), Some("p1"));

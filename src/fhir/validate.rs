@@ -136,15 +136,19 @@ fn sanitise_reason(message: &str) -> String {
         let name = field.split('`').next().unwrap_or_default();
         return format!("required element {name} is missing");
     }
-    if message.starts_with("unknown variant") || message.contains("expected one of") {
+    if message.starts_with("unknown variant")
+        || message.starts_with("Unknown value")
+        || message.contains("expected one of")
+    {
         return "code is not in the required value set".to_owned();
     }
     if message.starts_with("invalid type") {
         let expected = message.rsplit("expected ").next().unwrap_or("another type");
         return format!("wrong JSON type, expected {expected}");
     }
-    // Anything else: keep words up to the first quoted fragment.
-    let cut = message.find(['"', '`']).unwrap_or(message.len());
+    // Anything else: keep words up to the first quoted fragment or colon (what follows one is
+    // often the offending value).
+    let cut = message.find(['"', '`', ':']).unwrap_or(message.len());
     let kept = message[..cut].trim_end_matches([':', ' ']);
     if kept.is_empty() {
         "invalid value".to_owned()
@@ -214,7 +218,10 @@ mod tests {
             "subject": {"reference": "Patient/p1"},
             "valueQuantity": {"value": 13.2, "unit": "g/dL"}
         });
-        assert_eq!(validate(obs, Some(ResourceType::Observation)).unwrap(), ResourceType::Observation);
+        assert_eq!(
+            validate(obs, Some(ResourceType::Observation)).unwrap(),
+            ResourceType::Observation
+        );
     }
 
     #[test]
@@ -227,7 +234,8 @@ mod tests {
 
     #[test]
     fn a_code_outside_a_required_binding_is_refused_without_echoing_it() {
-        let obs = json!({"resourceType": "Observation", "status": "secret-value", "code": {"text": "x"}});
+        let obs =
+            json!({"resourceType": "Observation", "status": "secret-value", "code": {"text": "x"}});
         let err = validate(obs, None).unwrap_err();
         assert_eq!(err.expression(), Some("Observation.status"));
         assert!(!err.to_string().contains("secret-value"), "{err}");
@@ -236,11 +244,20 @@ mod tests {
     #[test]
     fn misspelt_and_empty_elements_are_refused() {
         let p = json!({"resourceType": "Patient", "gendr": "male"});
-        assert_eq!(validate(p, None).unwrap_err().expression(), Some("Patient.gendr"));
+        assert_eq!(
+            validate(p, None).unwrap_err().expression(),
+            Some("Patient.gendr")
+        );
         let p = json!({"resourceType": "Patient", "name": []});
-        assert_eq!(validate(p, None).unwrap_err().expression(), Some("Patient.name"));
+        assert_eq!(
+            validate(p, None).unwrap_err().expression(),
+            Some("Patient.name")
+        );
         let p = json!({"resourceType": "Patient", "name": [{"family": "X", "givn": ["A"]}]});
-        assert_eq!(validate(p, None).unwrap_err().expression(), Some("Patient.name[0].givn"));
+        assert_eq!(
+            validate(p, None).unwrap_err().expression(),
+            Some("Patient.name[0].givn")
+        );
     }
 
     #[test]
@@ -251,8 +268,14 @@ mod tests {
             Err(FhirError::ResourceTypeMismatch { .. })
         ));
         let e = json!({"resourceType": "Encounter", "status": "planned", "class": {"code": "x"}});
-        assert!(matches!(validate(e, None), Err(FhirError::UnsupportedResourceType { .. })));
-        assert!(matches!(validate(json!({}), None), Err(FhirError::MissingResourceType)));
+        assert!(matches!(
+            validate(e, None),
+            Err(FhirError::UnsupportedResourceType { .. })
+        ));
+        assert!(matches!(
+            validate(json!({}), None),
+            Err(FhirError::MissingResourceType)
+        ));
     }
 
     #[test]
@@ -264,7 +287,13 @@ mod tests {
     #[test]
     fn malformed_json_reports_its_position() {
         let err = parse_json_object(b"{\n  \"resourceType\": \"Patient\",,\n}").unwrap_err();
-        assert!(matches!(err, FhirError::MalformedJson { line: 2, .. }), "{err}");
-        assert!(matches!(parse_json_object(b"[1]"), Err(FhirError::NotAnObject)));
+        assert!(
+            matches!(err, FhirError::MalformedJson { line: 2, .. }),
+            "{err}"
+        );
+        assert!(matches!(
+            parse_json_object(b"[1]"),
+            Err(FhirError::NotAnObject)
+        ));
     }
 }

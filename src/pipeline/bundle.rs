@@ -82,7 +82,8 @@ impl Pipeline {
         }
         let responses = if kind == BundleKind::TransactionResponse {
             let entries: Vec<Entry> = parsed.into_iter().collect::<Result<_, _>>()?;
-            self.run_transaction(entries, base_url, include_resources).await?
+            self.run_transaction(entries, base_url, include_resources)
+                .await?
         } else {
             self.run_batch(parsed, base_url, include_resources).await?
         };
@@ -126,7 +127,13 @@ impl Pipeline {
         for index in order {
             let entry = &mut entries[index];
             let response = self
-                .run_entry(&mut tx, entry, new_ids[index].take(), base_url, include_resources)
+                .run_entry(
+                    &mut tx,
+                    entry,
+                    new_ids[index].take(),
+                    base_url,
+                    include_resources,
+                )
                 .await
                 .map_err(|e| at(index, e))?;
             // A conditional create that matched: later entries point at the existing resource.
@@ -158,7 +165,9 @@ impl Pipeline {
                         .run_entry(&mut tx, &mut entry, new_id, base_url, include_resources)
                         .await
                     {
-                        Ok((response, _)) => tx.commit().await.map(|_| response).map_err(Into::into),
+                        Ok((response, _)) => {
+                            tx.commit().await.map(|_| response).map_err(Into::into)
+                        }
                         Err(e) => Err(e),
                     }
                 }
@@ -260,14 +269,17 @@ impl Pipeline {
                 });
                 Ok((out, None))
             }
-            _ => Err(invalid("this combination of request.method and request.url is not supported")),
+            _ => Err(invalid(
+                "this combination of request.method and request.url is not supported",
+            )),
         }
     }
 }
 
 fn read_entry(base_url: &str, stored: &crate::store::StoredResource) -> BundleEntry {
     let full_url = crate::report::resource_url(base_url, stored.resource_type, &stored.id);
-    let mut out = BundleEntry::with_resource(Some(full_url), stored.content.as_deref().unwrap_or("{}"));
+    let mut out =
+        BundleEntry::with_resource(Some(full_url), stored.content.as_deref().unwrap_or("{}"));
     out.response = Some(EntryResponse {
         status: "200 OK".to_owned(),
         etag: Some(stored.version.etag()),
@@ -277,7 +289,9 @@ fn read_entry(base_url: &str, stored: &crate::store::StoredResource) -> BundleEn
     out
 }
 
-fn require_resource(resource: Option<Map<String, Value>>) -> Result<Map<String, Value>, PipelineError> {
+fn require_resource(
+    resource: Option<Map<String, Value>>,
+) -> Result<Map<String, Value>, PipelineError> {
     resource.ok_or_else(|| invalid("POST and PUT entries must carry a resource"))
 }
 
@@ -296,12 +310,11 @@ fn at(index: usize, e: PipelineError) -> PipelineError {
 
 fn error_entry(e: &PipelineError) -> BundleEntry {
     let (_, status, code) = error_status(e.kind());
-    let outcome = operation_outcome(&[OutcomeIssue::error(
-        code,
-        e.to_string(),
-    )
-    .at(e.expression().as_deref())])
-    .ok();
+    let outcome =
+        operation_outcome(
+            &[OutcomeIssue::error(code, e.to_string()).at(e.expression().as_deref())],
+        )
+        .ok();
     BundleEntry::default().response(EntryResponse {
         status: status.to_owned(),
         outcome,
@@ -315,14 +328,22 @@ fn parse_entry(raw: Value, base_url: &str) -> Result<Entry, PipelineError> {
     };
     let request = match raw.remove("request") {
         Some(Value::Object(r)) => r,
-        _ => return Err(invalid("entry.request is required in transaction and batch Bundles")),
+        _ => {
+            return Err(invalid(
+                "entry.request is required in transaction and batch Bundles",
+            ));
+        }
     };
     let method = match request.get("method").and_then(Value::as_str) {
         Some("GET") => Method::Get,
         Some("POST") => Method::Post,
         Some("PUT") => Method::Put,
         Some("DELETE") => Method::Delete,
-        _ => return Err(invalid("entry.request.method must be GET, POST, PUT or DELETE")),
+        _ => {
+            return Err(invalid(
+                "entry.request.method must be GET, POST, PUT or DELETE",
+            ));
+        }
     };
     let url = request
         .get("url")
@@ -337,13 +358,17 @@ fn parse_entry(raw: Value, base_url: &str) -> Result<Entry, PipelineError> {
     let if_match = match request.get("ifMatch").and_then(Value::as_str) {
         None => None,
         Some(tag) => Some(
-            VersionId::from_etag(tag).map_err(|_| invalid("entry.request.ifMatch is not a version ETag"))?,
+            VersionId::from_etag(tag)
+                .map_err(|_| invalid("entry.request.ifMatch is not a version ETag"))?,
         ),
     };
     Ok(Entry {
         method,
         target,
-        full_url: raw.get("fullUrl").and_then(Value::as_str).map(str::to_owned),
+        full_url: raw
+            .get("fullUrl")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
         resource,
         if_none_exist: request
             .get("ifNoneExist")
@@ -369,16 +394,23 @@ fn parse_target(url: &str, base_url: &str) -> Result<Target, PipelineError> {
     match (parts.as_slice(), query) {
         ([_], Some(q)) => Ok(Target::Search(
             t,
-            url::form_urlencoded::parse(q.as_bytes()).into_owned().collect(),
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect(),
         )),
         ([_], None) => Ok(Target::Type(t)),
-        ([_, id], None) => Ok(Target::Instance(t, ResourceId::parse(id).map_err(|_| bad_id())?)),
+        ([_, id], None) => Ok(Target::Instance(
+            t,
+            ResourceId::parse(id).map_err(|_| bad_id())?,
+        )),
         ([_, id, "_history", v], None) => Ok(Target::Version(
             t,
             ResourceId::parse(id).map_err(|_| bad_id())?,
             VersionId::parse(v).map_err(|_| bad_id())?,
         )),
-        _ => Err(invalid("entry.request.url is not a supported form (Type, Type/id, Type/id/_history/v or Type?query)")),
+        _ => Err(invalid(
+            "entry.request.url is not a supported form (Type, Type/id, Type/id/_history/v or Type?query)",
+        )),
     }
 }
 
@@ -427,10 +459,22 @@ mod tests {
     #[test]
     fn entry_urls_parse_into_targets() {
         let base = "http://h/fhir";
-        assert!(matches!(parse_target("Patient", base), Ok(Target::Type(ResourceType::Patient))));
-        assert!(matches!(parse_target("http://h/fhir/Patient/p1", base), Ok(Target::Instance(_, _))));
-        assert!(matches!(parse_target("Patient/p1/_history/2", base), Ok(Target::Version(_, _, _))));
-        assert!(matches!(parse_target("Observation?code=1", base), Ok(Target::Search(_, _))));
+        assert!(matches!(
+            parse_target("Patient", base),
+            Ok(Target::Type(ResourceType::Patient))
+        ));
+        assert!(matches!(
+            parse_target("http://h/fhir/Patient/p1", base),
+            Ok(Target::Instance(_, _))
+        ));
+        assert!(matches!(
+            parse_target("Patient/p1/_history/2", base),
+            Ok(Target::Version(_, _, _))
+        ));
+        assert!(matches!(
+            parse_target("Observation?code=1", base),
+            Ok(Target::Search(_, _))
+        ));
         assert!(parse_target("Encounter/e1", base).is_err());
         assert!(parse_target("Patient/bad id", base).is_err());
     }

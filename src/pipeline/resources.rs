@@ -63,7 +63,11 @@ impl Pipeline {
     }
 
     /// `DELETE /{type}/{id}`.
-    pub async fn delete(&self, t: ResourceType, id: &ResourceId) -> Result<VersionId, PipelineError> {
+    pub async fn delete(
+        &self,
+        t: ResourceType,
+        id: &ResourceId,
+    ) -> Result<VersionId, PipelineError> {
         let mut tx = self.store.begin().await?;
         let version = tx.delete(t, id).await?;
         tx.commit().await?;
@@ -86,15 +90,30 @@ impl Pipeline {
         params: &[(String, String)],
         base_url: &str,
     ) -> Result<String, PipelineError> {
-        let paging = parse_search(t, &paging_only(params), false, self.page_sizes.default, self.page_sizes.max)?;
-        let (versions, total) = self.store.history(t, id, paging.count, paging.offset).await?;
-        let entries: Vec<BundleEntry> = versions.iter().map(|v| history_entry(base_url, v)).collect();
+        let paging = parse_search(
+            t,
+            &paging_only(params),
+            false,
+            self.page_sizes.default,
+            self.page_sizes.max,
+        )?;
+        let (versions, total) = self
+            .store
+            .history(t, id, paging.count, paging.offset)
+            .await?;
+        let entries: Vec<BundleEntry> = versions
+            .iter()
+            .map(|v| history_entry(base_url, v))
+            .collect();
         let self_url = format!("{}/_history", resource_url(base_url, t, id));
         let links = page_links(&self_url, &[], paging.count, paging.offset, total);
         Ok(bundle(BundleKind::History, Some(total), &links, &entries)?)
     }
 
-    pub(super) fn parse_query(&self, request: &SearchRequest<'_>) -> Result<SearchQuery, PipelineError> {
+    pub(super) fn parse_query(
+        &self,
+        request: &SearchRequest<'_>,
+    ) -> Result<SearchQuery, PipelineError> {
         Ok(parse_search(
             request.resource_type,
             request.params,
@@ -156,7 +175,11 @@ pub(super) fn searchset(
                 .map(|c| BundleEntry::with_resource(Some(url), c).search_match())
         })
         .collect();
-    let self_url = format!("{}/{}", request.base_url.trim_end_matches('/'), request.resource_type);
+    let self_url = format!(
+        "{}/{}",
+        request.base_url.trim_end_matches('/'),
+        request.resource_type
+    );
     let links = page_links(&self_url, &query.applied, query.count, query.offset, total);
     bundle(BundleKind::Searchset, Some(total), &links, &entries)
 }
@@ -209,9 +232,10 @@ pub(super) async fn create_in(
     if_none_exist: Option<&str>,
 ) -> Result<Written, PipelineError> {
     if let Some(condition) = if_none_exist {
-        let params: Vec<(String, String)> = url::form_urlencoded::parse(condition.trim_start_matches('?').as_bytes())
-            .into_owned()
-            .collect();
+        let params: Vec<(String, String)> =
+            url::form_urlencoded::parse(condition.trim_start_matches('?').as_bytes())
+                .into_owned()
+                .collect();
         let mut query = parse_search(t, &params, true, 2, page_sizes.max.max(2))?;
         query.count = 2;
         query.offset = 0;
@@ -276,7 +300,10 @@ mod tests {
             links[1].url,
             "http://h/fhir/Observation?code=http%3A%2F%2Floinc.org%7C718-7&_count=10&_offset=20"
         );
-        assert_eq!(links[2].url, "http://h/fhir/Observation?code=http%3A%2F%2Floinc.org%7C718-7&_count=10");
+        assert_eq!(
+            links[2].url,
+            "http://h/fhir/Observation?code=http%3A%2F%2Floinc.org%7C718-7&_count=10"
+        );
         let last = page_links("http://h/fhir/Observation", &[], 10, 30, 35);
         assert_eq!(last.len(), 2);
     }

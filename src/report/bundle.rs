@@ -157,7 +157,8 @@ mod tests {
     #[test]
     fn a_searchset_embeds_stored_json_unchanged() {
         let stored = r#"{"resourceType":"Patient","id":"p1","gender":"female"}"#;
-        let entry = BundleEntry::with_resource(Some("http://x/fhir/Patient/p1".into()), stored).search_match();
+        let entry = BundleEntry::with_resource(Some("http://x/fhir/Patient/p1".into()), stored)
+            .search_match();
         let json = bundle(BundleKind::Searchset, Some(1), &[], &[entry]).unwrap();
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(v["type"], "searchset");

@@ -40,7 +40,10 @@ const COMMON_SEARCH_PARAMS: &[(&str, &str, &str, &str)] = &[
 ];
 
 pub fn capability_statement(options: &CapabilityOptions<'_>) -> Value {
-    let resources: Vec<Value> = ResourceType::ALL.iter().map(|t| resource_entry(*t)).collect();
+    let resources: Vec<Value> = ResourceType::ALL
+        .iter()
+        .map(|t| resource_entry(*t))
+        .collect();
     json!({
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -125,6 +128,9 @@ mod tests {
             serde_json::from_value(v.clone());
         assert!(parsed.is_ok(), "{parsed:?}");
         assert_eq!(v["fhirVersion"], "4.0.1");
-        assert_eq!(v["rest"][0]["resource"].as_array().unwrap().len(), ResourceType::ALL.len());
+        assert_eq!(
+            v["rest"][0]["resource"].as_array().unwrap().len(),
+            ResourceType::ALL.len()
+        );
     }
 }

@@ -9,9 +9,7 @@ mod bundle;
 mod capability;
 mod operation_outcome;
 
-pub use bundle::{
-    BundleEntry, BundleKind, BundleLink, EntryResponse, bundle, resource_url,
-};
+pub use bundle::{BundleEntry, BundleKind, BundleLink, EntryResponse, bundle, resource_url};
 pub use capability::{CapabilityOptions, capability_statement};
 pub use operation_outcome::{
     IssueCode, IssueSeverity, OutcomeIssue, error_status, operation_outcome,

@@ -17,7 +17,9 @@ pub fn error_status(kind: ErrorKind) -> (u16, &'static str, IssueCode) {
         ErrorKind::Conflict => (409, "409 Conflict", IssueCode::Conflict),
         ErrorKind::PreconditionFailed => (412, "412 Precondition Failed", IssueCode::Conflict),
         ErrorKind::PayloadTooLarge => (413, "413 Payload Too Large", IssueCode::TooCostly),
-        ErrorKind::UnsupportedMediaType => (415, "415 Unsupported Media Type", IssueCode::NotSupported),
+        ErrorKind::UnsupportedMediaType => {
+            (415, "415 Unsupported Media Type", IssueCode::NotSupported)
+        }
         ErrorKind::NotAcceptable => (406, "406 Not Acceptable", IssueCode::NotSupported),
         ErrorKind::MethodNotAllowed => (405, "405 Method Not Allowed", IssueCode::NotSupported),
         ErrorKind::Overloaded => (429, "429 Too Many Requests", IssueCode::Throttled),
@@ -146,8 +148,10 @@ mod tests {
 
     #[test]
     fn an_outcome_carries_severity_code_diagnostics_and_expression() {
-        let v = operation_outcome(&[OutcomeIssue::error(IssueCode::Required, "status is missing")
-            .at(Some("Observation.status"))])
+        let v = operation_outcome(&[
+            OutcomeIssue::error(IssueCode::Required, "status is missing")
+                .at(Some("Observation.status")),
+        ])
         .unwrap();
         assert_eq!(v["resourceType"], "OperationOutcome");
         assert_eq!(v["issue"][0]["severity"], "error");

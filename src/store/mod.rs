@@ -117,7 +117,9 @@ impl Store {
             .map_err(StoreError::Unavailable)?;
         if backend == DatabaseBackend::Sqlite {
             // WAL lets readers proceed while a write commits; the mode is stored in the file.
-            sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&pool)
+                .await?;
         }
         Ok(Store { pool, backend })
     }
@@ -136,7 +138,10 @@ impl Store {
     /// Applies pending migrations; applied ones are checked against their recorded checksums.
     pub async fn migrate(&self) -> Result<usize, StoreError> {
         let migrator = self.migrator();
-        migrator.run(&self.pool).await.map_err(StoreError::Migration)?;
+        migrator
+            .run(&self.pool)
+            .await
+            .map_err(StoreError::Migration)?;
         Ok(migrator.iter().count())
     }
 

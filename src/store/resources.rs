@@ -60,9 +60,15 @@ const CURRENT_COLUMNS: &str = "resource_type, id, version_id, last_updated_ms, d
 
 impl Store {
     /// The current version of a resource; deleted resources are `Gone`.
-    pub async fn read(&self, t: ResourceType, id: &ResourceId) -> Result<StoredResource, StoreError> {
+    pub async fn read(
+        &self,
+        t: ResourceType,
+        id: &ResourceId,
+    ) -> Result<StoredResource, StoreError> {
         let mut conn = self.pool.acquire().await?;
-        let stored = read_current(&mut conn, t, id).await?.ok_or_else(|| not_found(t, id))?;
+        let stored = read_current(&mut conn, t, id)
+            .await?
+            .ok_or_else(|| not_found(t, id))?;
         if stored.is_deleted() {
             return Err(StoreError::Gone {
                 resource_type: t,
@@ -90,14 +96,16 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else {
-            return Err(match read_current(&mut *self.pool.acquire().await?, t, id).await? {
-                Some(_) => StoreError::VersionNotFound {
-                    resource_type: t,
-                    id: id.to_string(),
-                    version,
+            return Err(
+                match read_current(&mut *self.pool.acquire().await?, t, id).await? {
+                    Some(_) => StoreError::VersionNotFound {
+                        resource_type: t,
+                        id: id.to_string(),
+                        version,
+                    },
+                    None => not_found(t, id),
                 },
-                None => not_found(t, id),
-            });
+            );
         };
         let stored = version_from_row(t, &row)?;
         if stored.is_deleted() {
@@ -191,8 +199,14 @@ impl StoreTransaction {
             .map(|s| (s.version, s.is_deleted())))
     }
 
-    pub async fn read(&mut self, t: ResourceType, id: &ResourceId) -> Result<StoredResource, StoreError> {
-        let stored = read_current(&mut self.tx, t, id).await?.ok_or_else(|| not_found(t, id))?;
+    pub async fn read(
+        &mut self,
+        t: ResourceType,
+        id: &ResourceId,
+    ) -> Result<StoredResource, StoreError> {
+        let stored = read_current(&mut self.tx, t, id)
+            .await?
+            .ok_or_else(|| not_found(t, id))?;
         if stored.is_deleted() {
             return Err(StoreError::Gone {
                 resource_type: t,
@@ -242,7 +256,8 @@ impl StoreTransaction {
         let resource = stamp(resource, id, version, now);
         let entries = index_entries(t, &resource);
         let content = Value::Object(resource).to_string();
-        self.put_version(t, id, version, now, method, Some(&content)).await?;
+        self.put_version(t, id, version, now, method, Some(&content))
+            .await?;
         sqlx::query("DELETE FROM search_index WHERE resource_type = $1 AND id = $2")
             .bind(t.as_str())
             .bind(id.as_ref())
@@ -276,14 +291,19 @@ impl StoreTransaction {
     /// Deletes the current version. Returns the deletion's version, or the earlier deletion's
     /// when the resource was already deleted (deleting twice changes nothing); `NotFound` when
     /// the id was never used.
-    pub async fn delete(&mut self, t: ResourceType, id: &ResourceId) -> Result<VersionId, StoreError> {
+    pub async fn delete(
+        &mut self,
+        t: ResourceType,
+        id: &ResourceId,
+    ) -> Result<VersionId, StoreError> {
         let (version, version_id) = match self.current_version(t, id).await? {
             None => return Err(not_found(t, id)),
             Some((v, true)) => return Ok(v),
             Some((v, false)) => (v.next(), v.next()),
         };
         let now = Instant::now();
-        self.put_version(t, id, version, now, WriteMethod::Delete, None).await?;
+        self.put_version(t, id, version, now, WriteMethod::Delete, None)
+            .await?;
         sqlx::query("DELETE FROM search_index WHERE resource_type = $1 AND id = $2")
             .bind(t.as_str())
             .bind(id.as_ref())
@@ -382,7 +402,8 @@ async fn read_current(
     t: ResourceType,
     id: &ResourceId,
 ) -> Result<Option<StoredResource>, StoreError> {
-    let sql = format!("SELECT {CURRENT_COLUMNS} FROM resources WHERE resource_type = $1 AND id = $2");
+    let sql =
+        format!("SELECT {CURRENT_COLUMNS} FROM resources WHERE resource_type = $1 AND id = $2");
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(t.as_str())
         .bind(id.as_ref())
@@ -391,7 +412,10 @@ async fn read_current(
     row.map(|row| current_from_row(t, &row)).transpose()
 }
 
-pub(super) fn current_from_row(t: ResourceType, row: &AnyRow) -> Result<StoredResource, StoreError> {
+pub(super) fn current_from_row(
+    t: ResourceType,
+    row: &AnyRow,
+) -> Result<StoredResource, StoreError> {
     let id: String = row.try_get("id")?;
     let version: i64 = row.try_get("version_id")?;
     let deleted: i32 = row.try_get("deleted")?;
@@ -401,7 +425,11 @@ pub(super) fn current_from_row(t: ResourceType, row: &AnyRow) -> Result<StoredRe
         id: stored_id(t, &id)?,
         version: stored_version(t, &id, version)?,
         last_updated: Instant::from_epoch_millis(row.try_get("last_updated_ms")?),
-        method: if deleted != 0 { WriteMethod::Delete } else { WriteMethod::Update },
+        method: if deleted != 0 {
+            WriteMethod::Delete
+        } else {
+            WriteMethod::Update
+        },
         content: if deleted != 0 { None } else { content },
     })
 }

@@ -68,7 +68,9 @@ pub(super) async fn search_on(
     query: &SearchQuery,
 ) -> Result<(Vec<StoredResource>, u64), StoreError> {
     let mut filter = SqlBuilder::new();
-    filter.push(" FROM resources r WHERE r.resource_type = ").text(t.as_str());
+    filter
+        .push(" FROM resources r WHERE r.resource_type = ")
+        .text(t.as_str());
     filter.push(" AND r.deleted = 0");
     for f in &query.filters {
         filter.push(" AND ");
@@ -149,7 +151,9 @@ fn push_filter(sql: &mut SqlBuilder, filter: &Filter) {
                         sql.push("i.value = ").text(code.clone());
                     }
                     (Some(system), Some(code)) if system.is_empty() => {
-                        sql.push("(i.system IS NULL AND i.value = ").text(code.clone()).push(")");
+                        sql.push("(i.system IS NULL AND i.value = ")
+                            .text(code.clone())
+                            .push(")");
                     }
                     (Some(system), Some(code)) => {
                         sql.push("(i.system = ").text(system.clone());
@@ -180,7 +184,9 @@ fn push_filter(sql: &mut SqlBuilder, filter: &Filter) {
         Filter::Date { param, values } => {
             index_exists(sql, param, false);
             sql.push(" AND ");
-            push_any(sql, values, |sql, c| push_date(sql, c, "i.start_ms", "i.end_ms"));
+            push_any(sql, values, |sql, c| {
+                push_date(sql, c, "i.start_ms", "i.end_ms")
+            });
             sql.push(")");
         }
         Filter::Missing { param, missing } => {

@@ -32,5 +32,7 @@ pub async fn post_bundle(
         .pipeline
         .process_bundle(&body, &base_url(&req, &state), include)
         .await?;
-    Ok(HttpResponse::Ok().content_type(FHIR_JSON).body(outcome.body))
+    Ok(HttpResponse::Ok()
+        .content_type(FHIR_JSON)
+        .body(outcome.body))
 }

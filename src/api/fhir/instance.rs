@@ -56,7 +56,10 @@ pub(super) fn resource_response(
     )
 )]
 #[get("/{resource_type}/{id}")]
-pub async fn read(state: Data<ApiState>, path: Path<(String, String)>) -> Result<HttpResponse, ApiError> {
+pub async fn read(
+    state: Data<ApiState>,
+    path: Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
     let (t, id) = path.into_inner();
     let (t, id) = (resource_type(&t)?, resource_id(&id)?);
     let stored = state.pipeline.store().read(t, &id).await?;
@@ -82,7 +85,8 @@ pub async fn vread(
 ) -> Result<HttpResponse, ApiError> {
     let (t, id, v) = path.into_inner();
     let (t, id) = (resource_type(&t)?, resource_id(&id)?);
-    let version = VersionId::parse(&v).map_err(|_| ApiError::new(ErrorKind::NotFound, "version id must be a positive integer"))?;
+    let version = VersionId::parse(&v)
+        .map_err(|_| ApiError::new(ErrorKind::NotFound, "version id must be a positive integer"))?;
     let stored = state.pipeline.store().vread(t, &id, version).await?;
     resource_response(StatusCode::OK, &stored, Preferences::default(), None, "")
 }
@@ -122,19 +126,34 @@ pub async fn update(
             v.to_str()
                 .ok()
                 .and_then(|v| VersionId::from_etag(v).ok())
-                .ok_or_else(|| ApiError::new(ErrorKind::Invalid, "If-Match must be a version ETag such as W/\"3\""))?,
+                .ok_or_else(|| {
+                    ApiError::new(
+                        ErrorKind::Invalid,
+                        "If-Match must be a version ETag such as W/\"3\"",
+                    )
+                })?,
         ),
     };
     let body = read_body(&req, payload, &state).await?;
     let written = state.pipeline.update(t, &id, &body, if_match).await?;
     let s = &written.stored;
-    let location = format!("{}/_history/{}", resource_url(&base_url(&req, &state), t, &s.id), s.version);
+    let location = format!(
+        "{}/_history/{}",
+        resource_url(&base_url(&req, &state), t, &s.id),
+        s.version
+    );
     let (status, message) = if written.created {
         (StatusCode::CREATED, "created")
     } else {
         (StatusCode::OK, "updated")
     };
-    resource_response(status, s, Preferences::from_request(&req), Some(location), message)
+    resource_response(
+        status,
+        s,
+        Preferences::from_request(&req),
+        Some(location),
+        message,
+    )
 }
 
 /// Delete a resource. Deleting a deleted resource succeeds again.

@@ -20,5 +20,7 @@ pub async fn metadata(req: HttpRequest, state: Data<ApiState>) -> HttpResponse {
         base_url: &base,
         software_version: env!("CARGO_PKG_VERSION"),
     });
-    HttpResponse::Ok().content_type(FHIR_JSON).body(statement.to_string())
+    HttpResponse::Ok()
+        .content_type(FHIR_JSON)
+        .body(statement.to_string())
 }

@@ -79,7 +79,8 @@ async fn read_body(
     }
     let mut body = Vec::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|_| ApiError::new(ErrorKind::Invalid, "request body could not be read"))?;
+        let chunk = chunk
+            .map_err(|_| ApiError::new(ErrorKind::Invalid, "request body could not be read"))?;
         if body.len() + chunk.len() > limit {
             return Err(too_large());
         }

@@ -60,19 +60,35 @@ fn choose_format(req: &ServiceRequest) -> Result<ResponseFormat, ApiError> {
         )
     };
     if let Some(format) = format_param(req) {
-        let format = format.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+        let format = format
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
         return match format.as_str() {
-            "json" | "application/fhir+json" | "application/json+fhir" => Ok(ResponseFormat::FhirJson),
+            "json" | "application/fhir+json" | "application/json+fhir" => {
+                Ok(ResponseFormat::FhirJson)
+            }
             "application/json" => Ok(ResponseFormat::PlainJson),
             _ => Err(not_acceptable()),
         };
     }
-    let Some(accept) = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+    let Some(accept) = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+    else {
         return Ok(ResponseFormat::FhirJson);
     };
     let mut plain = false;
     for range in accept.split(',') {
-        let media = range.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+        let media = range
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
         match media.as_str() {
             "application/fhir+json" | "application/json+fhir" | "*/*" | "application/*" | "" => {
                 return Ok(ResponseFormat::FhirJson);
@@ -102,7 +118,12 @@ fn check_body_type(req: &ServiceRequest) -> Result<(), ApiError> {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    let media = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let media = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
     match media.as_str() {
         "application/fhir+json" | "application/json" | "application/json+fhir" => Ok(()),
         _ => Err(ApiError::new(

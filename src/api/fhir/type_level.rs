@@ -41,13 +41,26 @@ pub async fn create(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let body = read_body(&req, payload, &state).await?;
-    let written = state.pipeline.create(t, &body, if_none_exist.as_deref()).await?;
+    let written = state
+        .pipeline
+        .create(t, &body, if_none_exist.as_deref())
+        .await?;
     let s = &written.stored;
-    let location = format!("{}/_history/{}", resource_url(&base_url(&req, &state), t, &s.id), s.version);
+    let location = format!(
+        "{}/_history/{}",
+        resource_url(&base_url(&req, &state), t, &s.id),
+        s.version
+    );
     let (status, message) = if written.created {
         (StatusCode::CREATED, "created")
     } else {
         (StatusCode::OK, "an existing resource matched If-None-Exist")
     };
-    resource_response(status, s, Preferences::from_request(&req), Some(location), message)
+    resource_response(
+        status,
+        s,
+        Preferences::from_request(&req),
+        Some(location),
+        message,
+    )
 }

@@ -1,0 +1,193 @@
+use std::path::PathBuf;
+use std::sync::LazyLock;
+
+use prognostics::config::{LogFormat, Settings};
+use prognostics::startup::Application;
+use reqwest::{Client, Response};
+use secrecy::SecretString;
+use serde_json::Value;
+use tempfile::TempDir;
+
+static TRACING: LazyLock<()> = LazyLock::new(|| {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let mut log = Settings::default().log;
+        log.format = LogFormat::Pretty;
+        log.filter = "debug".to_owned();
+        prognostics::telemetry::init(&log);
+    }
+});
+
+pub struct TestApp {
+    pub address: String,
+    pub base: String,
+    pub client: Client,
+    _dir: TempDir,
+}
+
+/// Starts the service on a free port with its own empty database.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    LazyLock::force(&TRACING);
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = Settings::default();
+    settings.server.listen = "127.0.0.1:0".parse().unwrap();
+    settings.server.workers = 2;
+    settings.storage.data_dir = dir.path().to_path_buf();
+    if let Some(url) = fresh_postgres_database().await {
+        settings.database.url = Some(SecretString::from(url));
+        settings.database.max_connections = 4;
+    }
+    adjust(&mut settings);
+    let app = Application::build(&settings)
+        .await
+        .expect("application starts");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        base: format!("{address}/fhir"),
+        address,
+        client: Client::new(),
+        _dir: dir,
+    }
+}
+
+/// With `TEST_DATABASE_URL` (a PostgreSQL server), creates an empty database for one test.
+async fn fresh_postgres_database() -> Option<String> {
+    let admin_url = std::env::var("TEST_DATABASE_URL").ok()?;
+    sqlx::any::install_default_drivers();
+    let name = format!("test_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin_url)
+        .await
+        .expect("TEST_DATABASE_URL is reachable");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .expect("test database created");
+    let mut url = url::Url::parse(&admin_url).unwrap();
+    url.set_path(&format!("/{name}"));
+    Some(url.to_string())
+}
+
+/// The directory of the official R4 examples fetched by `scripts/fetch-test-data`, if present.
+pub fn r4_examples_dir() -> Option<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(".cache/test-data/hl7.fhir.r4.examples-4.0.1/package");
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        assert!(
+            std::env::var_os("PROGNOSTICS_REQUIRE_TEST_DATA").is_none(),
+            "test data missing: run scripts/fetch-test-data"
+        );
+        eprintln!("skipping: run scripts/fetch-test-data for the official R4 examples");
+        None
+    }
+}
+
+pub const FHIR_JSON: &str = "application/fhir+json";
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        if path.is_empty() {
+            return self.base.clone();
+        }
+        format!("{}/{}", self.base, path.trim_start_matches('/'))
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    pub async fn get_url(&self, url: &str) -> Response {
+        self.client.get(url).send().await.unwrap()
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .header("content-type", FHIR_JSON)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn put(&self, path: &str, body: &Value, if_match: Option<&str>) -> Response {
+        let mut request = self
+            .client
+            .put(self.url(path))
+            .header("content-type", FHIR_JSON)
+            .body(body.to_string());
+        if let Some(tag) = if_match {
+            request = request.header("if-match", tag);
+        }
+        request.send().await.unwrap()
+    }
+
+    pub async fn delete(&self, path: &str) -> Response {
+        self.client.delete(self.url(path)).send().await.unwrap()
+    }
+
+    /// Creates a resource and returns its stored JSON.
+    pub async fn create(&self, resource: &Value) -> Value {
+        let t = resource["resourceType"].as_str().unwrap();
+        let response = self.post(t, resource).await;
+        assert_eq!(response.status(), 201, "creating {t}");
+        response.json().await.unwrap()
+    }
+
+    pub async fn search(&self, query: &str) -> Value {
+        let response = self.get(query).await;
+        assert_eq!(response.status(), 200, "search {query}");
+        response.json().await.unwrap()
+    }
+}
+
+/// Asserts an OperationOutcome response with `status`, and returns the outcome.
+pub async fn assert_outcome(response: Response, status: u16) -> Value {
+    assert_eq!(response.status(), status);
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(content_type.starts_with(FHIR_JSON), "{content_type}");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["resourceType"], "OperationOutcome", "{body}");
+    assert!(body["issue"][0]["diagnostics"].is_string(), "{body}");
+    body
+}
+
+/// Ids of the entries of a searchset Bundle.
+pub fn entry_ids(bundle: &Value) -> Vec<String> {
+    bundle["entry"]
+        .as_array()
+        .map(|entries| {
+            entries
+                .iter()
+                .map(|e| e["resource"]["id"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A minimal valid instance of each stored resource type, about patient `patient_id`.
+pub fn minimal_resources(patient_id: &str) -> Vec<Value> {
+    use serde_json::json;
+    let subject = json!({"reference": format!("Patient/{patient_id}")});
+    vec![
+        json!({"resourceType": "Patient", "identifier": [{"system": "urn:test:mrn", "value": "M1"}], "gender": "female", "birthDate": "1960-04-01"}),
+        json!({"resourceType": "Condition", "subject": subject, "code": {"coding": [{"system": "http://snomed.info/sct", "code": "254837009"}]}}),
+        json!({"resourceType": "Observation", "status": "final", "code": {"coding": [{"system": "http://loinc.org", "code": "718-7"}]}, "subject": subject, "valueQuantity": {"value": 12.5, "unit": "g/dL", "system": "http://unitsofmeasure.org", "code": "g/dL"}}),
+        json!({"resourceType": "DocumentReference", "status": "current", "subject": subject, "content": [{"attachment": {"contentType": "text/plain", "data": "bm90ZQ=="}}]}),
+        json!({"resourceType": "ImagingStudy", "status": "available", "subject": subject}),
+        json!({"resourceType": "ServiceRequest", "status": "active", "intent": "order", "subject": subject}),
+        json!({"resourceType": "DiagnosticReport", "status": "preliminary", "code": {"text": "risk"}, "subject": subject}),
+        json!({"resourceType": "RiskAssessment", "status": "final", "subject": subject}),
+        json!({"resourceType": "Provenance", "target": [{"reference": format!("Patient/{patient_id}")}], "recorded": "2026-01-01T00:00:00Z", "agent": [{"who": {"display": "prognostics"}}]}),
+        json!({"resourceType": "Device", "status": "active", "patient": subject}),
+        json!({"resourceType": "AuditEvent", "type": {"code": "rest"}, "recorded": "2026-01-01T00:00:00Z", "agent": [{"requestor": true, "who": subject}], "source": {"observer": {"display": "prognostics"}}}),
+    ]
+}

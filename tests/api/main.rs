@@ -1,0 +1,13 @@
+//! Integration tests: the service on a real port over a temporary SQLite file, or on
+//! PostgreSQL when `TEST_DATABASE_URL` is set (one fresh database per test).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod bad_input;
+mod bundles;
+mod crud;
+mod docs;
+mod examples;
+mod health;
+mod helpers;
+mod openapi;
+mod search;
