@@ -14,7 +14,7 @@ use serde::Deserialize;
 /// Prefix of the environment variables that configure the service.
 pub const ENV_PREFIX: &str = "PROGNOSTICS_";
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
     pub server: ServerSettings,
@@ -79,18 +79,6 @@ pub struct LogSettings {
     pub format: LogFormat,
     /// A `tracing` filter such as `info` or `prognostics=debug,actix_web=info`.
     pub filter: String,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            server: ServerSettings::default(),
-            storage: StorageSettings::default(),
-            database: DatabaseSettings::default(),
-            fhir: FhirSettings::default(),
-            log: LogSettings::default(),
-        }
-    }
 }
 
 impl Default for ServerSettings {
@@ -211,8 +199,11 @@ impl Settings {
 mod tests {
     use super::*;
 
-    fn from_toml(text: &str) -> Result<Settings, figment::Error> {
-        Figment::new().merge(Toml::string(text)).extract()
+    fn from_toml(text: &str) -> Result<Settings, Box<figment::Error>> {
+        Figment::new()
+            .merge(Toml::string(text))
+            .extract()
+            .map_err(Box::new)
     }
 
     #[test]

@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use super::resources::{SearchRequest, Written, create_in, searchset, update_in};
 use super::{Pipeline, PipelineError};
 use crate::domain::{ResourceId, ResourceType, VersionId};
+use crate::error::ErrorKind;
 use crate::fhir::{parse_json_object, validate_resource};
 use crate::report::{
     BundleEntry, BundleKind, EntryResponse, OutcomeIssue, bundle, error_status, operation_outcome,
@@ -310,11 +311,16 @@ fn at(index: usize, e: PipelineError) -> PipelineError {
 
 fn error_entry(e: &PipelineError) -> BundleEntry {
     let (_, status, code) = error_status(e.kind());
+    // Internal failures are opaque to the caller, as at the HTTP edge; the cause goes to the log.
+    let diagnostics = if e.kind() == ErrorKind::Internal {
+        tracing::error!(error = %e, "batch entry failed");
+        "internal error; quote the response's X-Request-Id when reporting it".to_owned()
+    } else {
+        e.to_string()
+    };
     let outcome =
-        operation_outcome(
-            &[OutcomeIssue::error(code, e.to_string()).at(e.expression().as_deref())],
-        )
-        .ok();
+        operation_outcome(&[OutcomeIssue::error(code, diagnostics).at(e.expression().as_deref())])
+            .ok();
     BundleEntry::default().response(EntryResponse {
         status: status.to_owned(),
         outcome,

@@ -55,7 +55,7 @@ async fn every_resource_type_supports_create_read_update_vread_history_delete_an
         assert_eq!(history["entry"][0]["resource"]["meta"]["versionId"], "2");
 
         let found = app.search(&format!("{t}?_id={id}")).await;
-        assert_eq!(entry_ids(&found), [id.clone()], "{t}");
+        assert_eq!(entry_ids(&found), std::slice::from_ref(&id), "{t}");
 
         let deleted = app.delete(&format!("{t}/{id}")).await;
         assert_eq!(deleted.status(), 204, "{t}");

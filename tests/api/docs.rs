@@ -16,7 +16,7 @@ fn chromium() -> Option<&'static str> {
         });
     if found.is_none() {
         assert!(
-            std::env::var_os("PROGNOSTICS_REQUIRE_PEERS").is_none(),
+            std::env::var_os("TEST_REQUIRE_PEERS").is_none(),
             "chromium is required for this test (apt-get install chromium)"
         );
         eprintln!("skipping: chromium is not installed");

@@ -79,7 +79,7 @@ pub fn r4_examples_dir() -> Option<PathBuf> {
         Some(dir)
     } else {
         assert!(
-            std::env::var_os("PROGNOSTICS_REQUIRE_TEST_DATA").is_none(),
+            std::env::var_os("TEST_REQUIRE_DATA").is_none(),
             "test data missing: run scripts/fetch-test-data"
         );
         eprintln!("skipping: run scripts/fetch-test-data for the official R4 examples");
