@@ -1,5 +1,6 @@
-//! The command line: `prognostics serve` (the default) and `prognostics migrate`. Flags
-//! override the configuration file and environment. Imports `config` only.
+//! The command line: `prognostics serve` (the default), `prognostics migrate` and
+//! `prognostics import`. Flags override the configuration file and environment. Imports
+//! `config` only.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,6 +34,19 @@ pub enum Command {
     Serve(ServeArgs),
     /// Apply database migrations and exit.
     Migrate,
+    /// Store DICOM files (and every file under the folders given) as STOW-RS and C-STORE
+    /// would, then exit. Files that are not DICOM instances are skipped.
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// DICOM files or folders (walked recursively).
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// No progress bar (it is also hidden when standard error is not a terminal).
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -59,6 +73,14 @@ pub struct ServeArgs {
     /// Address for the HTTP server [default: 127.0.0.1:8080]
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+
+    /// Address for the DICOM storage SCP (C-ECHO, C-STORE) [default: 127.0.0.1:11112]
+    #[arg(long, value_name = "ADDR")]
+    pub dicom_listen: Option<SocketAddr>,
+
+    /// Do not run the DICOM storage SCP.
+    #[arg(long, conflicts_with = "dicom_listen")]
+    pub no_dicom: bool,
 }
 
 impl Cli {
@@ -74,10 +96,17 @@ impl Cli {
         if let Some(format) = self.common.log_format {
             settings.log.format = format;
         }
-        if let Some(Command::Serve(serve)) = &self.command
-            && let Some(listen) = serve.listen
-        {
-            settings.server.listen = listen;
+        if let Some(Command::Serve(serve)) = &self.command {
+            if let Some(listen) = serve.listen {
+                settings.server.listen = listen;
+            }
+            if let Some(listen) = serve.dicom_listen {
+                settings.dicom.listen = listen;
+                settings.dicom.enabled = true;
+            }
+            if serve.no_dicom {
+                settings.dicom.enabled = false;
+            }
         }
         Ok(settings)
     }
@@ -102,9 +131,12 @@ mod tests {
             "serve",
             "--listen",
             "127.0.0.1:9999",
+            "--dicom-listen",
+            "0.0.0.0:4242",
         ]);
         let s = cli.settings().unwrap();
         assert_eq!(s.server.listen.port(), 9999);
+        assert_eq!(s.dicom.listen.to_string(), "0.0.0.0:4242");
         assert_eq!(s.storage.data_dir, PathBuf::from("/tmp/x"));
     }
 

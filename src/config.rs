@@ -21,6 +21,7 @@ pub struct Settings {
     pub storage: StorageSettings,
     pub database: DatabaseSettings,
     pub fhir: FhirSettings,
+    pub dicom: DicomSettings,
     pub log: LogSettings,
 }
 
@@ -38,7 +39,7 @@ pub struct ServerSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageSettings {
-    /// Folder for the embedded database and, later, stored DICOM files.
+    /// Folder for the embedded database and the received DICOM files (`dicom/`).
     pub data_dir: PathBuf,
 }
 
@@ -50,6 +51,10 @@ pub struct DatabaseSettings {
     pub max_connections: u32,
     /// Seconds to wait for a free connection before a request fails as unavailable.
     pub acquire_timeout_secs: u64,
+    /// Current resource versions kept in memory for reads by id. Safe only while this process
+    /// is the database's sole writer: by default 10000 on SQLite and off (0) on PostgreSQL,
+    /// where several service instances may share the database.
+    pub read_cache_entries: Option<usize>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -62,6 +67,30 @@ pub struct FhirSettings {
     pub default_page_size: u32,
     /// Largest page a search may ask for with `_count`.
     pub max_page_size: u32,
+}
+
+/// DICOM ingest: the DIMSE storage SCP, STOW-RS limits and how studies map to Patients.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DicomSettings {
+    /// Run the DIMSE storage SCP (C-ECHO, C-STORE) beside the HTTP server.
+    pub enabled: bool,
+    /// Address the storage SCP binds; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// This SCP's AE title (at most 16 characters). Calls to any AE title are accepted.
+    pub ae_title: String,
+    /// Largest PDU this SCP receives, in bytes.
+    pub max_pdu_length: u32,
+    /// Largest single instance accepted over DIMSE, in bytes.
+    pub max_instance_bytes: usize,
+    /// Seconds an association may stay silent before it is aborted.
+    pub idle_timeout_secs: u64,
+    /// Largest STOW-RS request body, in bytes.
+    pub max_stow_bytes: usize,
+    /// `Identifier.system` under which a study's DICOM Patient ID (0010,0020) names its FHIR
+    /// Patient, typically the hospital's MRN system. When absent, Patients are matched on the
+    /// identifier value alone and created with a value but no system.
+    pub patient_id_system: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, clap::ValueEnum)]
@@ -105,6 +134,7 @@ impl Default for DatabaseSettings {
             url: None,
             max_connections: 16,
             acquire_timeout_secs: 5,
+            read_cache_entries: None,
         }
     }
 }
@@ -115,6 +145,21 @@ impl Default for FhirSettings {
             base_url: None,
             default_page_size: 20,
             max_page_size: 500,
+        }
+    }
+}
+
+impl Default for DicomSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 11112)),
+            ae_title: "PROGNOSTICS".to_owned(),
+            max_pdu_length: 65_536,
+            max_instance_bytes: 1024 * 1024 * 1024,
+            idle_timeout_secs: 300,
+            max_stow_bytes: 1024 * 1024 * 1024,
+            patient_id_system: None,
         }
     }
 }
@@ -184,6 +229,11 @@ impl Settings {
         } else {
             Err(ConfigError::UnsupportedDatabase)
         }
+    }
+
+    /// Where received DICOM files are kept (content-addressed), under the data directory.
+    pub fn dicom_dir(&self) -> PathBuf {
+        self.storage.data_dir.join("dicom")
     }
 
     /// Creates the data directory when the embedded database will live there.

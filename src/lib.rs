@@ -1,8 +1,9 @@
 //! prognostics: multimodal prognostic risk scores for oncology, served as FHIR R4.
 //!
-//! Modules follow the data flow: `domain` is the shared vocabulary; `fhir` reads and checks
-//! FHIR JSON; `store` persists; `report` builds the FHIR the service emits; `pipeline` holds the
-//! use cases; `api` is the HTTP edge; `startup` wires them together.
+//! Modules follow the data flow: `domain` is the shared vocabulary; `ingest` reads DICOM; `fhir`
+//! reads and checks FHIR JSON; `store` persists (database rows and DICOM files); `report` builds
+//! the FHIR the service emits; `pipeline` holds the use cases; `api` (HTTP), `dimse` (DICOM
+//! network) and `import` (command line) are the edges; `startup` wires them together.
 
 pub mod cli;
 pub mod config;
@@ -10,8 +11,11 @@ pub mod error;
 pub mod telemetry;
 
 pub mod api;
+pub mod dimse;
 pub mod domain;
 pub mod fhir;
+pub mod import;
+pub mod ingest;
 pub mod pipeline;
 pub mod report;
 pub mod startup;

@@ -2,7 +2,8 @@ use anyhow::Context;
 use clap::Parser;
 
 use prognostics::cli::{Cli, Command};
-use prognostics::startup::{Application, open_store};
+use prognostics::import::{collect_files, import};
+use prognostics::startup::{Application, open_pipeline, open_store};
 use prognostics::telemetry;
 
 #[tokio::main]
@@ -15,6 +16,33 @@ async fn main() -> anyhow::Result<()> {
             let store = open_store(&settings).await.context("migration failed")?;
             store.close().await;
             tracing::info!("migrations applied");
+        }
+        Some(Command::Import(args)) => {
+            let files = collect_files(&args.paths).context("could not list the files to import")?;
+            let pipeline = open_pipeline(&settings)
+                .await
+                .context("could not open the database")?;
+            let progress = !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let report = import(&pipeline, files, progress).await;
+            pipeline.store().close().await;
+            {
+                println!(
+                    "stored {} instances ({} new, {} unchanged, {} replaced) in {:.1} s; skipped {} files that are not DICOM instances; {} failed",
+                    report.stored(),
+                    report.created,
+                    report.unchanged,
+                    report.replaced,
+                    report.seconds,
+                    report.skipped.len(),
+                    report.failed.len()
+                );
+                for (path, reason) in &report.failed {
+                    println!("failed: {}: {reason}", path.display());
+                }
+            }
+            if !report.failed.is_empty() {
+                std::process::exit(1);
+            }
         }
         Some(Command::Serve(_)) | None => {
             let app = Application::build(&settings)

@@ -1,5 +1,5 @@
-//! Wiring: database, migrations, the pipeline and the HTTP server. The listener is bound here,
-//! so port 0 works and the chosen port is known before the server runs.
+//! Wiring: database, migrations, the pipeline, the HTTP server and the DICOM storage SCP. The
+//! listeners are bound here, so port 0 works and the chosen ports are known before they serve.
 
 use std::net::TcpListener;
 
@@ -13,8 +13,9 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::api::{self, ApiDoc, ApiState};
 use crate::config::Settings;
-use crate::pipeline::{PageSizes, Pipeline};
-use crate::store::{Store, StoreError};
+use crate::dimse::StorageScp;
+use crate::pipeline::{ImagingOptions, PageSizes, Pipeline};
+use crate::store::{FileStore, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -22,6 +23,12 @@ pub enum StartupError {
     Config(#[from] crate::config::ConfigError),
     #[error("could not open the database")]
     Store(#[from] StoreError),
+    #[error("could not listen for DICOM associations on {addr}")]
+    DicomBind {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("could not listen on {addr}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -33,14 +40,17 @@ pub enum StartupError {
 /// A built, not yet running, service.
 pub struct Application {
     port: u16,
+    dicom_port: Option<u16>,
     server: Server,
     store: Store,
+    background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Application {
     /// Opens (and migrates) the database and binds the listener.
     pub async fn build(settings: &Settings) -> Result<Self, StartupError> {
-        let store = open_store(settings).await?;
+        let pipeline = open_pipeline(settings).await?;
+        let store = pipeline.store().clone();
         let listener =
             TcpListener::bind(settings.server.listen).map_err(|source| StartupError::Bind {
                 addr: settings.server.listen,
@@ -53,20 +63,40 @@ impl Application {
                 source,
             })?
             .port();
+        let mut background = Vec::new();
+        let mut dicom_port = None;
+        if settings.dicom.enabled {
+            let scp = StorageScp::bind(&settings.dicom, pipeline.clone())
+                .await
+                .map_err(|source| StartupError::DicomBind {
+                    addr: settings.dicom.listen,
+                    source,
+                })?;
+            let addr = scp.local_addr().map_err(|source| StartupError::DicomBind {
+                addr: settings.dicom.listen,
+                source,
+            })?;
+            tracing::info!(port = addr.port(), ae_title = %settings.dicom.ae_title, "DICOM storage SCP listening");
+            dicom_port = Some(addr.port());
+            background.push(tokio::spawn(scp.run()));
+        }
+        // Studies left stale by an interruption (stored instances, ImagingStudy not yet
+        // written) are brought up to date in the background.
+        let refresher = pipeline.clone();
+        background.push(tokio::spawn(async move {
+            if let Err(e) = refresher.refresh_imaging_studies().await {
+                tracing::error!(error = %e, "ImagingStudy refresh at start failed");
+            }
+        }));
         let state = ApiState {
-            pipeline: Pipeline::new(
-                store.clone(),
-                PageSizes {
-                    default: settings.fhir.default_page_size.max(1),
-                    max: settings.fhir.max_page_size.max(1),
-                },
-            ),
+            pipeline,
             base_url: settings
                 .fhir
                 .base_url
                 .as_ref()
                 .map(|u| u.as_str().trim_end_matches('/').to_owned()),
             max_body_bytes: settings.server.max_body_bytes,
+            dicomweb_max_body_bytes: settings.dicom.max_stow_bytes,
         };
         let server =
             run(listener, state, settings.server.workers).map_err(|source| StartupError::Bind {
@@ -76,13 +106,20 @@ impl Application {
         tracing::info!(port, backend = ?store.backend(), "service listening");
         Ok(Self {
             port,
+            dicom_port,
             server,
             store,
+            background,
         })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The DICOM storage SCP's port, when it runs.
+    pub fn dicom_port(&self) -> Option<u16> {
+        self.dicom_port
     }
 
     pub fn store(&self) -> &Store {
@@ -92,6 +129,9 @@ impl Application {
     /// Serves until SIGINT/SIGTERM, then finishes in-flight requests and closes the database.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
+        for task in &self.background {
+            task.abort();
+        }
         self.store.close().await;
         result
     }
@@ -106,6 +146,22 @@ pub async fn open_store(settings: &Settings) -> Result<Store, StartupError> {
     let applied = store.migrate().await?;
     tracing::info!(backend = ?store.backend(), migrations = applied, "database ready");
     Ok(store)
+}
+
+/// The store, the DICOM file store and the pipeline over them: what every command works on.
+pub async fn open_pipeline(settings: &Settings) -> Result<Pipeline, StartupError> {
+    let store = open_store(settings).await?;
+    Ok(Pipeline::new(
+        store,
+        PageSizes {
+            default: settings.fhir.default_page_size.max(1),
+            max: settings.fhir.max_page_size.max(1),
+        },
+        FileStore::new(settings.dicom_dir()),
+        ImagingOptions {
+            patient_id_system: settings.dicom.patient_id_system.clone(),
+        },
+    ))
 }
 
 fn run(listener: TcpListener, state: ApiState, workers: usize) -> std::io::Result<Server> {

@@ -8,6 +8,10 @@ const OWNERS: &[(&str, &[&str])] = &[
     ("actix_web", &["src/api/", "src/startup.rs"]),
     ("utoipa", &["src/api/", "src/startup.rs"]),
     ("sqlx", &["src/store/"]),
+    ("dicom_ul", &["src/dimse/"]),
+    ("dicom_object", &["src/ingest/", "src/dimse/"]),
+    ("dicom_pixeldata", &["src/ingest/"]),
+    ("indicatif", &["src/import.rs"]),
     ("candle", &["src/encoders/", "src/fusion/"]),
     ("fhir_sdk::r4b::resources", &["src/report/", "src/fhir/"]),
     ("builder()", &["src/report/"]),
@@ -82,10 +86,28 @@ fn lower_layers_do_not_import_upper_ones() {
             &["crate::report", "crate::pipeline", "crate::api"],
         ),
         (
+            "src/ingest/",
+            &[
+                "crate::store",
+                "crate::report",
+                "crate::pipeline",
+                "crate::api",
+                "crate::dimse",
+            ],
+        ),
+        (
+            "src/dimse/",
+            &["crate::api", "crate::store", "crate::ingest"],
+        ),
+        ("src/api/", &["crate::ingest", "crate::dimse"]),
+        (
             "src/report/",
             &["crate::store", "crate::pipeline", "crate::api"],
         ),
-        ("src/pipeline/", &["crate::api"]),
+        (
+            "src/pipeline/",
+            &["crate::api", "crate::dimse", "crate::import"],
+        ),
     ];
     let mut files = Vec::new();
     rust_files(&root.join("src"), &mut files);

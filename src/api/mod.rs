@@ -3,10 +3,12 @@
 //! never reach into lower layers. Every error leaves as an OperationOutcome. Owns actix-web and
 //! utoipa.
 
+pub mod dicomweb;
 mod error;
 mod fallback;
 pub mod fhir;
 mod health;
+mod request;
 mod request_id;
 
 use actix_web::middleware::from_fn;
@@ -16,6 +18,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 
 pub use error::{ApiError, FHIR_JSON};
 pub use fallback::{not_found_or_not_allowed, render_plain_errors};
+use request::{query_pairs, read_body};
 pub use request_id::{REQUEST_ID_HEADER, request_id_middleware};
 
 use crate::pipeline::Pipeline;
@@ -27,6 +30,8 @@ pub struct ApiState {
     /// Configured public FHIR base URL; `None` derives it from each request.
     pub base_url: Option<String>,
     pub max_body_bytes: usize,
+    /// Largest STOW-RS body.
+    pub dicomweb_max_body_bytes: usize,
 }
 
 #[derive(OpenApi)]
@@ -41,6 +46,7 @@ pub struct ApiState {
     ),
     tags(
         (name = "FHIR", description = "FHIR R4 REST interactions on the stored resource types"),
+        (name = "DICOMweb", description = "STOW-RS ingest and QIDO-RS study search (DICOM PS3.18)"),
         (name = "Operations", description = "Liveness and readiness probes")
     )
 )]
@@ -63,6 +69,12 @@ pub fn configure(cfg: &mut ServiceConfig) {
                 .service(fhir::delete_resource)
                 .service(fhir::history)
                 .service(fhir::vread),
+        )
+        .service(
+            utoipa_actix_web::scope("/dicomweb")
+                .service(dicomweb::store_instances)
+                .service(dicomweb::store_study_instances)
+                .service(dicomweb::search_studies),
         );
 }
 

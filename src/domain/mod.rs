@@ -2,7 +2,12 @@
 //! layer. No I/O and no framework types live here; imports nothing from the crate but `error`.
 
 mod ids;
+mod imaging;
 mod instant;
 
 pub use ids::{IdError, ResourceId, ResourceType, VersionId};
+pub use imaging::{
+    ContentHash, DicomInstance, DicomUid, PatientAttributes, SeriesAttributes, StoreOutcome,
+    StudyAttributes, UidError,
+};
 pub use instant::Instant;

@@ -1,17 +1,24 @@
-//! The use cases, one async function each, that handlers call: the FHIR resource store's
-//! create/update/delete/search and transaction or batch Bundles. Later stages (ingest, encoders,
-//! fusion, report) join here. Imports every layer below it; knows nothing about HTTP.
+//! The use cases, one async function each, that the edges call: the FHIR resource store's
+//! create/update/delete/search and transaction or batch Bundles; DICOM ingest and the
+//! ImagingStudy resources it keeps. Later stages (encoders, fusion) join here. Imports every
+//! layer below it; knows nothing about HTTP or DIMSE.
 
 mod bundle;
+mod imaging;
 mod resources;
 
 use crate::domain::{ResourceType, VersionId};
 use crate::error::ErrorKind;
-use crate::fhir::FhirError;
-use crate::report::ReportError;
-use crate::store::{Store, StoreError};
+use std::sync::Arc;
 
+use crate::fhir::FhirError;
+use crate::ingest::IngestError;
+use crate::report::ReportError;
+use crate::store::{FileStore, Store, StoreError};
+
+pub use crate::ingest::DicomStatus;
 pub use bundle::BundleOutcome;
+pub use imaging::{IngestedInstance, InstanceFailure};
 pub use resources::{SearchRequest, Written};
 
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +29,14 @@ pub enum PipelineError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Report(#[from] ReportError),
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
+    #[error("could not write to or read from the DICOM file store")]
+    FileStore(#[source] std::io::Error),
+    #[error("a blocking task failed")]
+    Blocking(#[source] tokio::task::JoinError),
+    #[error("the instance belongs to another study than the one in the URL")]
+    StudyMismatch,
     #[error("an update must carry the id of the resource it updates in the body")]
     MissingId,
     #[error("the id in the body does not match the id in the URL")]
@@ -49,6 +64,10 @@ impl PipelineError {
             PipelineError::Fhir(e) => e.kind(),
             PipelineError::Store(e) => e.kind(),
             PipelineError::Report(e) => e.kind(),
+            PipelineError::Ingest(e) => e.kind(),
+            PipelineError::FileStore(_) => ErrorKind::Unavailable,
+            PipelineError::Blocking(_) => ErrorKind::Internal,
+            PipelineError::StudyMismatch => ErrorKind::Conflict,
             PipelineError::MissingId
             | PipelineError::IdMismatch
             | PipelineError::InvalidBundle { .. } => ErrorKind::Invalid,
@@ -77,6 +96,17 @@ impl PipelineError {
 pub struct Pipeline {
     store: Store,
     page_sizes: PageSizes,
+    files: FileStore,
+    imaging: ImagingOptions,
+    /// Serialises ImagingStudy refreshes within this process.
+    imaging_refresh: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// How DICOM studies map onto FHIR.
+#[derive(Clone, Debug, Default)]
+pub struct ImagingOptions {
+    /// `Identifier.system` of the DICOM Patient ID on Patients (see `DicomSettings`).
+    pub patient_id_system: Option<String>,
 }
 
 /// Search page sizes: the default when `_count` is absent, and the most `_count` may ask for.
@@ -87,8 +117,19 @@ pub struct PageSizes {
 }
 
 impl Pipeline {
-    pub fn new(store: Store, page_sizes: PageSizes) -> Self {
-        Self { store, page_sizes }
+    pub fn new(
+        store: Store,
+        page_sizes: PageSizes,
+        files: FileStore,
+        imaging: ImagingOptions,
+    ) -> Self {
+        Self {
+            store,
+            page_sizes,
+            files,
+            imaging,
+            imaging_refresh: Arc::new(tokio::sync::Mutex::new(())),
+        }
     }
 
     pub fn store(&self) -> &Store {

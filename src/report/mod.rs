@@ -7,10 +7,14 @@
 
 mod bundle;
 mod capability;
+mod imaging_study;
 mod operation_outcome;
 
 pub use bundle::{BundleEntry, BundleKind, BundleLink, EntryResponse, bundle, resource_url};
 pub use capability::{CapabilityOptions, capability_statement};
+pub use imaging_study::{
+    DICOM_UID_SYSTEM, ImagingStudyContent, SeriesContent, imaging_study, patient_from_dicom,
+};
 pub use operation_outcome::{
     IssueCode, IssueSeverity, OutcomeIssue, error_status, operation_outcome,
 };

@@ -3,9 +3,13 @@
 //! and integers so that both drivers decode them alike. Functions take and return domain types.
 //! Imports `domain`, `fhir` (index entries and search criteria) and `error`; owns sqlx.
 
+mod cache;
+mod files;
+mod imaging;
 mod resources;
 mod search;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::ExposeSecret;
@@ -13,7 +17,14 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Row};
 
+pub use files::FileStore;
+pub use imaging::{StoredInstance, StoredSeries, StoredStudy, StudyFilter, StudySummary};
 pub use resources::{StoreTransaction, StoredResource, WriteMethod};
+
+use cache::ReadCache;
+
+/// Resources kept in the read cache on SQLite, where this process is the only writer.
+const DEFAULT_SQLITE_READ_CACHE: usize = 10_000;
 
 use crate::config::{DatabaseBackend, Settings};
 use crate::domain::{ResourceType, VersionId};
@@ -60,6 +71,19 @@ pub enum StoreError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("a stored row of {table} could not be read back")]
+    CorruptRow { table: &'static str },
+    #[error(
+        "the database {path} is in use by another prognostics process; stop it first, or send \
+         DICOM to the running service with STOW-RS or C-STORE"
+    )]
+    Locked { path: std::path::PathBuf },
+    #[error("the database lock file {path} cannot be used")]
+    LockFile {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("database is not reachable")]
     Unavailable(#[source] sqlx::Error),
     #[error("database migration failed")]
@@ -75,11 +99,43 @@ impl StoreError {
             StoreError::Gone { .. } => ErrorKind::Gone,
             StoreError::VersionMismatch { .. } => ErrorKind::PreconditionFailed,
             StoreError::ConcurrentWrite { .. } => ErrorKind::Conflict,
-            StoreError::Unavailable(_) => ErrorKind::Unavailable,
-            StoreError::Corrupt { .. } | StoreError::Migration(_) | StoreError::Database(_) => {
-                ErrorKind::Internal
-            }
+            StoreError::Unavailable(_) | StoreError::Locked { .. } => ErrorKind::Unavailable,
+            StoreError::LockFile { .. } => ErrorKind::Internal,
+            StoreError::Corrupt { .. }
+            | StoreError::CorruptRow { .. }
+            | StoreError::Migration(_)
+            | StoreError::Database(_) => ErrorKind::Internal,
         }
+    }
+}
+
+/// Takes an exclusive lock beside an SQLite database file, so that one process at a time serves
+/// or writes it: the read cache relies on being the only writer. `None` for in-memory databases.
+fn lock_sqlite(url: &str) -> Result<Option<std::fs::File>, StoreError> {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    if path.is_empty() || path.starts_with(":memory:") {
+        return Ok(None);
+    }
+    let database = std::path::PathBuf::from(path);
+    let path = std::path::PathBuf::from(format!("{path}.lock"));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| StoreError::LockFile {
+            path: path.clone(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked { path: database }),
+        Err(std::fs::TryLockError::Error(source)) => Err(StoreError::LockFile { path, source }),
     }
 }
 
@@ -99,6 +155,9 @@ impl From<sqlx::Error> for StoreError {
 pub struct Store {
     pool: AnyPool,
     backend: DatabaseBackend,
+    cache: Arc<ReadCache>,
+    /// The embedded database's lock, held while any clone of this store lives.
+    _lock: Option<Arc<std::fs::File>>,
 }
 
 impl Store {
@@ -109,6 +168,10 @@ impl Store {
             .database_backend()
             .map_err(|e| StoreError::Database(sqlx::Error::Configuration(Box::new(e))))?;
         let url = settings.database_url();
+        let lock = match backend {
+            DatabaseBackend::Sqlite => lock_sqlite(url.expose_secret())?.map(Arc::new),
+            DatabaseBackend::Postgres => None,
+        };
         let pool = AnyPoolOptions::new()
             .max_connections(settings.database.max_connections.max(1))
             .acquire_timeout(Duration::from_secs(settings.database.acquire_timeout_secs))
@@ -121,7 +184,19 @@ impl Store {
                 .execute(&pool)
                 .await?;
         }
-        Ok(Store { pool, backend })
+        let cache_entries = settings
+            .database
+            .read_cache_entries
+            .unwrap_or(match backend {
+                DatabaseBackend::Sqlite => DEFAULT_SQLITE_READ_CACHE,
+                DatabaseBackend::Postgres => 0,
+            });
+        Ok(Store {
+            pool,
+            backend,
+            cache: Arc::new(ReadCache::new(cache_entries)),
+            _lock: lock,
+        })
     }
 
     pub fn backend(&self) -> DatabaseBackend {

@@ -6,6 +6,9 @@ use sqlx::AnyConnection;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
+use std::sync::Arc;
+
+use super::cache::ReadCache;
 use super::search::search_on;
 use super::{Store, StoreError};
 use crate::config::DatabaseBackend;
@@ -65,10 +68,18 @@ impl Store {
         t: ResourceType,
         id: &ResourceId,
     ) -> Result<StoredResource, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        let stored = read_current(&mut conn, t, id)
-            .await?
-            .ok_or_else(|| not_found(t, id))?;
+        let stored = match self.cache.get(t, id) {
+            Some(hit) => hit,
+            None => {
+                let epoch = self.cache.epoch();
+                let mut conn = self.pool.acquire().await?;
+                let stored = read_current(&mut conn, t, id)
+                    .await?
+                    .ok_or_else(|| not_found(t, id))?;
+                self.cache.insert(epoch, &stored);
+                stored
+            }
+        };
         if stored.is_deleted() {
             return Err(StoreError::Gone {
                 resource_type: t,
@@ -173,7 +184,11 @@ impl Store {
             DatabaseBackend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             DatabaseBackend::Postgres => self.pool.begin().await?,
         };
-        Ok(StoreTransaction { tx })
+        Ok(StoreTransaction {
+            tx,
+            cache: Arc::clone(&self.cache),
+            written: Vec::new(),
+        })
     }
 }
 
@@ -181,11 +196,21 @@ impl Store {
 /// back).
 pub struct StoreTransaction {
     tx: Transaction<'static, Any>,
+    cache: Arc<ReadCache>,
+    /// Resources written, whose cached reads the commit invalidates.
+    written: Vec<(ResourceType, ResourceId)>,
 }
 
 impl StoreTransaction {
     pub async fn commit(self) -> Result<(), StoreError> {
-        self.tx.commit().await.map_err(StoreError::from)
+        self.tx.commit().await.map_err(StoreError::from)?;
+        self.cache.invalidate(&self.written);
+        Ok(())
+    }
+
+    /// The transaction's connection, for the other tables' writes in this module.
+    pub(super) fn connection(&mut self) -> &mut AnyConnection {
+        &mut self.tx
     }
 
     /// The current version and whether it is a deletion, or `None` if the id was never used.
@@ -321,6 +346,7 @@ impl StoreTransaction {
         method: WriteMethod,
         content: Option<&str>,
     ) -> Result<(), StoreError> {
+        self.written.push((t, id.clone()));
         let deleted = i32::from(content.is_none());
         // The version row goes first: its primary key turns a lost race into a clean conflict.
         let inserted = sqlx::query(

@@ -74,7 +74,7 @@ pub(super) async fn search_on(
     filter.push(" AND r.deleted = 0");
     for f in &query.filters {
         filter.push(" AND ");
-        push_filter(&mut filter, f);
+        push_filter(&mut filter, t, f);
     }
 
     let mut count = SqlBuilder {
@@ -115,13 +115,18 @@ fn clone_binds(binds: &[Bind]) -> Vec<Bind> {
         .collect()
 }
 
-fn index_exists(sql: &mut SqlBuilder, param: &str, negate: bool) {
-    sql.push(if negate { "NOT EXISTS" } else { "EXISTS" });
-    sql.push(" (SELECT 1 FROM search_index i WHERE i.resource_type = r.resource_type AND i.id = r.id AND i.param = ")
+/// Opens `r.id [NOT] IN (SELECT … FROM search_index …`; the caller adds conditions and closes
+/// it. Driving the match from the index (rather than a correlated `EXISTS` per resource) lets
+/// both databases use `search_index_by_value`, so a search costs its matches, not the table.
+fn index_match(sql: &mut SqlBuilder, t: ResourceType, param: &str, negate: bool) {
+    sql.push(if negate { "r.id NOT IN" } else { "r.id IN" });
+    sql.push(" (SELECT i.id FROM search_index i WHERE i.resource_type = ")
+        .text(t.as_str())
+        .push(" AND i.param = ")
         .text(param);
 }
 
-fn push_filter(sql: &mut SqlBuilder, filter: &Filter) {
+fn push_filter(sql: &mut SqlBuilder, t: ResourceType, filter: &Filter) {
     match filter {
         Filter::Id(ids) => {
             sql.push("r.id IN (");
@@ -143,7 +148,7 @@ fn push_filter(sql: &mut SqlBuilder, filter: &Filter) {
             values,
             negate,
         } => {
-            index_exists(sql, param, *negate);
+            index_match(sql, t, param, *negate);
             sql.push(" AND ");
             push_any(sql, values, |sql, v| {
                 match (&v.system, &v.code) {
@@ -170,7 +175,7 @@ fn push_filter(sql: &mut SqlBuilder, filter: &Filter) {
             sql.push(")");
         }
         Filter::Reference { param, targets } => {
-            index_exists(sql, param, false);
+            index_match(sql, t, param, false);
             sql.push(" AND ");
             push_any(sql, targets, |sql, (target_type, id)| {
                 sql.push("(i.value = ").text(id.as_ref());
@@ -182,7 +187,7 @@ fn push_filter(sql: &mut SqlBuilder, filter: &Filter) {
             sql.push(")");
         }
         Filter::Date { param, values } => {
-            index_exists(sql, param, false);
+            index_match(sql, t, param, false);
             sql.push(" AND ");
             push_any(sql, values, |sql, c| {
                 push_date(sql, c, "i.start_ms", "i.end_ms")
@@ -190,7 +195,7 @@ fn push_filter(sql: &mut SqlBuilder, filter: &Filter) {
             sql.push(")");
         }
         Filter::Missing { param, missing } => {
-            index_exists(sql, param, *missing);
+            index_match(sql, t, param, *missing);
             sql.push(")");
         }
     }

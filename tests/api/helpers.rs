@@ -19,6 +19,8 @@ static TRACING: LazyLock<()> = LazyLock::new(|| {
 
 pub struct TestApp {
     pub address: String,
+    /// The DICOM storage SCP's port.
+    pub dicom_port: Option<u16>,
     pub base: String,
     pub client: Client,
     _dir: TempDir,
@@ -36,6 +38,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     settings.server.listen = "127.0.0.1:0".parse().unwrap();
     settings.server.workers = 2;
     settings.storage.data_dir = dir.path().to_path_buf();
+    settings.dicom.listen = "127.0.0.1:0".parse().unwrap();
     if let Some(url) = fresh_postgres_database().await {
         settings.database.url = Some(SecretString::from(url));
         settings.database.max_connections = 4;
@@ -45,8 +48,10 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
         .await
         .expect("application starts");
     let address = format!("http://127.0.0.1:{}", app.port());
+    let dicom_port = app.dicom_port();
     tokio::spawn(app.run_until_stopped());
     TestApp {
+        dicom_port,
         base: format!("{address}/fhir"),
         address,
         client: Client::new(),
@@ -55,7 +60,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
 }
 
 /// With `TEST_DATABASE_URL` (a PostgreSQL server), creates an empty database for one test.
-async fn fresh_postgres_database() -> Option<String> {
+pub async fn fresh_postgres_database() -> Option<String> {
     let admin_url = std::env::var("TEST_DATABASE_URL").ok()?;
     sqlx::any::install_default_drivers();
     let name = format!("test_{}", uuid::Uuid::new_v4().simple());
@@ -85,6 +90,28 @@ pub fn r4_examples_dir() -> Option<PathBuf> {
         eprintln!("skipping: run scripts/fetch-test-data for the official R4 examples");
         None
     }
+}
+
+/// The path of a file of pydicom's test corpus, fetched by `scripts/fetch-test-data`, if
+/// present.
+pub fn pydicom_path(name: &str) -> Option<PathBuf> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(".cache/test-data/pydicom-3.0.2/pydicom/data/test_files")
+        .join(name);
+    if path.is_file() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var_os("TEST_REQUIRE_DATA").is_none(),
+        "test data missing ({name}): run scripts/fetch-test-data"
+    );
+    eprintln!("skipping: run scripts/fetch-test-data for pydicom's test files");
+    None
+}
+
+/// The bytes of a file of pydicom's test corpus, if present.
+pub fn pydicom_file(name: &str) -> Option<Vec<u8>> {
+    pydicom_path(name).map(|p| std::fs::read(p).unwrap())
 }
 
 pub const FHIR_JSON: &str = "application/fhir+json";
@@ -136,6 +163,19 @@ impl TestApp {
         let t = resource["resourceType"].as_str().unwrap();
         let response = self.post(t, resource).await;
         assert_eq!(response.status(), 201, "creating {t}");
+        response.json().await.unwrap()
+    }
+
+    /// QIDO-RS study search: the matches, after checking the status and media type.
+    pub async fn qido(&self, query: &str) -> Vec<Value> {
+        let response = self
+            .client
+            .get(format!("{}/dicomweb/studies?{query}", self.address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "application/dicom+json");
         response.json().await.unwrap()
     }
 

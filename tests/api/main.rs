@@ -5,9 +5,12 @@
 mod bad_input;
 mod bundles;
 mod crud;
+mod dicomweb;
+mod dimse;
 mod docs;
 mod examples;
 mod health;
 mod helpers;
+mod import;
 mod openapi;
 mod search;

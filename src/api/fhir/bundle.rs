@@ -26,7 +26,7 @@ pub async fn post_bundle(
     state: Data<ApiState>,
     payload: Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let body = read_body(&req, payload, &state).await?;
+    let body = read_body(&req, payload, state.max_body_bytes).await?;
     let include = !Preferences::from_request(&req).return_minimal;
     let outcome = state
         .pipeline

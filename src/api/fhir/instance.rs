@@ -134,7 +134,7 @@ pub async fn update(
                 })?,
         ),
     };
-    let body = read_body(&req, payload, &state).await?;
+    let body = read_body(&req, payload, state.max_body_bytes).await?;
     let written = state.pipeline.update(t, &id, &body, if_match).await?;
     let s = &written.stored;
     let location = format!(

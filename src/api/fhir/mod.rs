@@ -10,14 +10,11 @@ mod search;
 mod type_level;
 
 use actix_web::HttpRequest;
-use actix_web::http::header;
-use actix_web::web::Data;
-use futures_util::StreamExt;
 
 pub use negotiation::{Preferences, content_negotiation_middleware};
 
-use super::ApiState;
 use super::error::ApiError;
+use super::{ApiState, query_pairs, read_body};
 use crate::domain::{ResourceId, ResourceType};
 use crate::error::ErrorKind;
 
@@ -52,46 +49,4 @@ fn resource_type(raw: &str) -> Result<ResourceType, ApiError> {
 
 fn resource_id(raw: &str) -> Result<ResourceId, ApiError> {
     ResourceId::parse(raw).map_err(|e| ApiError::new(ErrorKind::Invalid, e.to_string()))
-}
-
-/// Reads the request body up to the configured limit. A `Content-Length` over the limit is
-/// refused before any of the body is read.
-async fn read_body(
-    req: &HttpRequest,
-    mut payload: actix_web::web::Payload,
-    state: &Data<ApiState>,
-) -> Result<Vec<u8>, ApiError> {
-    let limit = state.max_body_bytes;
-    let too_large = || {
-        ApiError::new(
-            ErrorKind::PayloadTooLarge,
-            format!("request body exceeds the limit of {limit} bytes"),
-        )
-    };
-    if let Some(length) = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        && length > limit as u64
-    {
-        return Err(too_large());
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk
-            .map_err(|_| ApiError::new(ErrorKind::Invalid, "request body could not be read"))?;
-        if body.len() + chunk.len() > limit {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
-/// The query string as name/value pairs, in order.
-fn query_pairs(req: &HttpRequest) -> Vec<(String, String)> {
-    url::form_urlencoded::parse(req.query_string().as_bytes())
-        .into_owned()
-        .collect()
 }

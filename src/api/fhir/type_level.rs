@@ -40,7 +40,7 @@ pub async fn create(
         .get("if-none-exist")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let body = read_body(&req, payload, &state).await?;
+    let body = read_body(&req, payload, state.max_body_bytes).await?;
     let written = state
         .pipeline
         .create(t, &body, if_none_exist.as_deref())

@@ -1,0 +1,319 @@
+//! Loopback HTTP load: read-by-id and search on the FHIR API, beside an actix-web hello-world
+//! measured in the same run as the ceiling of this machine. The load generator is `wrk`
+//! (Debian's package), 64 connections by default.
+//!
+//! ```sh
+//! scripts/bench-http                     # SQLite, then PostgreSQL (throwaway server)
+//! cargo bench --bench http               # SQLite only
+//! BENCH_DATABASE_URL=postgres://… cargo bench --bench http
+//! ```
+//!
+//! Settings: `BENCH_SECONDS` (per scenario, default 15), `BENCH_CONNECTIONS` (64),
+//! `BENCH_THREADS` (wrk threads, 2), `BENCH_WORKERS` (server workers for both servers, 2),
+//! `BENCH_PATIENTS` (1000; each gets 10 Observations), `BENCH_READ_CACHE` (entries of the read
+//! cache; default: the service's default, on for SQLite and off for PostgreSQL).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+use std::fmt::Write as _;
+use std::net::TcpListener;
+use std::process::Command;
+use std::time::Duration;
+
+use actix_web::{App, HttpServer, web};
+use prognostics::config::Settings;
+use prognostics::startup::Application;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+struct Load {
+    seconds: u64,
+    connections: u32,
+    threads: u32,
+    workers: usize,
+    patients: usize,
+}
+
+impl Load {
+    fn from_env() -> Self {
+        fn var<T: std::str::FromStr>(name: &str, default: T) -> T {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(default)
+        }
+        Self {
+            seconds: var("BENCH_SECONDS", 15),
+            connections: var("BENCH_CONNECTIONS", 64),
+            threads: var("BENCH_THREADS", 2),
+            workers: var("BENCH_WORKERS", 2),
+            patients: var("BENCH_PATIENTS", 1000),
+        }
+    }
+}
+
+/// What wrk measured for one scenario.
+#[derive(Debug)]
+struct Measured {
+    requests_per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+#[tokio::main]
+async fn main() {
+    // `cargo bench` passes `--bench`; there is nothing to filter.
+    let load = Load::from_env();
+    if Command::new("wrk").arg("--version").output().is_err() {
+        eprintln!("wrk is not installed (Debian: apt-get install wrk)");
+        std::process::exit(2);
+    }
+    let scratch = tempfile::tempdir().unwrap();
+
+    let hello_port = spawn_hello_world(load.workers);
+    let hello_url = format!("http://127.0.0.1:{hello_port}/");
+
+    let mut settings = Settings::default();
+    settings.server.listen = "127.0.0.1:0".parse().unwrap();
+    settings.server.workers = load.workers;
+    settings.storage.data_dir = scratch.path().to_path_buf();
+    settings.dicom.enabled = false;
+    settings.database.read_cache_entries = std::env::var("BENCH_READ_CACHE")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let backend = match fresh_postgres_database().await {
+        Some(url) => {
+            settings.database.url = Some(SecretString::from(url));
+            "PostgreSQL"
+        }
+        None => "SQLite",
+    };
+    let backend = match settings.database.read_cache_entries {
+        Some(0) => format!("{backend}, no read cache"),
+        Some(_) => format!("{backend}, read cache"),
+        None => backend.to_owned(),
+    };
+    let backend = backend.as_str();
+    let app = Application::build(&settings).await.expect("service starts");
+    let base = format!("http://127.0.0.1:{}/fhir", app.port());
+    tokio::spawn(app.run_until_stopped());
+
+    eprintln!("seeding {} patients on {backend}", load.patients);
+    let patients = seed(&base, load.patients).await;
+    let reads: Vec<String> = patients
+        .iter()
+        .map(|id| format!("/fhir/Patient/{id}"))
+        .collect();
+    let searches: Vec<String> = patients
+        .iter()
+        .map(|id| format!("/fhir/Observation?subject=Patient/{id}&_count=10"))
+        .collect();
+    // Both answer with what the scenario promises: a Patient, a Bundle of 10 Observations.
+    check_answer(&base, &reads[0], "Patient", None).await;
+    check_answer(&base, &searches[0], "Bundle", Some(10)).await;
+
+    let ceiling = run_wrk(&load, &hello_url, &[], scratch.path());
+    let read = run_wrk(&load, &base, &reads, scratch.path());
+    let search = run_wrk(&load, &base, &searches, scratch.path());
+
+    let mut table = String::new();
+    writeln!(
+        table,
+        "| scenario | database | requests/s | p50 | p99 | share of ceiling |"
+    )
+    .unwrap();
+    writeln!(table, "|---|---|---:|---:|---:|---:|").unwrap();
+    for (name, db, m) in [
+        ("actix-web hello-world (ceiling)", "-", &ceiling),
+        ("read by id: GET Patient/{id}", backend, &read),
+        (
+            "search: GET Observation?subject=…&_count=10",
+            backend,
+            &search,
+        ),
+    ] {
+        writeln!(
+            table,
+            "| {name} | {db} | {:.0} | {:.2} ms | {:.2} ms | {:.0}% |",
+            m.requests_per_sec,
+            m.p50_ms,
+            m.p99_ms,
+            100.0 * m.requests_per_sec / ceiling.requests_per_sec
+        )
+        .unwrap();
+    }
+    println!(
+        "\n{} s per scenario, {} connections, {} wrk threads, {} server workers, {} CPUs\n",
+        load.seconds,
+        load.connections,
+        load.threads,
+        load.workers,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!("{table}");
+}
+
+/// The ceiling: the smallest actix-web application, with the same worker count.
+fn spawn_hello_world(workers: usize) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server =
+        HttpServer::new(|| App::new().route("/", web::get().to(|| async { "Hello world!" })))
+            .workers(workers)
+            .listen(listener)
+            .unwrap()
+            .run();
+    tokio::spawn(server);
+    port
+}
+
+/// With `BENCH_DATABASE_URL` (a PostgreSQL server), a fresh database for this run.
+async fn fresh_postgres_database() -> Option<String> {
+    let admin_url = std::env::var("BENCH_DATABASE_URL").ok()?;
+    sqlx::any::install_default_drivers();
+    let name = format!("bench_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin_url)
+        .await
+        .expect("BENCH_DATABASE_URL is reachable");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let mut url = url::Url::parse(&admin_url).unwrap();
+    url.set_path(&format!("/{name}"));
+    Some(url.to_string())
+}
+
+/// Stores `patients` Patients with 10 Observations each, through transaction Bundles, and
+/// returns the Patients' ids.
+async fn seed(base: &str, patients: usize) -> Vec<String> {
+    let client = reqwest::Client::new();
+    let mut ids = Vec::with_capacity(patients);
+    for chunk_start in (0..patients).step_by(20) {
+        let mut entries = Vec::new();
+        for n in chunk_start..(chunk_start + 20).min(patients) {
+            let full_url = format!("urn:uuid:{}", uuid::Uuid::new_v4());
+            entries.push(json!({
+                "fullUrl": full_url,
+                "resource": {
+                    "resourceType": "Patient",
+                    "identifier": [{"system": "urn:bench:mrn", "value": format!("B{n:06}")}],
+                    "gender": if n % 2 == 0 { "female" } else { "male" },
+                    "birthDate": "1960-04-01"
+                },
+                "request": {"method": "POST", "url": "Patient"}
+            }));
+            for k in 0..10 {
+                entries.push(json!({
+                    "resource": {
+                        "resourceType": "Observation",
+                        "status": "final",
+                        "code": {"coding": [{"system": "http://loinc.org", "code": "718-7"}]},
+                        "subject": {"reference": full_url},
+                        "effectiveDateTime": format!("2026-01-{:02}T08:00:00Z", k + 1),
+                        "valueQuantity": {"value": 12.0 + k as f64 / 10.0, "unit": "g/dL",
+                            "system": "http://unitsofmeasure.org", "code": "g/dL"}
+                    },
+                    "request": {"method": "POST", "url": "Observation"}
+                }));
+            }
+        }
+        let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
+        let response = client
+            .post(base)
+            .header("content-type", "application/fhir+json")
+            .body(bundle.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "seeding transaction");
+        let body: Value = response.json().await.unwrap();
+        for entry in body["entry"].as_array().unwrap() {
+            let location = entry["response"]["location"].as_str().unwrap();
+            if let Some(rest) = location.strip_prefix("Patient/") {
+                ids.push(rest.split('/').next().unwrap().to_owned());
+            }
+        }
+    }
+    assert_eq!(ids.len(), patients);
+    ids
+}
+
+async fn check_answer(base: &str, path: &str, resource_type: &str, entries: Option<usize>) {
+    let url = format!("{}{}", base.trim_end_matches("/fhir"), path);
+    let body: Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
+    assert_eq!(body["resourceType"], resource_type, "{path}");
+    if let Some(n) = entries {
+        assert_eq!(body["entry"].as_array().map(Vec::len), Some(n), "{path}");
+    }
+}
+
+/// Runs wrk against `base`, each request a random one of `paths` (or `base` itself), after a
+/// short warm-up; fails on any error or non-2xx answer.
+fn run_wrk(load: &Load, base: &str, paths: &[String], scratch: &std::path::Path) -> Measured {
+    let origin = base.trim_end_matches("/fhir").trim_end_matches('/');
+    let mut script = String::from("wrk.headers[\"Accept\"] = \"application/fhir+json\"\n");
+    if !paths.is_empty() {
+        script.push_str("local paths = {\n");
+        for p in paths {
+            writeln!(script, "  \"{p}\",").unwrap();
+        }
+        script.push_str(
+            "}\nrequest = function()\n  return wrk.format(\"GET\", paths[math.random(#paths)])\nend\n",
+        );
+    }
+    let script_path = scratch.join("load.lua");
+    std::fs::write(&script_path, script).unwrap();
+    let run = |seconds: u64| {
+        let output = Command::new("wrk")
+            .arg(format!("-t{}", load.threads))
+            .arg(format!("-c{}", load.connections))
+            .arg(format!("-d{seconds}s"))
+            .args(["--latency", "--timeout", "5s", "-s"])
+            .arg(&script_path)
+            .arg(format!("{origin}/"))
+            .output()
+            .expect("wrk runs");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    run(2);
+    std::thread::sleep(Duration::from_millis(500));
+    let report = run(load.seconds);
+    for bad in ["Non-2xx or 3xx responses", "Socket errors"] {
+        assert!(!report.contains(bad), "wrk reported errors:\n{report}");
+    }
+    parse_wrk(&report).unwrap_or_else(|| panic!("unreadable wrk report:\n{report}"))
+}
+
+fn parse_wrk(report: &str) -> Option<Measured> {
+    let mut requests_per_sec = None;
+    let mut p50_ms = None;
+    let mut p99_ms = None;
+    for line in report.lines() {
+        let mut words = line.split_whitespace();
+        match (words.next(), words.next()) {
+            (Some("Requests/sec:"), Some(v)) => requests_per_sec = v.parse().ok(),
+            (Some("50%"), Some(v)) => p50_ms = duration_ms(v),
+            (Some("99%"), Some(v)) => p99_ms = duration_ms(v),
+            _ => {}
+        }
+    }
+    Some(Measured {
+        requests_per_sec: requests_per_sec?,
+        p50_ms: p50_ms?,
+        p99_ms: p99_ms?,
+    })
+}
+
+/// wrk's durations: `812.00us`, `1.23ms`, `2.01s`.
+fn duration_ms(text: &str) -> Option<f64> {
+    let split = text.find(|c: char| c.is_ascii_alphabetic())?;
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    Some(match unit {
+        "us" => number / 1000.0,
+        "ms" => number,
+        "s" => number * 1000.0,
+        "m" => number * 60_000.0,
+        _ => return None,
+    })
+}

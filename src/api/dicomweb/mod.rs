@@ -1,0 +1,217 @@
+//! DICOMweb: STOW-RS (`POST /dicomweb/studies[/{study}]`) and the study-level QIDO-RS search
+//! (`GET /dicomweb/studies`). Per-instance outcomes are answered in DICOM JSON; a request that
+//! cannot be read at all (media type, multipart framing, size) is answered with an
+//! OperationOutcome like every other error of the service.
+
+mod json;
+mod multipart;
+
+use actix_web::http::header;
+use actix_web::web::{Bytes, Data, Path, Payload};
+use actix_web::{HttpRequest, HttpResponse, get, post};
+use serde_json::Value;
+
+use super::{ApiError, ApiState, read_body};
+use crate::domain::DicomUid;
+use crate::error::ErrorKind;
+use crate::pipeline::DicomStatus;
+use crate::store::StudyFilter;
+use json::{StoreResult, store_response, study_match};
+
+pub const DICOM_JSON: &str = "application/dicom+json";
+const QIDO_DEFAULT_LIMIT: u32 = 100;
+const QIDO_MAX_LIMIT: u32 = 1000;
+
+/// Store instances (STOW-RS, PS3.18 §10.5) sent as `multipart/related; type="application/dicom"`.
+#[utoipa::path(
+    tag = "DICOMweb",
+    request_body(content = Vec<u8>, content_type = "multipart/related; type=\"application/dicom\"",
+        description = "One DICOM Part 10 file per part"),
+    responses(
+        (status = 200, description = "Every instance was stored: Referenced SOP Sequence (0008,1199)", body = Object, content_type = "application/dicom+json"),
+        (status = 202, description = "Some instances failed: Failed SOP Sequence (0008,1198) with a Failure Reason (0008,1197) for each", body = Object, content_type = "application/dicom+json"),
+        (status = 409, description = "No instance was stored", body = Object, content_type = "application/dicom+json"),
+        (status = 400, description = "Broken multipart framing; nothing was stored", body = Object, content_type = "application/fhir+json"),
+        (status = 413, description = "Body over the configured limit", body = Object, content_type = "application/fhir+json"),
+        (status = 415, description = "Not multipart/related with type application/dicom", body = Object, content_type = "application/fhir+json"),
+    )
+)]
+#[post("/studies")]
+pub async fn store_instances(
+    req: HttpRequest,
+    state: Data<ApiState>,
+    payload: Payload,
+) -> Result<HttpResponse, ApiError> {
+    store(req, state, payload, None).await
+}
+
+/// Store instances of one study (STOW-RS); instances of any other study fail with 0xA900.
+#[utoipa::path(
+    tag = "DICOMweb",
+    params(("study" = String, Path, description = "Study Instance UID")),
+    request_body(content = Vec<u8>, content_type = "multipart/related; type=\"application/dicom\""),
+    responses(
+        (status = 200, description = "Every instance was stored", body = Object, content_type = "application/dicom+json"),
+        (status = 202, description = "Some instances failed", body = Object, content_type = "application/dicom+json"),
+        (status = 409, description = "No instance was stored", body = Object, content_type = "application/dicom+json"),
+        (status = 400, description = "Invalid Study Instance UID or broken multipart framing", body = Object, content_type = "application/fhir+json"),
+    )
+)]
+#[post("/studies/{study}")]
+pub async fn store_study_instances(
+    req: HttpRequest,
+    state: Data<ApiState>,
+    path: Path<String>,
+    payload: Payload,
+) -> Result<HttpResponse, ApiError> {
+    let study = DicomUid::parse(&path.into_inner())
+        .map_err(|e| ApiError::new(ErrorKind::Invalid, e.to_string()))?;
+    store(req, state, payload, Some(study)).await
+}
+
+async fn store(
+    req: HttpRequest,
+    state: Data<ApiState>,
+    payload: Payload,
+    study: Option<DicomUid>,
+) -> Result<HttpResponse, ApiError> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    let part_type = multipart::parameter(&content_type, "type").map(|t| t.to_ascii_lowercase());
+    if essence != "multipart/related"
+        || part_type
+            .as_deref()
+            .is_some_and(|t| t != "application/dicom")
+    {
+        return Err(ApiError::new(
+            ErrorKind::UnsupportedMediaType,
+            "STOW-RS takes multipart/related; type=\"application/dicom\" (metadata and bulk data requests are not supported)",
+        ));
+    }
+    let boundary = multipart::boundary(&content_type)
+        .map_err(|e| ApiError::new(ErrorKind::Invalid, e.to_string()))?;
+    let body = Bytes::from(read_body(&req, payload, state.dicomweb_max_body_bytes).await?);
+    let parts = multipart::parse(&body, &boundary)
+        .map_err(|e| ApiError::new(ErrorKind::Invalid, e.to_string()))?;
+
+    let mut results = Vec::with_capacity(parts.len());
+    for part in parts {
+        let media = part
+            .content_type
+            .as_deref()
+            .map(|t| t.split(';').next().unwrap_or_default().trim().to_owned());
+        if media.as_deref().is_some_and(|m| m != "application/dicom") {
+            results.push(StoreResult::Failed {
+                sop_class_uid: None,
+                sop_instance_uid: None,
+                reason: DicomStatus::CANNOT_UNDERSTAND,
+            });
+            continue;
+        }
+        results.push(
+            match state
+                .pipeline
+                .ingest_dicom(part.body.to_vec(), study.as_ref())
+                .await
+            {
+                Ok(stored) => StoreResult::Stored {
+                    sop_class_uid: stored.sop_class_uid,
+                    sop_instance_uid: stored.sop_instance_uid,
+                },
+                Err(failure) => {
+                    tracing::warn!(error = %failure.error, "STOW-RS instance refused");
+                    StoreResult::Failed {
+                        reason: failure.dicom_status(),
+                        sop_class_uid: failure.sop_class_uid,
+                        sop_instance_uid: failure.sop_instance_uid,
+                    }
+                }
+            },
+        );
+    }
+    // The instances are safe whatever happens here; a failed refresh is retried later.
+    if let Err(e) = state.pipeline.refresh_imaging_studies().await {
+        tracing::error!(error = %e, "ImagingStudy refresh failed; it will be retried");
+    }
+    let stored = results
+        .iter()
+        .filter(|r| matches!(r, StoreResult::Stored { .. }))
+        .count();
+    let mut response = if stored == results.len() {
+        HttpResponse::Ok()
+    } else if stored > 0 {
+        HttpResponse::Accepted()
+    } else {
+        HttpResponse::Conflict()
+    };
+    Ok(response
+        .content_type(DICOM_JSON)
+        .body(store_response(&results).to_string()))
+}
+
+/// Search for studies (QIDO-RS, PS3.18 §10.6), matching exactly on `PatientID`,
+/// `StudyInstanceUID` and `AccessionNumber` (by keyword or tag), with `limit` and `offset`.
+#[utoipa::path(
+    tag = "DICOMweb",
+    params(
+        ("PatientID" = Option<String>, Query, description = "Patient ID (0010,0020), exact match"),
+        ("StudyInstanceUID" = Option<String>, Query, description = "Study Instance UID (0020,000D)"),
+        ("AccessionNumber" = Option<String>, Query, description = "Accession Number (0008,0050)"),
+        ("limit" = Option<u32>, Query, description = "At most this many matches (default 100, at most 1000)"),
+        ("offset" = Option<u32>, Query, description = "Skip this many matches"),
+    ),
+    responses(
+        (status = 200, description = "Matching studies as DICOM JSON (an empty array when none match)", body = Vec<Object>, content_type = "application/dicom+json"),
+        (status = 400, description = "A matching key or paging value is invalid", body = Object, content_type = "application/fhir+json"),
+    )
+)]
+#[get("/studies")]
+pub async fn search_studies(
+    req: HttpRequest,
+    state: Data<ApiState>,
+) -> Result<HttpResponse, ApiError> {
+    let filter = study_filter(&super::query_pairs(&req))?;
+    let matches = state.pipeline.find_studies(&filter).await?;
+    let body: Vec<Value> = matches.iter().map(study_match).collect();
+    Ok(HttpResponse::Ok()
+        .content_type(DICOM_JSON)
+        .body(Value::Array(body).to_string()))
+}
+
+fn study_filter(params: &[(String, String)]) -> Result<StudyFilter, ApiError> {
+    let mut filter = StudyFilter {
+        limit: QIDO_DEFAULT_LIMIT,
+        ..StudyFilter::default()
+    };
+    let invalid = |what: &str| ApiError::new(ErrorKind::Invalid, format!("invalid {what}"));
+    for (key, value) in params {
+        match key.as_str() {
+            "PatientID" | "00100020" => filter.patient_id = Some(value.clone()),
+            "StudyInstanceUID" | "0020000D" => {
+                filter.study_uid =
+                    Some(DicomUid::parse(value).map_err(|_| invalid("StudyInstanceUID"))?);
+            }
+            "AccessionNumber" | "00080050" => filter.accession_number = Some(value.clone()),
+            "limit" => {
+                filter.limit = value
+                    .parse::<u32>()
+                    .map_err(|_| invalid("limit"))?
+                    .min(QIDO_MAX_LIMIT);
+            }
+            "offset" => filter.offset = value.parse().map_err(|_| invalid("offset"))?,
+            // includefield, fuzzymatching and other keys do not narrow the match.
+            _ => {}
+        }
+    }
+    Ok(filter)
+}

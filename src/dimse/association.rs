@@ -1,0 +1,313 @@
+//! One association: negotiation, then C-ECHO and C-STORE requests until release or abort.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use dicom_core::{DataElement, PrimitiveValue, VR};
+use dicom_dictionary_std::tags;
+use dicom_object::InMemDicomObject;
+use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+use dicom_transfer_syntax_registry::entries::IMPLICIT_VR_LITTLE_ENDIAN;
+use dicom_ul::Pdu;
+use dicom_ul::association::{Association, AsyncServerAssociation, ServerAssociationOptions};
+use dicom_ul::pdu::{PDataValue, PDataValueType};
+use tokio::net::TcpStream;
+
+use crate::config::DicomSettings;
+use crate::pipeline::{DicomStatus, Pipeline};
+
+/// The Verification SOP Class (C-ECHO).
+pub const VERIFICATION: &str = "1.2.840.10008.1.1";
+/// Abstract syntaxes named explicitly; any other proposed SOP class is accepted too, and a
+/// C-STORE of a class that is not a storage class fails with 0x0122.
+pub const ABSTRACT_SYNTAXES: &[&str] = &[VERIFICATION];
+
+const C_STORE_RQ: u16 = 0x0001;
+const C_STORE_RSP: u16 = 0x8001;
+const C_ECHO_RQ: u16 = 0x0030;
+const C_ECHO_RSP: u16 = 0x8030;
+/// Command Data Set Type (0000,0800) value meaning "no data set follows".
+const NO_DATA_SET: u16 = 0x0101;
+
+/// The C-STORE request whose data set is being received.
+struct PendingStore {
+    message_id: u16,
+    sop_class_uid: String,
+    sop_instance_uid: String,
+    context_id: u8,
+    data: Vec<u8>,
+    /// Set when the data set outgrew the limit: the rest is discarded and the store fails.
+    overflowed: bool,
+}
+
+pub(super) async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    settings: &DicomSettings,
+    pipeline: &Pipeline,
+) {
+    let mut options = ServerAssociationOptions::new()
+        .accept_any()
+        .ae_title(settings.ae_title.as_str())
+        .max_pdu_length(settings.max_pdu_length)
+        .promiscuous(true);
+    for uid in ABSTRACT_SYNTAXES {
+        options = options.with_abstract_syntax(*uid);
+    }
+    for ts in TransferSyntaxRegistry.iter() {
+        if !ts.is_unsupported() {
+            options = options.with_transfer_syntax(ts.uid());
+        }
+    }
+    let mut association = match options.establish_async(stream).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(%peer, error = %e, "DICOM association refused");
+            return;
+        }
+    };
+    let calling = association.peer_ae_title().to_owned();
+    tracing::info!(%peer, calling_ae = %calling, "DICOM association established");
+    let stored = receive_all(&mut association, settings, pipeline).await;
+    if stored > 0
+        && let Err(e) = pipeline.refresh_imaging_studies().await
+    {
+        tracing::error!(error = %e, "ImagingStudy refresh failed; it will be retried");
+    }
+    tracing::info!(%peer, calling_ae = %calling, instances = stored, "DICOM association ended");
+}
+
+/// Handles requests until the peer releases or aborts; returns how many instances were stored.
+async fn receive_all(
+    association: &mut AsyncServerAssociation<TcpStream>,
+    settings: &DicomSettings,
+    pipeline: &Pipeline,
+) -> usize {
+    let idle = Duration::from_secs(settings.idle_timeout_secs.max(1));
+    let mut command = Vec::new();
+    let mut pending: Option<PendingStore> = None;
+    let mut stored = 0;
+    loop {
+        let pdu = match tokio::time::timeout(idle, association.receive()).await {
+            Ok(Ok(pdu)) => pdu,
+            Ok(Err(e)) => {
+                tracing::info!(error = %e, "DICOM association closed");
+                return stored;
+            }
+            Err(_) => {
+                tracing::warn!("DICOM association idle too long; aborting");
+                let _ = association
+                    .send(&Pdu::AbortRQ {
+                        source: dicom_ul::pdu::AbortRQSource::ServiceUser,
+                    })
+                    .await;
+                return stored;
+            }
+        };
+        match pdu {
+            Pdu::PData { data } => {
+                for value in data {
+                    match value.value_type {
+                        PDataValueType::Command => {
+                            command.extend_from_slice(&value.data);
+                            if !value.is_last {
+                                continue;
+                            }
+                            let bytes = std::mem::take(&mut command);
+                            match on_command(association, &bytes, value.presentation_context_id)
+                                .await
+                            {
+                                Ok(next) => pending = next,
+                                Err(()) => return stored,
+                            }
+                        }
+                        PDataValueType::Data => {
+                            let Some(p) = pending.as_mut() else {
+                                tracing::warn!("data set without a C-STORE request; aborting");
+                                let _ = abort(association).await;
+                                return stored;
+                            };
+                            if p.data.len() + value.data.len() > settings.max_instance_bytes {
+                                p.overflowed = true;
+                                p.data = Vec::new();
+                            } else if !p.overflowed {
+                                p.data.extend_from_slice(&value.data);
+                            }
+                            if value.is_last
+                                && let Some(p) = pending.take()
+                            {
+                                let status = store(association, pipeline, &p).await;
+                                if status == DicomStatus::SUCCESS {
+                                    stored += 1;
+                                }
+                                if respond_store(association, &p, status).await.is_err() {
+                                    return stored;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            Pdu::ReleaseRQ => {
+                let _ = association.send(&Pdu::ReleaseRP).await;
+                return stored;
+            }
+            Pdu::AbortRQ { .. } => {
+                tracing::warn!("DICOM association aborted by the peer");
+                return stored;
+            }
+            other => {
+                tracing::warn!(pdu = %other.short_description(), "unexpected PDU; aborting");
+                let _ = abort(association).await;
+                return stored;
+            }
+        }
+    }
+}
+
+/// Acts on a complete command set: answers C-ECHO, prepares for a C-STORE's data set. Any
+/// other command aborts the association (this SCP offers storage and verification only).
+async fn on_command(
+    association: &mut AsyncServerAssociation<TcpStream>,
+    bytes: &[u8],
+    context_id: u8,
+) -> Result<Option<PendingStore>, ()> {
+    let ts = IMPLICIT_VR_LITTLE_ENDIAN.erased();
+    let Ok(cmd) = InMemDicomObject::read_dataset_with_ts(bytes, &ts) else {
+        tracing::warn!("unreadable DIMSE command; aborting");
+        let _ = abort(association).await;
+        return Err(());
+    };
+    let field = cmd
+        .get(tags::COMMAND_FIELD)
+        .and_then(|e| e.to_int::<u16>().ok());
+    let message_id = cmd
+        .get(tags::MESSAGE_ID)
+        .and_then(|e| e.to_int::<u16>().ok())
+        .unwrap_or(0);
+    let uid = |tag| {
+        cmd.get(tag)
+            .and_then(|e| e.to_str().ok())
+            .map(|s| s.trim_end_matches(['\0', ' ']).to_owned())
+            .unwrap_or_default()
+    };
+    match field {
+        Some(C_ECHO_RQ) => {
+            let response = InMemDicomObject::command_from_element_iter([
+                us(tags::COMMAND_FIELD, C_ECHO_RSP),
+                us(tags::MESSAGE_ID_BEING_RESPONDED_TO, message_id),
+                us(tags::COMMAND_DATA_SET_TYPE, NO_DATA_SET),
+                us(tags::STATUS, DicomStatus::SUCCESS.0),
+                ui(tags::AFFECTED_SOP_CLASS_UID, VERIFICATION),
+            ]);
+            send_command(association, context_id, &response).await?;
+            Ok(None)
+        }
+        Some(C_STORE_RQ) => Ok(Some(PendingStore {
+            message_id,
+            sop_class_uid: uid(tags::AFFECTED_SOP_CLASS_UID),
+            sop_instance_uid: uid(tags::AFFECTED_SOP_INSTANCE_UID),
+            context_id,
+            data: Vec::new(),
+            overflowed: false,
+        })),
+        _ => {
+            tracing::warn!(command = ?field, "unsupported DIMSE command; aborting");
+            let _ = abort(association).await;
+            Err(())
+        }
+    }
+}
+
+/// Stores a received data set; returns the C-STORE status.
+async fn store(
+    association: &AsyncServerAssociation<TcpStream>,
+    pipeline: &Pipeline,
+    p: &PendingStore,
+) -> DicomStatus {
+    if p.overflowed {
+        tracing::warn!(sop_instance_uid = %p.sop_instance_uid, "instance over the size limit refused");
+        return DicomStatus::OUT_OF_RESOURCES;
+    }
+    let Some(context) = association
+        .presentation_contexts()
+        .iter()
+        .find(|pc| pc.id == p.context_id)
+    else {
+        return DicomStatus::CANNOT_UNDERSTAND;
+    };
+    let stored = pipeline
+        .ingest_data_set(
+            &p.data,
+            &p.sop_class_uid,
+            &p.sop_instance_uid,
+            &context.transfer_syntax,
+        )
+        .await;
+    match stored {
+        Ok(_) => DicomStatus::SUCCESS,
+        Err(failure) => {
+            tracing::warn!(error = %failure.error, sop_instance_uid = %p.sop_instance_uid, "C-STORE refused");
+            failure.dicom_status()
+        }
+    }
+}
+
+async fn respond_store(
+    association: &mut AsyncServerAssociation<TcpStream>,
+    p: &PendingStore,
+    status: DicomStatus,
+) -> Result<(), ()> {
+    let response = InMemDicomObject::command_from_element_iter([
+        ui(tags::AFFECTED_SOP_CLASS_UID, &p.sop_class_uid),
+        us(tags::COMMAND_FIELD, C_STORE_RSP),
+        us(tags::MESSAGE_ID_BEING_RESPONDED_TO, p.message_id),
+        us(tags::COMMAND_DATA_SET_TYPE, NO_DATA_SET),
+        us(tags::STATUS, status.0),
+        ui(tags::AFFECTED_SOP_INSTANCE_UID, &p.sop_instance_uid),
+    ]);
+    send_command(association, p.context_id, &response).await
+}
+
+async fn send_command(
+    association: &mut AsyncServerAssociation<TcpStream>,
+    context_id: u8,
+    command: &InMemDicomObject,
+) -> Result<(), ()> {
+    let mut data = Vec::new();
+    let ts = IMPLICIT_VR_LITTLE_ENDIAN.erased();
+    if command.write_dataset_with_ts(&mut data, &ts).is_err() {
+        tracing::error!("could not encode a DIMSE response");
+        return Err(());
+    }
+    let pdu = Pdu::PData {
+        data: vec![PDataValue {
+            presentation_context_id: context_id,
+            value_type: PDataValueType::Command,
+            is_last: true,
+            data,
+        }],
+    };
+    association.send(&pdu).await.map_err(|e| {
+        tracing::warn!(error = %e, "could not send a DIMSE response");
+    })
+}
+
+async fn abort(association: &mut AsyncServerAssociation<TcpStream>) -> Result<(), ()> {
+    association
+        .send(&Pdu::AbortRQ {
+            source: dicom_ul::pdu::AbortRQSource::ServiceProvider(
+                dicom_ul::pdu::AbortRQServiceProviderReason::ReasonNotSpecified,
+            ),
+        })
+        .await
+        .map_err(|_| ())
+}
+
+fn us(tag: dicom_core::Tag, value: u16) -> DataElement<InMemDicomObject> {
+    DataElement::new(tag, VR::US, PrimitiveValue::from(value))
+}
+
+fn ui(tag: dicom_core::Tag, value: &str) -> DataElement<InMemDicomObject> {
+    DataElement::new(tag, VR::UI, PrimitiveValue::from(value))
+}

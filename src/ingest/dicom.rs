@@ -1,0 +1,210 @@
+//! DICOM Part 10 files: reading the attributes the service keeps, and wrapping a data set
+//! received over DIMSE into a Part 10 file without re-encoding it.
+
+use dicom_dictionary_std::tags;
+use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
+use dicom_object::file::ReadPreamble;
+use dicom_object::{DefaultDicomObject, FileMetaTable, FileMetaTableBuilder, OpenFileOptions, Tag};
+use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+
+use super::IngestError;
+use crate::domain::{
+    DicomInstance, DicomUid, PatientAttributes, SeriesAttributes, StudyAttributes,
+};
+use crate::error::ErrorKind;
+
+/// This implementation's class UID (a UUID-derived `2.25` UID) and version name, written into
+/// the file meta of files it assembles.
+const IMPLEMENTATION_CLASS_UID: &str = "2.25.108027565719624272402732348336842377975";
+const IMPLEMENTATION_VERSION_NAME: &str = concat!("PROGNOSTICS_", env!("CARGO_PKG_VERSION_MAJOR"));
+
+const MEDIA_STORAGE_DIRECTORY: &str = "1.2.840.10008.1.3.10";
+const STANDARD_ROOT: &str = "1.2.840.10008.";
+const STANDARD_STORAGE_ROOT: &str = "1.2.840.10008.5.1.4.1.1.";
+
+/// A DICOM status code (PS3.7 Annex C, PS3.4 Annex B): the C-STORE-RSP status and the STOW-RS
+/// Failure Reason (0008,1197).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DicomStatus(pub u16);
+
+impl DicomStatus {
+    pub const SUCCESS: DicomStatus = DicomStatus(0x0000);
+    pub const PROCESSING_FAILURE: DicomStatus = DicomStatus(0x0110);
+    pub const SOP_CLASS_NOT_SUPPORTED: DicomStatus = DicomStatus(0x0122);
+    pub const OUT_OF_RESOURCES: DicomStatus = DicomStatus(0xA700);
+    pub const DATA_SET_DOES_NOT_MATCH_SOP_CLASS: DicomStatus = DicomStatus(0xA900);
+    pub const CANNOT_UNDERSTAND: DicomStatus = DicomStatus(0xC000);
+    /// PS3.18 Table 10.5.3-2: Referenced Transfer Syntax not supported.
+    pub const TRANSFER_SYNTAX_NOT_SUPPORTED: DicomStatus = DicomStatus(0xC122);
+
+    /// The status for a failure that is not about the instance's content: the one table from
+    /// [`ErrorKind`] to DICOM that both DICOM edges use.
+    pub fn for_kind(kind: ErrorKind) -> DicomStatus {
+        match kind {
+            ErrorKind::Invalid => DicomStatus::CANNOT_UNDERSTAND,
+            ErrorKind::Unprocessable | ErrorKind::Conflict | ErrorKind::PreconditionFailed => {
+                DicomStatus::DATA_SET_DOES_NOT_MATCH_SOP_CLASS
+            }
+            ErrorKind::PayloadTooLarge | ErrorKind::Overloaded | ErrorKind::Unavailable => {
+                DicomStatus::OUT_OF_RESOURCES
+            }
+            ErrorKind::UnsupportedMediaType => DicomStatus::TRANSFER_SYNTAX_NOT_SUPPORTED,
+            ErrorKind::NotFound
+            | ErrorKind::Gone
+            | ErrorKind::NotAcceptable
+            | ErrorKind::MethodNotAllowed
+            | ErrorKind::Internal => DicomStatus::PROCESSING_FAILURE,
+        }
+    }
+}
+
+/// Reads a complete Part 10 file (with or without its 128-byte preamble) and returns what the
+/// service records of it. The whole data set is parsed, pixel data included, so that a
+/// truncated file fails here rather than after it was acknowledged.
+pub fn read_instance(bytes: &[u8]) -> Result<DicomInstance, IngestError> {
+    let body = without_preamble(bytes)?;
+    let meta =
+        FileMetaTable::from_reader(body).map_err(|e| IngestError::UnreadableMeta(Box::new(e)))?;
+    let ts_uid = meta
+        .transfer_syntax()
+        .trim_end_matches(['\0', ' '])
+        .to_owned();
+    let media_class = meta
+        .media_storage_sop_class_uid()
+        .trim_end_matches(['\0', ' ']);
+    if media_class == MEDIA_STORAGE_DIRECTORY {
+        return Err(IngestError::NotStorage {
+            uid: media_class.to_owned(),
+        });
+    }
+    match TransferSyntaxRegistry.get(&ts_uid) {
+        Some(ts) if !ts.is_unsupported() => {}
+        _ => return Err(IngestError::UnsupportedTransferSyntax { uid: ts_uid }),
+    }
+    let object = OpenFileOptions::new()
+        .read_preamble(ReadPreamble::Never)
+        .from_reader(body)
+        .map_err(|e| IngestError::Unreadable(Box::new(e)))?;
+    instance_from(&object, ts_uid)
+}
+
+/// Wraps a data set received over DIMSE, encoded in `transfer_syntax`, into a Part 10 file:
+/// preamble, `DICM`, file meta, then the data set's bytes exactly as they arrived.
+pub fn part10_file(
+    data_set: &[u8],
+    sop_class_uid: &str,
+    sop_instance_uid: &str,
+    transfer_syntax: &str,
+) -> Result<Vec<u8>, IngestError> {
+    let meta = FileMetaTableBuilder::new()
+        .media_storage_sop_class_uid(sop_class_uid)
+        .media_storage_sop_instance_uid(sop_instance_uid)
+        .transfer_syntax(transfer_syntax)
+        .implementation_class_uid(IMPLEMENTATION_CLASS_UID)
+        .implementation_version_name(IMPLEMENTATION_VERSION_NAME)
+        .build()
+        .map_err(|e| IngestError::WriteMeta(Box::new(e)))?;
+    let mut out = Vec::with_capacity(data_set.len() + 512);
+    out.extend_from_slice(&[0u8; 128]);
+    out.extend_from_slice(b"DICM");
+    meta.write(&mut out)
+        .map_err(|e| IngestError::WriteMeta(Box::new(e)))?;
+    out.extend_from_slice(data_set);
+    Ok(out)
+}
+
+fn without_preamble(bytes: &[u8]) -> Result<&[u8], IngestError> {
+    if bytes.len() >= 132 && &bytes[128..132] == b"DICM" {
+        Ok(&bytes[128..])
+    } else if bytes.starts_with(b"DICM") {
+        Ok(bytes)
+    } else {
+        Err(IngestError::NotDicom)
+    }
+}
+
+fn instance_from(
+    object: &DefaultDicomObject,
+    ts_uid: String,
+) -> Result<DicomInstance, IngestError> {
+    let sop_class_uid = uid(object, tags::SOP_CLASS_UID, "SOPClassUID")?;
+    let sop_instance_uid = uid(object, tags::SOP_INSTANCE_UID, "SOPInstanceUID")?;
+    let class = sop_class_uid.as_str();
+    if class == MEDIA_STORAGE_DIRECTORY
+        || (class.starts_with(STANDARD_ROOT) && !class.starts_with(STANDARD_STORAGE_ROOT))
+    {
+        return Err(IngestError::NotStorage {
+            uid: class.to_owned(),
+        });
+    }
+    // A file meta that names another SOP instance than the data set is a known writer bug;
+    // the data set's own UIDs are the instance's identity.
+    let has_pixel_data = [
+        tags::PIXEL_DATA,
+        tags::FLOAT_PIXEL_DATA,
+        tags::DOUBLE_FLOAT_PIXEL_DATA,
+    ]
+    .into_iter()
+    .any(|t| object.get(t).is_some());
+    let rows = int(object, tags::ROWS);
+    // An image (it has Rows) must carry its pixels; other objects (SR, RT plans, waveforms)
+    // legitimately have none.
+    if rows.is_some() && !has_pixel_data {
+        return Err(IngestError::MissingPixelData {
+            sop_class_uid,
+            sop_instance_uid,
+        });
+    }
+    Ok(DicomInstance {
+        study_uid: uid(object, tags::STUDY_INSTANCE_UID, "StudyInstanceUID")?,
+        series_uid: uid(object, tags::SERIES_INSTANCE_UID, "SeriesInstanceUID")?,
+        sop_class_uid,
+        sop_instance_uid,
+        transfer_syntax_uid: ts_uid,
+        patient: PatientAttributes {
+            id: text(object, tags::PATIENT_ID),
+            issuer: text(object, tags::ISSUER_OF_PATIENT_ID),
+            name: text(object, tags::PATIENT_NAME),
+            birth_date: text(object, tags::PATIENT_BIRTH_DATE),
+            sex: text(object, tags::PATIENT_SEX),
+        },
+        study: StudyAttributes {
+            date: text(object, tags::STUDY_DATE),
+            time: text(object, tags::STUDY_TIME),
+            accession_number: text(object, tags::ACCESSION_NUMBER),
+            description: text(object, tags::STUDY_DESCRIPTION),
+            study_id: text(object, tags::STUDY_ID),
+            referring_physician: text(object, tags::REFERRING_PHYSICIAN_NAME),
+        },
+        series: SeriesAttributes {
+            modality: text(object, tags::MODALITY),
+            number: int(object, tags::SERIES_NUMBER),
+            description: text(object, tags::SERIES_DESCRIPTION),
+            body_part: text(object, tags::BODY_PART_EXAMINED),
+        },
+        instance_number: int(object, tags::INSTANCE_NUMBER),
+        number_of_frames: has_pixel_data.then(|| int(object, tags::NUMBER_OF_FRAMES).unwrap_or(1)),
+        rows,
+        columns: int(object, tags::COLUMNS),
+        has_pixel_data,
+    })
+}
+
+fn text(object: &DefaultDicomObject, tag: Tag) -> Option<String> {
+    let value = object.get(tag)?.to_str().ok()?;
+    let trimmed = value.trim_matches([' ', '\0']);
+    (!trimmed.is_empty()).then(|| trimmed.to_owned())
+}
+
+fn int(object: &DefaultDicomObject, tag: Tag) -> Option<i64> {
+    object.get(tag)?.to_int::<i64>().ok()
+}
+
+fn uid(
+    object: &DefaultDicomObject,
+    tag: Tag,
+    attribute: &'static str,
+) -> Result<DicomUid, IngestError> {
+    let value = text(object, tag).ok_or(IngestError::MissingAttribute { attribute })?;
+    DicomUid::parse(&value).map_err(|_| IngestError::InvalidUid { attribute })
+}

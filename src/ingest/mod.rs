@@ -1,0 +1,88 @@
+//! Outside formats into the domain: DICOM Part 10 files into [`DicomInstance`] records, and
+//! DIMSE data sets into Part 10 files. Imports `domain` and `error`; owns dicom-object. Never
+//! calls the store.
+//!
+//! [`DicomInstance`]: crate::domain::DicomInstance
+
+mod dicom;
+
+pub use dicom::{DicomStatus, part10_file, read_instance};
+
+use crate::domain::DicomUid;
+use crate::error::ErrorKind;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("not a DICOM Part 10 file (no DICM prefix)")]
+    NotDicom,
+    #[error("the DICOM file meta information could not be read")]
+    UnreadableMeta(#[source] Box<dicom_object::meta::Error>),
+    #[error("the DICOM file could not be read (truncated or corrupt)")]
+    Unreadable(#[source] Box<dicom_object::ReadError>),
+    #[error("transfer syntax {uid} is not supported")]
+    UnsupportedTransferSyntax { uid: String },
+    #[error("required attribute {attribute} is missing or empty")]
+    MissingAttribute { attribute: &'static str },
+    #[error("attribute {attribute} is not a valid DICOM UID")]
+    InvalidUid { attribute: &'static str },
+    #[error("image {sop_instance_uid} has no pixel data")]
+    MissingPixelData {
+        sop_class_uid: DicomUid,
+        sop_instance_uid: DicomUid,
+    },
+    #[error("SOP class {uid} is not a storage SOP class")]
+    NotStorage { uid: String },
+    #[error("could not write the DICOM file meta information")]
+    WriteMeta(#[source] Box<dicom_object::meta::Error>),
+}
+
+impl IngestError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            IngestError::NotDicom
+            | IngestError::UnreadableMeta(_)
+            | IngestError::Unreadable(_)
+            | IngestError::MissingAttribute { .. }
+            | IngestError::MissingPixelData { .. }
+            | IngestError::InvalidUid { .. } => ErrorKind::Invalid,
+            IngestError::UnsupportedTransferSyntax { .. } | IngestError::NotStorage { .. } => {
+                ErrorKind::Unprocessable
+            }
+            IngestError::WriteMeta(_) => ErrorKind::Internal,
+        }
+    }
+
+    /// The instance's SOP Class and SOP Instance UIDs, when they were read before it failed.
+    pub fn identified(&self) -> Option<(&DicomUid, &DicomUid)> {
+        match self {
+            IngestError::MissingPixelData {
+                sop_class_uid,
+                sop_instance_uid,
+            } => Some((sop_class_uid, sop_instance_uid)),
+            _ => None,
+        }
+    }
+
+    /// Not a DICOM instance at all (no `DICM` prefix), or not a stored kind of object (a
+    /// DICOMDIR, a non-storage SOP class): an import skips such files.
+    pub fn is_not_an_instance(&self) -> bool {
+        matches!(self, IngestError::NotDicom | IngestError::NotStorage { .. })
+    }
+
+    /// The DICOM status a storage SCP or STOW-RS origin server reports for this failure.
+    pub fn dicom_status(&self) -> DicomStatus {
+        match self {
+            IngestError::NotDicom | IngestError::UnreadableMeta(_) | IngestError::Unreadable(_) => {
+                DicomStatus::CANNOT_UNDERSTAND
+            }
+            IngestError::MissingAttribute { .. }
+            | IngestError::MissingPixelData { .. }
+            | IngestError::InvalidUid { .. } => DicomStatus::DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
+            IngestError::UnsupportedTransferSyntax { .. } => {
+                DicomStatus::TRANSFER_SYNTAX_NOT_SUPPORTED
+            }
+            IngestError::NotStorage { .. } => DicomStatus::SOP_CLASS_NOT_SUPPORTED,
+            IngestError::WriteMeta(_) => DicomStatus::PROCESSING_FAILURE,
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! The DIMSE storage SCP against dcmtk's `echoscu` and `storescu` (Debian package dcmtk): real
+//! associations, real C-ECHO and C-STORE, compressed and uncompressed instances.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::helpers::{TestApp, pydicom_path, spawn_app};
+
+/// `true` when dcmtk's tools are installed; otherwise the test is skipped (or fails under
+/// `TEST_REQUIRE_PEERS`).
+fn dcmtk_available() -> bool {
+    let found = Command::new("storescu").arg("--version").output().is_ok();
+    if !found {
+        assert!(
+            std::env::var_os("TEST_REQUIRE_PEERS").is_none(),
+            "dcmtk is not installed (Debian: apt-get install dcmtk)"
+        );
+        eprintln!("skipping: dcmtk is not installed");
+    }
+    found
+}
+
+fn run(program: &str, args: &[String]) -> std::process::Output {
+    let output = Command::new(program).args(args).output().unwrap();
+    eprintln!(
+        "{program}: {}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+#[tokio::test]
+async fn echoscu_gets_an_answer() {
+    if !dcmtk_available() {
+        return;
+    }
+    let app = spawn_app().await;
+    let port = app.dicom_port.unwrap().to_string();
+    let output = tokio::task::spawn_blocking(move || {
+        run(
+            "echoscu",
+            &[
+                "-aec".into(),
+                "PROGNOSTICS".into(),
+                "127.0.0.1".into(),
+                port,
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success());
+}
+
+/// Sends `file` with `storescu`, proposing the transfer syntaxes that `options` select, and
+/// returns whether storescu succeeded and its verbose log.
+async fn storescu(app: &TestApp, options: &[&str], file: PathBuf) -> (bool, String) {
+    let mut args: Vec<String> = ["-v", "-aec", "PROGNOSTICS"].map(String::from).to_vec();
+    args.extend(options.iter().map(|o| o.to_string()));
+    args.push("127.0.0.1".into());
+    args.push(app.dicom_port.unwrap().to_string());
+    args.push(file.display().to_string());
+    let output = tokio::task::spawn_blocking(move || run("storescu", &args))
+        .await
+        .unwrap();
+    let log = String::from_utf8_lossy(&output.stderr).into_owned()
+        + &String::from_utf8_lossy(&output.stdout);
+    (output.status.success(), log)
+}
+
+#[tokio::test]
+async fn storescu_stores_uncompressed_and_compressed_instances() {
+    if !dcmtk_available() {
+        return;
+    }
+    // (file, storescu's option proposing the file's own transfer syntax)
+    let sends = [
+        ("CT_small.dcm", None),
+        ("MR_small_jp2klossless.dcm", Some("-xv")),
+        ("JPEG-lossy.dcm", Some("-xx")),
+    ];
+    let Some(files) = sends
+        .iter()
+        .map(|(name, _)| pydicom_path(name))
+        .collect::<Option<Vec<PathBuf>>>()
+    else {
+        return;
+    };
+    let app = spawn_app().await;
+    for ((name, option), file) in sends.iter().zip(files) {
+        let options: Vec<&str> = option.iter().copied().collect();
+        let (ok, log) = storescu(&app, &options, file).await;
+        assert!(ok, "{name}: {log}");
+        assert!(
+            log.contains("Received Store Response (Success)"),
+            "{name}: {log}"
+        );
+    }
+    let ct = app.qido("PatientID=1CT1").await;
+    assert_eq!(ct.len(), 1, "{ct:?}");
+    assert_eq!(ct[0]["00201208"]["Value"][0], 1);
+    // ImagingStudy resources follow once each association has ended.
+    assert_eq!(imaging_studies_eventually(&app, 3).await, 3);
+
+    // Sending again, over a new association, is idempotent.
+    let (ok, _) = storescu(&app, &[], pydicom_path("CT_small.dcm").unwrap()).await;
+    assert!(ok);
+    assert_eq!(
+        app.qido("PatientID=1CT1").await[0]["00201208"]["Value"][0],
+        1
+    );
+    assert_eq!(imaging_studies_eventually(&app, 3).await, 3);
+}
+
+/// The number of ImagingStudy resources once it reaches `expected`, or after 10 s.
+async fn imaging_studies_eventually(app: &TestApp, expected: u64) -> u64 {
+    let mut total = 0;
+    for _ in 0..100 {
+        total = app.search("ImagingStudy").await["total"].as_u64().unwrap();
+        if total == expected {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    total
+}
+
+#[tokio::test]
+async fn an_image_without_pixel_data_gets_a_failure_status_and_is_not_stored() {
+    if !dcmtk_available() {
+        return;
+    }
+    let Some(ct) = pydicom_path("CT_small.dcm") else {
+        return;
+    };
+    let bytes = std::fs::read(ct).unwrap();
+    // Cut just before the Pixel Data element (7FE0,0010): a readable image without pixels.
+    let cut = bytes
+        .windows(4)
+        .rposition(|w| w == [0xE0, 0x7F, 0x10, 0x00])
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("no-pixels.dcm");
+    std::fs::write(&file, &bytes[..cut]).unwrap();
+    let app = spawn_app().await;
+    let (ok, log) = storescu(&app, &[], file).await;
+    assert!(!ok);
+    assert!(
+        log.contains("Received Store Response (Error: DataSetDoesNotMatchSOPClass)"),
+        "{log}"
+    );
+    assert_eq!(app.search("ImagingStudy").await["total"], 0);
+    assert!(app.qido("PatientID=1CT1").await.is_empty());
+}
