@@ -20,6 +20,8 @@ pub struct ImportReport {
     pub created: usize,
     pub unchanged: usize,
     pub replaced: usize,
+    /// Stored, but their pixel data cannot be decoded, with the reason.
+    pub undecodable: Vec<(PathBuf, String)>,
     /// Not DICOM instances (no DICM prefix, or not a storage SOP class).
     pub skipped: Vec<PathBuf>,
     /// DICOM files that could not be stored, with the reason.
@@ -88,11 +90,16 @@ pub async fn import(pipeline: &Pipeline, files: Vec<PathBuf>, progress: bool) ->
         .buffer_unordered(CONCURRENCY);
     while let Some((path, result)) = results.next().await {
         match result {
-            Ok(stored) => match stored.outcome {
-                StoreOutcome::Created => report.created += 1,
-                StoreOutcome::Unchanged => report.unchanged += 1,
-                StoreOutcome::Replaced => report.replaced += 1,
-            },
+            Ok(stored) => {
+                match stored.outcome {
+                    StoreOutcome::Created => report.created += 1,
+                    StoreOutcome::Unchanged => report.unchanged += 1,
+                    StoreOutcome::Replaced => report.replaced += 1,
+                }
+                if let Some(reason) = stored.pixels.reason() {
+                    report.undecodable.push((path, reason.to_owned()));
+                }
+            }
             Err(failure) if is_not_an_instance(&failure.error) => report.skipped.push(path),
             Err(failure) => report.failed.push((path, failure.error.to_string())),
         }

@@ -27,17 +27,24 @@ async fn main() -> anyhow::Result<()> {
             pipeline.store().close().await;
             {
                 println!(
-                    "stored {} instances ({} new, {} unchanged, {} replaced) in {:.1} s; skipped {} files that are not DICOM instances; {} failed",
+                    "stored {} instances ({} new, {} unchanged, {} replaced; {} with pixel data that cannot be decoded) in {:.1} s; skipped {} files that are not DICOM instances; {} failed",
                     report.stored(),
                     report.created,
                     report.unchanged,
                     report.replaced,
+                    report.undecodable.len(),
                     report.seconds,
                     report.skipped.len(),
                     report.failed.len()
                 );
                 for (path, reason) in &report.failed {
                     println!("failed: {}: {reason}", path.display());
+                }
+                for (path, reason) in &report.undecodable {
+                    println!(
+                        "stored, pixel data not decodable: {}: {reason}",
+                        path.display()
+                    );
                 }
             }
             if !report.failed.is_empty() {

@@ -123,6 +123,35 @@ pub struct DicomInstance {
     pub has_pixel_data: bool,
 }
 
+/// Whether an instance's pixel data decodes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PixelStatus {
+    Decodable,
+    /// Stored, but no decoder handles it; the reason names the codec problem, never values.
+    Undecodable {
+        reason: String,
+    },
+    /// The object carries no pixel data (a structured report, an RT plan, …).
+    None,
+}
+
+impl PixelStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PixelStatus::Decodable => "decodable",
+            PixelStatus::Undecodable { .. } => "undecodable",
+            PixelStatus::None => "none",
+        }
+    }
+
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            PixelStatus::Undecodable { reason } => Some(reason),
+            _ => None,
+        }
+    }
+}
+
 /// How a stored instance relates to what was there before it arrived.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StoreOutcome {

@@ -62,6 +62,18 @@ impl DicomStatus {
 /// service records of it. The whole data set is parsed, pixel data included, so that a
 /// truncated file fails here rather than after it was acknowledged.
 pub fn read_instance(bytes: &[u8]) -> Result<DicomInstance, IngestError> {
+    let object = open(bytes)?;
+    let ts_uid = object
+        .meta()
+        .transfer_syntax()
+        .trim_end_matches(['\0', ' '])
+        .to_owned();
+    instance_from(&object, ts_uid)
+}
+
+/// Parses a complete Part 10 file, refusing DICOMDIRs and transfer syntaxes the parser cannot
+/// read before the data set is touched.
+pub(super) fn open(bytes: &[u8]) -> Result<DefaultDicomObject, IngestError> {
     let body = without_preamble(bytes)?;
     let meta =
         FileMetaTable::from_reader(body).map_err(|e| IngestError::UnreadableMeta(Box::new(e)))?;
@@ -81,11 +93,10 @@ pub fn read_instance(bytes: &[u8]) -> Result<DicomInstance, IngestError> {
         Some(ts) if !ts.is_unsupported() => {}
         _ => return Err(IngestError::UnsupportedTransferSyntax { uid: ts_uid }),
     }
-    let object = OpenFileOptions::new()
+    OpenFileOptions::new()
         .read_preamble(ReadPreamble::Never)
         .from_reader(body)
-        .map_err(|e| IngestError::Unreadable(Box::new(e)))?;
-    instance_from(&object, ts_uid)
+        .map_err(|e| IngestError::Unreadable(Box::new(e)))
 }
 
 /// Wraps a data set received over DIMSE, encoded in `transfer_syntax`, into a Part 10 file:

@@ -5,8 +5,10 @@
 //! [`DicomInstance`]: crate::domain::DicomInstance
 
 mod dicom;
+mod pixels;
 
 pub use dicom::{DicomStatus, part10_file, read_instance};
+pub use pixels::{DecodedImage, decode_image, decode_modality_values};
 
 use crate::domain::DicomUid;
 use crate::error::ErrorKind;
@@ -32,6 +34,10 @@ pub enum IngestError {
     },
     #[error("SOP class {uid} is not a storage SOP class")]
     NotStorage { uid: String },
+    #[error("the pixel data could not be decoded")]
+    Undecodable(#[source] Box<dicom_pixeldata::Error>),
+    #[error("photometric interpretation {value} is not supported")]
+    UnsupportedPhotometric { value: String },
     #[error("could not write the DICOM file meta information")]
     WriteMeta(#[source] Box<dicom_object::meta::Error>),
 }
@@ -45,9 +51,10 @@ impl IngestError {
             | IngestError::MissingAttribute { .. }
             | IngestError::MissingPixelData { .. }
             | IngestError::InvalidUid { .. } => ErrorKind::Invalid,
-            IngestError::UnsupportedTransferSyntax { .. } | IngestError::NotStorage { .. } => {
-                ErrorKind::Unprocessable
-            }
+            IngestError::UnsupportedTransferSyntax { .. }
+            | IngestError::NotStorage { .. }
+            | IngestError::Undecodable(_)
+            | IngestError::UnsupportedPhotometric { .. } => ErrorKind::Unprocessable,
             IngestError::WriteMeta(_) => ErrorKind::Internal,
         }
     }
@@ -82,6 +89,9 @@ impl IngestError {
                 DicomStatus::TRANSFER_SYNTAX_NOT_SUPPORTED
             }
             IngestError::NotStorage { .. } => DicomStatus::SOP_CLASS_NOT_SUPPORTED,
+            IngestError::Undecodable(_) | IngestError::UnsupportedPhotometric { .. } => {
+                DicomStatus::CANNOT_UNDERSTAND
+            }
             IngestError::WriteMeta(_) => DicomStatus::PROCESSING_FAILURE,
         }
     }

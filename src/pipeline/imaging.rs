@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 
 use super::resources::update_in;
 use super::{Pipeline, PipelineError};
-use crate::domain::{DicomUid, ResourceId, ResourceType, StoreOutcome};
+use crate::domain::{DicomUid, PixelStatus, ResourceId, ResourceType, StoreOutcome};
 use crate::fhir::{parse_search, validate_resource};
 use crate::ingest::{self, DicomStatus};
 use crate::report::{self, DICOM_UID_SYSTEM, ImagingStudyContent, SeriesContent};
@@ -23,6 +23,7 @@ pub struct IngestedInstance {
     pub sop_instance_uid: DicomUid,
     pub study_uid: DicomUid,
     pub outcome: StoreOutcome,
+    pub pixels: PixelStatus,
 }
 
 /// An instance that was not stored: why, and its UIDs when they could be read.
@@ -83,17 +84,32 @@ impl Pipeline {
             if expected.as_ref().is_some_and(|e| *e != instance.study_uid) {
                 return Err(fail(PipelineError::StudyMismatch));
             }
-            match files.put(&bytes) {
-                Ok(hash) => Ok((instance, hash)),
-                Err(e) => Err(fail(PipelineError::FileStore(e))),
-            }
+            let hash = files
+                .put(&bytes)
+                .map_err(|e| fail(PipelineError::FileStore(e)))?;
+            // The file is safe whatever the decoder says: an instance no decoder handles is
+            // kept, and marked so that later stages skip it with a reason.
+            let pixels = if instance.has_pixel_data {
+                match ingest::decode_image(&bytes) {
+                    Ok(_) => PixelStatus::Decodable,
+                    Err(e) => PixelStatus::Undecodable {
+                        reason: error_chain(&e),
+                    },
+                }
+            } else {
+                PixelStatus::None
+            };
+            Ok((instance, hash, pixels))
         })
         .await
         .map_err(|e| InstanceFailure::unidentified(PipelineError::Blocking(e)))?;
-        let (instance, hash) = read?;
+        let (instance, hash, pixels) = read?;
+        if let Some(reason) = pixels.reason() {
+            tracing::warn!(sop_instance_uid = %instance.sop_instance_uid, reason, "stored instance cannot be decoded");
+        }
         let outcome = self
             .store
-            .save_instance(&instance, &hash, size)
+            .save_instance(&instance, &hash, size, &pixels)
             .await
             .map_err(|e| InstanceFailure {
                 sop_class_uid: Some(instance.sop_class_uid.clone()),
@@ -113,6 +129,7 @@ impl Pipeline {
             sop_instance_uid: instance.sop_instance_uid,
             study_uid: instance.study_uid,
             outcome,
+            pixels,
         })
     }
 
@@ -244,6 +261,18 @@ impl Pipeline {
         tracing::info!(patient = %id, study_uid = %study.study_uid, "Patient created from DICOM");
         Ok(id)
     }
+}
+
+/// An error and its sources on one line (codec messages carry no pixel values).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }
 
 fn object(value: Value) -> Map<String, Value> {

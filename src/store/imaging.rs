@@ -10,8 +10,8 @@ use sqlx::{AnyConnection, Row};
 
 use super::{Store, StoreError};
 use crate::domain::{
-    ContentHash, DicomInstance, DicomUid, Instant, PatientAttributes, ResourceId, SeriesAttributes,
-    StoreOutcome, StudyAttributes,
+    ContentHash, DicomInstance, DicomUid, Instant, PatientAttributes, PixelStatus, ResourceId,
+    SeriesAttributes, StoreOutcome, StudyAttributes,
 };
 
 /// A study as stored, with its series and their instances, ordered by number.
@@ -76,6 +76,7 @@ impl Store {
         instance: &DicomInstance,
         sha256: &ContentHash,
         size: u64,
+        pixels: &PixelStatus,
     ) -> Result<StoreOutcome, StoreError> {
         let mut tx = self.begin().await?;
         let conn = tx.connection();
@@ -103,7 +104,7 @@ impl Store {
         .await?;
         upsert_study(conn, instance, now).await?;
         upsert_series(conn, instance, now).await?;
-        upsert_instance(conn, instance, sha256, size, now).await?;
+        upsert_instance(conn, instance, sha256, size, pixels, now).await?;
         tx.commit().await?;
         Ok(match previous {
             None => StoreOutcome::Created,
@@ -353,18 +354,21 @@ async fn upsert_instance(
     i: &DicomInstance,
     sha256: &ContentHash,
     size: i64,
+    pixels: &PixelStatus,
     now: i64,
 ) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO dicom_instances (sop_instance_uid, series_uid, study_uid, sop_class_uid, \
          instance_number, number_of_frames, rows_count, columns_count, transfer_syntax, sha256, \
-         size_bytes, received_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+         size_bytes, received_ms, pixel_status, pixel_error) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
          ON CONFLICT (sop_instance_uid) DO UPDATE SET series_uid = excluded.series_uid, \
          study_uid = excluded.study_uid, sop_class_uid = excluded.sop_class_uid, \
          instance_number = excluded.instance_number, number_of_frames = excluded.number_of_frames, \
          rows_count = excluded.rows_count, columns_count = excluded.columns_count, \
          transfer_syntax = excluded.transfer_syntax, sha256 = excluded.sha256, \
-         size_bytes = excluded.size_bytes, received_ms = excluded.received_ms",
+         size_bytes = excluded.size_bytes, received_ms = excluded.received_ms, \
+         pixel_status = excluded.pixel_status, pixel_error = excluded.pixel_error",
     )
     .bind(i.sop_instance_uid.as_str())
     .bind(i.series_uid.as_str())
@@ -378,6 +382,8 @@ async fn upsert_instance(
     .bind(sha256.as_str())
     .bind(size)
     .bind(now)
+    .bind(pixels.as_str())
+    .bind(pixels.reason())
     .execute(&mut *conn)
     .await?;
     Ok(())

@@ -6,15 +6,17 @@ use crate::helpers::{fresh_postgres_database, pydicom_file, spawn_app_with};
 
 #[tokio::test]
 async fn import_stores_instances_skips_other_files_and_reports_failures() {
-    let (Some(ct), Some(dicomdir)) = (
+    let (Some(ct), Some(dicomdir), Some(twelve_bit)) = (
         pydicom_file("CT_small.dcm"),
         pydicom_file("dicomdirtests/DICOMDIR"),
+        pydicom_file("JPGExtended.dcm"),
     ) else {
         return;
     };
     let input = tempfile::tempdir().unwrap();
     std::fs::create_dir(input.path().join("series")).unwrap();
     std::fs::write(input.path().join("series/ct.dcm"), &ct).unwrap();
+    std::fs::write(input.path().join("jpeg12.dcm"), &twelve_bit).unwrap();
     std::fs::write(input.path().join("DICOMDIR"), &dicomdir).unwrap();
     std::fs::write(input.path().join("README.txt"), "not an image").unwrap();
     std::fs::write(input.path().join("series/cut.dcm"), &ct[..ct.len() / 2]).unwrap();
@@ -34,7 +36,14 @@ async fn import_stores_instances_skips_other_files_and_reports_failures() {
         "a failed file fails the command: {stdout}"
     );
     assert!(
-        stdout.contains("stored 1 instances (1 new, 0 unchanged, 0 replaced)"),
+        stdout.contains(
+            "stored 2 instances (2 new, 0 unchanged, 0 replaced; 1 with pixel data that cannot be decoded)"
+        ),
+        "{stdout}"
+    );
+    // Kept, marked and reported: the 12-bit JPEG has no decoder here.
+    assert!(
+        stdout.contains("stored, pixel data not decodable:") && stdout.contains("jpeg12.dcm"),
         "{stdout}"
     );
     assert!(stdout.contains("skipped 2 files"), "{stdout}");
@@ -54,5 +63,5 @@ async fn import_stores_instances_skips_other_files_and_reports_failures() {
     })
     .await;
     assert_eq!(app.qido("PatientID=1CT1").await.len(), 1);
-    assert_eq!(app.search("ImagingStudy").await["total"], 1);
+    assert_eq!(app.search("ImagingStudy").await["total"], 2);
 }

@@ -1,0 +1,368 @@
+//! Pixel data: decoded with dicom-pixeldata (every transfer syntax it has a codec for: native
+//! RLE, JPEG baseline/extended/lossless, deflate; JPEG 2000 through openjp2; JPEG-LS through
+//! CharLS), then normalised for display and for an encoder:
+//! 1. the modality LUT (Rescale Slope/Intercept): CT values become Hounsfield units;
+//! 2. a VOI window: the file's first Window Center/Width, else a preset for the modality (CT soft
+//!    tissue, 40/400 HU), else the 0.5th–99.5th percentile of the frame, with the linear
+//!    function of PS3.3 C.11.2.1.2.1, into [0, 1];
+//! 3. MONOCHROME1 inverted, so that 1 is always white;
+//! 4. colour (RGB, YBR_FULL, YBR_FULL_422 after the codec) as RGB in [0, 1].
+
+use dicom_dictionary_std::tags;
+use dicom_object::DefaultDicomObject;
+use dicom_pixeldata::{
+    ConvertOptions, DecodedPixelData, ModalityLutOption, PhotometricInterpretation, PixelDecoder,
+    PlanarConfiguration, VoiLutOption,
+};
+
+use super::IngestError;
+use super::dicom::open;
+
+/// CT soft-tissue window (centre, width) in HU, used when a CT image carries no window.
+const CT_WINDOW: (f32, f32) = (40.0, 400.0);
+/// Percentiles of a frame's values that bound the window when neither file nor modality gives
+/// one.
+const AUTO_WINDOW_PERCENTILES: (f64, f64) = (0.005, 0.995);
+
+/// Decoded frames ready for an encoder.
+#[derive(Clone, Debug)]
+pub struct DecodedImage {
+    pub rows: u32,
+    pub columns: u32,
+    /// 1 (grey) or 3 (RGB, interleaved).
+    pub channels: u8,
+    /// One `rows × columns × channels` buffer per frame, each value in [0, 1].
+    pub frames: Vec<Vec<f32>>,
+}
+
+/// Decodes every frame of a Part 10 file and normalises it for display (see the module doc).
+pub fn decode_image(bytes: &[u8]) -> Result<DecodedImage, IngestError> {
+    let object = open(bytes)?;
+    let pixels = object
+        .decode_pixel_data()
+        .map_err(|e| IngestError::Undecodable(Box::new(e)))?;
+    let rows = pixels.rows();
+    let columns = pixels.columns();
+    let photometric = pixels.photometric_interpretation().clone();
+    let frames = pixels.number_of_frames();
+    let mut out = Vec::with_capacity(frames as usize);
+    match photometric {
+        PhotometricInterpretation::Monochrome1 | PhotometricInterpretation::Monochrome2 => {
+            let window = file_window(&object).or_else(|| modality_window(&object));
+            for frame in 0..frames {
+                let values = modality_frame(&pixels, frame)?;
+                let (centre, width) = window.unwrap_or_else(|| auto_window(&values));
+                let invert = photometric == PhotometricInterpretation::Monochrome1;
+                out.push(
+                    values
+                        .iter()
+                        .map(|&x| {
+                            let y = linear_window(x, centre, width);
+                            if invert { 1.0 - y } else { y }
+                        })
+                        .collect(),
+                );
+            }
+            Ok(DecodedImage {
+                rows,
+                columns,
+                channels: 1,
+                frames: out,
+            })
+        }
+        // JPEG 2000's reversible and irreversible colour transforms are undone by the codec.
+        PhotometricInterpretation::Rgb
+        | PhotometricInterpretation::YbrRct
+        | PhotometricInterpretation::YbrIct
+        | PhotometricInterpretation::YbrFull
+        | PhotometricInterpretation::YbrFull422 => {
+            let max = ((1u32 << pixels.bits_stored().min(16)) - 1) as f32;
+            let ybr = matches!(
+                photometric,
+                PhotometricInterpretation::YbrFull | PhotometricInterpretation::YbrFull422
+            );
+            for frame in 0..frames {
+                let mut values = match subsampled_ybr_frame(&pixels, frame) {
+                    Some(values) => values,
+                    None => colour_frame(&pixels, frame)?,
+                };
+                for v in &mut values {
+                    *v /= max;
+                }
+                if ybr {
+                    ybr_to_rgb(&mut values);
+                }
+                out.push(values);
+            }
+            Ok(DecodedImage {
+                rows,
+                columns,
+                channels: 3,
+                frames: out,
+            })
+        }
+        PhotometricInterpretation::PaletteColor => {
+            let palette = Palette::read(&object)?;
+            for frame in 0..frames {
+                let indices = raw_frame(&pixels, frame)?;
+                out.push(palette.apply(&indices));
+            }
+            Ok(DecodedImage {
+                rows,
+                columns,
+                channels: 3,
+                frames: out,
+            })
+        }
+        other => Err(IngestError::UnsupportedPhotometric {
+            value: other.to_string(),
+        }),
+    }
+}
+
+/// The frames' values after the modality LUT only (Hounsfield units for CT), the form in which
+/// differently encoded copies of an image must agree. Monochrome images only.
+pub fn decode_modality_values(bytes: &[u8]) -> Result<Vec<Vec<f32>>, IngestError> {
+    let object = open(bytes)?;
+    let pixels = object
+        .decode_pixel_data()
+        .map_err(|e| IngestError::Undecodable(Box::new(e)))?;
+    (0..pixels.number_of_frames())
+        .map(|frame| modality_frame(&pixels, frame))
+        .collect()
+}
+
+fn modality_frame(pixels: &DecodedPixelData<'_>, frame: u32) -> Result<Vec<f32>, IngestError> {
+    let options = ConvertOptions::new()
+        .with_modality_lut(ModalityLutOption::Default)
+        .with_voi_lut(VoiLutOption::Identity);
+    pixels
+        .to_vec_frame_with_options::<f32>(frame, &options)
+        .map_err(|e| IngestError::Undecodable(Box::new(e)))
+}
+
+/// Uncompressed YBR_FULL_422 (8 bit): each pair of pixels is stored as Y1 Y2 Cb Cr (PS3.3
+/// C.7.6.3.1.2), two bytes per pixel. Returns the frame as full Y Cb Cr triplets, or `None` when
+/// the data is not laid out that way (codecs hand back full triplets).
+fn subsampled_ybr_frame(pixels: &DecodedPixelData<'_>, frame: u32) -> Option<Vec<f32>> {
+    if pixels.photometric_interpretation() != &PhotometricInterpretation::YbrFull422
+        || pixels.bits_allocated() != 8
+    {
+        return None;
+    }
+    let size = pixels.rows() as usize * pixels.columns() as usize * 2;
+    let data = pixels.data();
+    if data.len() != size * pixels.number_of_frames() as usize {
+        return None;
+    }
+    let frame = &data[size * frame as usize..size * (frame as usize + 1)];
+    let mut out = Vec::with_capacity(size / 2 * 3);
+    for q in frame.chunks_exact(4) {
+        let (cb, cr) = (f32::from(q[2]), f32::from(q[3]));
+        out.extend([f32::from(q[0]), cb, cr, f32::from(q[1]), cb, cr]);
+    }
+    Some(out)
+}
+
+/// Stored values, without any LUT.
+fn raw_frame(pixels: &DecodedPixelData<'_>, frame: u32) -> Result<Vec<f32>, IngestError> {
+    let options = ConvertOptions::new()
+        .with_modality_lut(ModalityLutOption::None)
+        .with_voi_lut(VoiLutOption::Identity);
+    pixels
+        .to_vec_frame_with_options::<f32>(frame, &options)
+        .map_err(|e| IngestError::Undecodable(Box::new(e)))
+}
+
+/// The Red, Green and Blue Palette Color LUTs (PS3.3 C.7.6.3.1.5-6), each entry scaled to [0, 1].
+struct Palette {
+    first_mapped: f32,
+    /// (r, g, b) per entry.
+    entries: Vec<[f32; 3]>,
+}
+
+impl Palette {
+    fn read(object: &DefaultDicomObject) -> Result<Self, IngestError> {
+        let unsupported = || IngestError::UnsupportedPhotometric {
+            value: "PALETTE COLOR without complete palette color LUTs".to_owned(),
+        };
+        let descriptors = [
+            tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
+            tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
+            tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
+        ];
+        let data = [
+            tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+            tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+            tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+        ];
+        let descriptor = object
+            .get(descriptors[0])
+            .and_then(|e| e.to_multi_int::<i64>().ok())
+            .filter(|d| d.len() == 3)
+            .ok_or_else(unsupported)?;
+        let count = if descriptor[0] == 0 {
+            65_536
+        } else {
+            descriptor[0].unsigned_abs() as usize
+        };
+        let first_mapped = descriptor[1] as f32;
+        let mut channels = Vec::with_capacity(3);
+        for tag in data {
+            let values: Vec<u16> = object
+                .get(tag)
+                .and_then(|e| e.to_multi_int::<u16>().ok())
+                .ok_or_else(unsupported)?;
+            if values.len() < count {
+                return Err(unsupported());
+            }
+            channels.push(values);
+        }
+        // 16-bit entries use the whole range; 8-bit entries stored in 16-bit words do not.
+        let max = channels
+            .iter()
+            .flat_map(|c| c.iter())
+            .copied()
+            .max()
+            .unwrap_or(0);
+        let scale = if max > 255 { 65_535.0 } else { 255.0 };
+        let entries = (0..count)
+            .map(|i| {
+                [
+                    f32::from(channels[0][i]) / scale,
+                    f32::from(channels[1][i]) / scale,
+                    f32::from(channels[2][i]) / scale,
+                ]
+            })
+            .collect();
+        Ok(Self {
+            first_mapped,
+            entries,
+        })
+    }
+
+    fn apply(&self, indices: &[f32]) -> Vec<f32> {
+        let last = self.entries.len().saturating_sub(1);
+        let mut out = Vec::with_capacity(indices.len() * 3);
+        for &value in indices {
+            let i = (value - self.first_mapped).max(0.0) as usize;
+            out.extend_from_slice(&self.entries[i.min(last)]);
+        }
+        out
+    }
+}
+
+/// A colour frame as interleaved samples, whatever the planar configuration.
+fn colour_frame(pixels: &DecodedPixelData<'_>, frame: u32) -> Result<Vec<f32>, IngestError> {
+    let options = ConvertOptions::new()
+        .with_modality_lut(ModalityLutOption::None)
+        .with_voi_lut(VoiLutOption::Identity);
+    if pixels.planar_configuration() == PlanarConfiguration::Standard {
+        return pixels
+            .to_vec_frame_with_options::<f32>(frame, &options)
+            .map_err(|e| IngestError::Undecodable(Box::new(e)));
+    }
+    // Planar (RRR…GGG…BBB…): read the raw samples and interleave them here.
+    let raw = pixels
+        .frame_data(frame)
+        .map_err(|e| IngestError::Undecodable(Box::new(e)))?;
+    let samples: Vec<f32> = if pixels.bits_allocated() > 8 {
+        raw.chunks_exact(2)
+            .map(|c| f32::from(u16::from_le_bytes([c[0], c[1]])))
+            .collect()
+    } else {
+        raw.iter().map(|&b| f32::from(b)).collect()
+    };
+    let plane = samples.len() / 3;
+    let mut out = Vec::with_capacity(samples.len());
+    for i in 0..plane {
+        out.extend([samples[i], samples[plane + i], samples[2 * plane + i]]);
+    }
+    Ok(out)
+}
+
+/// Full-range YCbCr (PS3.3 C.7.6.3.1.2) to RGB, in place, on values in [0, 1].
+fn ybr_to_rgb(values: &mut [f32]) {
+    for px in values.chunks_exact_mut(3) {
+        let (y, cb, cr) = (px[0], px[1] - 0.5, px[2] - 0.5);
+        px[0] = (y + 1.402 * cr).clamp(0.0, 1.0);
+        px[1] = (y - 0.344_136 * cb - 0.714_136 * cr).clamp(0.0, 1.0);
+        px[2] = (y + 1.772 * cb).clamp(0.0, 1.0);
+    }
+}
+
+/// PS3.3 C.11.2.1.2.1, linear function, scaled to [0, 1].
+fn linear_window(x: f32, centre: f32, width: f32) -> f32 {
+    let width = width.max(1.0);
+    if width <= 1.0 {
+        return if x < centre - 0.5 { 0.0 } else { 1.0 };
+    }
+    (((x - (centre - 0.5)) / (width - 1.0)) + 0.5).clamp(0.0, 1.0)
+}
+
+fn file_window(object: &DefaultDicomObject) -> Option<(f32, f32)> {
+    let first = |tag| {
+        object
+            .get(tag)
+            .and_then(|e| e.to_multi_float64().ok())
+            .and_then(|v| v.first().copied())
+    };
+    let centre = first(tags::WINDOW_CENTER)?;
+    let width = first(tags::WINDOW_WIDTH)?;
+    (width > 0.0).then_some((centre as f32, width as f32))
+}
+
+fn modality_window(object: &DefaultDicomObject) -> Option<(f32, f32)> {
+    let modality = object.get(tags::MODALITY)?.to_str().ok()?;
+    match modality.trim() {
+        "CT" => Some(CT_WINDOW),
+        _ => None,
+    }
+}
+
+/// A window spanning the frame's robust value range.
+fn auto_window(values: &[f32]) -> (f32, f32) {
+    if values.is_empty() {
+        return (0.5, 1.0);
+    }
+    let mut sorted: Vec<f32> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    sorted.sort_by(f32::total_cmp);
+    if sorted.is_empty() {
+        return (0.5, 1.0);
+    }
+    let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
+    let (lo, hi) = (at(AUTO_WINDOW_PERCENTILES.0), at(AUTO_WINDOW_PERCENTILES.1));
+    let width = (hi - lo).max(1.0);
+    (lo + width / 2.0, width)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_linear_window_maps_its_range_onto_zero_to_one() {
+        // CT soft tissue: -160 HU and below black, 240 HU and above white.
+        assert_eq!(linear_window(-1000.0, 40.0, 400.0), 0.0);
+        assert_eq!(linear_window(1000.0, 40.0, 400.0), 1.0);
+        let mid = linear_window(40.0, 40.0, 400.0);
+        assert!((mid - 0.5).abs() < 0.01, "{mid}");
+    }
+
+    #[test]
+    fn full_range_ybr_grey_stays_grey() {
+        let mut px = vec![0.25, 0.5, 0.5];
+        ybr_to_rgb(&mut px);
+        for v in px {
+            assert!((v - 0.25).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn the_automatic_window_ignores_outliers() {
+        let mut values: Vec<f32> = (0..1000).map(|i| i as f32).collect();
+        values.push(1.0e9);
+        let (centre, width) = auto_window(&values);
+        assert!(width < 1100.0 && centre < 600.0, "{centre} {width}");
+    }
+}
