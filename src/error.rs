@@ -32,3 +32,16 @@ pub enum ErrorKind {
     /// Anything else: a bug or an unexpected failure. Details go to the logs only.
     Internal,
 }
+
+/// An error and its sources on one line, for logs and stored reasons. Layer errors carry ids
+/// and positions, never values, so the chain is safe to log.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

@@ -10,7 +10,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 
 use super::request_id::current_request_id;
-use crate::error::ErrorKind;
+use crate::error::{ErrorKind, error_chain};
 use crate::fhir::FhirError;
 use crate::pipeline::PipelineError;
 use crate::report::{OutcomeIssue, error_status, operation_outcome};
@@ -57,7 +57,7 @@ impl ApiError {
         source: &dyn std::error::Error,
     ) -> Self {
         if kind == ErrorKind::Internal {
-            tracing::error!(error = %chain(source), "request failed");
+            tracing::error!(error = %error_chain(source), "request failed");
         }
         Self {
             kind,
@@ -66,18 +66,6 @@ impl ApiError {
             allow: None,
         }
     }
-}
-
-/// The error and its sources, for the log. Layer errors carry ids and positions, never values.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 impl fmt::Display for ApiError {

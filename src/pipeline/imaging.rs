@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 use super::resources::update_in;
 use super::{Pipeline, PipelineError};
 use crate::domain::{DicomUid, PixelStatus, ResourceId, ResourceType, StoreOutcome};
+use crate::error::error_chain;
 use crate::fhir::{parse_search, validate_resource};
 use crate::ingest::{self, DicomStatus};
 use crate::report::{self, DICOM_UID_SYSTEM, ImagingStudyContent, SeriesContent};
@@ -261,18 +262,6 @@ impl Pipeline {
         tracing::info!(patient = %id, study_uid = %study.study_uid, "Patient created from DICOM");
         Ok(id)
     }
-}
-
-/// An error and its sources on one line (codec messages carry no pixel values).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 fn object(value: Value) -> Map<String, Value> {
