@@ -37,6 +37,29 @@ pub enum Command {
     /// Store DICOM files (and every file under the folders given) as STOW-RS and C-STORE
     /// would, then exit. Files that are not DICOM instances are skipped.
     Import(ImportArgs),
+    /// Compute embeddings and print them as JSON, one object per line.
+    #[command(subcommand)]
+    Embed(EmbedCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EmbedCommand {
+    /// Embed DICOM files with an image encoder from models/manifest.toml: every frame is
+    /// decoded, windowed and encoded; a file's embedding is the mean of its frames'.
+    Image(EmbedImageArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EmbedImageArgs {
+    /// DICOM Part 10 files.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Encoder name from the manifest [default: the manifest's default_image_encoder]
+    #[arg(long, value_name = "NAME")]
+    pub model: Option<String>,
+    /// Folder holding manifest.toml and weights/ [default: ./models]
+    #[arg(long, value_name = "DIR", default_value = "models")]
+    pub models_dir: PathBuf,
 }
 
 #[derive(Debug, Args)]

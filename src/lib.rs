@@ -13,6 +13,7 @@ pub mod telemetry;
 pub mod api;
 pub mod dimse;
 pub mod domain;
+pub mod encoders;
 pub mod fhir;
 pub mod import;
 pub mod ingest;

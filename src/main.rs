@@ -1,8 +1,12 @@
+use std::io::Write;
+
 use anyhow::Context;
 use clap::Parser;
 
-use prognostics::cli::{Cli, Command};
+use prognostics::cli::{Cli, Command, EmbedCommand};
+use prognostics::encoders::{ImageEncoder, ModelManifest};
 use prognostics::import::{collect_files, import};
+use prognostics::pipeline::embed_dicom;
 use prognostics::startup::{Application, open_pipeline, open_store};
 use prognostics::telemetry;
 
@@ -48,6 +52,34 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
             if !report.failed.is_empty() {
+                std::process::exit(1);
+            }
+        }
+        Some(Command::Embed(EmbedCommand::Image(args))) => {
+            let manifest = ModelManifest::read(&args.models_dir)?;
+            let (name, entry) = manifest.image_encoder(args.model.as_deref())?;
+            let encoder = ImageEncoder::load(&manifest, entry)?;
+            let mut failed = 0;
+            for file in &args.files {
+                let result = std::fs::read(file)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|bytes| Ok(embed_dicom(&encoder, name, &bytes)?));
+                match result {
+                    Ok(embedding) => {
+                        let mut line = serde_json::to_value(&embedding)?;
+                        line["file"] = serde_json::Value::String(file.display().to_string());
+                        // A closed pipe (`| head`) ends the command quietly.
+                        if writeln!(std::io::stdout().lock(), "{line}").is_err() {
+                            return Ok(());
+                        }
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        eprintln!("{}: {e:#}", file.display());
+                    }
+                }
+            }
+            if failed > 0 {
                 std::process::exit(1);
             }
         }

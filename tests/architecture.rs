@@ -99,7 +99,10 @@ fn lower_layers_do_not_import_upper_ones() {
             "src/dimse/",
             &["crate::api", "crate::store", "crate::ingest"],
         ),
-        ("src/api/", &["crate::ingest", "crate::dimse"]),
+        (
+            "src/api/",
+            &["crate::ingest", "crate::dimse", "crate::encoders"],
+        ),
         (
             "src/report/",
             &["crate::store", "crate::pipeline", "crate::api"],

@@ -4,6 +4,7 @@
 //! layer below it; knows nothing about HTTP or DIMSE.
 
 mod bundle;
+mod embedding;
 mod imaging;
 mod resources;
 
@@ -11,6 +12,7 @@ use crate::domain::{ResourceType, VersionId};
 use crate::error::ErrorKind;
 use std::sync::Arc;
 
+use crate::encoders::EncoderError;
 use crate::fhir::FhirError;
 use crate::ingest::IngestError;
 use crate::report::ReportError;
@@ -18,6 +20,7 @@ use crate::store::{FileStore, Store, StoreError};
 
 pub use crate::ingest::DicomStatus;
 pub use bundle::BundleOutcome;
+pub use embedding::{InstanceEmbedding, embed_dicom};
 pub use imaging::{IngestedInstance, InstanceFailure};
 pub use resources::{SearchRequest, Written};
 
@@ -31,6 +34,8 @@ pub enum PipelineError {
     Report(#[from] ReportError),
     #[error(transparent)]
     Ingest(#[from] IngestError),
+    #[error(transparent)]
+    Encoder(Box<EncoderError>),
     #[error("could not write to or read from the DICOM file store")]
     FileStore(#[source] std::io::Error),
     #[error("a blocking task failed")]
@@ -58,6 +63,12 @@ pub enum PipelineError {
     },
 }
 
+impl From<EncoderError> for PipelineError {
+    fn from(e: EncoderError) -> Self {
+        PipelineError::Encoder(Box::new(e))
+    }
+}
+
 impl PipelineError {
     pub fn kind(&self) -> ErrorKind {
         match self {
@@ -65,6 +76,7 @@ impl PipelineError {
             PipelineError::Store(e) => e.kind(),
             PipelineError::Report(e) => e.kind(),
             PipelineError::Ingest(e) => e.kind(),
+            PipelineError::Encoder(e) => e.kind(),
             PipelineError::FileStore(_) => ErrorKind::Unavailable,
             PipelineError::Blocking(_) => ErrorKind::Internal,
             PipelineError::StudyMismatch => ErrorKind::Conflict,

@@ -8,6 +8,7 @@ mod crud;
 mod dicomweb;
 mod dimse;
 mod docs;
+mod embed;
 mod examples;
 mod health;
 mod helpers;

@@ -1,0 +1,149 @@
+//! `models/manifest.toml`: which image encoders exist, where their weights come from and what
+//! their inputs look like. Weights are not in the repository; `scripts/fetch-models` fetches
+//! them from their registry packages into `models/weights/` and checks each sha256, which is
+//! checked again here before a model loads.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use super::EncoderError;
+
+/// The manifest, and the folder it was read from.
+#[derive(Clone, Debug)]
+pub struct ModelManifest {
+    dir: PathBuf,
+    pub default_image_encoder: String,
+    pub image_encoders: BTreeMap<String, ImageModelEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ManifestFile {
+    default_image_encoder: String,
+    #[serde(default)]
+    image_encoder: BTreeMap<String, ImageModelEntry>,
+}
+
+/// One image encoder.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ImageModelEntry {
+    /// `efficientnet-lite` (more to come: `resnet`, `vit`).
+    pub architecture: String,
+    /// Recorded with every embedding; a new version means embeddings are recomputed.
+    pub version: String,
+    /// The weights file, relative to `models/weights/`.
+    pub file: String,
+    pub sha256: String,
+    /// Registry package the weights come from (`pip` requirement), its sha256 and the file's
+    /// path inside it.
+    pub package: String,
+    pub package_sha256: String,
+    pub package_path: String,
+    /// Square input side in pixels.
+    pub input_size: usize,
+    pub normalisation: Normalisation,
+    pub embedding_size: usize,
+    pub licence: String,
+    pub source: String,
+}
+
+/// Per-channel normalisation of RGB values in [0, 1]: `(x - mean) / std`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Normalisation {
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+}
+
+impl ModelManifest {
+    /// Reads `DIR/manifest.toml`.
+    pub fn read(dir: &Path) -> Result<Self, EncoderError> {
+        let path = dir.join("manifest.toml");
+        let invalid = |reason: String| EncoderError::Manifest {
+            path: path.clone(),
+            reason,
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| invalid(e.to_string()))?;
+        let file: ManifestFile = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        if !file.image_encoder.contains_key(&file.default_image_encoder) {
+            return Err(invalid(format!(
+                "default_image_encoder {} is not listed",
+                file.default_image_encoder
+            )));
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            default_image_encoder: file.default_image_encoder,
+            image_encoders: file.image_encoder,
+        })
+    }
+
+    pub fn image_encoder(
+        &self,
+        name: Option<&str>,
+    ) -> Result<(&str, &ImageModelEntry), EncoderError> {
+        let name = name.unwrap_or(&self.default_image_encoder);
+        self.image_encoders
+            .get_key_value(name)
+            .map(|(k, v)| (k.as_str(), v))
+            .ok_or_else(|| EncoderError::UnknownModel {
+                name: name.to_owned(),
+            })
+    }
+
+    pub fn weights_path(&self, entry: &ImageModelEntry) -> PathBuf {
+        self.dir.join("weights").join(&entry.file)
+    }
+}
+
+/// Fails unless the file at `path` has the expected sha256.
+pub fn check_sha256(path: &Path, expected: &str) -> Result<(), EncoderError> {
+    let mut file = std::fs::File::open(path).map_err(|_| EncoderError::WeightsMissing {
+        path: path.to_path_buf(),
+    })?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buffer).map_err(|e| EncoderError::Weights {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+    }
+    let actual: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if actual != expected {
+        return Err(EncoderError::WeightsMismatch {
+            path: path.to_path_buf(),
+            expected: expected.to_owned(),
+            actual,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_committed_manifest_reads_and_names_its_default() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+        let manifest = ModelManifest::read(&dir).unwrap();
+        let (name, entry) = manifest.image_encoder(None).unwrap();
+        assert_eq!(name, "efficientnet-lite0");
+        assert_eq!(entry.embedding_size, 1280);
+        assert_eq!(entry.sha256.len(), 64);
+    }
+}
