@@ -57,7 +57,6 @@ impl InstanceFailure {
     pub fn dicom_status(&self) -> DicomStatus {
         match &self.error {
             PipelineError::Ingest(e) => e.dicom_status(),
-            PipelineError::StudyMismatch => DicomStatus::DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
             other => DicomStatus::for_kind(other.kind()),
         }
     }

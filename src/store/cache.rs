@@ -22,7 +22,9 @@ struct Inner {
     /// Bumped by every invalidation.
     epoch: u64,
     entries: HashMap<Key, StoredResource>,
-    /// Insertion order, for eviction of the oldest entries first.
+    /// Insertion order, for eviction of the oldest entries first. Invalidation leaves its keys
+    /// here (removing them would cost a scan per write); eviction skips them, and the queue is
+    /// compacted when it grows past twice the capacity.
     order: VecDeque<Key>,
 }
 
@@ -78,6 +80,11 @@ impl ReadCache {
                 None => break,
             }
         }
+        if inner.order.len() > 2 * self.capacity {
+            let Inner { entries, order, .. } = &mut *inner;
+            let mut seen = std::collections::HashSet::with_capacity(entries.len());
+            order.retain(|k| entries.contains_key(k) && seen.insert(k.clone()));
+        }
     }
 
     /// Forgets `keys` after their writes committed.
@@ -88,9 +95,7 @@ impl ReadCache {
         let mut inner = self.lock();
         inner.epoch = inner.epoch.wrapping_add(1);
         for key in keys {
-            if inner.entries.remove(key).is_some() {
-                inner.order.retain(|k| k != key);
-            }
+            inner.entries.remove(key);
         }
     }
 }
@@ -136,6 +141,27 @@ mod tests {
         let get = |id: &str| cache.get(ResourceType::Patient, &ResourceId::parse(id).unwrap());
         assert!(get("a").is_none());
         assert!(get("b").is_some() && get("c").is_some());
+    }
+
+    #[test]
+    fn rewriting_the_same_resources_keeps_the_cache_bounded() {
+        let cache = ReadCache::new(3);
+        let a = ResourceId::parse("a").unwrap();
+        for v in 1..=100 {
+            cache.insert(cache.epoch(), &stored("a", v));
+            cache.invalidate(&[(ResourceType::Patient, a.clone())]);
+        }
+        cache.insert(cache.epoch(), &stored("a", 101));
+        for id in ["b", "c"] {
+            cache.insert(cache.epoch(), &stored(id, 1));
+        }
+        let inner = cache.lock();
+        assert!(inner.order.len() <= 6, "{}", inner.order.len());
+        assert_eq!(inner.entries.len(), 3);
+        assert_eq!(
+            inner.entries[&(ResourceType::Patient, a)].version,
+            VersionId::new(101).unwrap()
+        );
     }
 
     #[test]
