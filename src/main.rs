@@ -58,7 +58,7 @@ async fn main() -> anyhow::Result<()> {
         Some(Command::Embed(EmbedCommand::Image(args))) => {
             let manifest = ModelManifest::read(&args.models_dir)?;
             let (name, entry) = manifest.image_encoder(args.model.as_deref())?;
-            let encoder = ImageEncoder::load(&manifest, entry)?;
+            let encoder = ImageEncoder::load(&manifest, entry, &prognostics::encoders::device())?;
             let mut failed = 0;
             for file in &args.files {
                 let result = std::fs::read(file)

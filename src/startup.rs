@@ -12,8 +12,12 @@ use utoipa_actix_web::AppExt;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::api::{self, ApiDoc, ApiState};
-use crate::config::Settings;
+use crate::config::{InferenceDevice, InferenceSettings, Settings};
 use crate::dimse::StorageScp;
+use crate::encoders::{
+    BatchSettings, BatchedEncoder, DeviceChoice, EncoderError, ImageEncoder, ModelManifest,
+    select_device,
+};
 use crate::pipeline::{ImagingOptions, PageSizes, Pipeline};
 use crate::store::{FileStore, Store, StoreError};
 
@@ -29,6 +33,10 @@ pub enum StartupError {
         #[source]
         source: std::io::Error,
     },
+    #[error("could not load the image encoder")]
+    Model(#[from] crate::encoders::EncoderError),
+    #[error("could not start the inference thread")]
+    InferenceThread(#[source] std::io::Error),
     #[error("could not listen on {addr}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -49,8 +57,13 @@ pub struct Application {
 impl Application {
     /// Opens (and migrates) the database and binds the listener.
     pub async fn build(settings: &Settings) -> Result<Self, StartupError> {
-        let pipeline = open_pipeline(settings).await?;
+        let mut pipeline = open_pipeline(settings).await?;
         let store = pipeline.store().clone();
+        let mut background = Vec::new();
+        if let Some(encoder) = start_image_encoder(&settings.inference).await? {
+            pipeline = pipeline.with_image_encoder(encoder);
+            background.push(tokio::spawn(pipeline.clone().run_embedding_worker()));
+        }
         let listener =
             TcpListener::bind(settings.server.listen).map_err(|source| StartupError::Bind {
                 addr: settings.server.listen,
@@ -63,7 +76,6 @@ impl Application {
                 source,
             })?
             .port();
-        let mut background = Vec::new();
         let mut dicom_port = None;
         if settings.dicom.enabled {
             let scp = StorageScp::bind(&settings.dicom, pipeline.clone())
@@ -117,6 +129,11 @@ impl Application {
         self.port
     }
 
+    /// A handle that stops the HTTP server (and with it, [`Self::run_until_stopped`]).
+    pub fn server_handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
     /// The DICOM storage SCP's port, when it runs.
     pub fn dicom_port(&self) -> Option<u16> {
         self.dicom_port
@@ -162,6 +179,49 @@ pub async fn open_pipeline(settings: &Settings) -> Result<Pipeline, StartupError
             patient_id_system: settings.dicom.patient_id_system.clone(),
         },
     ))
+}
+
+/// Loads the configured image encoder onto its inference thread. Missing weights are not
+/// fatal: the service runs without embeddings (and says so) until they are fetched; weights
+/// that fail their sha256 check, or a broken manifest, stop the start.
+pub async fn start_image_encoder(
+    settings: &InferenceSettings,
+) -> Result<Option<BatchedEncoder>, StartupError> {
+    if !settings.enabled {
+        tracing::info!("inference is disabled; images are stored but not embedded");
+        return Ok(None);
+    }
+    let settings = settings.clone();
+    let loaded = tokio::task::spawn_blocking(move || {
+        let manifest = ModelManifest::read(&settings.models_dir)?;
+        let (name, entry) = manifest.image_encoder(settings.image_encoder.as_deref())?;
+        let device = select_device(match settings.device {
+            InferenceDevice::Auto => DeviceChoice::Auto,
+            InferenceDevice::Cpu => DeviceChoice::Cpu,
+            InferenceDevice::Cuda => DeviceChoice::Cuda,
+        });
+        let encoder = match ImageEncoder::load(&manifest, entry, &device) {
+            Err(EncoderError::WeightsMissing { path }) => {
+                tracing::warn!(model = name, path = %path.display(), "image encoder weights are missing; images are stored but not embedded until scripts/fetch-models has run");
+                return Ok(None);
+            }
+            other => other?,
+        };
+        let batching = BatchSettings {
+            max_batch_size: settings.max_batch_size,
+            max_wait: std::time::Duration::from_millis(settings.max_wait_ms),
+            queue_capacity: settings.queue_capacity,
+        };
+        let encoder = BatchedEncoder::spawn(name, encoder, batching)
+            .map_err(StartupError::InferenceThread)?;
+        tracing::info!(model = name, version = %entry.version, device = encoder.device(), "image encoder loaded");
+        Ok(Some(encoder))
+    })
+    .await;
+    match loaded {
+        Ok(result) => result,
+        Err(e) => Err(StartupError::InferenceThread(std::io::Error::other(e))),
+    }
 }
 
 fn run(listener: TcpListener, state: ApiState, workers: usize) -> std::io::Result<Server> {

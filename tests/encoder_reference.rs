@@ -59,7 +59,7 @@ fn candle_matches_pytorch_on_real_images() {
     let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
     let manifest = ModelManifest::read(&models).unwrap();
     let (_, entry) = manifest.image_encoder(None).unwrap();
-    let encoder = ImageEncoder::load(&manifest, entry).unwrap();
+    let encoder = ImageEncoder::load(&manifest, entry, &prognostics::encoders::device()).unwrap();
     let size = entry.input_size;
     let images = reference["images"].as_array().unwrap();
     assert!(images.len() >= 5);

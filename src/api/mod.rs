@@ -4,6 +4,7 @@
 //! utoipa.
 
 pub mod dicomweb;
+mod embeddings;
 mod error;
 mod fallback;
 pub mod fhir;
@@ -47,6 +48,7 @@ pub struct ApiState {
     tags(
         (name = "FHIR", description = "FHIR R4 REST interactions on the stored resource types"),
         (name = "DICOMweb", description = "STOW-RS ingest and QIDO-RS study search (DICOM PS3.18)"),
+        (name = "Embeddings", description = "Image embeddings: one uploaded file, or a stored study's pooled embeddings"),
         (name = "Operations", description = "Liveness and readiness probes")
     )
 )]
@@ -75,6 +77,11 @@ pub fn configure(cfg: &mut ServiceConfig) {
                 .service(dicomweb::store_instances)
                 .service(dicomweb::store_study_instances)
                 .service(dicomweb::search_studies),
+        )
+        .service(
+            utoipa_actix_web::scope("/embeddings")
+                .service(embeddings::embed_image)
+                .service(embeddings::study_embeddings),
         );
 }
 

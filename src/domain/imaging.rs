@@ -163,3 +163,11 @@ pub enum StoreOutcome {
     /// earlier one is kept in the file store.
     Replaced,
 }
+
+/// The model that made an embedding: its manifest name and version. Embeddings made by another
+/// version are stale and computed again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelVersion {
+    pub name: String,
+    pub version: String,
+}

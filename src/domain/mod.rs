@@ -7,7 +7,7 @@ mod instant;
 
 pub use ids::{IdError, ResourceId, ResourceType, VersionId};
 pub use imaging::{
-    ContentHash, DicomInstance, DicomUid, PatientAttributes, PixelStatus, SeriesAttributes,
-    StoreOutcome, StudyAttributes, UidError,
+    ContentHash, DicomInstance, DicomUid, ModelVersion, PatientAttributes, PixelStatus,
+    SeriesAttributes, StoreOutcome, StudyAttributes, UidError,
 };
 pub use instant::Instant;

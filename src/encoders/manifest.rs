@@ -32,11 +32,12 @@ struct ManifestFile {
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ImageModelEntry {
-    /// `efficientnet-lite` (more to come: `resnet`, `vit`).
+    /// `efficientnet-lite`, `resnet` or `vit-dinov2`.
     pub architecture: String,
     /// Recorded with every embedding; a new version means embeddings are recomputed.
     pub version: String,
-    /// The weights file, relative to `models/weights/`.
+    /// The weights file, relative to `models/weights/`: a PyTorch `.pth`/`.pt` state dict or
+    /// `.safetensors`.
     pub file: String,
     pub sha256: String,
     /// Registry package the weights come from (`pip` requirement), its sha256 and the file's
@@ -50,6 +51,10 @@ pub struct ImageModelEntry {
     pub embedding_size: usize,
     pub licence: String,
     pub source: String,
+    /// The architecture's sizes when they differ from its default (EfficientNet-Lite0,
+    /// ResNet-50, ViT-B/14): see each architecture's config.
+    #[serde(default)]
+    pub config: toml::Table,
 }
 
 /// Per-channel normalisation of RGB values in [0, 1]: `(x - mean) / std`.
@@ -103,6 +108,19 @@ impl ModelManifest {
 
 /// Fails unless the file at `path` has the expected sha256.
 pub fn check_sha256(path: &Path, expected: &str) -> Result<(), EncoderError> {
+    let actual = sha256_of(path)?;
+    if actual != expected {
+        return Err(EncoderError::WeightsMismatch {
+            path: path.to_path_buf(),
+            expected: expected.to_owned(),
+            actual,
+        });
+    }
+    Ok(())
+}
+
+/// The sha256 of the file at `path`, in lowercase hex.
+pub fn sha256_of(path: &Path) -> Result<String, EncoderError> {
     let mut file = std::fs::File::open(path).map_err(|_| EncoderError::WeightsMissing {
         path: path.to_path_buf(),
     })?;
@@ -118,19 +136,11 @@ pub fn check_sha256(path: &Path, expected: &str) -> Result<(), EncoderError> {
         }
         hasher.update(&buffer[..n]);
     }
-    let actual: String = hasher
+    Ok(hasher
         .finalize()
         .iter()
         .map(|b| format!("{b:02x}"))
-        .collect();
-    if actual != expected {
-        return Err(EncoderError::WeightsMismatch {
-            path: path.to_path_buf(),
-            expected: expected.to_owned(),
-            actual,
-        });
-    }
-    Ok(())
+        .collect())
 }
 
 #[cfg(test)]

@@ -124,6 +124,9 @@ impl Pipeline {
             outcome = ?outcome,
             "DICOM instance stored"
         );
+        if outcome != StoreOutcome::Unchanged && pixels == PixelStatus::Decodable {
+            self.instance_stored();
+        }
         Ok(IngestedInstance {
             sop_class_uid: instance.sop_class_uid,
             sop_instance_uid: instance.sop_instance_uid,

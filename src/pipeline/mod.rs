@@ -12,7 +12,7 @@ use crate::domain::{ResourceType, VersionId};
 use crate::error::ErrorKind;
 use std::sync::Arc;
 
-use crate::encoders::EncoderError;
+use crate::encoders::{BatchedEncoder, EncoderError};
 use crate::fhir::FhirError;
 use crate::ingest::IngestError;
 use crate::report::ReportError;
@@ -20,7 +20,7 @@ use crate::store::{FileStore, Store, StoreError};
 
 pub use crate::ingest::DicomStatus;
 pub use bundle::BundleOutcome;
-pub use embedding::{InstanceEmbedding, embed_dicom};
+pub use embedding::{InstanceEmbedding, StudyEmbeddingReport, embed_dicom};
 pub use imaging::{IngestedInstance, InstanceFailure};
 pub use resources::{SearchRequest, Written};
 
@@ -38,6 +38,8 @@ pub enum PipelineError {
     Encoder(Box<EncoderError>),
     #[error("could not write to or read from the DICOM file store")]
     FileStore(#[source] std::io::Error),
+    #[error("no image encoder is loaded (inference is disabled or its weights are missing)")]
+    EncoderDisabled,
     #[error("a blocking task failed")]
     Blocking(#[source] tokio::task::JoinError),
     #[error("the instance belongs to another study than the one in the URL")]
@@ -77,7 +79,7 @@ impl PipelineError {
             PipelineError::Report(e) => e.kind(),
             PipelineError::Ingest(e) => e.kind(),
             PipelineError::Encoder(e) => e.kind(),
-            PipelineError::FileStore(_) => ErrorKind::Unavailable,
+            PipelineError::FileStore(_) | PipelineError::EncoderDisabled => ErrorKind::Unavailable,
             PipelineError::Blocking(_) => ErrorKind::Internal,
             PipelineError::StudyMismatch => ErrorKind::Conflict,
             PipelineError::MissingId
@@ -112,6 +114,10 @@ pub struct Pipeline {
     imaging: ImagingOptions,
     /// Serialises ImagingStudy refreshes within this process.
     imaging_refresh: Arc<tokio::sync::Mutex<()>>,
+    /// The image encoder behind its batching thread, when inference is on.
+    image_encoder: Option<BatchedEncoder>,
+    /// Wakes the embedding worker.
+    embedding_wanted: Arc<tokio::sync::Notify>,
 }
 
 /// How DICOM studies map onto FHIR.
@@ -141,7 +147,15 @@ impl Pipeline {
             files,
             imaging,
             imaging_refresh: Arc::new(tokio::sync::Mutex::new(())),
+            image_encoder: None,
+            embedding_wanted: Arc::new(tokio::sync::Notify::new()),
         }
+    }
+
+    /// Embeds received images with `encoder` (see [`Pipeline::run_embedding_worker`]).
+    pub fn with_image_encoder(mut self, encoder: BatchedEncoder) -> Self {
+        self.image_encoder = Some(encoder);
+        self
     }
 
     pub fn store(&self) -> &Store {

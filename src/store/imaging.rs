@@ -409,11 +409,11 @@ fn study_attributes(row: &AnyRow) -> Result<(PatientAttributes, StudyAttributes)
     ))
 }
 
-fn stored_uid(row: &AnyRow, column: &'static str) -> Result<DicomUid, StoreError> {
+pub(super) fn stored_uid(row: &AnyRow, column: &'static str) -> Result<DicomUid, StoreError> {
     let value: String = row.try_get(column)?;
     DicomUid::parse(&value).map_err(|_| corrupt("dicom store"))
 }
 
-fn corrupt(table: &'static str) -> StoreError {
+pub(super) fn corrupt(table: &'static str) -> StoreError {
     StoreError::CorruptRow { table }
 }

@@ -1,9 +1,10 @@
 //! Persistence: the only module that speaks SQL. One `AnyPool` serves SQLite (the embedded
-//! default, in WAL mode) and PostgreSQL with the same portable SQL; columns are limited to TEXT
-//! and integers so that both drivers decode them alike. Functions take and return domain types.
+//! default, in WAL mode) and PostgreSQL with the same portable SQL; columns are limited to TEXT,
+//! integers and byte strings (BLOB, BYTEA) so that both drivers decode them alike. Functions take and return domain types.
 //! Imports `domain`, `fhir` (index entries and search criteria) and `error`; owns sqlx.
 
 mod cache;
+mod embeddings;
 mod files;
 mod imaging;
 mod resources;
@@ -17,6 +18,7 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Row};
 
+pub use embeddings::{InstanceToEmbed, StoredPooledEmbedding, StudyEmbeddings};
 pub use files::FileStore;
 pub use imaging::{StoredInstance, StoredSeries, StoredStudy, StudyFilter, StudySummary};
 pub use resources::{StoreTransaction, StoredResource, WriteMethod};

@@ -10,7 +10,7 @@ const CANNOT_UNDERSTAND: u64 = 0xC000;
 const DOES_NOT_MATCH_SOP_CLASS: u64 = 0xA900;
 
 /// A `multipart/related` body with one part per file.
-fn multipart(parts: &[&[u8]]) -> Vec<u8> {
+pub(crate) fn multipart(parts: &[&[u8]]) -> Vec<u8> {
     let mut body = Vec::new();
     for part in parts {
         body.extend_from_slice(
@@ -23,7 +23,7 @@ fn multipart(parts: &[&[u8]]) -> Vec<u8> {
     body
 }
 
-async fn stow(app: &TestApp, path: &str, body: Vec<u8>) -> reqwest::Response {
+pub(crate) async fn stow(app: &TestApp, path: &str, body: Vec<u8>) -> reqwest::Response {
     app.client
         .post(format!("{}/dicomweb{path}", app.address))
         .header(

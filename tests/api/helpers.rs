@@ -23,7 +23,11 @@ pub struct TestApp {
     pub dicom_port: Option<u16>,
     pub base: String,
     pub client: Client,
-    _dir: TempDir,
+    /// The data folder; the database URL when on PostgreSQL. A restart reuses both.
+    dir: TempDir,
+    database_url: Option<String>,
+    server: actix_web::dev::ServerHandle,
+    running: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 /// Starts the service on a free port with its own empty database.
@@ -32,30 +36,55 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    let database_url = fresh_postgres_database().await;
+    spawn_app_in(tempfile::tempdir().unwrap(), database_url, adjust).await
+}
+
+/// Starts the service over an existing data folder (and PostgreSQL database).
+pub async fn spawn_app_in(
+    dir: TempDir,
+    database_url: Option<String>,
+    adjust: impl FnOnce(&mut Settings),
+) -> TestApp {
     LazyLock::force(&TRACING);
-    let dir = tempfile::tempdir().unwrap();
     let mut settings = Settings::default();
+    // Tests that embed images configure a model of their own.
+    settings.inference.enabled = false;
     settings.server.listen = "127.0.0.1:0".parse().unwrap();
     settings.server.workers = 2;
     settings.storage.data_dir = dir.path().to_path_buf();
     settings.dicom.listen = "127.0.0.1:0".parse().unwrap();
-    if let Some(url) = fresh_postgres_database().await {
-        settings.database.url = Some(SecretString::from(url));
+    if let Some(url) = &database_url {
+        settings.database.url = Some(SecretString::from(url.clone()));
         settings.database.max_connections = 4;
     }
     adjust(&mut settings);
-    let app = Application::build(&settings)
-        .await
-        .expect("application starts");
+    // A restart may find the previous instance's last tasks still letting go of the database.
+    let mut attempts = 0;
+    let app = loop {
+        match Application::build(&settings).await {
+            Ok(app) => break app,
+            Err(e) if attempts < 50 => {
+                attempts += 1;
+                let _ = e;
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("application starts: {e}"),
+        }
+    };
     let address = format!("http://127.0.0.1:{}", app.port());
     let dicom_port = app.dicom_port();
-    tokio::spawn(app.run_until_stopped());
+    let server = app.server_handle();
+    let running = tokio::spawn(app.run_until_stopped());
     TestApp {
         dicom_port,
         base: format!("{address}/fhir"),
         address,
         client: Client::new(),
-        _dir: dir,
+        dir,
+        database_url,
+        server,
+        running,
     }
 }
 
@@ -117,6 +146,13 @@ pub fn pydicom_file(name: &str) -> Option<Vec<u8>> {
 pub const FHIR_JSON: &str = "application/fhir+json";
 
 impl TestApp {
+    /// Stops the service and gives back its data folder and database for a restart.
+    pub async fn stop(self) -> (TempDir, Option<String>) {
+        self.server.stop(true).await;
+        let _ = self.running.await;
+        (self.dir, self.database_url)
+    }
+
     pub fn url(&self, path: &str) -> String {
         if path.is_empty() {
             return self.base.clone();

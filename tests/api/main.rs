@@ -9,6 +9,7 @@ mod dicomweb;
 mod dimse;
 mod docs;
 mod embed;
+mod embeddings;
 mod examples;
 mod health;
 mod helpers;
