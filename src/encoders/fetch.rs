@@ -50,7 +50,7 @@ pub async fn fetch_weights(entry: &ImageModelEntry, target: &Path) -> Result<(),
         .package
         .split_once("==")
         .ok_or_else(|| failed("the package is not pinned as NAME==VERSION".to_owned()))?;
-    let client = reqwest::Client::builder()
+    let client = reqwest::ClientBuilder::new()
         .connect_timeout(Duration::from_secs(15))
         .timeout(Duration::from_secs(300))
         .user_agent(concat!("prognostics/", env!("CARGO_PKG_VERSION")))
