@@ -1,13 +1,17 @@
 //! The Candle EfficientNet-Lite0 against PyTorch on the same weights and images: the reference
 //! comes from `scripts/reference-image-encoder` (PyTorch's own operators over `torch.load` of the
 //! same .pth; real photographs and medical images). Same preprocessing, same top-5 ImageNet
-//! classes, embeddings with cosine similarity ≥ 0.999.
+//! classes, embeddings with cosine similarity ≥ 0.999. The other architectures against their
+//! reference implementations (torchvision's ResNet, transformers' Dinov2Model) on small random
+//! models from `scripts/reference-image-architectures`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
-use prognostics::encoders::{Frame, ImageEncoder, ModelManifest, preprocess};
+use prognostics::encoders::{
+    Frame, ImageEncoder, ImageModelEntry, ModelManifest, Normalisation, preprocess,
+};
 use serde_json::Value;
 
 fn reference_dir() -> Option<PathBuf> {
@@ -113,5 +117,74 @@ fn candle_matches_pytorch_on_real_images() {
         let c = cosine(embedding, &expected);
         assert!(c >= 0.999, "{name}: cosine {c}");
         eprintln!("{name}: top-5 {got:?}, cosine {c:.6}");
+    }
+}
+
+#[test]
+fn resnet_and_dinov2_match_torchvision_and_transformers() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/reference/architectures");
+    let names = [
+        "resnet18",
+        "resnet-bottleneck",
+        "dinov2",
+        "dinov2-published-names",
+        "dinov2-registers",
+    ];
+    if !dir.join("dinov2-registers.json").is_file() {
+        assert!(
+            std::env::var_os("TEST_REQUIRE_DATA").is_none(),
+            "references missing: run scripts/reference-image-architectures"
+        );
+        eprintln!("skipping: run scripts/reference-image-architectures");
+        return;
+    }
+    for name in names {
+        let description: Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap(),
+        )
+        .unwrap();
+        let size = description["input_size"].as_u64().unwrap() as usize;
+        let entry = ImageModelEntry {
+            architecture: description["architecture"].as_str().unwrap().to_owned(),
+            version: name.to_owned(),
+            file: format!("{name}.safetensors"),
+            sha256: String::new(),
+            package: String::new(),
+            package_sha256: String::new(),
+            package_path: String::new(),
+            input_size: size,
+            normalisation: Normalisation {
+                mean: [0.0; 3],
+                std: [1.0; 3],
+            },
+            embedding_size: description["embedding_size"].as_u64().unwrap() as usize,
+            licence: String::new(),
+            source: String::new(),
+            config: serde_json::from_value(description["config"].clone()).unwrap(),
+        };
+        let tensors =
+            candle_core::safetensors::load(dir.join(&entry.file), &Device::Cpu).unwrap();
+        let encoder = ImageEncoder::from_tensors(entry, &tensors, &Device::Cpu)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let input = read_f32(&dir.join(format!("{name}.input.f32")));
+        let expected = read_f32(&dir.join(format!("{name}.output.f32")));
+        let batch = input.len() / (3 * size * size);
+        let input = Tensor::from_vec(input, (batch, 3, size, size), &Device::Cpu).unwrap();
+        let ours: Vec<f32> = encoder.embed_input(&input).unwrap().concat();
+        assert_eq!(ours.len(), expected.len(), "{name}");
+        let width = expected.len() / batch;
+        for (i, (a, b)) in ours.chunks(width).zip(expected.chunks(width)).enumerate() {
+            let similarity = cosine(a, b);
+            let max_diff = a
+                .iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0f32, f32::max);
+            assert!(
+                similarity > 0.9999 && max_diff < 1e-3,
+                "{name} image {i}: cosine {similarity}, max |diff| {max_diff}"
+            );
+            println!("{name} image {i}: cosine {similarity:.7}, max |diff| {max_diff:.2e}");
+        }
     }
 }

@@ -2,7 +2,8 @@
 //! (and register tokens, when the weights have them), pre-norm blocks with LayerScale, exact
 //! GELU. Weight names are those of Hugging Face `transformers`' `Dinov2Model`
 //! (`embeddings.cls_token`, `encoder.layer.N.attention.attention.query`, `layernorm`), the form
-//! in which DINOv2-based medical encoders such as RAD-DINO publish their `model.safetensors`.
+//! in which DINOv2-based medical encoders such as RAD-DINO publish their `model.safetensors`;
+//! the attention names of transformers 5 (`attention.q_proj`, …) are read too.
 //! The embedding is the final layer-normed CLS token (the model's pooler output), optionally
 //! concatenated with the mean of the patch tokens.
 
@@ -183,15 +184,26 @@ impl Vit {
                 reason: "hidden_size must be a multiple of heads".to_owned(),
             });
         }
+        // Attention projections under the names of transformers 4 (the published checkpoints:
+        // `attention.attention.query`, `attention.output.dense`) or of transformers 5
+        // (`attention.q_proj`, `attention.o_proj`).
+        let attention = |l: &str, published: &str, current: &str| {
+            let published = format!("{l}.attention.{published}");
+            if weights.has(&format!("{p}{published}.weight")) {
+                linear(&published)
+            } else {
+                linear(&format!("{l}.attention.{current}"))
+            }
+        };
         let mut layers = Vec::with_capacity(config.layers);
         for i in 0..config.layers {
             let l = format!("encoder.layer.{i}");
             layers.push(Layer {
                 norm1: norm(&format!("{l}.norm1"))?,
-                query: linear(&format!("{l}.attention.attention.query"))?,
-                key: linear(&format!("{l}.attention.attention.key"))?,
-                value: linear(&format!("{l}.attention.attention.value"))?,
-                output: linear(&format!("{l}.attention.output.dense"))?,
+                query: attention(&l, "attention.query", "q_proj")?,
+                key: attention(&l, "attention.key", "k_proj")?,
+                value: attention(&l, "attention.value", "v_proj")?,
+                output: attention(&l, "output.dense", "o_proj")?,
                 scale1: optional(&format!("{l}.layer_scale1.lambda1"))?,
                 norm2: norm(&format!("{l}.norm2"))?,
                 fc1: linear(&format!("{l}.mlp.fc1"))?,
