@@ -162,8 +162,7 @@ fn resnet_and_dinov2_match_torchvision_and_transformers() {
             source: String::new(),
             config: serde_json::from_value(description["config"].clone()).unwrap(),
         };
-        let tensors =
-            candle_core::safetensors::load(dir.join(&entry.file), &Device::Cpu).unwrap();
+        let tensors = candle_core::safetensors::load(dir.join(&entry.file), &Device::Cpu).unwrap();
         let encoder = ImageEncoder::from_tensors(entry, &tensors, &Device::Cpu)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         let input = read_f32(&dir.join(format!("{name}.input.f32")));

@@ -36,6 +36,8 @@ pub enum IngestError {
     NotStorage { uid: String },
     #[error("the pixel data could not be decoded")]
     Undecodable(#[source] Box<dicom_pixeldata::Error>),
+    #[error("the pixel data holds no frames")]
+    NoFrames,
     #[error("photometric interpretation {value} is not supported")]
     UnsupportedPhotometric { value: String },
     #[error("could not write the DICOM file meta information")]
@@ -54,6 +56,7 @@ impl IngestError {
             IngestError::UnsupportedTransferSyntax { .. }
             | IngestError::NotStorage { .. }
             | IngestError::Undecodable(_)
+            | IngestError::NoFrames
             | IngestError::UnsupportedPhotometric { .. } => ErrorKind::Unprocessable,
             IngestError::WriteMeta(_) => ErrorKind::Internal,
         }
@@ -89,9 +92,9 @@ impl IngestError {
                 DicomStatus::TRANSFER_SYNTAX_NOT_SUPPORTED
             }
             IngestError::NotStorage { .. } => DicomStatus::SOP_CLASS_NOT_SUPPORTED,
-            IngestError::Undecodable(_) | IngestError::UnsupportedPhotometric { .. } => {
-                DicomStatus::CANNOT_UNDERSTAND
-            }
+            IngestError::Undecodable(_)
+            | IngestError::NoFrames
+            | IngestError::UnsupportedPhotometric { .. } => DicomStatus::CANNOT_UNDERSTAND,
             IngestError::WriteMeta(_) => DicomStatus::PROCESSING_FAILURE,
         }
     }

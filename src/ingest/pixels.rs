@@ -1,5 +1,5 @@
 //! Pixel data: decoded with dicom-pixeldata (every transfer syntax it has a codec for: native
-//! RLE, JPEG baseline/extended/lossless, deflate; JPEG 2000 through openjp2; JPEG-LS through
+//! RLE, JPEG baseline/extended/lossless, deflate; JPEG 2000 through OpenJPEG; JPEG-LS through
 //! CharLS), then normalised for display and for an encoder:
 //! 1. the modality LUT (Rescale Slope/Intercept): CT values become Hounsfield units;
 //! 2. a VOI window: the file's first Window Center/Width, else a preset for the modality (CT soft
@@ -14,6 +14,7 @@ use dicom_pixeldata::{
     ConvertOptions, DecodedPixelData, ModalityLutOption, PhotometricInterpretation, PixelDecoder,
     PlanarConfiguration, VoiLutOption,
 };
+use rayon::prelude::*;
 
 use super::IngestError;
 use super::dicom::open;
@@ -36,55 +37,105 @@ pub struct DecodedImage {
 }
 
 /// Decodes every frame of a Part 10 file and normalises it for display (see the module doc).
+/// Frames are decoded and normalised in parallel: a multi-frame instance is decoded frame by
+/// frame (falling back to decoding it whole when its encoding does not allow that).
 pub fn decode_image(bytes: &[u8]) -> Result<DecodedImage, IngestError> {
     let object = open(bytes)?;
+    let context = FrameContext {
+        window: file_window(&object).or_else(|| modality_window(&object)),
+        palette: is_palette(&object)
+            .then(|| Palette::read(&object))
+            .transpose()?,
+    };
+    let declared_frames = object
+        .get(tags::NUMBER_OF_FRAMES)
+        .and_then(|e| e.to_int::<u32>().ok())
+        .unwrap_or(1);
+    if declared_frames > 1 {
+        let frames: Result<Vec<_>, IngestError> = (0..declared_frames)
+            .into_par_iter()
+            .map(|frame| {
+                let pixels = object
+                    .decode_pixel_data_frame(frame)
+                    .map_err(|e| IngestError::Undecodable(Box::new(e)))?;
+                context.normalise(&pixels, 0)
+            })
+            .collect();
+        if let Ok(frames) = frames {
+            return assemble(frames);
+        }
+    }
     let pixels = object
         .decode_pixel_data()
         .map_err(|e| IngestError::Undecodable(Box::new(e)))?;
-    let rows = pixels.rows();
-    let columns = pixels.columns();
-    let photometric = pixels.photometric_interpretation().clone();
-    let frames = pixels.number_of_frames();
-    let mut out = Vec::with_capacity(frames as usize);
-    match photometric {
-        PhotometricInterpretation::Monochrome1 | PhotometricInterpretation::Monochrome2 => {
-            let window = file_window(&object).or_else(|| modality_window(&object));
-            for frame in 0..frames {
-                let values = modality_frame(&pixels, frame)?;
-                let (centre, width) = window.unwrap_or_else(|| auto_window(&values));
-                let invert = photometric == PhotometricInterpretation::Monochrome1;
-                out.push(
-                    values
-                        .iter()
-                        .map(|&x| {
-                            let y = linear_window(x, centre, width);
-                            if invert { 1.0 - y } else { y }
-                        })
-                        .collect(),
-                );
+    let frames = (0..pixels.number_of_frames())
+        .into_par_iter()
+        .map(|frame| context.normalise(&pixels, frame))
+        .collect::<Result<Vec<_>, _>>()?;
+    assemble(frames)
+}
+
+fn is_palette(object: &DefaultDicomObject) -> bool {
+    object
+        .get(tags::PHOTOMETRIC_INTERPRETATION)
+        .and_then(|e| e.to_str().ok())
+        .is_some_and(|v| v.trim() == "PALETTE COLOR")
+}
+
+/// One normalised frame: rows, columns, channels, values.
+type Normalised = (u32, u32, u8, Vec<f32>);
+
+fn assemble(frames: Vec<Normalised>) -> Result<DecodedImage, IngestError> {
+    let Some(&(rows, columns, channels, _)) = frames.first() else {
+        return Err(IngestError::NoFrames);
+    };
+    Ok(DecodedImage {
+        rows,
+        columns,
+        channels,
+        frames: frames.into_iter().map(|f| f.3).collect(),
+    })
+}
+
+/// What normalising a frame needs from the instance beyond its pixels.
+struct FrameContext {
+    window: Option<(f32, f32)>,
+    palette: Option<Palette>,
+}
+
+impl FrameContext {
+    fn normalise(
+        &self,
+        pixels: &DecodedPixelData<'_>,
+        frame: u32,
+    ) -> Result<Normalised, IngestError> {
+        let (rows, columns) = (pixels.rows(), pixels.columns());
+        let photometric = pixels.photometric_interpretation();
+        match photometric {
+            PhotometricInterpretation::Monochrome1 | PhotometricInterpretation::Monochrome2 => {
+                let invert = *photometric == PhotometricInterpretation::Monochrome1;
+                let mut values = modality_frame(pixels, frame)?;
+                let (centre, width) = self.window.unwrap_or_else(|| auto_window(&values));
+                for x in &mut values {
+                    let y = linear_window(*x, centre, width);
+                    *x = if invert { 1.0 - y } else { y };
+                }
+                Ok((rows, columns, 1, values))
             }
-            Ok(DecodedImage {
-                rows,
-                columns,
-                channels: 1,
-                frames: out,
-            })
-        }
-        // JPEG 2000's reversible and irreversible colour transforms are undone by the codec.
-        PhotometricInterpretation::Rgb
-        | PhotometricInterpretation::YbrRct
-        | PhotometricInterpretation::YbrIct
-        | PhotometricInterpretation::YbrFull
-        | PhotometricInterpretation::YbrFull422 => {
-            let max = ((1u32 << pixels.bits_stored().min(16)) - 1) as f32;
-            let ybr = matches!(
-                photometric,
-                PhotometricInterpretation::YbrFull | PhotometricInterpretation::YbrFull422
-            );
-            for frame in 0..frames {
-                let mut values = match subsampled_ybr_frame(&pixels, frame) {
+            // JPEG 2000's reversible and irreversible colour transforms are undone by the codec.
+            PhotometricInterpretation::Rgb
+            | PhotometricInterpretation::YbrRct
+            | PhotometricInterpretation::YbrIct
+            | PhotometricInterpretation::YbrFull
+            | PhotometricInterpretation::YbrFull422 => {
+                let max = ((1u32 << pixels.bits_stored().min(16)) - 1) as f32;
+                let ybr = matches!(
+                    photometric,
+                    PhotometricInterpretation::YbrFull | PhotometricInterpretation::YbrFull422
+                );
+                let mut values = match subsampled_ybr_frame(pixels, frame) {
                     Some(values) => values,
-                    None => colour_frame(&pixels, frame)?,
+                    None => colour_frame(pixels, frame)?,
                 };
                 for v in &mut values {
                     *v /= max;
@@ -92,31 +143,22 @@ pub fn decode_image(bytes: &[u8]) -> Result<DecodedImage, IngestError> {
                 if ybr {
                     ybr_to_rgb(&mut values);
                 }
-                out.push(values);
+                Ok((rows, columns, 3, values))
             }
-            Ok(DecodedImage {
-                rows,
-                columns,
-                channels: 3,
-                frames: out,
-            })
-        }
-        PhotometricInterpretation::PaletteColor => {
-            let palette = Palette::read(&object)?;
-            for frame in 0..frames {
-                let indices = raw_frame(&pixels, frame)?;
-                out.push(palette.apply(&indices));
+            PhotometricInterpretation::PaletteColor => {
+                let palette =
+                    self.palette
+                        .as_ref()
+                        .ok_or_else(|| IngestError::UnsupportedPhotometric {
+                            value: "PALETTE COLOR without palette color LUTs".to_owned(),
+                        })?;
+                let indices = raw_frame(pixels, frame)?;
+                Ok((rows, columns, 3, palette.apply(&indices)))
             }
-            Ok(DecodedImage {
-                rows,
-                columns,
-                channels: 3,
-                frames: out,
-            })
+            other => Err(IngestError::UnsupportedPhotometric {
+                value: other.to_string(),
+            }),
         }
-        other => Err(IngestError::UnsupportedPhotometric {
-            value: other.to_string(),
-        }),
     }
 }
 
@@ -320,18 +362,28 @@ fn modality_window(object: &DefaultDicomObject) -> Option<(f32, f32)> {
     }
 }
 
-/// A window spanning the frame's robust value range.
+/// A window spanning the frame's robust value range: two selections, linear time.
 fn auto_window(values: &[f32]) -> (f32, f32) {
-    if values.is_empty() {
+    let mut finite: Vec<f32> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    if finite.is_empty() {
         return (0.5, 1.0);
     }
-    let mut sorted: Vec<f32> = values.iter().copied().filter(|v| v.is_finite()).collect();
-    sorted.sort_by(f32::total_cmp);
-    if sorted.is_empty() {
-        return (0.5, 1.0);
-    }
-    let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
-    let (lo, hi) = (at(AUTO_WINDOW_PERCENTILES.0), at(AUTO_WINDOW_PERCENTILES.1));
+    let last = finite.len() - 1;
+    let rank = |q: f64| ((last as f64) * q).round() as usize;
+    let (lo_rank, hi_rank) = (
+        rank(AUTO_WINDOW_PERCENTILES.0),
+        rank(AUTO_WINDOW_PERCENTILES.1),
+    );
+    let (_, hi, _) = finite.select_nth_unstable_by(hi_rank, f32::total_cmp);
+    let hi = *hi;
+    // Every value below position hi_rank is now no greater than hi: select within them.
+    let lo = if lo_rank < hi_rank {
+        *finite[..hi_rank]
+            .select_nth_unstable_by(lo_rank, f32::total_cmp)
+            .1
+    } else {
+        hi
+    };
     let width = (hi - lo).max(1.0);
     (lo + width / 2.0, width)
 }
@@ -356,6 +408,21 @@ mod tests {
         for v in px {
             assert!((v - 0.25).abs() < 1e-6);
         }
+    }
+
+    #[test]
+    fn the_automatic_window_takes_the_same_percentiles_as_a_full_sort() {
+        let values: Vec<f32> = (0..10_007u32)
+            .map(|i| ((i * 7919) % 10_007) as f32 * 0.5 - 300.0)
+            .chain([f32::NAN, f32::INFINITY])
+            .collect();
+        let mut sorted: Vec<f32> = values.iter().copied().filter(|v| v.is_finite()).collect();
+        sorted.sort_by(f32::total_cmp);
+        let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
+        let (lo, hi) = (at(AUTO_WINDOW_PERCENTILES.0), at(AUTO_WINDOW_PERCENTILES.1));
+        let (centre, width) = auto_window(&values);
+        assert_eq!(width, hi - lo);
+        assert_eq!(centre, lo + (hi - lo) / 2.0);
     }
 
     #[test]
