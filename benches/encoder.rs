@@ -2,7 +2,7 @@
 //! and 16 at 224 × 224, images per second. `scripts/bench-encoder` runs this and PyTorch on the
 //! same weights in the same run and reports the ratio.
 //!
-//! Settings: `BENCH_SECONDS` (per batch size, default 10).
+//! Settings: `BENCH_SECONDS` (per batch size, default 10), `BENCH_BATCHES` (default `1,16`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use std::path::Path;
@@ -22,7 +22,11 @@ fn main() {
     let encoder = ImageEncoder::load(&manifest, entry, &prognostics::encoders::device())
         .unwrap_or_else(|e| panic!("{e} (run scripts/fetch-models)"));
     let size = entry.input_size;
-    for batch in [1usize, 16] {
+    let batches: Vec<usize> = std::env::var("BENCH_BATCHES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|b| b.parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 16]);
+    for batch in batches {
         let n = batch * 3 * size * size;
         let data: Vec<f32> = (0..n)
             .map(|i| ((i * 7919) % 255) as f32 / 128.0 - 1.0)

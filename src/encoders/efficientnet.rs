@@ -11,6 +11,7 @@ use candle_core::{D, Module, Tensor};
 use candle_nn::Linear;
 
 use super::EncoderError;
+use super::fused::Activation;
 use super::layers::{ConvBn, ConvSpec, Padding, RandomWeights, Weights};
 
 /// One stage of MBConv blocks: (repeats, kernel, stride, expand ratio, input, output channels).
@@ -70,10 +71,6 @@ fn spec<'a>(conv: &'a str, bn: &'a str, groups: usize, stride: usize) -> ConvSpe
     }
 }
 
-fn relu6(x: &Tensor) -> candle_core::Result<Tensor> {
-    x.clamp(0f32, 6f32)
-}
-
 #[derive(Debug)]
 struct MbConv {
     expand: Option<ConvBn>,
@@ -86,10 +83,10 @@ impl MbConv {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let mut h = x.clone();
         if let Some(expand) = &self.expand {
-            h = relu6(&expand.forward(&h)?)?;
+            h = expand.forward(&h, Activation::Relu6)?;
         }
-        h = relu6(&self.depthwise.forward(&h)?)?;
-        h = self.project.forward(&h)?;
+        h = self.depthwise.forward(&h, Activation::Relu6)?;
+        h = self.project.forward(&h, Activation::None)?;
         if self.residual { h + x } else { Ok(h) }
     }
 }
@@ -155,11 +152,11 @@ impl EfficientNet {
     /// Pooled features, `(batch, 1280)`, for images `(batch, 3, H, W)` normalised as the
     /// manifest says.
     pub fn embed(&self, images: &Tensor) -> candle_core::Result<Tensor> {
-        let mut x = relu6(&self.stem.forward(images)?)?;
+        let mut x = self.stem.forward(images, Activation::Relu6)?;
         for block in &self.blocks {
             x = block.forward(&x)?;
         }
-        let x = relu6(&self.head.forward(&x)?)?;
+        let x = self.head.forward(&x, Activation::Relu6)?;
         x.mean(D::Minus1)?.mean(D::Minus1)
     }
 

@@ -8,6 +8,7 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig};
 
 use super::EncoderError;
+use super::fused::{Activation, Depthwise, bias_activation};
 
 /// How a convolution pads its input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,13 +24,18 @@ pub(super) enum Padding {
 pub(super) enum ConvBn {
     /// A general convolution: candle's conv2d.
     Dense {
+        /// Without bias: the bias is added with the activation, in one pass.
         conv: Conv2d,
+        bias: (Vec<f32>, Tensor),
         kernel: usize,
         stride: usize,
         padding: Padding,
     },
     /// 1 × 1, stride 1: a matrix product over the pixels, `(out, in) · (in, H·W)`.
-    Pointwise { weight: Tensor, bias: Tensor },
+    Pointwise {
+        weight: Tensor,
+        bias: (Vec<f32>, Tensor),
+    },
     /// One filter per channel: a direct loop (candle runs grouped convolutions one group at a
     /// time, which costs a kernel launch per channel).
     Depthwise {
@@ -89,7 +95,7 @@ impl ConvBn {
         {
             return Ok(ConvBn::Pointwise {
                 weight: w.reshape((out_channels, in_per_group))?,
-                bias: bias.reshape((out_channels, 1))?,
+                bias: (bias.to_vec1::<f32>()?, bias),
             });
         }
         let config = Conv2dConfig {
@@ -103,27 +109,38 @@ impl ConvBn {
             cudnn_fwd_algo: None,
         };
         Ok(ConvBn::Dense {
-            conv: Conv2d::new(w, Some(bias), config),
+            conv: Conv2d::new(w, None, config),
+            bias: (bias.to_vec1::<f32>()?, bias),
             kernel,
             stride,
             padding,
         })
     }
 
-    pub(super) fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+    /// The convolution, its folded batch norm and then `activation`.
+    pub(super) fn forward(
+        &self,
+        x: &Tensor,
+        activation: Activation,
+    ) -> candle_core::Result<Tensor> {
         match self {
             ConvBn::Dense {
                 conv,
+                bias,
                 kernel,
                 stride,
-                padding: Padding::Same,
-            } => conv.forward(&same_padding(x, *kernel, *stride)?),
-            ConvBn::Dense { conv, .. } => conv.forward(x),
+                padding,
+            } => {
+                let y = match padding {
+                    Padding::Same => conv.forward(&same_padding(x, *kernel, *stride)?)?,
+                    Padding::Symmetric(_) => conv.forward(x)?,
+                };
+                bias_activation(y, Some((&bias.0, &bias.1)), activation)
+            }
             ConvBn::Pointwise { weight, bias } => {
                 let (n, c, h, w) = x.dims4()?;
-                let y = weight
-                    .broadcast_matmul(&x.reshape((n, c, h * w))?)?
-                    .broadcast_add(bias)?;
+                let y = weight.broadcast_matmul(&x.reshape((n, c, h * w))?)?;
+                let y = bias_activation(y, Some((&bias.0, &bias.1)), activation)?;
                 y.reshape((n, (), h, w))
             }
             ConvBn::Depthwise {
@@ -132,7 +149,7 @@ impl ConvBn {
                 kernel,
                 stride,
                 padding,
-            } => depthwise(x, weight, bias, *kernel, *stride, *padding),
+            } => depthwise(x, weight, bias, *kernel, *stride, *padding, activation),
         }
     }
 }
@@ -149,7 +166,8 @@ fn geometry(padding: Padding, size: usize, kernel: usize, stride: usize) -> (usi
     }
 }
 
-/// Depthwise convolution computed directly on the CPU, channels in parallel.
+/// Depthwise convolution computed directly on the CPU, channels in parallel, followed by
+/// `activation`.
 fn depthwise(
     x: &Tensor,
     weight: &[f32],
@@ -157,57 +175,18 @@ fn depthwise(
     kernel: usize,
     stride: usize,
     padding: Padding,
+    activation: Activation,
 ) -> candle_core::Result<Tensor> {
-    use rayon::prelude::*;
-    let (n, c, h, w) = x.dims4()?;
-    let (oh, pad_top) = geometry(padding, h, kernel, stride);
-    let (ow, pad_left) = geometry(padding, w, kernel, stride);
-    let input = x.flatten_all()?.to_vec1::<f32>()?;
-    // Each plane is copied into a zero-padded buffer, so that the inner loop runs over a row of
-    // outputs with no bounds checks and, at stride 1, over contiguous memory the compiler
-    // vectorises.
-    let padded_h = (oh - 1) * stride + kernel;
-    let padded_w = (ow - 1) * stride + kernel;
-    let mut output = vec![0f32; n * c * oh * ow];
-    output
-        .par_chunks_mut(oh * ow)
-        .enumerate()
-        .for_each(|(plane, out)| {
-            let channel = plane % c;
-            let src = &input[plane * h * w..(plane + 1) * h * w];
-            let filter = &weight[channel * kernel * kernel..(channel + 1) * kernel * kernel];
-            let mut padded = vec![0f32; padded_h * padded_w];
-            for y in 0..h {
-                let py = y + pad_top;
-                if py >= padded_h {
-                    break;
-                }
-                let row = &src[y * w..(y + 1) * w];
-                let take = w.min(padded_w.saturating_sub(pad_left));
-                padded[py * padded_w + pad_left..py * padded_w + pad_left + take]
-                    .copy_from_slice(&row[..take]);
-            }
-            out.fill(bias[channel]);
-            for oy in 0..oh {
-                let out_row = &mut out[oy * ow..(oy + 1) * ow];
-                for ky in 0..kernel {
-                    let in_row = &padded[(oy * stride + ky) * padded_w..][..padded_w];
-                    for kx in 0..kernel {
-                        let tap = filter[ky * kernel + kx];
-                        if stride == 1 {
-                            for (o, v) in out_row.iter_mut().zip(&in_row[kx..kx + ow]) {
-                                *o += tap * v;
-                            }
-                        } else {
-                            for (ox, o) in out_row.iter_mut().enumerate() {
-                                *o += tap * in_row[ox * stride + kx];
-                            }
-                        }
-                    }
-                }
-            }
-        });
-    Tensor::from_vec(output, (n, c, oh, ow), x.device())
+    let (_, _, h, w) = x.dims4()?;
+    x.contiguous()?.apply_op1_no_bwd(&Depthwise {
+        weight,
+        bias,
+        kernel,
+        stride,
+        rows: geometry(padding, h, kernel, stride),
+        columns: geometry(padding, w, kernel, stride),
+        activation,
+    })
 }
 
 /// TensorFlow `SAME` padding: the output is `ceil(input / stride)`; an odd total pad puts the
@@ -329,6 +308,7 @@ mod tests {
                 kernel,
                 stride,
                 Padding::Same,
+                Activation::None,
             )
             .unwrap();
             let config = Conv2dConfig {

@@ -6,6 +6,7 @@
 mod batcher;
 mod efficientnet;
 mod fetch;
+mod fused;
 mod layers;
 mod manifest;
 mod preprocess;

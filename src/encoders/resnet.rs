@@ -10,6 +10,7 @@ use candle_core::{D, Tensor};
 use serde::Deserialize;
 
 use super::EncoderError;
+use super::fused::Activation;
 use super::layers::{ConvBn, ConvSpec, Padding, RandomWeights, Weights};
 
 const BATCH_NORM_EPS: f64 = 1e-5;
@@ -72,13 +73,15 @@ impl Block {
         let mut h = x.clone();
         let last = self.convs.len() - 1;
         for (i, conv) in self.convs.iter().enumerate() {
-            h = conv.forward(&h)?;
-            if i < last {
-                h = h.relu()?;
-            }
+            let activation = if i < last {
+                Activation::Relu
+            } else {
+                Activation::None
+            };
+            h = conv.forward(&h, activation)?;
         }
         let shortcut = match &self.downsample {
-            Some(d) => d.forward(x)?,
+            Some(d) => d.forward(x, Activation::None)?,
             None => x.clone(),
         };
         (h + shortcut)?.relu()
@@ -143,7 +146,7 @@ impl ResNet {
 
     /// Pooled features, `(batch, channels)`, for images `(batch, 3, H, W)`.
     pub fn embed(&self, images: &Tensor) -> candle_core::Result<Tensor> {
-        let x = self.stem.forward(images)?.relu()?;
+        let x = self.stem.forward(images, Activation::Relu)?;
         // 3 × 3 max pool, stride 2, padding 1: after the ReLU every value is ≥ 0, so zero
         // padding gives the same maxima as PyTorch's −∞ padding.
         let mut x = x
