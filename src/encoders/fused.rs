@@ -110,7 +110,12 @@ pub(super) fn bias_activation(
         return Ok(x);
     }
     let x = match bias {
-        Some((_, b)) => x.broadcast_add(&b.reshape(((), 1))?)?,
+        Some((_, b)) => {
+            // (channels, 1, …, 1): one bias per channel, whatever follows the channel axis.
+            let mut shape = vec![b.elem_count()];
+            shape.resize(x.rank().saturating_sub(1), 1);
+            x.broadcast_add(&b.reshape(shape)?)?
+        }
         None => x,
     };
     activation.on(x)
@@ -312,5 +317,42 @@ impl PlaneGeometry {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn the_in_place_kernel_and_the_other_devices_path_agree_on_four_dimensions() {
+        let device = Device::Cpu;
+        let bias_values = vec![0.5f32, -2.0, 7.0];
+        let bias = Tensor::new(bias_values.as_slice(), &device).unwrap();
+        // (n, c, h, w) = (2, 3, 4, 5), with values either side of the ReLU6 bounds.
+        let x = Tensor::randn(0f32, 4.0, (2, 3, 4, 5), &device).unwrap();
+        let fused = bias_activation(
+            x.copy().unwrap(),
+            Some((&bias_values, &bias)),
+            Activation::Relu6,
+        )
+        .unwrap();
+        // A non-contiguous view takes the path other devices take.
+        let strided = x.transpose(2, 3).unwrap();
+        assert!(!strided.is_contiguous());
+        let plain = bias_activation(strided, Some((&bias_values, &bias)), Activation::Relu6)
+            .unwrap()
+            .transpose(2, 3)
+            .unwrap();
+        let diff = (fused - plain)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff < 1e-6, "{diff}");
     }
 }
