@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
+use std::process::Command;
 
 use prognostics::ingest::{decode_image, decode_modality_values};
 
@@ -35,9 +36,13 @@ fn assert_family_identical(package: &str, names: &[&str], frames: usize) {
     else {
         return;
     };
+    assert_identical(names, &files, frames);
+}
+
+fn assert_identical(names: &[&str], files: &[Vec<u8>], frames: usize) {
     let reference = decode_modality_values(&files[0]).unwrap();
     assert_eq!(reference.len(), frames);
-    for (name, bytes) in names.iter().zip(&files).skip(1) {
+    for (name, bytes) in names.iter().zip(files).skip(1) {
         let decoded = decode_modality_values(bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(decoded.len(), frames, "{name}");
         for (f, (a, b)) in reference.iter().zip(&decoded).enumerate() {
@@ -172,18 +177,126 @@ fn damaged_compressed_pixel_data_is_an_error_not_a_panic() {
     assert!(decode_image(&rle).is_err());
 }
 
+// Reference figures below are pydicom 3.0.2's `pixel_array` for the same files (with
+// pylibjpeg-libjpeg 2.5.0 for JPEG).
+
+/// dcmtk's `dcmdjpeg` (IJG's 12-bit codec), or `None` with a note when dcmtk is missing (an
+/// error under TEST_REQUIRE_PEERS).
+fn dcmdjpeg(input: &[u8]) -> Option<Vec<u8>> {
+    if Command::new("dcmdjpeg").arg("--version").output().is_err() {
+        assert!(
+            std::env::var_os("TEST_REQUIRE_PEERS").is_none(),
+            "dcmtk's dcmdjpeg is missing: run scripts/install-test-deps"
+        );
+        eprintln!("skipping: dcmtk is not installed");
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (compressed, native) = (dir.path().join("in.dcm"), dir.path().join("out.dcm"));
+    std::fs::write(&compressed, input).unwrap();
+    let status = Command::new("dcmdjpeg")
+        .arg(&compressed)
+        .arg(&native)
+        .status()
+        .unwrap();
+    assert!(status.success(), "dcmdjpeg failed");
+    Some(std::fs::read(native).unwrap())
+}
+
 #[test]
-fn twelve_bit_jpeg_extended_is_reported_as_undecodable() {
-    // The native JPEG decoder has no 12-bit sample precision (JPEG extended, process 4): such
-    // instances are stored and marked, not decoded.
+fn twelve_bit_jpeg_extended_decodes_as_dcmtk_and_pydicom_do() {
     let Some(bytes) = corpus("pydicom", "JPGExtended.dcm") else {
         return;
     };
+    let frames = decode_modality_values(&bytes).unwrap();
+    assert_eq!(frames.len(), 1);
+    let values = &frames[0];
+    assert_eq!(values.len(), 1024 * 256);
+    // pydicom with pylibjpeg-libjpeg (a different IDCT, within the ±1 that ISO 10918-2 allows)
+    // gives the same maximum at the same place and a sum 0.09% higher.
+    let (argmax, max) =
+        values.iter().enumerate().fold(
+            (0, f32::MIN),
+            |best, (i, &v)| if v > best.1 { (i, v) } else { best },
+        );
+    assert_eq!((max, argmax), (264.0, 107_919));
+    let sum: f64 = values.iter().map(|&v| f64::from(v)).sum();
+    assert!((sum / 3_770_427.0 - 1.0).abs() < 0.002, "{sum}");
+    // dcmtk decompresses it to exactly the same values.
+    let Some(native) = dcmdjpeg(&bytes) else {
+        return;
+    };
+    let reference = decode_modality_values(&native).unwrap();
+    let differing = reference[0]
+        .iter()
+        .zip(values)
+        .filter(|(a, b)| a != b)
+        .count();
+    assert_eq!(differing, 0, "pixels differing from dcmdjpeg's");
+    let image = decode_image(&bytes).unwrap();
+    assert_eq!((image.rows, image.columns, image.channels), (1024, 256, 1));
+}
+
+#[test]
+fn a_jpeg_with_broken_scan_parameters_is_an_error_naming_jpeg() {
+    // pydicom's JPEG-lossy.dcm has a scan header no sequential JPEG may have; every codec
+    // refuses it.
+    let Some(bytes) = corpus("pydicom", "JPEG-lossy.dcm") else {
+        return;
+    };
     let error = decode_image(&bytes).unwrap_err();
-    assert!(
-        error
-            .to_string()
-            .contains("pixel data could not be decoded"),
-        "{error}"
+    assert!(error.to_string().contains("JPEG"), "{error}");
+}
+
+#[test]
+fn thirty_two_bit_samples_decode_identically_native_big_endian_and_rle() {
+    // RT Dose grids, 15 frames: implicit little endian, explicit big endian, RLE.
+    assert_family_identical(
+        "pydicom",
+        &["rtdose.dcm", "rtdose_expb.dcm", "rtdose_rle.dcm"],
+        15,
     );
+    // 32-bit RGB, two frames, the same three encodings.
+    let (Some(le), Some(be), Some(rle)) = (
+        corpus("pydicom-data", "SC_rgb_32bit_2frame.dcm"),
+        corpus("pydicom-data", "SC_rgb_expb_32bit_2frame.dcm"),
+        corpus("pydicom", "SC_rgb_rle_32bit_2frame.dcm"),
+    ) else {
+        return;
+    };
+    assert_identical(&["little endian", "big endian", "RLE"], &[le, be, rle], 2);
+    let Some(bytes) = corpus("pydicom", "rtdose.dcm") else {
+        return;
+    };
+    // Stored values 795000..1254000 (sum 1519910000) times Dose Grid Scaling 1e-6: grey.
+    let frames = decode_modality_values(&bytes).unwrap();
+    let all = frames.iter().flatten().copied();
+    let (min, max) = all
+        .clone()
+        .fold((f32::MAX, f32::MIN), |(a, b), v| (a.min(v), b.max(v)));
+    let sum: f64 = all.map(f64::from).sum();
+    assert!(
+        (min - 0.795).abs() < 1e-6 && (max - 1.254).abs() < 1e-6,
+        "{min}..{max}"
+    );
+    assert!((sum - 1519.91).abs() < 1e-3, "{sum}");
+    let Some(rgb) = corpus("pydicom-data", "SC_rgb_32bit_2frame.dcm") else {
+        return;
+    };
+    let image = decode_image(&rgb).unwrap();
+    assert_eq!((image.frames.len(), image.channels), (2, 3));
+    // The first pixel is pure red at full 32-bit scale.
+    assert_eq!(&image.frames[0][..3], &[1.0, 0.0, 0.0]);
+}
+
+#[test]
+fn one_bit_segmentations_decode() {
+    assert_family_identical("pydicom-data", &["liver.dcm", "liver_expb.dcm"], 3);
+    let Some(bytes) = corpus("pydicom-data", "liver.dcm") else {
+        return;
+    };
+    let frames = decode_modality_values(&bytes).unwrap();
+    let ones = frames.iter().flatten().filter(|&&v| v == 1.0).count();
+    let zeros = frames.iter().flatten().filter(|&&v| v == 0.0).count();
+    assert_eq!((ones, ones + zeros), (107_098, 3 * 512 * 512));
 }

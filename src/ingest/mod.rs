@@ -5,7 +5,9 @@
 //! [`DicomInstance`]: crate::domain::DicomInstance
 
 mod dicom;
+mod jpeg;
 mod pixels;
+mod samples;
 
 pub use dicom::{DicomStatus, part10_file, read_instance};
 pub use pixels::{DecodedImage, decode_image, decode_modality_values};
@@ -36,6 +38,8 @@ pub enum IngestError {
     NotStorage { uid: String },
     #[error("the pixel data could not be decoded")]
     Undecodable(#[source] Box<dicom_pixeldata::Error>),
+    #[error("the pixel data could not be decoded: {reason}")]
+    Codec { reason: String },
     #[error("the pixel data holds no frames")]
     NoFrames,
     #[error("photometric interpretation {value} is not supported")]
@@ -56,6 +60,7 @@ impl IngestError {
             IngestError::UnsupportedTransferSyntax { .. }
             | IngestError::NotStorage { .. }
             | IngestError::Undecodable(_)
+            | IngestError::Codec { .. }
             | IngestError::NoFrames
             | IngestError::UnsupportedPhotometric { .. } => ErrorKind::Unprocessable,
             IngestError::WriteMeta(_) => ErrorKind::Internal,
@@ -93,6 +98,7 @@ impl IngestError {
             }
             IngestError::NotStorage { .. } => DicomStatus::SOP_CLASS_NOT_SUPPORTED,
             IngestError::Undecodable(_)
+            | IngestError::Codec { .. }
             | IngestError::NoFrames
             | IngestError::UnsupportedPhotometric { .. } => DicomStatus::CANNOT_UNDERSTAND,
             IngestError::WriteMeta(_) => DicomStatus::PROCESSING_FAILURE,

@@ -1,6 +1,7 @@
 //! Pixel data: decoded with dicom-pixeldata (every transfer syntax it has a codec for: native
 //! RLE, JPEG baseline/extended/lossless, deflate; JPEG 2000 through OpenJPEG; JPEG-LS through
-//! CharLS), then normalised for display and for an encoder:
+//! CharLS), or by `samples` for what it refuses (12-bit JPEG through libjpeg-turbo, 32-bit and
+//! 1-bit samples), then normalised for display and for an encoder:
 //! 1. the modality LUT (Rescale Slope/Intercept): CT values become Hounsfield units;
 //! 2. a VOI window: the file's first Window Center/Width, else a preset for the modality (CT soft
 //!    tissue, 40/400 HU), else the 0.5th–99.5th percentile of the frame, with the linear
@@ -18,6 +19,7 @@ use rayon::prelude::*;
 
 use super::IngestError;
 use super::dicom::open;
+use super::samples::{self, StoredSamples};
 
 /// CT soft-tissue window (centre, width) in HU, used when a CT image carries no window.
 const CT_WINDOW: (f32, f32) = (40.0, 400.0);
@@ -38,7 +40,9 @@ pub struct DecodedImage {
 
 /// Decodes every frame of a Part 10 file and normalises it for display (see the module doc).
 /// Frames are decoded and normalised in parallel: a multi-frame instance is decoded frame by
-/// frame (falling back to decoding it whole when its encoding does not allow that).
+/// frame (falling back to decoding it whole when its encoding does not allow that). What
+/// dicom-pixeldata cannot decode and `samples` can (12-bit JPEG, 32-bit and 1-bit samples) is
+/// read there and normalised the same way.
 pub fn decode_image(bytes: &[u8]) -> Result<DecodedImage, IngestError> {
     let object = open(bytes)?;
     let context = FrameContext {
@@ -47,6 +51,19 @@ pub fn decode_image(bytes: &[u8]) -> Result<DecodedImage, IngestError> {
             .then(|| Palette::read(&object))
             .transpose()?,
     };
+    match decode_with_pixeldata(&object, &context) {
+        Err(IngestError::Undecodable(_)) if samples::can_read(&object) => {
+            let stored = samples::read_stored_samples(&object)?;
+            assemble(context.normalise_all(&stored)?)
+        }
+        result => result,
+    }
+}
+
+fn decode_with_pixeldata(
+    object: &DefaultDicomObject,
+    context: &FrameContext,
+) -> Result<DecodedImage, IngestError> {
     let declared_frames = object
         .get(tags::NUMBER_OF_FRAMES)
         .and_then(|e| e.to_int::<u32>().ok())
@@ -68,11 +85,7 @@ pub fn decode_image(bytes: &[u8]) -> Result<DecodedImage, IngestError> {
     let pixels = object
         .decode_pixel_data()
         .map_err(|e| IngestError::Undecodable(Box::new(e)))?;
-    let frames = (0..pixels.number_of_frames())
-        .into_par_iter()
-        .map(|frame| context.normalise(&pixels, frame))
-        .collect::<Result<Vec<_>, _>>()?;
-    assemble(frames)
+    assemble(context.normalise_all(&pixels)?)
 }
 
 fn is_palette(object: &DefaultDicomObject) -> bool {
@@ -104,17 +117,20 @@ struct FrameContext {
 }
 
 impl FrameContext {
-    fn normalise(
-        &self,
-        pixels: &DecodedPixelData<'_>,
-        frame: u32,
-    ) -> Result<Normalised, IngestError> {
+    fn normalise_all(&self, pixels: &impl FrameSource) -> Result<Vec<Normalised>, IngestError> {
+        (0..pixels.frame_count())
+            .into_par_iter()
+            .map(|frame| self.normalise(pixels, frame))
+            .collect()
+    }
+
+    fn normalise(&self, pixels: &impl FrameSource, frame: u32) -> Result<Normalised, IngestError> {
         let (rows, columns) = (pixels.rows(), pixels.columns());
-        let photometric = pixels.photometric_interpretation();
+        let photometric = pixels.photometric();
         match photometric {
             PhotometricInterpretation::Monochrome1 | PhotometricInterpretation::Monochrome2 => {
                 let invert = *photometric == PhotometricInterpretation::Monochrome1;
-                let mut values = modality_frame(pixels, frame)?;
+                let mut values = pixels.modality_frame(frame)?;
                 let (centre, width) = self.window.unwrap_or_else(|| auto_window(&values));
                 for x in &mut values {
                     let y = linear_window(*x, centre, width);
@@ -128,15 +144,12 @@ impl FrameContext {
             | PhotometricInterpretation::YbrIct
             | PhotometricInterpretation::YbrFull
             | PhotometricInterpretation::YbrFull422 => {
-                let max = ((1u32 << pixels.bits_stored().min(16)) - 1) as f32;
+                let max = ((1u64 << pixels.bits_stored().clamp(1, 32)) - 1) as f32;
                 let ybr = matches!(
                     photometric,
                     PhotometricInterpretation::YbrFull | PhotometricInterpretation::YbrFull422
                 );
-                let mut values = match subsampled_ybr_frame(pixels, frame) {
-                    Some(values) => values,
-                    None => colour_frame(pixels, frame)?,
-                };
+                let mut values = pixels.colour_frame(frame)?;
                 for v in &mut values {
                     *v /= max;
                 }
@@ -152,7 +165,7 @@ impl FrameContext {
                         .ok_or_else(|| IngestError::UnsupportedPhotometric {
                             value: "PALETTE COLOR without palette color LUTs".to_owned(),
                         })?;
-                let indices = raw_frame(pixels, frame)?;
+                let indices = pixels.raw_frame(frame)?;
                 Ok((rows, columns, 3, palette.apply(&indices)))
             }
             other => Err(IngestError::UnsupportedPhotometric {
@@ -166,12 +179,107 @@ impl FrameContext {
 /// differently encoded copies of an image must agree. Monochrome images only.
 pub fn decode_modality_values(bytes: &[u8]) -> Result<Vec<Vec<f32>>, IngestError> {
     let object = open(bytes)?;
-    let pixels = object
+    let all_frames = |pixels: &dyn FrameSource| {
+        (0..pixels.frame_count())
+            .map(|frame| pixels.modality_frame(frame))
+            .collect()
+    };
+    let decoded = object
         .decode_pixel_data()
-        .map_err(|e| IngestError::Undecodable(Box::new(e)))?;
-    (0..pixels.number_of_frames())
-        .map(|frame| modality_frame(&pixels, frame))
-        .collect()
+        .map_err(|e| IngestError::Undecodable(Box::new(e)))
+        .and_then(|pixels| all_frames(&pixels));
+    match decoded {
+        Err(IngestError::Undecodable(_)) if samples::can_read(&object) => {
+            all_frames(&samples::read_stored_samples(&object)?)
+        }
+        result => result,
+    }
+}
+
+/// Decoded pixel data, frame by frame, as normalising needs it.
+trait FrameSource: Sync {
+    fn rows(&self) -> u32;
+    fn columns(&self) -> u32;
+    fn photometric(&self) -> &PhotometricInterpretation;
+    fn bits_stored(&self) -> u16;
+    fn frame_count(&self) -> u32;
+    /// Values after the modality LUT (monochrome images).
+    fn modality_frame(&self, frame: u32) -> Result<Vec<f32>, IngestError>;
+    /// Colour samples as stored, interleaved per pixel, as full triplets.
+    fn colour_frame(&self, frame: u32) -> Result<Vec<f32>, IngestError>;
+    /// Stored values without any LUT (palette indices).
+    fn raw_frame(&self, frame: u32) -> Result<Vec<f32>, IngestError>;
+}
+
+impl FrameSource for DecodedPixelData<'_> {
+    fn rows(&self) -> u32 {
+        DecodedPixelData::rows(self)
+    }
+    fn columns(&self) -> u32 {
+        DecodedPixelData::columns(self)
+    }
+    fn photometric(&self) -> &PhotometricInterpretation {
+        self.photometric_interpretation()
+    }
+    fn bits_stored(&self) -> u16 {
+        DecodedPixelData::bits_stored(self)
+    }
+    fn frame_count(&self) -> u32 {
+        self.number_of_frames()
+    }
+    fn modality_frame(&self, frame: u32) -> Result<Vec<f32>, IngestError> {
+        modality_frame(self, frame)
+    }
+    fn colour_frame(&self, frame: u32) -> Result<Vec<f32>, IngestError> {
+        match subsampled_ybr_frame(self, frame) {
+            Some(values) => Ok(values),
+            None => colour_frame(self, frame),
+        }
+    }
+    fn raw_frame(&self, frame: u32) -> Result<Vec<f32>, IngestError> {
+        raw_frame(self, frame)
+    }
+}
+
+impl FrameSource for StoredSamples {
+    fn rows(&self) -> u32 {
+        self.rows
+    }
+    fn columns(&self) -> u32 {
+        self.columns
+    }
+    fn photometric(&self) -> &PhotometricInterpretation {
+        &self.photometric
+    }
+    fn bits_stored(&self) -> u16 {
+        self.bits_stored
+    }
+    fn frame_count(&self) -> u32 {
+        self.frames.len() as u32
+    }
+    fn modality_frame(&self, frame: u32) -> Result<Vec<f32>, IngestError> {
+        let (slope, intercept) = self.rescale;
+        Ok(self
+            .stored(frame)?
+            .iter()
+            .map(|&v| v * slope + intercept)
+            .collect())
+    }
+    fn colour_frame(&self, frame: u32) -> Result<Vec<f32>, IngestError> {
+        self.stored(frame).map(<[f32]>::to_vec)
+    }
+    fn raw_frame(&self, frame: u32) -> Result<Vec<f32>, IngestError> {
+        self.stored(frame).map(<[f32]>::to_vec)
+    }
+}
+
+impl StoredSamples {
+    fn stored(&self, frame: u32) -> Result<&[f32], IngestError> {
+        self.frames
+            .get(frame as usize)
+            .map(Vec::as_slice)
+            .ok_or(IngestError::NoFrames)
+    }
 }
 
 fn modality_frame(pixels: &DecodedPixelData<'_>, frame: u32) -> Result<Vec<f32>, IngestError> {

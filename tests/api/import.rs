@@ -6,17 +6,18 @@ use crate::helpers::{fresh_postgres_database, pydicom_file, spawn_app_with};
 
 #[tokio::test]
 async fn import_stores_instances_skips_other_files_and_reports_failures() {
-    let (Some(ct), Some(dicomdir), Some(twelve_bit)) = (
+    let (Some(ct), Some(dicomdir), Some(broken_jpeg)) = (
         pydicom_file("CT_small.dcm"),
         pydicom_file("dicomdirtests/DICOMDIR"),
-        pydicom_file("JPGExtended.dcm"),
+        // A valid data set whose JPEG scan header no decoder accepts.
+        pydicom_file("JPEG-lossy.dcm"),
     ) else {
         return;
     };
     let input = tempfile::tempdir().unwrap();
     std::fs::create_dir(input.path().join("series")).unwrap();
     std::fs::write(input.path().join("series/ct.dcm"), &ct).unwrap();
-    std::fs::write(input.path().join("jpeg12.dcm"), &twelve_bit).unwrap();
+    std::fs::write(input.path().join("broken-jpeg.dcm"), &broken_jpeg).unwrap();
     std::fs::write(input.path().join("DICOMDIR"), &dicomdir).unwrap();
     std::fs::write(input.path().join("README.txt"), "not an image").unwrap();
     std::fs::write(input.path().join("series/cut.dcm"), &ct[..ct.len() / 2]).unwrap();
@@ -41,9 +42,9 @@ async fn import_stores_instances_skips_other_files_and_reports_failures() {
         ),
         "{stdout}"
     );
-    // Kept, marked and reported: the 12-bit JPEG has no decoder here.
+    // Kept, marked and reported.
     assert!(
-        stdout.contains("stored, pixel data not decodable:") && stdout.contains("jpeg12.dcm"),
+        stdout.contains("stored, pixel data not decodable:") && stdout.contains("broken-jpeg.dcm"),
         "{stdout}"
     );
     assert!(stdout.contains("skipped 2 files"), "{stdout}");
