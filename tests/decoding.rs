@@ -300,3 +300,24 @@ fn one_bit_segmentations_decode() {
     let zeros = frames.iter().flatten().filter(|&&v| v == 0.0).count();
     assert_eq!((ones, ones + zeros), (107_098, 3 * 512 * 512));
 }
+
+#[test]
+fn segmented_palette_colour_matches_pydicom() {
+    // An ultrasound image whose palette is stored as segmented LUT data, little and big endian.
+    let (Some(le), Some(be)) = (
+        corpus("pydicom-data", "gdcm-US-ALOKA-16.dcm"),
+        corpus("pydicom-data", "gdcm-US-ALOKA-16_big.dcm"),
+    ) else {
+        return;
+    };
+    let (a, b) = (decode_image(&le).unwrap(), decode_image(&be).unwrap());
+    assert_eq!((a.rows, a.columns, a.channels), (480, 640, 3));
+    assert!(a.frames == b.frames, "little and big endian differ");
+    // pydicom's apply_color_lut: entries summing to 7,042,564,832 on the 16-bit scale; the
+    // first pixel is (10280, 11565, 16705).
+    let to_u16 = |v: f32| (f64::from(v) * 65535.0).round();
+    let sum: f64 = a.frames[0].iter().map(|&v| to_u16(v)).sum();
+    assert_eq!(sum, 7_042_564_832.0);
+    let first: Vec<f64> = a.frames[0][..3].iter().map(|&v| to_u16(v)).collect();
+    assert_eq!(first, [10280.0, 11565.0, 16705.0]);
+}

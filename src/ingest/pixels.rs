@@ -357,12 +357,20 @@ impl Palette {
             descriptor[0].unsigned_abs() as usize
         };
         let first_mapped = descriptor[1] as f32;
+        let segmented = [
+            tags::SEGMENTED_RED_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+            tags::SEGMENTED_GREEN_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+            tags::SEGMENTED_BLUE_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+        ];
+        let words = |tag| object.get(tag).and_then(|e| e.to_multi_int::<u16>().ok());
         let mut channels = Vec::with_capacity(3);
-        for tag in data {
-            let values: Vec<u16> = object
-                .get(tag)
-                .and_then(|e| e.to_multi_int::<u16>().ok())
-                .ok_or_else(unsupported)?;
+        for (tag, segmented_tag) in data.into_iter().zip(segmented) {
+            let values = match words(tag) {
+                Some(values) => values,
+                None => words(segmented_tag)
+                    .and_then(|s| expand_segmented_lut(&s, count))
+                    .ok_or_else(unsupported)?,
+            };
             if values.len() < count {
                 return Err(unsupported());
             }
@@ -400,6 +408,53 @@ impl Palette {
         }
         out
     }
+}
+
+/// Expands Segmented Palette Color LUT Data (PS3.3 C.7.9.2) into `count` entries: discrete
+/// segments (opcode 0) copy values, linear segments (1) ramp from the previous value, indirect
+/// segments (2) replay earlier segments from a byte offset. `None` when the data is malformed.
+fn expand_segmented_lut(words: &[u16], count: usize) -> Option<Vec<u16>> {
+    fn expand(
+        words: &[u16],
+        start: usize,
+        segments: Option<usize>,
+        out: &mut Vec<u16>,
+        depth: u8,
+    ) -> Option<()> {
+        let mut at = start;
+        let mut done = 0;
+        while at < words.len() && segments.is_none_or(|n| done < n) {
+            let (opcode, length) = (words[at], usize::from(*words.get(at + 1)?));
+            match opcode {
+                0 => {
+                    out.extend_from_slice(words.get(at + 2..at + 2 + length)?);
+                    at += 2 + length;
+                }
+                1 => {
+                    let start_value = f64::from(*out.last()?);
+                    let end_value = f64::from(*words.get(at + 2)?);
+                    out.extend((1..=length).map(|i| {
+                        (start_value + (end_value - start_value) * i as f64 / length as f64).round()
+                            as u16
+                    }));
+                    at += 3;
+                }
+                2 if depth == 0 => {
+                    let low = u32::from(*words.get(at + 2)?);
+                    let high = u32::from(*words.get(at + 3)?);
+                    let offset = ((high << 16 | low) / 2) as usize;
+                    expand(words, offset, Some(length), out, depth + 1)?;
+                    at += 4;
+                }
+                _ => return None,
+            }
+            done += 1;
+        }
+        Some(())
+    }
+    let mut out = Vec::with_capacity(count);
+    expand(words, 0, None, &mut out, 0)?;
+    (out.len() >= count).then_some(out)
 }
 
 /// A colour frame as interleaved samples, whatever the planar configuration.
@@ -499,6 +554,19 @@ fn auto_window(values: &[f32]) -> (f32, f32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn segmented_luts_expand_discrete_linear_and_indirect_segments() {
+        // discrete [0, 10], linear to 40 over 3, then replay the first segment (byte offset 0)
+        let words = [0, 2, 0, 10, 1, 3, 40, 2, 1, 0, 0];
+        assert_eq!(
+            expand_segmented_lut(&words, 7).unwrap(),
+            [0, 10, 20, 30, 40, 0, 10]
+        );
+        assert!(expand_segmented_lut(&words, 8).is_none());
+        assert!(expand_segmented_lut(&[0, 5, 1], 1).is_none());
+        assert!(expand_segmented_lut(&[1, 3, 40], 3).is_none());
+    }
 
     #[test]
     fn the_linear_window_maps_its_range_onto_zero_to_one() {
