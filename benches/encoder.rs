@@ -2,10 +2,11 @@
 //! and 16 at 224 × 224, images per second. `scripts/bench-encoder` runs this and PyTorch on the
 //! same weights in the same run and reports the ratio.
 //!
-//! Settings: `BENCH_SECONDS` (per batch size, default 10), `BENCH_BATCHES` (default `1,16`).
+//! Settings: `BENCH_SECONDS` (per batch size, default 10), `BENCH_BATCHES` (default `1,16`),
+//! `BENCH_MODELS_DIR` (a models folder other than the project's, for its default encoder).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use candle_core::{Device, Tensor};
@@ -16,7 +17,9 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10);
-    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    let models = std::env::var_os("BENCH_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("models"));
     let manifest = ModelManifest::read(&models).unwrap();
     let (name, entry) = manifest.image_encoder(None).unwrap();
     let encoder = ImageEncoder::load(&manifest, entry, &prognostics::encoders::device())

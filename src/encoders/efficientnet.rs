@@ -86,8 +86,9 @@ impl MbConv {
             h = expand.forward(&h, Activation::Relu6)?;
         }
         h = self.depthwise.forward(&h, Activation::Relu6)?;
-        h = self.project.forward(&h, Activation::None)?;
-        if self.residual { h + x } else { Ok(h) }
+        let residual = self.residual.then_some(x);
+        self.project
+            .forward_residual(&h, residual, Activation::None)
     }
 }
 

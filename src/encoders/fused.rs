@@ -3,7 +3,7 @@
 //! add, maximum, minimum), and the depthwise convolution with its activation, reading candle's
 //! storage directly instead of copying it out. Other devices take the plain candle ops.
 
-use candle_core::{CpuStorage, InplaceOp1, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, InplaceOp1, Layout, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
 /// Planes below this many values are processed on one thread.
@@ -19,7 +19,7 @@ pub(super) enum Activation {
 
 impl Activation {
     #[inline(always)]
-    fn apply(self, x: f32) -> f32 {
+    pub(super) fn apply(self, x: f32) -> f32 {
         match self {
             Activation::None => x,
             Activation::Relu => x.max(0.0),
@@ -37,9 +37,12 @@ impl Activation {
     }
 }
 
-/// Adds `bias[channel]` and applies the activation, in place, on `(n, channels, plane…)`.
+/// Adds `bias[channel]` and a residual, then applies the activation, in place, on
+/// `(n, channels, plane…)`.
 struct BiasActivation<'a> {
     bias: Option<&'a [f32]>,
+    /// Values of the same shape, contiguous, added before the activation.
+    residual: Option<&'a [f32]>,
     activation: Activation,
 }
 
@@ -58,16 +61,20 @@ impl InplaceOp1 for BiasActivation<'_> {
         let dims = layout.dims();
         let channels = dims.get(1).copied().unwrap_or(1).max(1);
         let plane: usize = dims.iter().skip(2).product::<usize>().max(1);
-        let (bias, activation) = (self.bias, self.activation);
+        let (bias, activation, residual) = (self.bias, self.activation, self.residual);
+        let data = &mut data[start..end];
+        if residual.is_some_and(|r| r.len() != data.len()) {
+            candle_core::bail!("bias-activation: the residual's shape differs");
+        }
         let arch = pulp::Arch::new();
         let run = |(i, chunk): (usize, &mut [f32])| {
             arch.dispatch(BiasJob {
+                residual: residual.map(|r| &r[i * plane..][..chunk.len()]),
                 values: chunk,
                 bias: bias.map_or(0.0, |b| b[i % channels]),
                 activation,
             });
         };
-        let data = &mut data[start..end];
         if data.len() >= PARALLEL_MIN {
             data.par_chunks_mut(plane).enumerate().for_each(run);
         } else {
@@ -80,6 +87,7 @@ impl InplaceOp1 for BiasActivation<'_> {
 /// One plane of [`BiasActivation`], run by `pulp` at the CPU's SIMD level.
 struct BiasJob<'a> {
     values: &'a mut [f32],
+    residual: Option<&'a [f32]>,
     bias: f32,
     activation: Activation,
 }
@@ -89,24 +97,50 @@ impl pulp::WithSimd for BiasJob<'_> {
 
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _simd: S) {
-        for v in self.values.iter_mut() {
-            *v = self.activation.apply(*v + self.bias);
+        let (bias, activation) = (self.bias, self.activation);
+        match self.residual {
+            Some(residual) => {
+                for (v, &r) in self.values.iter_mut().zip(residual) {
+                    *v = activation.apply(*v + bias + r);
+                }
+            }
+            None => {
+                for v in self.values.iter_mut() {
+                    *v = activation.apply(*v + bias);
+                }
+            }
         }
     }
 }
 
-/// `activation(x + bias[channel])` for `x` of shape `(n, channels, …)` that the caller owns
-/// (a fresh result): in place on the CPU, with candle's ops elsewhere.
+/// `activation(x + bias[channel] + residual)` for `x` of shape `(n, channels, …)` that the
+/// caller owns (a fresh result): in place on the CPU, with candle's ops elsewhere.
 pub(super) fn bias_activation(
     x: Tensor,
     bias: Option<(&[f32], &Tensor)>,
+    residual: Option<&Tensor>,
     activation: Activation,
 ) -> candle_core::Result<Tensor> {
-    if x.device().is_cpu() && x.is_contiguous() {
+    if x.device().is_cpu()
+        && x.is_contiguous()
+        && residual.is_none_or(|r| r.is_contiguous() && r.dims() == x.dims())
+    {
+        let guard = residual.map(Tensor::storage_and_layout);
+        let residual = match &guard {
+            Some((storage, layout)) => match &**storage {
+                Storage::Cpu(CpuStorage::F32(values)) => {
+                    Some(&values[layout.start_offset()..][..x.elem_count()])
+                }
+                _ => candle_core::bail!("bias-activation: the residual is not f32 on the CPU"),
+            },
+            None => None,
+        };
         x.inplace_op1(&BiasActivation {
             bias: bias.map(|b| b.0),
+            residual,
             activation,
         })?;
+        drop(guard);
         return Ok(x);
     }
     let x = match bias {
@@ -116,6 +150,10 @@ pub(super) fn bias_activation(
             shape.resize(x.rank().saturating_sub(1), 1);
             x.broadcast_add(&b.reshape(shape)?)?
         }
+        None => x,
+    };
+    let x = match residual {
+        Some(r) => (x + r)?,
         None => x,
     };
     activation.on(x)
@@ -332,19 +370,27 @@ mod tests {
         let bias = Tensor::new(bias_values.as_slice(), &device).unwrap();
         // (n, c, h, w) = (2, 3, 4, 5), with values either side of the ReLU6 bounds.
         let x = Tensor::randn(0f32, 4.0, (2, 3, 4, 5), &device).unwrap();
+        let residual = Tensor::randn(0f32, 1.0, (2, 3, 4, 5), &device).unwrap();
         let fused = bias_activation(
             x.copy().unwrap(),
             Some((&bias_values, &bias)),
+            Some(&residual),
             Activation::Relu6,
         )
         .unwrap();
         // A non-contiguous view takes the path other devices take.
         let strided = x.transpose(2, 3).unwrap();
         assert!(!strided.is_contiguous());
-        let plain = bias_activation(strided, Some((&bias_values, &bias)), Activation::Relu6)
-            .unwrap()
-            .transpose(2, 3)
-            .unwrap();
+        let residual_t = residual.transpose(2, 3).unwrap();
+        let plain = bias_activation(
+            strided,
+            Some((&bias_values, &bias)),
+            Some(&residual_t),
+            Activation::Relu6,
+        )
+        .unwrap()
+        .transpose(2, 3)
+        .unwrap();
         let diff = (fused - plain)
             .unwrap()
             .abs()

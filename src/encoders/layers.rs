@@ -9,6 +9,7 @@ use candle_nn::{Conv2d, Conv2dConfig};
 
 use super::EncoderError;
 use super::fused::{Activation, Depthwise, bias_activation};
+use super::im2col::{ConvGeometry, ConvMatrix, dense_conv};
 
 /// How a convolution pads its input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,10 +23,12 @@ pub(super) enum Padding {
 /// A convolution with its batch norm folded in.
 #[derive(Debug)]
 pub(super) enum ConvBn {
-    /// A general convolution: candle's conv2d.
+    /// A general convolution: tiled im2col and GEMM on the CPU, candle's conv2d elsewhere.
     Dense {
         /// Without bias: the bias is added with the activation, in one pass.
         conv: Conv2d,
+        /// The weight as an `(out, in·k·k)` matrix, on the CPU.
+        matrix: Option<ConvMatrix>,
         bias: (Vec<f32>, Tensor),
         kernel: usize,
         stride: usize,
@@ -108,7 +111,17 @@ impl ConvBn {
             groups,
             cudnn_fwd_algo: None,
         };
+        let matrix = (weights.device.is_cpu() && groups == 1)
+            .then(|| -> candle_core::Result<_> {
+                Ok(ConvMatrix {
+                    weight: w.flatten_all()?.to_vec1::<f32>()?,
+                    bias: bias.to_vec1::<f32>()?,
+                    out_channels,
+                })
+            })
+            .transpose()?;
         Ok(ConvBn::Dense {
+            matrix,
             conv: Conv2d::new(w, None, config),
             bias: (bias.to_vec1::<f32>()?, bias),
             kernel,
@@ -123,24 +136,48 @@ impl ConvBn {
         x: &Tensor,
         activation: Activation,
     ) -> candle_core::Result<Tensor> {
+        self.forward_residual(x, None, activation)
+    }
+
+    /// The convolution and its folded batch norm, plus `residual` (of the output's shape), then
+    /// `activation`: on the CPU in the pass that writes the result.
+    pub(super) fn forward_residual(
+        &self,
+        x: &Tensor,
+        residual: Option<&Tensor>,
+        activation: Activation,
+    ) -> candle_core::Result<Tensor> {
         match self {
             ConvBn::Dense {
                 conv,
+                matrix,
                 bias,
                 kernel,
                 stride,
                 padding,
             } => {
+                if let (Some(matrix), true) = (matrix, x.device().is_cpu()) {
+                    let (_, _, h, w) = x.dims4()?;
+                    let geometry = ConvGeometry {
+                        kernel: *kernel,
+                        stride: *stride,
+                        rows: geometry(*padding, h, *kernel, *stride),
+                        columns: geometry(*padding, w, *kernel, *stride),
+                    };
+                    return dense_conv(x, matrix, geometry, residual, activation);
+                }
                 let y = match padding {
                     Padding::Same => conv.forward(&same_padding(x, *kernel, *stride)?)?,
                     Padding::Symmetric(_) => conv.forward(x)?,
                 };
-                bias_activation(y, Some((&bias.0, &bias.1)), activation)
+                bias_activation(y, Some((&bias.0, &bias.1)), residual, activation)
             }
             ConvBn::Pointwise { weight, bias } => {
                 let (n, c, h, w) = x.dims4()?;
                 let y = weight.broadcast_matmul(&x.reshape((n, c, h * w))?)?;
-                let y = bias_activation(y, Some((&bias.0, &bias.1)), activation)?;
+                let residual = residual.map(|r| r.reshape(y.dims())).transpose()?;
+                let y =
+                    bias_activation(y, Some((&bias.0, &bias.1)), residual.as_ref(), activation)?;
                 y.reshape((n, (), h, w))
             }
             ConvBn::Depthwise {
@@ -149,7 +186,21 @@ impl ConvBn {
                 kernel,
                 stride,
                 padding,
-            } => depthwise(x, weight, bias, *kernel, *stride, *padding, activation),
+            } => match residual {
+                None => depthwise(x, weight, bias, *kernel, *stride, *padding, activation),
+                Some(r) => {
+                    let y = depthwise(
+                        x,
+                        weight,
+                        bias,
+                        *kernel,
+                        *stride,
+                        *padding,
+                        Activation::None,
+                    )?;
+                    bias_activation(y, None, Some(r), activation)
+                }
+            },
         }
     }
 }

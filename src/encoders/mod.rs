@@ -7,6 +7,7 @@ mod batcher;
 mod efficientnet;
 mod fetch;
 mod fused;
+mod im2col;
 mod layers;
 mod manifest;
 mod preprocess;

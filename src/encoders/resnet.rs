@@ -70,21 +70,19 @@ struct Block {
 
 impl Block {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let mut h = x.clone();
-        let last = self.convs.len() - 1;
-        for (i, conv) in self.convs.iter().enumerate() {
-            let activation = if i < last {
-                Activation::Relu
-            } else {
-                Activation::None
-            };
-            h = conv.forward(&h, activation)?;
-        }
         let shortcut = match &self.downsample {
             Some(d) => d.forward(x, Activation::None)?,
             None => x.clone(),
         };
-        (h + shortcut)?.relu()
+        let (last, inner) = self.convs.split_last().ok_or_else(|| {
+            candle_core::Error::Msg("a ResNet block without convolutions".to_owned())
+        })?;
+        let mut h = x.clone();
+        for conv in inner {
+            h = conv.forward(&h, Activation::Relu)?;
+        }
+        // relu(conv(h) + shortcut), in the pass that writes the last convolution's output.
+        last.forward_residual(&h, Some(&shortcut), Activation::Relu)
     }
 }
 
