@@ -159,6 +159,82 @@ pub(super) fn bias_activation(
     activation.on(x)
 }
 
+/// A custom op's input: its values and its `(n, c, h, w)` dimensions, if contiguous f32.
+fn nchw_input<'a>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    op: &str,
+) -> candle_core::Result<(&'a [f32], [usize; 4])> {
+    let values = storage.as_slice::<f32>()?;
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("{op} needs a contiguous input");
+    };
+    let &[n, c, h, w] = layout.dims() else {
+        candle_core::bail!("{op} needs (n, c, h, w)");
+    };
+    Ok((&values[start..end], [n, c, h, w]))
+}
+
+/// 3 × 3 max pooling at stride 2 with one row and column of padding (ResNet's stem), windows
+/// clipped to the image as PyTorch's −∞ padding makes them: in parallel over planes, without
+/// copying the input into a padded tensor first.
+struct MaxPool3x3Stride2;
+
+impl candle_core::CustomOp1 for MaxPool3x3Stride2 {
+    fn name(&self) -> &'static str {
+        "max-pool-3x3-stride-2"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (input, [n, c, h, w]) = nchw_input(storage, layout, "max pool")?;
+        if h == 0 || w == 0 {
+            candle_core::bail!("max pool of an empty image");
+        }
+        let (oh, ow) = ((h - 1) / 2 + 1, (w - 1) / 2 + 1);
+        let mut output = vec![0f32; n * c * oh * ow];
+        output
+            .par_chunks_mut(oh * ow)
+            .zip(input.par_chunks(h * w))
+            .for_each(|(out, plane)| {
+                let mut rows_max = vec![0f32; w];
+                for oy in 0..oh {
+                    let (top, bottom) = ((2 * oy).saturating_sub(1), (2 * oy + 1).min(h - 1));
+                    rows_max.copy_from_slice(&plane[top * w..(top + 1) * w]);
+                    for iy in top + 1..=bottom {
+                        for (m, &v) in rows_max.iter_mut().zip(&plane[iy * w..(iy + 1) * w]) {
+                            *m = m.max(v);
+                        }
+                    }
+                    for (ox, o) in out[oy * ow..(oy + 1) * ow].iter_mut().enumerate() {
+                        let (left, right) = ((2 * ox).saturating_sub(1), (2 * ox + 1).min(w - 1));
+                        *o = rows_max[left..=right]
+                            .iter()
+                            .copied()
+                            .fold(f32::NEG_INFINITY, f32::max);
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(output), Shape::from((n, c, oh, ow))))
+    }
+}
+
+/// 3 × 3 max pooling, stride 2, padding 1, as PyTorch's `MaxPool2d(3, 2, 1)`.
+pub(super) fn max_pool_3x3_stride_2(x: &Tensor) -> candle_core::Result<Tensor> {
+    if x.device().is_cpu() {
+        return x.contiguous()?.apply_op1_no_bwd(&MaxPool3x3Stride2);
+    }
+    // Elsewhere: pad with the lowest value, so that padding never wins a window.
+    let (n, c, h, w) = x.dims4()?;
+    let low = |rows, columns| Tensor::full(f32::MIN, (n, c, rows, columns), x.device());
+    let x = Tensor::cat(&[&low(1, w)?, x, &low(1, w)?], 2)?;
+    let x = Tensor::cat(&[&low(h + 2, 1)?, &x, &low(h + 2, 1)?], 3)?;
+    x.max_pool2d_with_stride(3, 2)
+}
+
 /// A depthwise convolution's parameters, with its output geometry.
 pub(super) struct Depthwise<'a> {
     pub weight: &'a [f32],
@@ -181,14 +257,7 @@ impl candle_core::CustomOp1 for Depthwise<'_> {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let input = storage.as_slice::<f32>()?;
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("depthwise needs a contiguous input");
-        };
-        let input = &input[start..end];
-        let &[n, c, h, w] = layout.dims() else {
-            candle_core::bail!("depthwise needs (n, c, h, w)");
-        };
+        let (input, [n, c, h, w]) = nchw_input(storage, layout, "depthwise")?;
         let (kernel, stride) = (self.kernel, self.stride);
         let ((oh, pad_top), (ow, pad_left)) = (self.rows, self.columns);
         let geometry = PlaneGeometry::new(h, w, oh, ow, pad_top, pad_left, kernel, stride);
@@ -362,6 +431,27 @@ impl PlaneGeometry {
 mod tests {
     use super::*;
     use candle_core::Device;
+
+    #[test]
+    fn max_pool_matches_padding_with_the_lowest_value() {
+        let device = Device::Cpu;
+        for (h, w) in [(7, 9), (8, 8), (1, 3), (2, 1)] {
+            let x = Tensor::randn(0f32, 1.0, (2, 3, h, w), &device).unwrap();
+            let fast = max_pool_3x3_stride_2(&x).unwrap();
+            let low = |rows, columns| Tensor::full(f32::MIN, (2, 3, rows, columns), &device);
+            let padded = Tensor::cat(&[&low(1, w).unwrap(), &x, &low(1, w).unwrap()], 2).unwrap();
+            let padded = Tensor::cat(
+                &[&low(h + 2, 1).unwrap(), &padded, &low(h + 2, 1).unwrap()],
+                3,
+            )
+            .unwrap();
+            let reference = padded.max_pool2d_with_stride(3, 2).unwrap();
+            assert_eq!(fast.dims(), reference.dims(), "{h} × {w}");
+            let same = fast.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+                == reference.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            assert!(same, "{h} × {w}");
+        }
+    }
 
     #[test]
     fn the_in_place_kernel_and_the_other_devices_path_agree_on_four_dimensions() {

@@ -10,7 +10,7 @@ use candle_core::{D, Tensor};
 use serde::Deserialize;
 
 use super::EncoderError;
-use super::fused::Activation;
+use super::fused::{Activation, max_pool_3x3_stride_2};
 use super::layers::{ConvBn, ConvSpec, Padding, RandomWeights, Weights};
 
 const BATCH_NORM_EPS: f64 = 1e-5;
@@ -145,12 +145,7 @@ impl ResNet {
     /// Pooled features, `(batch, channels)`, for images `(batch, 3, H, W)`.
     pub fn embed(&self, images: &Tensor) -> candle_core::Result<Tensor> {
         let x = self.stem.forward(images, Activation::Relu)?;
-        // 3 × 3 max pool, stride 2, padding 1: after the ReLU every value is ≥ 0, so zero
-        // padding gives the same maxima as PyTorch's −∞ padding.
-        let mut x = x
-            .pad_with_zeros(2, 1, 1)?
-            .pad_with_zeros(3, 1, 1)?
-            .max_pool2d_with_stride(3, 2)?;
+        let mut x = max_pool_3x3_stride_2(&x)?;
         for block in &self.blocks {
             x = block.forward(&x)?;
         }
