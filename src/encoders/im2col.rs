@@ -73,8 +73,8 @@ pub(super) fn dense_conv(
     }
     let (out_h, out_w) = (geometry.rows.0, geometry.columns.0);
     let plane = out_h * out_w;
-    let tiles = tiles(n, out_h, out_w);
     let threads = rayon::current_num_threads();
+    let tiles = tiles(n, out_h, out_w, threads);
     let parallel_gemm = tiles.len() < threads;
     let (storage, layout) = x.storage_and_layout();
     let Storage::Cpu(CpuStorage::F32(data)) = &*storage else {
@@ -86,16 +86,30 @@ pub(super) fn dense_conv(
         .par_iter()
         .map(|tile| {
             let pixels = tile.images * tile.rows * out_w;
-            let mut columns = vec![0f32; k * pixels];
-            fill_tile(input, (c, h, w), geometry, *tile, &mut columns);
             let mut product = vec![0f32; o * pixels];
-            matmul_into(
-                &mut product,
-                &matrix.weight,
-                &columns,
-                (o, pixels, k),
-                parallel_gemm,
-            );
+            let mut multiply = |columns: &mut Vec<f32>| {
+                columns.clear();
+                columns.resize(k * pixels, 0.0);
+                fill_tile(input, (c, h, w), geometry, *tile, columns);
+                if parallel_gemm {
+                    matmul_split_rows(
+                        &mut product,
+                        &matrix.weight,
+                        columns,
+                        (o, pixels, k),
+                        threads,
+                    );
+                } else {
+                    matmul_into(&mut product, &matrix.weight, columns, (o, pixels, k));
+                }
+            };
+            if parallel_gemm {
+                // A thread waiting inside a parallel product may pick up another tile: no
+                // thread-local buffer then.
+                multiply(&mut Vec::new());
+            } else {
+                COLUMNS.with_borrow_mut(multiply);
+            }
             product
         })
         .collect();
@@ -145,8 +159,14 @@ pub(super) fn dense_conv(
     Tensor::from_vec(out, (n, o, out_h, out_w), &Device::Cpu)
 }
 
-/// Cuts `n` images of `out_h × out_w` output pixels into tiles of about [`TILE_PIXELS`].
-fn tiles(n: usize, out_h: usize, out_w: usize) -> Vec<Tile> {
+thread_local! {
+    /// Each thread's column matrix, kept between tiles and layers.
+    static COLUMNS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Cuts `n` images of `out_h × out_w` output pixels into tiles of about [`TILE_PIXELS`], bands
+/// of equal height, as many as a multiple of `threads` when there are few.
+fn tiles(n: usize, out_h: usize, out_w: usize, threads: usize) -> Vec<Tile> {
     let plane = out_h * out_w;
     if plane * 2 <= TILE_PIXELS {
         let per_tile = TILE_PIXELS / plane;
@@ -160,7 +180,11 @@ fn tiles(n: usize, out_h: usize, out_w: usize) -> Vec<Tile> {
             })
             .collect();
     }
-    let rows_per_tile = (TILE_PIXELS / out_w).clamp(1, out_h);
+    let mut bands = out_h.div_ceil((TILE_PIXELS / out_w).clamp(1, out_h));
+    if n * bands < 4 * threads {
+        bands = bands.div_ceil(threads).saturating_mul(threads).min(out_h);
+    }
+    let rows_per_tile = out_h.div_ceil(bands);
     (0..n)
         .flat_map(|image| {
             (0..out_h)
@@ -222,21 +246,28 @@ struct Source<'a> {
     width: usize,
 }
 
-/// `dst (m × n) = lhs (m × k) · rhs (k × n)`, all row-major and dense, with the `gemm` crate.
-#[allow(unsafe_code)]
-fn matmul_into(
+/// [`matmul_into`] with the rows of `lhs` (output channels) shared among `parts` threads, each
+/// a single-threaded product over the same `rhs`. For the few large tiles of one image, this
+/// beats the GEMM's own threading, which splits finer and synchronises more.
+fn matmul_split_rows(
     dst: &mut [f32],
     lhs: &[f32],
     rhs: &[f32],
     (m, n, k): (usize, usize, usize),
-    parallel: bool,
+    parts: usize,
 ) {
+    // Whole register blocks of 16 rows per part.
+    let rows = m.div_ceil(parts.max(1)).div_ceil(16) * 16;
+    dst.par_chunks_mut(rows * n)
+        .zip(lhs.par_chunks(rows * k))
+        .for_each(|(dst, lhs)| matmul_into(dst, lhs, rhs, (lhs.len() / k, n, k)));
+}
+
+/// `dst (m × n) = lhs (m × k) · rhs (k × n)`, all row-major and dense, with the `gemm` crate,
+/// on the calling thread.
+#[allow(unsafe_code)]
+fn matmul_into(dst: &mut [f32], lhs: &[f32], rhs: &[f32], (m, n, k): (usize, usize, usize)) {
     assert!(dst.len() == m * n && lhs.len() == m * k && rhs.len() == k * n);
-    let parallelism = if parallel {
-        gemm::Parallelism::Rayon(rayon::current_num_threads())
-    } else {
-        gemm::Parallelism::None
-    };
     // SAFETY: the three slices hold exactly m·n, m·k and k·n values (asserted above), and the
     // strides below describe dense row-major matrices of those shapes, so every access is in
     // bounds; `dst` is borrowed mutably and does not alias the inputs. `read_dst` is false, so
@@ -261,7 +292,7 @@ fn matmul_into(
             false,
             false,
             false,
-            parallelism,
+            gemm::Parallelism::None,
         );
     }
 }
