@@ -21,6 +21,7 @@ pub mod dimse;
 pub mod domain;
 pub mod encoders;
 pub mod fhir;
+pub mod hl7;
 pub mod import;
 pub mod ingest;
 pub mod pipeline;
