@@ -77,6 +77,7 @@ async fn main() {
     settings.server.workers = load.workers;
     settings.storage.data_dir = scratch.path().to_path_buf();
     settings.dicom.enabled = false;
+    settings.hl7.enabled = false;
     settings.database.read_cache_entries = std::env::var("BENCH_READ_CACHE")
         .ok()
         .and_then(|v| v.parse().ok());

@@ -72,6 +72,7 @@ async fn main() {
     settings.server.listen = "127.0.0.1:0".parse().unwrap();
     settings.storage.data_dir = dir.path().to_path_buf();
     settings.dicom.enabled = false;
+    settings.hl7.enabled = false;
     settings.inference.enabled = embed;
     settings.inference.models_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
     let app = Application::build(&settings).await.expect("service starts");

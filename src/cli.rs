@@ -104,6 +104,14 @@ pub struct ServeArgs {
     /// Do not run the DICOM storage SCP.
     #[arg(long, conflicts_with = "dicom_listen")]
     pub no_dicom: bool,
+
+    /// Address for the HL7 v2 MLLP listener [default: 127.0.0.1:2575]
+    #[arg(long, value_name = "ADDR")]
+    pub mllp_listen: Option<SocketAddr>,
+
+    /// Do not run the MLLP listener.
+    #[arg(long, conflicts_with = "mllp_listen")]
+    pub no_mllp: bool,
 }
 
 impl Cli {
@@ -129,6 +137,13 @@ impl Cli {
             }
             if serve.no_dicom {
                 settings.dicom.enabled = false;
+            }
+            if let Some(listen) = serve.mllp_listen {
+                settings.hl7.listen = listen;
+                settings.hl7.enabled = true;
+            }
+            if serve.no_mllp {
+                settings.hl7.enabled = false;
             }
         }
         Ok(settings)

@@ -22,6 +22,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub fhir: FhirSettings,
     pub dicom: DicomSettings,
+    pub hl7: Hl7Settings,
     pub inference: InferenceSettings,
     pub log: LogSettings,
 }
@@ -92,6 +93,20 @@ pub struct DicomSettings {
     /// Patient, typically the hospital's MRN system. When absent, Patients are matched on the
     /// identifier value alone and created with a value but no system.
     pub patient_id_system: Option<String>,
+}
+
+/// HL7 v2 intake: the MLLP listener and message limits (MLLP and `POST /hl7/v2`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Hl7Settings {
+    /// Run the MLLP listener beside the HTTP server.
+    pub enabled: bool,
+    /// Address the MLLP listener binds; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Largest message accepted, in bytes; longer ones are answered AR.
+    pub max_message_bytes: usize,
+    /// Seconds a connection may stay silent before it is closed.
+    pub idle_timeout_secs: u64,
 }
 
 /// The image encoder: which model, where it runs and how requests are batched.
@@ -192,6 +207,17 @@ impl Default for DicomSettings {
             idle_timeout_secs: 300,
             max_stow_bytes: 1024 * 1024 * 1024,
             patient_id_system: None,
+        }
+    }
+}
+
+impl Default for Hl7Settings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 2575)),
+            max_message_bytes: 1024 * 1024,
+            idle_timeout_secs: 300,
         }
     }
 }

@@ -18,6 +18,7 @@ use crate::encoders::{
     BatchSettings, BatchedEncoder, DeviceChoice, EncoderError, ImageEncoder, ModelManifest,
     fetch_weights, select_device,
 };
+use crate::mllp::MllpListener;
 use crate::pipeline::{ImagingOptions, PageSizes, Pipeline};
 use crate::store::{FileStore, Store, StoreError};
 
@@ -29,6 +30,12 @@ pub enum StartupError {
     Store(#[from] StoreError),
     #[error("could not listen for DICOM associations on {addr}")]
     DicomBind {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("could not listen for HL7 v2 (MLLP) connections on {addr}")]
+    MllpBind {
         addr: std::net::SocketAddr,
         #[source]
         source: std::io::Error,
@@ -49,6 +56,7 @@ pub enum StartupError {
 pub struct Application {
     port: u16,
     dicom_port: Option<u16>,
+    mllp_port: Option<u16>,
     server: Server,
     store: Store,
     background: Vec<tokio::task::JoinHandle<()>>,
@@ -92,6 +100,20 @@ impl Application {
             dicom_port = Some(addr.port());
             background.push(tokio::spawn(scp.run()));
         }
+        let mut mllp_port = None;
+        if settings.hl7.enabled {
+            let bind_error = |source| StartupError::MllpBind {
+                addr: settings.hl7.listen,
+                source,
+            };
+            let mllp = MllpListener::bind(&settings.hl7, pipeline.clone())
+                .await
+                .map_err(bind_error)?;
+            let addr = mllp.local_addr().map_err(bind_error)?;
+            tracing::info!(port = addr.port(), "HL7 v2 MLLP listener listening");
+            mllp_port = Some(addr.port());
+            background.push(tokio::spawn(mllp.run()));
+        }
         // Studies left stale by an interruption (stored instances, ImagingStudy not yet
         // written) are brought up to date in the background.
         let refresher = pipeline.clone();
@@ -119,6 +141,7 @@ impl Application {
         Ok(Self {
             port,
             dicom_port,
+            mllp_port,
             server,
             store,
             background,
@@ -137,6 +160,11 @@ impl Application {
     /// The DICOM storage SCP's port, when it runs.
     pub fn dicom_port(&self) -> Option<u16> {
         self.dicom_port
+    }
+
+    /// The MLLP listener's port, when it runs.
+    pub fn mllp_port(&self) -> Option<u16> {
+        self.mllp_port
     }
 
     pub fn store(&self) -> &Store {

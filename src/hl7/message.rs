@@ -114,6 +114,30 @@ pub fn read_message(bytes: &[u8]) -> Result<ReceivedMessage, Box<Refusal>> {
     Ok(ReceivedMessage { text, header })
 }
 
+/// The header of a message that will not be read in full (too long, say), as far as it can be
+/// read; the default header otherwise. For answering it.
+pub fn header_of(bytes: &[u8]) -> Header {
+    let text: String = match std::str::from_utf8(bytes) {
+        Ok(text) => text.to_owned(),
+        Err(_) => bytes.iter().map(|&b| b as char).collect(),
+    };
+    if !text.starts_with("MSH") {
+        return Header::default();
+    }
+    read_header(&text).unwrap_or_default()
+}
+
+/// The message type and trigger event of MSH-9 (`ORU^R01^ORU_R01` → `ORU^R01`).
+pub fn message_kind(header: &Header) -> String {
+    let component = header.encoding_characters.chars().next().unwrap_or('^');
+    let mut parts = header.message_type.split(component);
+    let code = parts.next().unwrap_or_default();
+    match parts.next() {
+        Some(event) if !event.is_empty() => format!("{code}^{event}"),
+        _ => code.to_owned(),
+    }
+}
+
 /// UTF-8 (and its ASCII subset) by default; ISO 8859-1 when MSH-18 names it (`8859/1`), which
 /// older interface engines still send. Anything else that is not valid UTF-8 is refused.
 fn decode_text(bytes: &[u8]) -> Result<String, MessageProblem> {

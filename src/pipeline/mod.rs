@@ -5,6 +5,7 @@
 
 mod bundle;
 mod embedding;
+mod hl7;
 mod imaging;
 mod resources;
 
@@ -21,6 +22,7 @@ use crate::store::{FileStore, Store, StoreError};
 pub use crate::ingest::DicomStatus;
 pub use bundle::BundleOutcome;
 pub use embedding::{InstanceEmbedding, StudyEmbeddingReport, embed_dicom};
+pub use hl7::{Hl7Answer, SUPPORTED_MESSAGES};
 pub use imaging::{IngestedInstance, InstanceFailure};
 pub use resources::{SearchRequest, Written};
 

@@ -6,6 +6,7 @@
 mod cache;
 mod embeddings;
 mod files;
+mod hl7;
 mod imaging;
 mod resources;
 mod search;
@@ -20,6 +21,7 @@ use sqlx::{AnyPool, Row};
 
 pub use embeddings::{InstanceToEmbed, StoredPooledEmbedding, StudyEmbeddings};
 pub use files::FileStore;
+pub use hl7::{Hl7Receipt, NewHl7Message};
 pub use imaging::{StoredInstance, StoredSeries, StoredStudy, StudyFilter, StudySummary};
 pub use resources::{StoreTransaction, StoredResource, WriteMethod};
 

@@ -21,6 +21,8 @@ pub struct TestApp {
     pub address: String,
     /// The DICOM storage SCP's port.
     pub dicom_port: Option<u16>,
+    /// The HL7 v2 MLLP listener's port.
+    pub mllp_port: Option<u16>,
     pub base: String,
     pub client: Client,
     /// The data folder; the database URL when on PostgreSQL. A restart reuses both.
@@ -54,6 +56,7 @@ pub async fn spawn_app_in(
     settings.server.workers = 2;
     settings.storage.data_dir = dir.path().to_path_buf();
     settings.dicom.listen = "127.0.0.1:0".parse().unwrap();
+    settings.hl7.listen = "127.0.0.1:0".parse().unwrap();
     if let Some(url) = &database_url {
         settings.database.url = Some(SecretString::from(url.clone()));
         settings.database.max_connections = 4;
@@ -74,10 +77,12 @@ pub async fn spawn_app_in(
     };
     let address = format!("http://127.0.0.1:{}", app.port());
     let dicom_port = app.dicom_port();
+    let mllp_port = app.mllp_port();
     let server = app.server_handle();
     let running = tokio::spawn(app.run_until_stopped());
     TestApp {
         dicom_port,
+        mllp_port,
         base: format!("{address}/fhir"),
         address,
         client: Client::new(),
@@ -146,6 +151,28 @@ pub fn pydicom_file(name: &str) -> Option<Vec<u8>> {
 pub const FHIR_JSON: &str = "application/fhir+json";
 
 impl TestApp {
+    /// The first column of the first row of `sql`, an integer, read from the service's database.
+    pub async fn query_count(&self, sql: &str) -> i64 {
+        use sqlx::Row;
+        sqlx::any::install_default_drivers();
+        let url = match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!(
+                "sqlite://{}",
+                self.dir.path().join("prognostics.db").display()
+            ),
+        };
+        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+            .await
+            .expect("the service's database opens");
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+            .fetch_one(&mut conn)
+            .await
+            .expect("query runs")
+            .try_get::<i64, _>(0)
+            .expect("an integer")
+    }
+
     /// Stops the service and gives back its data folder and database for a restart.
     pub async fn stop(self) -> (TempDir, Option<String>) {
         self.server.stop(true).await;

@@ -13,6 +13,7 @@ mod embeddings;
 mod examples;
 mod health;
 mod helpers;
+mod hl7;
 mod import;
 mod openapi;
 mod search;

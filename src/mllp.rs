@@ -1,0 +1,97 @@
+//! The HL7 v2 network edge: an MLLP listener. Each connection runs as its own task and may
+//! carry any number of messages, one after another; each message goes through
+//! `pipeline::receive_hl7` and its ACK is written only once the message is stored. A connection
+//! that sends bytes outside a frame, or stays silent past the idle timeout, is closed. Imports
+//! `hl7::mllp` (framing), `pipeline` and `config`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::BufReader;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::config::Hl7Settings;
+use crate::hl7::mllp::{Frame, FrameError, read_frame, write_frame};
+use crate::pipeline::Pipeline;
+
+/// A bound, not yet serving, MLLP listener.
+pub struct MllpListener {
+    listener: TcpListener,
+    settings: Arc<Hl7Settings>,
+    pipeline: Pipeline,
+}
+
+impl MllpListener {
+    /// Binds the configured address (port 0 picks a free port).
+    pub async fn bind(settings: &Hl7Settings, pipeline: Pipeline) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(settings.listen).await?;
+        Ok(Self {
+            listener,
+            settings: Arc::new(settings.clone()),
+            pipeline,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Accepts connections until the task is dropped.
+    pub async fn run(self) {
+        loop {
+            let (stream, peer) = match self.listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "MLLP accept failed");
+                    continue;
+                }
+            };
+            let settings = Arc::clone(&self.settings);
+            let pipeline = self.pipeline.clone();
+            tokio::spawn(async move {
+                serve(stream, peer, &settings, &pipeline).await;
+            });
+        }
+    }
+}
+
+async fn serve(stream: TcpStream, peer: SocketAddr, settings: &Hl7Settings, pipeline: &Pipeline) {
+    let _ = stream.set_nodelay(true);
+    let (reader, mut writer) = stream.into_split();
+    let mut reader = BufReader::new(reader);
+    let idle = Duration::from_secs(settings.idle_timeout_secs.max(1));
+    let mut messages = 0usize;
+    loop {
+        let frame =
+            match tokio::time::timeout(idle, read_frame(&mut reader, settings.max_message_bytes))
+                .await
+            {
+                Err(_) => {
+                    tracing::info!(%peer, messages, "MLLP connection idle: closed");
+                    return;
+                }
+                Ok(frame) => frame,
+            };
+        let answer = match frame {
+            Ok(Frame::Closed) => {
+                tracing::debug!(%peer, messages, "MLLP connection closed by the peer");
+                return;
+            }
+            Ok(Frame::Message(bytes)) => pipeline.receive_hl7(&bytes).await,
+            Err(FrameError::TooLong { limit, head }) => pipeline.refuse_oversized_hl7(&head, limit),
+            Err(e) => {
+                tracing::warn!(%peer, messages, error = %e, "MLLP connection broken: closed");
+                return;
+            }
+        };
+        messages += 1;
+        if let Some(ack) = answer.ack
+            && let Err(e) = write_frame(&mut writer, ack.as_bytes()).await
+        {
+            // The message is stored; the sender will send it again and be answered then.
+            tracing::warn!(%peer, error = %e, "MLLP ACK could not be sent");
+            return;
+        }
+    }
+}

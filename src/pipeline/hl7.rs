@@ -1,0 +1,137 @@
+//! HL7 v2 messages in, from MLLP or HTTP: read and checked, stored before they are
+//! acknowledged, then answered with an ACK the sender can match to its message.
+
+use super::Pipeline;
+use crate::hl7::ack::{self, AckCode, ErrorCondition, Header, MessageProblem};
+use crate::hl7::message::{header_of, message_kind, read_message};
+use crate::store::NewHl7Message;
+
+/// The message types and events the service takes.
+pub const SUPPORTED_MESSAGES: &[&str] = &[
+    "ORU^R01", "ORM^O01", "OMI^O23", "ADT^A01", "ADT^A04", "ADT^A08",
+];
+
+/// How a message was answered.
+#[derive(Debug, Clone)]
+pub struct Hl7Answer {
+    pub code: AckCode,
+    /// The acknowledgement to send back; `None` when MSH-15/16 ask for none in this case.
+    pub ack: Option<String>,
+    /// The stored message's id, when it was stored.
+    pub message_id: Option<String>,
+}
+
+impl Pipeline {
+    /// Reads, checks and stores one message. AA only once it is committed to the database; AR
+    /// with ERR 207 when it could not be stored (the sender should send it again); AE or AR
+    /// naming segment and field when it is not acceptable.
+    pub async fn receive_hl7(&self, bytes: &[u8]) -> Hl7Answer {
+        let message = match read_message(bytes) {
+            Ok(message) => message,
+            Err(refusal) => {
+                let code = match refusal.problem.condition {
+                    ErrorCondition::RequiredFieldMissing | ErrorCondition::DataType => {
+                        AckCode::Error
+                    }
+                    _ => AckCode::Reject,
+                };
+                tracing::warn!(
+                    control_id = %refusal.header.control_id,
+                    condition = refusal.problem.condition.code(),
+                    "HL7 message refused"
+                );
+                return answer(&refusal.header, code, &[refusal.problem], None);
+            }
+        };
+        let header = &message.header;
+        let kind = message_kind(header);
+        if !SUPPORTED_MESSAGES.contains(&kind.as_str()) {
+            let known_type = SUPPORTED_MESSAGES
+                .iter()
+                .any(|m| m.split('^').next() == kind.split('^').next());
+            let problem = MessageProblem {
+                condition: if known_type {
+                    ErrorCondition::UnsupportedEventCode
+                } else {
+                    ErrorCondition::UnsupportedMessageType
+                },
+                location: Some(ack::ErrorLocation {
+                    segment: "MSH".into(),
+                    occurrence: 1,
+                    field: 9,
+                }),
+                text: format!(
+                    "message type {kind} is not taken; this service takes {}",
+                    SUPPORTED_MESSAGES.join(", ")
+                ),
+            };
+            tracing::warn!(control_id = %header.control_id, kind = %kind, "HL7 message type not taken");
+            return answer(header, AckCode::Reject, &[problem], None);
+        }
+        let sender = format!("{}|{}", header.sending_application, header.sending_facility);
+        let record = NewHl7Message {
+            sender: &sender,
+            control_id: &header.control_id,
+            message_type: &kind,
+            version: &header.version,
+            body: message.text.as_bytes(),
+        };
+        match self.store.record_hl7_message(&record).await {
+            Ok(receipt) => {
+                tracing::info!(
+                    message_id = %receipt.id,
+                    control_id = %header.control_id,
+                    kind = %kind,
+                    bytes = message.text.len(),
+                    duplicate = !receipt.new,
+                    "HL7 message stored"
+                );
+                answer(header, AckCode::Accept, &[], Some(receipt.id))
+            }
+            Err(e) => {
+                tracing::error!(control_id = %header.control_id, error = %e, "HL7 message not stored");
+                let problem = MessageProblem {
+                    condition: ErrorCondition::ApplicationInternal,
+                    location: None,
+                    text: "the message could not be stored; send it again".into(),
+                };
+                answer(header, AckCode::Reject, &[problem], None)
+            }
+        }
+    }
+
+    /// Answers a message that was too long to take, from as much of it as was kept.
+    pub fn refuse_oversized_hl7(&self, head: &[u8], limit: usize) -> Hl7Answer {
+        let header = header_of(head);
+        tracing::warn!(control_id = %header.control_id, limit, "HL7 message over the size limit");
+        let problem = MessageProblem {
+            condition: ErrorCondition::ApplicationInternal,
+            location: None,
+            text: format!("the message is longer than the limit of {limit} bytes"),
+        };
+        answer(&header, AckCode::Reject, &[problem], None)
+    }
+}
+
+fn answer(
+    header: &Header,
+    code: AckCode,
+    problems: &[MessageProblem],
+    message_id: Option<String>,
+) -> Hl7Answer {
+    let ack = header.wants_ack(code).then(|| {
+        let now = chrono::Utc::now();
+        ack::acknowledgement(
+            header,
+            code,
+            problems,
+            &format!("ACK{}", now.format("%Y%m%d%H%M%S%3f")),
+            &now.format("%Y%m%d%H%M%S+0000").to_string(),
+        )
+    });
+    Hl7Answer {
+        code,
+        ack,
+        message_id,
+    }
+}

@@ -1,0 +1,149 @@
+//! HL7 v2 over MLLP: messages stored before their ACK, ACKs that name what is wrong, several
+//! messages per connection, re-sends stored once.
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::helpers::spawn_app;
+
+const ORU: &str = "MSH|^~\\&|LAB|HOSP|PROGNOSTICS|ONC|20240105083000||ORU^R01^ORU_R01|MSG0001|P|2.5.1\r\
+PID|1||MRN123^^^HOSP^MR||DOE^JANE||19650412|F\r\
+OBR|1||LAB555|24331-1^Lipid panel^LN|||20240105070000\r\
+OBX|1|NM|2093-3^Cholesterol^LN||196|mg/dL|<200|N|||F\r";
+
+async fn exchange(stream: &mut TcpStream, message: &[u8]) -> String {
+    let mut framed = vec![0x0b];
+    framed.extend_from_slice(message);
+    framed.extend_from_slice(&[0x1c, 0x0d]);
+    stream.write_all(&framed).await.unwrap();
+    read_ack(stream).await
+}
+
+async fn read_ack(stream: &mut TcpStream) -> String {
+    let mut ack = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        let read = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut byte))
+            .await
+            .expect("an ACK within 10 s")
+            .unwrap();
+        assert_eq!(read, 1, "the connection stays open for the ACK");
+        ack.push(byte[0]);
+        if ack.ends_with(&[0x1c, 0x0d]) {
+            break;
+        }
+    }
+    assert_eq!(ack[0], 0x0b, "the ACK is an MLLP frame");
+    String::from_utf8(ack[1..ack.len() - 2].to_vec()).unwrap()
+}
+
+fn segment<'a>(ack: &'a str, id: &str) -> Vec<&'a str> {
+    ack.split('\r')
+        .find(|s| s.starts_with(id))
+        .unwrap_or_else(|| panic!("{id} in {ack:?}"))
+        .split('|')
+        .collect()
+}
+
+#[tokio::test]
+async fn messages_are_stored_once_and_acknowledged_on_one_connection() {
+    let app = spawn_app().await;
+    let mut stream = TcpStream::connect(("127.0.0.1", app.mllp_port.unwrap()))
+        .await
+        .unwrap();
+    let ack = exchange(&mut stream, ORU.as_bytes()).await;
+    let msa = segment(&ack, "MSA");
+    assert_eq!(&msa[1..3], ["AA", "MSG0001"]);
+    let msh = segment(&ack, "MSH");
+    assert_eq!(&msh[2..6], ["PROGNOSTICS", "ONC", "LAB", "HOSP"]);
+    assert_eq!(msh[8], "ACK^R01^ACK");
+    assert_eq!(
+        app.query_count("SELECT COUNT(*) FROM hl7_messages").await,
+        1
+    );
+
+    // The same message again (a lost ACK): answered again, stored once.
+    let ack = exchange(&mut stream, ORU.replace('\r', "\n").as_bytes()).await;
+    assert_eq!(&segment(&ack, "MSA")[1..3], ["AA", "MSG0001"]);
+    assert_eq!(
+        app.query_count("SELECT COUNT(*) FROM hl7_messages").await,
+        1
+    );
+
+    // Another message on the same connection.
+    let second = ORU.replace("MSG0001", "MSG0002").replace("|196|", "|201|");
+    let ack = exchange(&mut stream, second.as_bytes()).await;
+    assert_eq!(&segment(&ack, "MSA")[1..3], ["AA", "MSG0002"]);
+    assert_eq!(
+        app.query_count("SELECT COUNT(*) FROM hl7_messages").await,
+        2
+    );
+}
+
+#[tokio::test]
+async fn bad_messages_get_ae_or_ar_with_err_and_are_not_stored() {
+    let app = spawn_app().await;
+    let mut stream = TcpStream::connect(("127.0.0.1", app.mllp_port.unwrap()))
+        .await
+        .unwrap();
+    // No control id: AE, ERR naming MSH-10.
+    let ack = exchange(
+        &mut stream,
+        b"MSH|^~\\&|LAB|HOSP|||20240105||ORU^R01|||2.5\rPID|1",
+    )
+    .await;
+    assert_eq!(segment(&ack, "MSA")[1], "AE");
+    let err = segment(&ack, "ERR");
+    assert_eq!(err[2], "MSH^1^10");
+    assert!(err[3].starts_with("101^"), "{err:?}");
+
+    // An unsupported message type: AR, ERR 200 on MSH-9.
+    let ack = exchange(
+        &mut stream,
+        b"MSH|^~\\&|LAB|HOSP|||20240105||QRY^A19|Q1|P|2.5\r",
+    )
+    .await;
+    assert_eq!(&segment(&ack, "MSA")[1..3], ["AR", "Q1"]);
+    assert!(segment(&ack, "ERR")[3].starts_with("200^"));
+
+    // No MSH at all: AR, ERR 100.
+    let ack = exchange(&mut stream, b"PID|1||123\r").await;
+    assert_eq!(segment(&ack, "MSA")[1], "AR");
+    assert!(segment(&ack, "ERR")[3].starts_with("100^"));
+
+    // Over the size limit (1 MiB by default): AR, and the connection still serves.
+    let mut huge = ORU.replace("MSG0001", "BIG1").into_bytes();
+    huge.extend(std::iter::repeat_n(b'x', 1024 * 1024 + 10));
+    let ack = exchange(&mut stream, &huge).await;
+    assert_eq!(&segment(&ack, "MSA")[1..3], ["AR", "BIG1"]);
+    let ack = exchange(&mut stream, ORU.as_bytes()).await;
+    assert_eq!(segment(&ack, "MSA")[1], "AA");
+
+    assert_eq!(
+        app.query_count("SELECT COUNT(*) FROM hl7_messages").await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn enhanced_mode_never_acknowledges_when_asked_not_to() {
+    let app = spawn_app().await;
+    let mut stream = TcpStream::connect(("127.0.0.1", app.mllp_port.unwrap()))
+        .await
+        .unwrap();
+    // MSH-15 AL, MSH-16 NE: no application ACK. The next message (original mode) is answered,
+    // and its ACK is the next frame: nothing was sent for the first.
+    let silent = ORU
+        .replace("|P|2.5.1\r", "|P|2.5.1|||NE|NE\r")
+        .replace("MSG0001", "QUIET");
+    let mut framed = vec![0x0b];
+    framed.extend_from_slice(silent.as_bytes());
+    framed.extend_from_slice(&[0x1c, 0x0d]);
+    stream.write_all(&framed).await.unwrap();
+    let ack = exchange(&mut stream, ORU.as_bytes()).await;
+    assert_eq!(&segment(&ack, "MSA")[1..3], ["AA", "MSG0001"]);
+    assert_eq!(
+        app.query_count("SELECT COUNT(*) FROM hl7_messages").await,
+        2
+    );
+}
