@@ -131,6 +131,7 @@ impl Application {
                 .map(|u| u.as_str().trim_end_matches('/').to_owned()),
             max_body_bytes: settings.server.max_body_bytes,
             dicomweb_max_body_bytes: settings.dicom.max_stow_bytes,
+            hl7_max_message_bytes: settings.hl7.max_message_bytes,
         };
         let server =
             run(listener, state, settings.server.workers).map_err(|source| StartupError::Bind {

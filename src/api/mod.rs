@@ -9,6 +9,7 @@ mod error;
 mod fallback;
 pub mod fhir;
 mod health;
+mod hl7;
 mod request;
 mod request_id;
 
@@ -33,6 +34,8 @@ pub struct ApiState {
     pub max_body_bytes: usize,
     /// Largest STOW-RS body.
     pub dicomweb_max_body_bytes: usize,
+    /// Largest HL7 v2 message.
+    pub hl7_max_message_bytes: usize,
 }
 
 #[derive(OpenApi)]
@@ -49,6 +52,7 @@ pub struct ApiState {
         (name = "FHIR", description = "FHIR R4 REST interactions on the stored resource types"),
         (name = "DICOMweb", description = "STOW-RS ingest and QIDO-RS study search (DICOM PS3.18)"),
         (name = "Embeddings", description = "Image embeddings: one uploaded file, or a stored study's pooled embeddings"),
+        (name = "HL7 v2", description = "HL7 v2 messages posted over HTTP, answered with their ACK"),
         (name = "Operations", description = "Liveness and readiness probes")
     )
 )]
@@ -82,7 +86,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
             utoipa_actix_web::scope("/embeddings")
                 .service(embeddings::embed_image)
                 .service(embeddings::study_embeddings),
-        );
+        )
+        .service(utoipa_actix_web::scope("/hl7").service(hl7::receive_message));
 }
 
 /// The OpenAPI document of the routes [`configure`] registers.

@@ -147,3 +147,55 @@ async fn enhanced_mode_never_acknowledges_when_asked_not_to() {
         2
     );
 }
+
+#[tokio::test]
+async fn messages_posted_over_http_are_answered_with_their_ack() {
+    let app = spawn_app().await;
+    let url = format!("{}/hl7/v2", app.address);
+    let response = app
+        .client
+        .post(&url)
+        .header("Content-Type", "x-application/hl7-v2+er7")
+        .body(ORU.replace('\r', "\r\n"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "x-application/hl7-v2+er7"
+    );
+    let ack = response.text().await.unwrap();
+    assert_eq!(&segment(&ack, "MSA")[1..3], ["AA", "MSG0001"]);
+    assert_eq!(
+        app.query_count("SELECT COUNT(*) FROM hl7_messages").await,
+        1
+    );
+
+    let response = app
+        .client
+        .post(&url)
+        .body("MSH|^~\\&|LAB|HOSP|||20240105||ORU^R01||P|2.5\r")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-hl7-acknowledgment-code"], "AE");
+    assert_eq!(
+        segment(&response.text().await.unwrap(), "ERR")[2],
+        "MSH^1^10"
+    );
+
+    let response = app
+        .client
+        .post(&url)
+        .body(vec![b'x'; 2 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    assert_eq!(
+        app.query_count("SELECT COUNT(*) FROM hl7_messages").await,
+        1
+    );
+}
