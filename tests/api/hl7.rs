@@ -199,3 +199,61 @@ async fn messages_posted_over_http_are_answered_with_their_ack() {
         1
     );
 }
+
+/// `mllp_send` from the PyPI package hl7 0.4.5 (`scripts/install-test-deps` puts it in
+/// `.cache/peers-venv`); missing, the test skips unless `TEST_REQUIRE_PEERS` is set.
+fn mllp_send() -> Option<std::path::PathBuf> {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(".cache/peers-venv/bin/mllp_send");
+    if path.exists() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var_os("TEST_REQUIRE_PEERS").is_none(),
+        "mllp_send is missing: run scripts/install-test-deps"
+    );
+    eprintln!("skipping: mllp_send is not installed");
+    None
+}
+
+#[tokio::test]
+async fn mllp_send_delivers_a_file_of_messages_each_acknowledged() {
+    let Some(mllp_send) = mllp_send() else {
+        return;
+    };
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    // Three messages in one file, LF-separated as text files are; --loose splits them at MSH.
+    let adt = "MSH|^~\\&|EPIC|EPICADT|SMS|SMSADT|199912271408|CHARRIS|ADT^A04|1817457|D|2.5|\n\
+               PID||0493575^^^2^ID 1|454721||DOE^JOHN^^^^|DOE^JOHN^^^^|19480203|M\n";
+    let orm = "MSH|^~\\&|RIS|HOSP|PROGNOSTICS|ONC|20240105||ORM^O01|ORD1|P|2.3\n\
+               PID|1||MRN9||ROE^ANN\nORC|NW|ORD1\nOBR|1|ORD1||71020^CHEST XRAY^CPT\n";
+    let file = dir.path().join("messages.hl7");
+    std::fs::write(&file, format!("{adt}{orm}{}", ORU.replace('\r', "\n"))).unwrap();
+    let port = app.mllp_port.unwrap().to_string();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(&mllp_send)
+            .args(["--loose", "--port", &port, "--file"])
+            .arg(&file)
+            .arg("127.0.0.1")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success(), "mllp_send: {output:?}");
+    let acks = String::from_utf8(output.stdout).unwrap();
+    let accepted: Vec<&str> = acks
+        .split(['\r', '\n'])
+        .filter(|s| s.starts_with("MSA|AA|"))
+        .collect();
+    assert_eq!(
+        accepted,
+        ["MSA|AA|1817457", "MSA|AA|ORD1", "MSA|AA|MSG0001"],
+        "{acks}"
+    );
+    assert_eq!(
+        app.query_count("SELECT COUNT(*) FROM hl7_messages").await,
+        3
+    );
+}
