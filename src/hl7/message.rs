@@ -162,6 +162,44 @@ fn decode_text(bytes: &[u8]) -> Result<String, MessageProblem> {
     }
 }
 
+/// The messages of an HL7 batch file (FHS/BHS … BTS/FTS envelopes, HL7 v2.5 section 2.10.3),
+/// each as its own bytes; `None` when `bytes` is a single message. The envelope segments are
+/// dropped; each message runs from its MSH to the next MSH or envelope segment.
+pub fn split_batch(bytes: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let starts_batch = bytes.starts_with(b"FHS") || bytes.starts_with(b"BHS");
+    if !starts_batch {
+        return None;
+    }
+    let mut messages: Vec<Vec<u8>> = Vec::new();
+    let mut current: Option<Vec<u8>> = None;
+    for segment in bytes.split(|&b| b == b'\r' || b == b'\n') {
+        if segment.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let id = &segment[..segment.len().min(3)];
+        match id {
+            b"FHS" | b"BHS" | b"BTS" | b"FTS" => {
+                messages.extend(current.take());
+            }
+            b"MSH" => {
+                messages.extend(current.take());
+                current = Some(segment.to_vec());
+            }
+            _ => match current.as_mut() {
+                Some(message) => {
+                    message.push(b'\r');
+                    message.extend_from_slice(segment);
+                }
+                // A segment outside any message: kept as a message of its own, so that it is
+                // refused (no MSH) rather than dropped unseen.
+                None => current = Some(segment.to_vec()),
+            },
+        }
+    }
+    messages.extend(current);
+    Some(messages)
+}
+
 /// CR, LF and CRLF between segments all become CR; blank lines and trailing separators go.
 pub fn normalise_segments(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -238,6 +276,19 @@ mod tests {
     use super::*;
 
     const ADT: &str = "MSH|^~\\&|EPIC|EPICADT|SMS|SMSADT|199912271408|CHARRIS|ADT^A04|1817457|D|2.5|\nPID||0493575^^^2^ID 1|454721||DOE^JOHN^^^^|DOE^JOHN^^^^|19480203|M\r\n";
+
+    #[test]
+    fn a_batch_file_splits_into_its_messages() {
+        let batch = b"FHS|^~\\&|A\rBHS|^~\\&|A\nMSH|^~\\&|A|B|C|D|1||ADT^A04|1|P|2.5\rPID|1\r\n\
+MSH|^~\\&|A|B|C|D|1||ADT^A08|2|P|2.5\rPID|2\rBTS|2\rFTS|1\r";
+        let messages = split_batch(batch).unwrap();
+        assert_eq!(messages.len(), 2);
+        assert_eq!(
+            messages[1],
+            b"MSH|^~\\&|A|B|C|D|1||ADT^A08|2|P|2.5\rPID|2".to_vec()
+        );
+        assert!(split_batch(b"MSH|^~\\&|A").is_none());
+    }
 
     #[test]
     fn lf_and_crlf_separated_messages_read_as_cr_separated() {

@@ -3,7 +3,7 @@
 
 use super::Pipeline;
 use crate::hl7::ack::{self, AckCode, ErrorCondition, Header, MessageProblem};
-use crate::hl7::message::{header_of, message_kind, read_message};
+use crate::hl7::message::{header_of, message_kind, read_message, split_batch};
 use crate::store::NewHl7Message;
 
 /// The message types and events the service takes.
@@ -25,7 +25,43 @@ impl Pipeline {
     /// Reads, checks and stores one message. AA only once it is committed to the database; AR
     /// with ERR 207 when it could not be stored (the sender should send it again); AE or AR
     /// naming segment and field when it is not acceptable.
+    ///
+    /// A batch file (FHS/BHS envelopes) is taken message by message and answered with a batch
+    /// of ACKs (BHS, each message's ACK, BTS with the count); its code is the worst of theirs.
     pub async fn receive_hl7(&self, bytes: &[u8]) -> Hl7Answer {
+        let Some(messages) = split_batch(bytes) else {
+            return self.receive_one_hl7(bytes).await;
+        };
+        let mut code = AckCode::Accept;
+        let mut acks = Vec::with_capacity(messages.len());
+        for message in &messages {
+            let answer = self.receive_one_hl7(message).await;
+            code = match (code, answer.code) {
+                (AckCode::Reject, _) | (_, AckCode::Reject) => AckCode::Reject,
+                (AckCode::Error, _) | (_, AckCode::Error) => AckCode::Error,
+                _ => AckCode::Accept,
+            };
+            acks.extend(answer.ack);
+        }
+        tracing::info!(
+            messages = messages.len(),
+            code = code.as_str(),
+            "HL7 batch received"
+        );
+        let now = chrono::Utc::now().format("%Y%m%d%H%M%S+0000");
+        let mut batch = format!("BHS|^~\\&|{}||||{now}\r", ack::APPLICATION);
+        for ack in &acks {
+            batch.push_str(ack);
+        }
+        batch.push_str(&format!("BTS|{}\r", acks.len()));
+        Hl7Answer {
+            code,
+            ack: Some(batch),
+            message_id: None,
+        }
+    }
+
+    async fn receive_one_hl7(&self, bytes: &[u8]) -> Hl7Answer {
         let message = match read_message(bytes) {
             Ok(message) => message,
             Err(refusal) => {

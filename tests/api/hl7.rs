@@ -257,3 +257,36 @@ async fn mllp_send_delivers_a_file_of_messages_each_acknowledged() {
         3
     );
 }
+
+#[tokio::test]
+async fn a_batch_file_is_answered_with_a_batch_of_acks() {
+    let app = spawn_app().await;
+    let batch = format!(
+        "FHS|^~\\&|LAB\rBHS|^~\\&|LAB\rPID|1||orphan\r{}{}BTS|3\rFTS|1\r",
+        ORU,
+        ORU.replace("MSG0001", "MSG0002")
+    );
+    let response = app
+        .client
+        .post(format!("{}/hl7/v2", app.address))
+        .body(batch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let acks = response.text().await.unwrap();
+    let msa: Vec<&str> = acks.split('\r').filter(|s| s.starts_with("MSA")).collect();
+    assert_eq!(msa.len(), 3, "{acks}");
+    // A segment before any MSH is refused on its own; the messages after it are taken.
+    assert!(msa[0].starts_with("MSA|AR|"), "{acks}");
+    assert_eq!(msa[1], "MSA|AA|MSG0001");
+    assert_eq!(msa[2], "MSA|AA|MSG0002");
+    assert!(
+        acks.starts_with("BHS|") && acks.ends_with("BTS|3\r"),
+        "{acks}"
+    );
+    assert_eq!(
+        app.query_count("SELECT COUNT(*) FROM hl7_messages").await,
+        2
+    );
+}
