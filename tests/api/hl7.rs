@@ -4,12 +4,18 @@
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::spawn_app;
+use crate::helpers::{TestApp, spawn_app};
 
 const ORU: &str = "MSH|^~\\&|LAB|HOSP|PROGNOSTICS|ONC|20240105083000||ORU^R01^ORU_R01|MSG0001|P|2.5.1\r\
 PID|1||MRN123^^^HOSP^MR||DOE^JANE||19650412|F\r\
 OBR|1||LAB555|24331-1^Lipid panel^LN|||20240105070000\r\
 OBX|1|NM|2093-3^Cholesterol^LN||196|mg/dL|<200|N|||F\r";
+
+async fn connect(app: &TestApp) -> TcpStream {
+    TcpStream::connect(("127.0.0.1", app.mllp_port.expect("the MLLP listener runs")))
+        .await
+        .unwrap()
+}
 
 async fn exchange(stream: &mut TcpStream, message: &[u8]) -> String {
     let mut framed = vec![0x0b];
@@ -48,9 +54,7 @@ fn segment<'a>(ack: &'a str, id: &str) -> Vec<&'a str> {
 #[tokio::test]
 async fn messages_are_stored_once_and_acknowledged_on_one_connection() {
     let app = spawn_app().await;
-    let mut stream = TcpStream::connect(("127.0.0.1", app.mllp_port.unwrap()))
-        .await
-        .unwrap();
+    let mut stream = connect(&app).await;
     let ack = exchange(&mut stream, ORU.as_bytes()).await;
     let msa = segment(&ack, "MSA");
     assert_eq!(&msa[1..3], ["AA", "MSG0001"]);
@@ -83,9 +87,7 @@ async fn messages_are_stored_once_and_acknowledged_on_one_connection() {
 #[tokio::test]
 async fn bad_messages_get_ae_or_ar_with_err_and_are_not_stored() {
     let app = spawn_app().await;
-    let mut stream = TcpStream::connect(("127.0.0.1", app.mllp_port.unwrap()))
-        .await
-        .unwrap();
+    let mut stream = connect(&app).await;
     // No control id: AE, ERR naming MSH-10.
     let ack = exchange(
         &mut stream,
@@ -128,9 +130,7 @@ async fn bad_messages_get_ae_or_ar_with_err_and_are_not_stored() {
 #[tokio::test]
 async fn enhanced_mode_never_acknowledges_when_asked_not_to() {
     let app = spawn_app().await;
-    let mut stream = TcpStream::connect(("127.0.0.1", app.mllp_port.unwrap()))
-        .await
-        .unwrap();
+    let mut stream = connect(&app).await;
     // MSH-15 AL, MSH-16 NE: no application ACK. The next message (original mode) is answered,
     // and its ACK is the next frame: nothing was sent for the first.
     let silent = ORU
