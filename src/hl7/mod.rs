@@ -3,6 +3,7 @@
 //! `hl7-parser` parses the structure; framing, validation and acknowledgement are the service's.
 
 pub mod ack;
+pub mod datetime;
 pub mod message;
 pub mod mllp;
 pub mod oru;
