@@ -24,6 +24,7 @@ pub mod fhir;
 pub mod hl7;
 pub mod import;
 pub mod ingest;
+pub mod listener;
 pub mod mllp;
 pub mod pipeline;
 pub mod report;

@@ -100,6 +100,24 @@ fn lower_layers_do_not_import_upper_ones() {
             &["crate::api", "crate::store", "crate::ingest"],
         ),
         (
+            "src/hl7/",
+            &[
+                "crate::store",
+                "crate::report",
+                "crate::pipeline",
+                "crate::api",
+                "crate::mllp",
+            ],
+        ),
+        (
+            "src/mllp.rs",
+            &["crate::api", "crate::store", "crate::dimse"],
+        ),
+        (
+            "src/listener.rs",
+            &["crate::api", "crate::pipeline", "crate::store"],
+        ),
+        (
             "src/api/",
             &["crate::ingest", "crate::dimse", "crate::encoders"],
         ),
@@ -109,7 +127,7 @@ fn lower_layers_do_not_import_upper_ones() {
         ),
         (
             "src/pipeline/",
-            &["crate::api", "crate::dimse", "crate::import"],
+            &["crate::api", "crate::dimse", "crate::mllp", "crate::import"],
         ),
     ];
     let mut files = Vec::new();

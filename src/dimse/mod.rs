@@ -41,19 +41,12 @@ impl StorageScp {
 
     /// Accepts associations until the task is dropped.
     pub async fn run(self) {
-        loop {
-            let (stream, peer) = match self.listener.accept().await {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    tracing::warn!(error = %e, "DICOM accept failed");
-                    continue;
-                }
-            };
-            let settings = Arc::clone(&self.settings);
-            let pipeline = self.pipeline.clone();
-            tokio::spawn(async move {
-                association::serve(stream, peer, &settings, &pipeline).await;
-            });
-        }
+        let (settings, pipeline) = (self.settings, self.pipeline);
+        crate::listener::accept_each(self.listener, "DICOM", move |stream, peer| {
+            let settings = Arc::clone(&settings);
+            let pipeline = pipeline.clone();
+            async move { association::serve(stream, peer, &settings, &pipeline).await }
+        })
+        .await;
     }
 }

@@ -145,10 +145,11 @@ fn decode_text(bytes: &[u8]) -> Result<String, MessageProblem> {
         Ok(text) => Ok(text.to_owned()),
         Err(_) => {
             let latin1 = bytes.iter().map(|&b| b as char).collect::<String>();
-            let charset = read_header(&normalise_segments(&latin1))
-                .ok()
-                .map(|_| msh_field(&latin1, 18))
-                .unwrap_or_default();
+            let charset = if latin1.starts_with("MSH") {
+                msh_field(&latin1, 18)
+            } else {
+                String::new()
+            };
             if charset.split('~').next() == Some("8859/1") {
                 Ok(latin1)
             } else {
