@@ -107,6 +107,39 @@ pub struct Hl7Settings {
     pub max_message_bytes: usize,
     /// Seconds a connection may stay silent before it is closed.
     pub idle_timeout_secs: u64,
+    /// The sending sites' time zone, for HL7 times sent without an offset: `local` (this
+    /// machine's zone, daylight saving included) or a fixed offset such as `+01:00`.
+    pub local_offset: String,
+    /// `Identifier.system` URIs by assigning-authority namespace (CX-4.1 of PID-3, EI-2 of
+    /// order numbers), e.g. `HOSP = "http://hospital.example.org/mrn"`. Authorities sent with
+    /// an OID or URI need no entry; others without one keep only the namespace, as the
+    /// identifier's assigner.
+    pub identifier_systems: std::collections::BTreeMap<String, String>,
+}
+
+impl Hl7Settings {
+    /// `local_offset`, read: `None` for this machine's zone.
+    pub fn fixed_offset(&self) -> Result<Option<chrono::FixedOffset>, ConfigError> {
+        let text = self.local_offset.trim();
+        if text.eq_ignore_ascii_case("local") {
+            return Ok(None);
+        }
+        let invalid = || ConfigError::InvalidOffset(text.to_owned());
+        let (sign, rest) = match text.as_bytes().first() {
+            Some(b'+') => (1, &text[1..]),
+            Some(b'-') => (-1, &text[1..]),
+            _ => return Err(invalid()),
+        };
+        let (hours, minutes) = rest.split_once(':').ok_or_else(invalid)?;
+        let hours: i32 = hours.parse().map_err(|_| invalid())?;
+        let minutes: i32 = minutes.parse().map_err(|_| invalid())?;
+        if !(0..=14).contains(&hours) || !(0..60).contains(&minutes) {
+            return Err(invalid());
+        }
+        chrono::FixedOffset::east_opt(sign * (hours * 3600 + minutes * 60))
+            .map(Some)
+            .ok_or_else(invalid)
+    }
 }
 
 /// The image encoder: which model, where it runs and how requests are batched.
@@ -218,6 +251,8 @@ impl Default for Hl7Settings {
             listen: SocketAddr::from(([127, 0, 0, 1], 2575)),
             max_message_bytes: 1024 * 1024,
             idle_timeout_secs: 300,
+            local_offset: "local".to_owned(),
+            identifier_systems: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -257,6 +292,8 @@ pub enum DatabaseBackend {
 pub enum ConfigError {
     #[error("configuration is invalid: {0}")]
     Invalid(#[from] Box<figment::Error>),
+    #[error("hl7.local_offset must be `local` or an offset such as +01:00, not {0:?}")]
+    InvalidOffset(String),
     #[error("database URL must start with sqlite:// or postgres://")]
     UnsupportedDatabase,
     #[error("data directory {path} cannot be used")]
@@ -327,6 +364,21 @@ mod tests {
             .merge(Toml::string(text))
             .extract()
             .map_err(Box::new)
+    }
+
+    #[test]
+    fn hl7_local_offset_is_local_or_a_fixed_offset() {
+        let mut hl7 = Hl7Settings::default();
+        assert_eq!(hl7.fixed_offset().unwrap(), None);
+        hl7.local_offset = "-05:30".into();
+        assert_eq!(
+            hl7.fixed_offset().unwrap(),
+            chrono::FixedOffset::west_opt(5 * 3600 + 1800)
+        );
+        for bad in ["+1", "CET", "+15:00", "01:00"] {
+            hl7.local_offset = bad.into();
+            assert!(hl7.fixed_offset().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -18,8 +18,9 @@ use crate::encoders::{
     BatchSettings, BatchedEncoder, DeviceChoice, EncoderError, ImageEncoder, ModelManifest,
     fetch_weights, select_device,
 };
+use crate::hl7::datetime::SiteZone;
 use crate::mllp::MllpListener;
-use crate::pipeline::{ImagingOptions, PageSizes, Pipeline};
+use crate::pipeline::{Hl7Options, ImagingOptions, PageSizes, Pipeline};
 use crate::store::{FileStore, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -207,7 +208,14 @@ pub async fn open_pipeline(settings: &Settings) -> Result<Pipeline, StartupError
         ImagingOptions {
             patient_id_system: settings.dicom.patient_id_system.clone(),
         },
-    ))
+    )
+    .with_hl7_options(Hl7Options {
+        zone: match settings.hl7.fixed_offset()? {
+            Some(offset) => SiteZone::Fixed(offset),
+            None => SiteZone::System,
+        },
+        identifier_systems: settings.hl7.identifier_systems.clone(),
+    }))
 }
 
 /// Loads the configured image encoder onto its inference thread. Missing weights are not

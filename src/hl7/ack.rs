@@ -153,11 +153,14 @@ impl Header {
 pub const APPLICATION: &str = "PROGNOSTICS";
 
 /// Writes the acknowledgement of a message with `header`: `control_id` is the ACK's own MSH-10,
-/// `timestamp` its MSH-7 (`YYYYMMDDHHMMSS+ZZZZ`). Segments end with a carriage return.
+/// `timestamp` its MSH-7 (`YYYYMMDDHHMMSS+ZZZZ`). `errors` become ERR segments of severity E
+/// (the first also in MSA-3), `warnings` ERR segments of severity W. Segments end with a
+/// carriage return.
 pub fn acknowledgement(
     header: &Header,
     code: AckCode,
-    problems: &[MessageProblem],
+    errors: &[MessageProblem],
+    warnings: &[MessageProblem],
     control_id: &str,
     timestamp: &str,
 ) -> String {
@@ -188,12 +191,16 @@ pub fn acknowledgement(
         version = header.version,
     );
     let _ = write!(ack, "MSA{f}{}{f}{}", code.as_str(), header.control_id);
-    if let Some(first) = problems.first() {
+    if let Some(first) = errors.first() {
         // MSA-3, the text message, for senders that read only MSA (v2.3 and earlier).
         let _ = write!(ack, "{f}{}", escape(&first.text, header));
     }
     ack.push('\r');
-    for problem in problems {
+    let problems = errors
+        .iter()
+        .map(|p| (p, 'E'))
+        .chain(warnings.iter().map(|p| (p, 'W')));
+    for (problem, severity) in problems {
         let location = problem
             .location
             .as_ref()
@@ -210,7 +217,7 @@ pub fn acknowledgement(
             .unwrap_or_default();
         let _ = write!(
             ack,
-            "ERR{f}{f}{location}{f}{code}{component}{name}{component}HL70357{f}E{f}{f}{f}{f}{text}\r",
+            "ERR{f}{f}{location}{f}{code}{component}{name}{component}HL70357{f}{severity}{f}{f}{f}{f}{text}\r",
             code = problem.condition.code(),
             name = problem.condition.text(),
             text = escape(&problem.text, header),
@@ -264,6 +271,7 @@ mod tests {
             &header(),
             AckCode::Accept,
             &[],
+            &[],
             "ACK1",
             "20261123120000+0000",
         );
@@ -285,7 +293,23 @@ mod tests {
             }),
             text: "OBX-5 is not a number|as OBX-2 (NM) says".into(),
         };
-        let ack = acknowledgement(&header(), AckCode::Error, &[problem], "A2", "20261123");
+        let warning = MessageProblem {
+            condition: ErrorCondition::RequiredFieldMissing,
+            location: Some(ErrorLocation {
+                segment: "OBX".into(),
+                occurrence: 1,
+                field: 6,
+            }),
+            text: "no units".into(),
+        };
+        let ack = acknowledgement(
+            &header(),
+            AckCode::Error,
+            &[problem],
+            &[warning],
+            "A2",
+            "20261123",
+        );
         let segments: Vec<&str> = ack.split_terminator('\r').collect();
         assert_eq!(
             segments[1],
@@ -294,6 +318,10 @@ mod tests {
         assert_eq!(
             segments[2],
             "ERR||OBX^2^5|102^Data type error^HL70357|E||||OBX-5 is not a number\\F\\as OBX-2 (NM) says"
+        );
+        assert_eq!(
+            segments[3],
+            "ERR||OBX^1^6|101^Required field missing^HL70357|W||||no units"
         );
     }
 

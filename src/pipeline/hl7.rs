@@ -1,8 +1,10 @@
-//! HL7 v2 messages in, from MLLP or HTTP: read and checked, stored before they are
-//! acknowledged, then answered with an ACK the sender can match to its message.
+//! HL7 v2 messages in, from MLLP or HTTP: read and checked, their content filed as FHIR
+//! resources in the transaction that stores the message, then answered with an ACK the sender
+//! can match to its message: AA only once both are committed.
 
 use super::Pipeline;
 use crate::hl7::ack::{self, AckCode, ErrorCondition, Header, MessageProblem};
+use crate::hl7::content::{DateContext, read_content};
 use crate::hl7::message::{header_of, message_kind, read_message, split_batch};
 use crate::store::NewHl7Message;
 
@@ -65,18 +67,13 @@ impl Pipeline {
         let message = match read_message(bytes) {
             Ok(message) => message,
             Err(refusal) => {
-                let code = match refusal.problem.condition {
-                    ErrorCondition::RequiredFieldMissing | ErrorCondition::DataType => {
-                        AckCode::Error
-                    }
-                    _ => AckCode::Reject,
-                };
                 tracing::warn!(
                     control_id = %refusal.header.control_id,
                     condition = refusal.problem.condition.code(),
                     "HL7 message refused"
                 );
-                return answer(&refusal.header, code, &[refusal.problem], None);
+                let code = code_for(&refusal.problem);
+                return answer(&refusal.header, code, &[refusal.problem], &[], None);
             }
         };
         let header = &message.header;
@@ -102,8 +99,13 @@ impl Pipeline {
                 ),
             };
             tracing::warn!(control_id = %header.control_id, kind = %kind, "HL7 message type not taken");
-            return answer(header, AckCode::Reject, &[problem], None);
+            return answer(header, AckCode::Reject, &[problem], &[], None);
         }
+        let dates = DateContext {
+            zone: self.hl7.zone,
+            now: chrono::Utc::now(),
+        };
+        let content = read_content(&message.text, &kind, &dates);
         let sender = format!("{}|{}", header.sending_application, header.sending_facility);
         let record = NewHl7Message {
             sender: &sender,
@@ -112,18 +114,14 @@ impl Pipeline {
             version: &header.version,
             body: message.text.as_bytes(),
         };
-        match self.store.record_hl7_message(&record).await {
-            Ok(receipt) => {
-                tracing::info!(
-                    message_id = %receipt.id,
-                    control_id = %header.control_id,
-                    kind = %kind,
-                    bytes = message.text.len(),
-                    duplicate = !receipt.new,
-                    "HL7 message stored"
-                );
-                answer(header, AckCode::Accept, &[], Some(receipt.id))
-            }
+        // A message whose content is in error is stored too (status failed, with the reason),
+        // so that what was sent and what it was answered can be looked up.
+        let filed = match &content {
+            Ok(content) => self.file_hl7(&record, header, content).await,
+            Err(problem) => self.record_failed_hl7(&record, &problem.text).await,
+        };
+        let receipt = match filed {
+            Ok(receipt) => receipt,
             Err(e) => {
                 tracing::error!(control_id = %header.control_id, error = %e, "HL7 message not stored");
                 let problem = MessageProblem {
@@ -131,7 +129,40 @@ impl Pipeline {
                     location: None,
                     text: "the message could not be stored; send it again".into(),
                 };
-                answer(header, AckCode::Reject, &[problem], None)
+                return answer(header, AckCode::Reject, &[problem], &[], None);
+            }
+        };
+        match content {
+            Ok(content) => {
+                tracing::info!(
+                    message_id = %receipt.id,
+                    control_id = %header.control_id,
+                    kind = %kind,
+                    bytes = message.text.len(),
+                    observations = content.observations.len(),
+                    orders = content.orders.len(),
+                    warnings = content.warnings.len(),
+                    duplicate = !receipt.new,
+                    "HL7 message filed"
+                );
+                answer(
+                    header,
+                    AckCode::Accept,
+                    &[],
+                    &content.warnings,
+                    Some(receipt.id),
+                )
+            }
+            Err(problem) => {
+                tracing::warn!(
+                    message_id = %receipt.id,
+                    control_id = %header.control_id,
+                    kind = %kind,
+                    condition = problem.condition.code(),
+                    "HL7 message content in error"
+                );
+                let code = code_for(&problem);
+                answer(header, code, &[problem], &[], Some(receipt.id))
             }
         }
     }
@@ -145,14 +176,26 @@ impl Pipeline {
             location: None,
             text: format!("the message is longer than the limit of {limit} bytes"),
         };
-        answer(&header, AckCode::Reject, &[problem], None)
+        answer(&header, AckCode::Reject, &[problem], &[], None)
+    }
+}
+
+/// AE when the sender can correct the content (a missing field, a value of the wrong type or
+/// outside its table); AR when the message is not one the service can process at all.
+fn code_for(problem: &MessageProblem) -> AckCode {
+    match problem.condition {
+        ErrorCondition::RequiredFieldMissing
+        | ErrorCondition::DataType
+        | ErrorCondition::TableValueNotFound => AckCode::Error,
+        _ => AckCode::Reject,
     }
 }
 
 fn answer(
     header: &Header,
     code: AckCode,
-    problems: &[MessageProblem],
+    errors: &[MessageProblem],
+    warnings: &[MessageProblem],
     message_id: Option<String>,
 ) -> Hl7Answer {
     let ack = header.wants_ack(code).then(|| {
@@ -160,7 +203,8 @@ fn answer(
         ack::acknowledgement(
             header,
             code,
-            problems,
+            errors,
+            warnings,
             &format!("ACK{}", now.format("%Y%m%d%H%M%S%3f")),
             &now.format("%Y%m%d%H%M%S+0000").to_string(),
         )

@@ -2,13 +2,12 @@
 //! it durably, record its rows; then keep each study's ImagingStudy resource in step with its
 //! instances.
 
-use serde_json::{Map, Value};
-
+use super::lookup::{find_patient, object};
 use super::resources::update_in;
 use super::{Pipeline, PipelineError};
 use crate::domain::{DicomUid, PixelStatus, ResourceId, ResourceType, StoreOutcome};
 use crate::error::error_chain;
-use crate::fhir::{parse_search, validate_resource};
+use crate::fhir::validate_resource;
 use crate::ingest::{self, DicomStatus};
 use crate::report::{self, DICOM_UID_SYSTEM, ImagingStudyContent, SeriesContent};
 use crate::store::{StoreTransaction, StoredStudy, StudyFilter, StudySummary};
@@ -236,21 +235,8 @@ impl Pipeline {
             Some(id) => (self.imaging.patient_id_system.as_deref(), id.to_owned()),
             None => (Some(DICOM_UID_SYSTEM), study.study_uid.urn()),
         };
-        let escaped = escape_token(&value);
-        // First the identifier as this service writes it (`system|value`, or `|value` for no
-        // system), so that a Patient it created earlier is found again; then the value under
-        // any system, when exactly one Patient carries it.
-        let own = format!("{}|{escaped}", system.map(escape_token).unwrap_or_default());
-        for token in [own, escaped.clone()] {
-            let params = [("identifier".to_owned(), token)];
-            let mut query = parse_search(ResourceType::Patient, &params, true, 2, 2)?;
-            query.offset = 0;
-            let (found, total) = tx.search(ResourceType::Patient, &query).await?;
-            if total == 1
-                && let Some(p) = found.into_iter().next()
-            {
-                return Ok(p.id);
-            }
+        if let Some(found) = find_patient(tx, system, &value).await? {
+            return Ok(found.id);
         }
         let id = ResourceId::generate();
         let resource = object(report::patient_from_dicom(
@@ -264,23 +250,4 @@ impl Pipeline {
         tracing::info!(patient = %id, study_uid = %study.study_uid, "Patient created from DICOM");
         Ok(id)
     }
-}
-
-fn object(value: Value) -> Map<String, Value> {
-    match value {
-        Value::Object(map) => map,
-        _ => Map::new(),
-    }
-}
-
-/// Escapes a token search value (R4 §3.1.1.4.13).
-fn escape_token(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if matches!(c, '\\' | ',' | '|' | '$') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }

@@ -6,12 +6,17 @@
 mod bundle;
 mod embedding;
 mod hl7;
+mod hl7_filing;
 mod imaging;
+mod lookup;
 mod resources;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::domain::{ResourceType, VersionId};
 use crate::error::ErrorKind;
-use std::sync::Arc;
+use crate::hl7::datetime::SiteZone;
 
 use crate::encoders::{BatchedEncoder, EncoderError};
 use crate::fhir::FhirError;
@@ -57,6 +62,8 @@ pub enum PipelineError {
     },
     #[error("If-Match names version {expected}, but the resource does not exist yet")]
     IfMatchOnCreate { expected: VersionId },
+    #[error("the HL7 message names no patient identifier (PID-3)")]
+    NoPatientIdentifier,
     #[error("invalid Bundle: {reason}")]
     InvalidBundle { reason: String },
     #[error("Bundle.entry[{index}]: {source}")]
@@ -86,6 +93,7 @@ impl PipelineError {
             PipelineError::StudyMismatch => ErrorKind::Conflict,
             PipelineError::MissingId
             | PipelineError::IdMismatch
+            | PipelineError::NoPatientIdentifier
             | PipelineError::InvalidBundle { .. } => ErrorKind::Invalid,
             PipelineError::AmbiguousCondition { .. } | PipelineError::IfMatchOnCreate { .. } => {
                 ErrorKind::PreconditionFailed
@@ -120,6 +128,27 @@ pub struct Pipeline {
     image_encoder: Option<BatchedEncoder>,
     /// Wakes the embedding worker.
     embedding_wanted: Arc<tokio::sync::Notify>,
+    hl7: Hl7Options,
+    /// Serialises finding-or-creating the Patient an HL7 message is about.
+    patient_matching: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// How HL7 v2 content maps onto FHIR (see `Hl7Settings`).
+#[derive(Clone, Debug)]
+pub struct Hl7Options {
+    /// The sending sites' zone, for times sent without an offset.
+    pub zone: SiteZone,
+    /// `Identifier.system` by assigning-authority namespace.
+    pub identifier_systems: BTreeMap<String, String>,
+}
+
+impl Default for Hl7Options {
+    fn default() -> Self {
+        Self {
+            zone: SiteZone::System,
+            identifier_systems: BTreeMap::new(),
+        }
+    }
 }
 
 /// How DICOM studies map onto FHIR.
@@ -151,7 +180,15 @@ impl Pipeline {
             imaging_refresh: Arc::new(tokio::sync::Mutex::new(())),
             image_encoder: None,
             embedding_wanted: Arc::new(tokio::sync::Notify::new()),
+            hl7: Hl7Options::default(),
+            patient_matching: Arc::new(tokio::sync::Mutex::new(())),
         }
+    }
+
+    /// Maps HL7 v2 content with these options.
+    pub fn with_hl7_options(mut self, options: Hl7Options) -> Self {
+        self.hl7 = options;
+        self
     }
 
     /// Embeds received images with `encoder` (see [`Pipeline::run_embedding_worker`]).

@@ -6,17 +6,16 @@ use fhir_sdk::r4b::codes::{AdministrativeGender, ImagingStudyStatus};
 use fhir_sdk::r4b::resources::{
     ImagingStudy, ImagingStudySeries, ImagingStudySeriesInstance, Patient,
 };
-use fhir_sdk::r4b::types::{CodeableConcept, Coding, HumanName, Identifier, Reference};
+use fhir_sdk::r4b::types::{CodeableConcept, HumanName, Identifier, Reference};
 use serde_json::Value;
 
-use super::ReportError;
+use super::{IDENTIFIER_TYPES, ReportError, build_err, coding, to_value};
 use crate::domain::{DicomUid, PatientAttributes, ResourceId, SeriesAttributes, StudyAttributes};
 
 /// `Identifier.system` of a DICOM UID.
 pub const DICOM_UID_SYSTEM: &str = "urn:dicom:uid";
 /// DICOM's code system (modalities, PS3.16 CID 29).
 const DICOM_CODES: &str = "http://dicom.nema.org/resources/ontology/DCM";
-const IDENTIFIER_TYPES: &str = "http://terminology.hl7.org/CodeSystem/v2-0203";
 /// A URI system, for SOP Class UIDs written as `urn:oid:…`.
 const URI_SYSTEM: &str = "urn:ietf:rfc:3986";
 
@@ -36,22 +35,6 @@ pub struct SeriesContent<'a> {
     pub attributes: &'a SeriesAttributes,
     /// (SOP Instance UID, SOP Class UID, Instance Number)
     pub instances: Vec<(&'a DicomUid, &'a DicomUid, Option<i64>)>,
-}
-
-fn build_err(resource: &'static str) -> impl FnOnce(fhir_sdk::BuilderError) -> ReportError {
-    move |source| ReportError::Build { resource, source }
-}
-
-fn to_value<T: serde::Serialize>(resource: &'static str, r: &T) -> Result<Value, ReportError> {
-    serde_json::to_value(r).map_err(|source| ReportError::Serialise { resource, source })
-}
-
-fn coding(system: &str, code: &str) -> Result<Coding, ReportError> {
-    Coding::builder()
-        .system(system.to_owned())
-        .code(code.to_owned())
-        .build()
-        .map_err(build_err("Coding"))
 }
 
 /// An ImagingStudy (status `available`) as R4 JSON.

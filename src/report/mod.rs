@@ -8,18 +8,48 @@
 mod bundle;
 mod capability;
 mod imaging_study;
+mod observation;
 mod operation_outcome;
+mod patient;
+mod service_request;
+mod v2;
 
 pub use bundle::{BundleEntry, BundleKind, BundleLink, EntryResponse, bundle, resource_url};
 pub use capability::{CapabilityOptions, capability_statement};
 pub use imaging_study::{
     DICOM_UID_SYSTEM, ImagingStudyContent, SeriesContent, imaging_study, patient_from_dicom,
 };
+pub use observation::{ResultContext, observation_from_hl7, result_identifier};
 pub use operation_outcome::{
     IssueCode, IssueSeverity, OutcomeIssue, error_status, operation_outcome,
 };
+pub use patient::{merge_patient, patient_from_hl7};
+pub use service_request::{order_identifiers, service_request_from_hl7};
+pub use v2::IdentifierSystems;
+
+use fhir_sdk::r4b::types::Coding;
+use serde_json::Value;
 
 use crate::error::ErrorKind;
+
+/// HL7 v2 table 0203, identifier types (`MR`, `ACSN`, `PLAC`, `FILL` …).
+const IDENTIFIER_TYPES: &str = "http://terminology.hl7.org/CodeSystem/v2-0203";
+
+fn build_err(resource: &'static str) -> impl FnOnce(fhir_sdk::BuilderError) -> ReportError {
+    move |source| ReportError::Build { resource, source }
+}
+
+fn to_value<T: serde::Serialize>(resource: &'static str, r: &T) -> Result<Value, ReportError> {
+    serde_json::to_value(r).map_err(|source| ReportError::Serialise { resource, source })
+}
+
+fn coding(system: &str, code: &str) -> Result<Coding, ReportError> {
+    Coding::builder()
+        .system(system.to_owned())
+        .code(code.to_owned())
+        .build()
+        .map_err(build_err("Coding"))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {

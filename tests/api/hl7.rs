@@ -11,13 +11,13 @@ PID|1||MRN123^^^HOSP^MR||DOE^JANE||19650412|F\r\
 OBR|1||LAB555|24331-1^Lipid panel^LN|||20240105070000\r\
 OBX|1|NM|2093-3^Cholesterol^LN||196|mg/dL|<200|N|||F\r";
 
-async fn connect(app: &TestApp) -> TcpStream {
+pub(crate) async fn connect(app: &TestApp) -> TcpStream {
     TcpStream::connect(("127.0.0.1", app.mllp_port.expect("the MLLP listener runs")))
         .await
         .unwrap()
 }
 
-async fn exchange(stream: &mut TcpStream, message: &[u8]) -> String {
+pub(crate) async fn exchange(stream: &mut TcpStream, message: &[u8]) -> String {
     let mut framed = vec![0x0b];
     framed.extend_from_slice(message);
     framed.extend_from_slice(&[0x1c, 0x0d]);
@@ -43,7 +43,7 @@ async fn read_ack(stream: &mut TcpStream) -> String {
     String::from_utf8(ack[1..ack.len() - 2].to_vec()).unwrap()
 }
 
-fn segment<'a>(ack: &'a str, id: &str) -> Vec<&'a str> {
+pub(crate) fn segment<'a>(ack: &'a str, id: &str) -> Vec<&'a str> {
     ack.split('\r')
         .find(|s| s.starts_with(id))
         .unwrap_or_else(|| panic!("{id} in {ack:?}"))

@@ -14,6 +14,7 @@ mod examples;
 mod health;
 mod helpers;
 mod hl7;
+mod hl7_filing;
 mod import;
 mod openapi;
 mod search;
