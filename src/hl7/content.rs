@@ -3,7 +3,7 @@
 //! segment and field they came from are known, so that every problem names its place.
 
 use chrono::{DateTime, Utc};
-use hl7_parser::Message;
+use hl7_parser::message::Separators;
 
 use super::ack::{ErrorCondition, ErrorLocation, MessageProblem};
 use super::datetime::{NotADateTime, SiteZone, earliest_instant, to_fhir_datetime};
@@ -26,7 +26,7 @@ impl DateContext {
     /// A DTM as FHIR dateTime; empty stays empty. With `past`, a value after now is refused.
     pub fn datetime(
         &self,
-        segment: &SegmentReader<'_, '_>,
+        segment: &SegmentReader<'_>,
         field: usize,
         raw: &str,
         past: bool,
@@ -76,27 +76,24 @@ pub fn read_content(
     kind: &str,
     dates: &DateContext,
 ) -> Result<MessageContent, MessageProblem> {
-    let message = Message::parse(text).map_err(|_| MessageProblem {
-        condition: ErrorCondition::SegmentSequence,
-        location: None,
-        text: "the message's segments cannot be parsed".into(),
-    })?;
-    let separators = message.separators;
+    let separators = separators(text);
     let mut seen: Vec<(&str, usize)> = Vec::new();
-    let segments: Vec<SegmentReader<'_, '_>> = message
-        .segments()
-        .map(|segment| {
-            let occurrence = match seen.iter_mut().find(|(name, _)| *name == segment.name) {
+    let segments: Vec<SegmentReader<'_>> = text
+        .split('\r')
+        .filter(|line| !line.starts_with("MSH") && !line.is_empty())
+        .map(|line| {
+            let name = line.split(separators.field).next().unwrap_or_default();
+            let occurrence = match seen.iter_mut().find(|(n, _)| *n == name) {
                 Some((_, n)) => {
                     *n += 1;
                     *n
                 }
                 None => {
-                    seen.push((segment.name, 1));
+                    seen.push((name, 1));
                     1
                 }
             };
-            SegmentReader::new(segment, &separators, occurrence)
+            SegmentReader::new(line, separators, occurrence)
         })
         .collect();
     let pid = segments
@@ -145,10 +142,30 @@ pub fn read_content(
 
 /// PID-7 as a FHIR date: the date part of the DTM, which must not be in the future.
 fn birth_date(
-    pid: &SegmentReader<'_, '_>,
+    pid: &SegmentReader<'_>,
     raw: &str,
     dates: &DateContext,
 ) -> Result<String, MessageProblem> {
     let value = dates.datetime(pid, 7, raw, true)?;
     Ok(value.split('T').next().unwrap_or_default().to_owned())
+}
+
+/// The separators MSH-1 and MSH-2 declare (`|^~\\&` when it cannot tell).
+fn separators(text: &str) -> Separators {
+    let mut separators = Separators::default();
+    let mut chars = text.chars().skip(3);
+    if let Some(field) = chars.next() {
+        separators.field = field;
+    }
+    let encoding: Vec<char> = chars.take_while(|&c| c != separators.field).collect();
+    for (i, c) in encoding.into_iter().enumerate() {
+        match i {
+            0 => separators.component = c,
+            1 => separators.repetition = c,
+            2 => separators.escape = c,
+            3 => separators.subcomponent = c,
+            _ => {}
+        }
+    }
+    separators
 }

@@ -1,47 +1,81 @@
-//! Reading fields out of a parsed segment: escape sequences decoded, the HL7 null (`""`) read
-//! as empty, and every problem located by segment occurrence and field.
+//! Reading fields out of a segment: escape sequences decoded, the HL7 null (`""`) read as
+//! empty, every problem located by segment occurrence and field.
+//!
+//! Fields are parsed lazily: the segment line is split at its field separators, and a field's
+//! structure (repetitions, components, subcomponents) is parsed by hl7-parser only when asked
+//! for, and only for that field. A message carries many segments and fields the service never
+//! reads (PV1, NK1 …); parsing them all made parsing most of the cost of filing a message.
 
-use hl7_parser::message::{Field, Repeat, Segment, Separators};
+use hl7_parser::message::{Field, Repeat, Separators};
+use hl7_parser::parser::parse_field_with_separators;
 
 use super::ack::{ErrorCondition, ErrorLocation, MessageProblem};
 
 /// One segment of a message, with its occurrence among segments of the same id (1-based).
-pub struct SegmentReader<'a, 'm> {
-    segment: &'a Segment<'m>,
-    separators: &'a Separators,
+pub struct SegmentReader<'m> {
+    name: &'m str,
+    /// The raw fields, `fields[n - 1]` being field `n`.
+    fields: Vec<&'m str>,
+    separators: Separators,
     pub occurrence: usize,
 }
 
-impl<'a, 'm> SegmentReader<'a, 'm> {
-    pub fn new(segment: &'a Segment<'m>, separators: &'a Separators, occurrence: usize) -> Self {
+impl<'m> SegmentReader<'m> {
+    /// Splits a segment line (not MSH, whose first field is the separator itself).
+    pub fn new(line: &'m str, separators: Separators, occurrence: usize) -> Self {
+        let mut parts = line.split(separators.field);
+        let name = parts.next().unwrap_or_default();
         Self {
-            segment,
+            name,
+            fields: parts.collect(),
             separators,
             occurrence,
         }
     }
 
     pub fn name(&self) -> &'m str {
-        self.segment.name
-    }
-
-    /// Field `n`, when the segment has it.
-    pub fn field(&self, n: usize) -> Option<&'a Field<'m>> {
-        self.segment.field(n)
+        self.name
     }
 
     /// Field `n` as sent, escape sequences and all; empty when absent or null.
     pub fn raw(&self, n: usize) -> &'m str {
-        let raw = self.segment.field(n).map(|f| f.raw_value()).unwrap_or("");
+        let raw = n
+            .checked_sub(1)
+            .and_then(|i| self.fields.get(i))
+            .copied()
+            .unwrap_or("");
         if raw == "\"\"" { "" } else { raw }
+    }
+
+    /// Whether `raw` holds no repetition, component or subcomponent separator: then it is one
+    /// plain value and needs no parsing.
+    fn is_simple(&self, raw: &str) -> bool {
+        let s = &self.separators;
+        !raw.contains([s.repetition, s.component, s.subcomponent])
+    }
+
+    /// Field `n`, its structure parsed; `None` when absent or empty.
+    pub fn field(&self, n: usize) -> Option<Field<'m>> {
+        let raw = self.raw(n);
+        if raw.is_empty() {
+            return None;
+        }
+        parse_field_with_separators(raw, self.separators).ok()
     }
 
     /// Component `c` of the first repetition of field `n`, decoded.
     pub fn component(&self, n: usize, c: usize) -> String {
-        self.segment
-            .field(n)
-            .and_then(|f| f.repeat(1))
-            .map(|r| self.repeat_component(r, c))
+        let raw = self.raw(n);
+        if self.is_simple(raw) {
+            return if c == 1 {
+                self.decode(raw)
+            } else {
+                String::new()
+            };
+        }
+        self.field(n)
+            .and_then(|f| f.repeats.into_iter().next())
+            .map(|r| self.repeat_component(&r, c))
             .unwrap_or_default()
     }
 
@@ -51,11 +85,11 @@ impl<'a, 'm> SegmentReader<'a, 'm> {
     }
 
     /// The non-empty repetitions of field `n`.
-    pub fn repeats(&self, n: usize) -> Vec<&'a Repeat<'m>> {
-        self.segment
-            .field(n)
+    pub fn repeats(&self, n: usize) -> Vec<Repeat<'m>> {
+        self.field(n)
             .map(|f| {
-                f.repeats()
+                f.repeats
+                    .into_iter()
                     .filter(|r| !r.is_empty() && r.raw_value() != "\"\"")
                     .collect()
             })
@@ -91,7 +125,7 @@ impl<'a, 'm> SegmentReader<'a, 'm> {
 
     pub fn at(&self, field: usize) -> ErrorLocation {
         ErrorLocation {
-            segment: self.segment.name.to_owned(),
+            segment: self.name.to_owned(),
             occurrence: self.occurrence,
             field,
         }
@@ -102,14 +136,14 @@ impl<'a, 'm> SegmentReader<'a, 'm> {
         MessageProblem {
             condition,
             location: Some(self.at(n)),
-            text: format!("{} #{}: {what}", self.segment.name, self.occurrence),
+            text: format!("{} #{}: {what}", self.name, self.occurrence),
         }
     }
 }
 
 /// A coded element (CE, CWE, CNE: identifier ^ text ^ coding system), from the components
 /// starting at `first` (1 for a whole field; 4 for the alternate triplet).
-pub fn coded(reader: &SegmentReader<'_, '_>, repeat: &Repeat<'_>, first: usize) -> super::Hl7Code {
+pub fn coded(reader: &SegmentReader<'_>, repeat: &Repeat<'_>, first: usize) -> super::Hl7Code {
     super::Hl7Code {
         code: reader.repeat_component(repeat, first).trim().to_owned(),
         display: reader.repeat_component(repeat, first + 1).trim().to_owned(),

@@ -1,8 +1,8 @@
 //! Reading one HL7 v2 message: bytes to text (UTF-8, or ISO 8859-1 where MSH-18 says so),
-//! segment separators normalised (CR, LF or CRLF all become CR), structure parsed with
-//! `hl7-parser`, and the checks every message must pass before it is stored: an MSH first, the
-//! message type, control id and version present. What each message type must hold is checked
-//! by its mapping.
+//! segment separators normalised (CR, LF or CRLF all become CR), and the checks every message
+//! must pass before it is stored: an MSH first, segment ids of three letters or digits, the
+//! message type, control id and version present. Fields are parsed (with `hl7-parser`) only
+//! where `content` reads them; what each message type must hold is checked there.
 
 use super::ack::{ErrorCondition, ErrorLocation, Header, MessageProblem};
 
@@ -41,7 +41,7 @@ fn problem(
 pub fn read_message(bytes: &[u8]) -> Result<ReceivedMessage, Box<Refusal>> {
     let refuse = |header: Header, problem: MessageProblem| Box::new(Refusal { header, problem });
     let text = decode_text(bytes).map_err(|p| refuse(Header::default(), p))?;
-    let text = normalise_segments(&text);
+    let text = normalise_segments(text);
     if !text.starts_with("MSH") {
         return Err(refuse(
             Header::default(),
@@ -53,18 +53,11 @@ pub fn read_message(bytes: &[u8]) -> Result<ReceivedMessage, Box<Refusal>> {
         ));
     }
     let header = read_header(&text).map_err(|p| refuse(Header::default(), p))?;
-    let parsed = hl7_parser::Message::parse(&text).map_err(|_| {
-        refuse(
-            header.clone(),
-            problem(
-                ErrorCondition::SegmentSequence,
-                None,
-                "the message's segments cannot be parsed",
-            ),
-        )
-    })?;
-    for segment in &parsed.segments {
-        let name = segment.name;
+    for line in text.split('\r') {
+        let name = line
+            .split(header.field_separator)
+            .next()
+            .unwrap_or_default();
         if name.len() != 3
             || !name
                 .bytes()
@@ -202,7 +195,18 @@ pub fn split_batch(bytes: &[u8]) -> Option<Vec<Vec<u8>>> {
 }
 
 /// CR, LF and CRLF between segments all become CR; blank lines and trailing separators go.
-pub fn normalise_segments(text: &str) -> String {
+pub fn normalise_segments(text: String) -> String {
+    let bytes = text.as_bytes();
+    let clean = !text.contains('\n')
+        && !text.contains("\r\r")
+        && !text.ends_with('\r')
+        && !text.starts_with('\r')
+        && !bytes
+            .split(|&b| b == b'\r')
+            .any(|l| l.iter().all(u8::is_ascii_whitespace));
+    if clean {
+        return text;
+    }
     let mut out = String::with_capacity(text.len());
     for line in text.split(['\r', '\n']) {
         if line.trim().is_empty() {
@@ -243,7 +247,11 @@ fn read_header(text: &str) -> Result<Header, MessageProblem> {
             "MSH-1 (field separator) is missing",
         )
     })?;
-    let encoding_characters = msh_field(text, 2);
+    let msh = text.split(['\r', '\n']).next().unwrap_or_default();
+    // "MSH" + sep + MSH-2 + sep + MSH-3 …: after splitting, index n - 1 is MSH-n.
+    let fields: Vec<&str> = msh.split(field_separator).collect();
+    let field = |n: usize| fields.get(n - 1).copied().unwrap_or_default().to_owned();
+    let encoding_characters = field(2);
     let valid_encoding = (2..=5).contains(&encoding_characters.chars().count())
         && !field_separator.is_alphanumeric()
         && !encoding_characters
@@ -258,16 +266,16 @@ fn read_header(text: &str) -> Result<Header, MessageProblem> {
     }
     Ok(Header {
         field_separator,
-        sending_application: msh_field(text, 3),
-        sending_facility: msh_field(text, 4),
-        receiving_application: msh_field(text, 5),
-        receiving_facility: msh_field(text, 6),
-        message_type: msh_field(text, 9),
-        control_id: msh_field(text, 10),
-        processing_id: msh_field(text, 11),
-        version: msh_field(text, 12),
-        accept_ack_type: msh_field(text, 15),
-        application_ack_type: msh_field(text, 16),
+        sending_application: field(3),
+        sending_facility: field(4),
+        receiving_application: field(5),
+        receiving_facility: field(6),
+        message_type: field(9),
+        control_id: field(10),
+        processing_id: field(11),
+        version: field(12),
+        accept_ack_type: field(15),
+        application_ack_type: field(16),
         encoding_characters,
     })
 }

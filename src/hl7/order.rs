@@ -83,7 +83,7 @@ const ORDER_CONTROLS: &[&str] = &[
 
 /// Reads the orders of an ORM^O01 or OMI^O23, whose segments are given in order.
 pub fn read_orders(
-    segments: &[SegmentReader<'_, '_>],
+    segments: &[SegmentReader<'_>],
     imaging_message: bool,
     dates: &DateContext,
 ) -> Result<Vec<OrderDraft>, MessageProblem> {
@@ -169,7 +169,7 @@ pub fn read_orders(
                 }
                 order.reasons = segment
                     .repeats(31)
-                    .into_iter()
+                    .iter()
                     .map(|r| coded(segment, r, 1))
                     .filter(|c| !c.code.is_empty() || !c.display.is_empty())
                     .collect();
@@ -249,10 +249,10 @@ pub fn read_orders(
 }
 
 /// NTE-3, its repetitions joined by line breaks.
-pub fn notes(segment: &SegmentReader<'_, '_>) -> String {
+pub fn notes(segment: &SegmentReader<'_>) -> String {
     segment
         .repeats(3)
-        .into_iter()
+        .iter()
         .map(|r| segment.decode(r.raw_value()))
         .collect::<Vec<_>>()
         .join("\n")
@@ -261,7 +261,7 @@ pub fn notes(segment: &SegmentReader<'_, '_>) -> String {
 }
 
 /// An EI in field `n` (first repetition).
-pub fn entity_id(segment: &SegmentReader<'_, '_>, n: usize) -> Option<EntityId> {
+pub fn entity_id(segment: &SegmentReader<'_>, n: usize) -> Option<EntityId> {
     let repeats = segment.repeats(n);
     let r: &Repeat<'_> = repeats.first()?;
     let value = segment.repeat_component(r, 1).trim().to_owned();
@@ -275,7 +275,7 @@ pub fn entity_id(segment: &SegmentReader<'_, '_>, n: usize) -> Option<EntityId> 
     })
 }
 
-fn orderer(segment: &SegmentReader<'_, '_>, n: usize) -> Option<Orderer> {
+fn orderer(segment: &SegmentReader<'_>, n: usize) -> Option<Orderer> {
     let repeats = segment.repeats(n);
     let r = repeats.first()?;
     let o = Orderer {

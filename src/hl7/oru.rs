@@ -98,7 +98,7 @@ const RESULT_STATUSES: &[&str] = &["C", "D", "F", "I", "N", "O", "P", "R", "S", 
 
 /// Reads the OBX segments of an ORU^R01 (segments in message order), or the first problem met.
 pub fn read_observations(
-    segments: &[SegmentReader<'_, '_>],
+    segments: &[SegmentReader<'_>],
     dates: &DateContext,
 ) -> Result<ReadObservations, MessageProblem> {
     let mut read = ReadObservations::default();
@@ -161,7 +161,7 @@ pub fn read_observations(
 }
 
 fn read_obx(
-    obx: &SegmentReader<'_, '_>,
+    obx: &SegmentReader<'_>,
     dates: &DateContext,
     warnings: &mut Vec<MessageProblem>,
 ) -> Result<ObservationDraft, MessageProblem> {
@@ -199,7 +199,7 @@ fn read_obx(
         })
         .unwrap_or_default();
     let value = match obx_value(obx) {
-        Some(value) => Some(read_value(obx, &value_type, value, &unit, dates).map_err(
+        Some(value) => Some(read_value(obx, &value_type, &value, &unit, dates).map_err(
             |reason| obx.problem(ErrorCondition::DataType, 5, &format!("OBX-5 {reason}")),
         )?),
         None => None,
@@ -244,7 +244,8 @@ fn read_obx(
         code,
         sub_id: obx.text(4).trim().to_owned(),
         value,
-        reference_range: obx.text(7).trim().to_owned(),
+        // Some senders add low and high as components (`0-100^0^100`): the text is the first.
+        reference_range: obx.component(7, 1).trim().to_owned(),
         abnormal_flags,
         status,
         effective: dates.datetime(obx, 14, obx.raw(14), true)?,
@@ -257,9 +258,8 @@ fn read_obx(
 }
 
 /// OBX-5 when it holds something.
-fn obx_value<'a, 'm>(obx: &SegmentReader<'a, 'm>) -> Option<&'a Field<'m>> {
-    obx.field(5)
-        .filter(|f| !f.is_empty() && f.raw_value() != "\"\"")
+fn obx_value<'m>(obx: &SegmentReader<'m>) -> Option<Field<'m>> {
+    obx.field(5).filter(|f| !f.is_empty())
 }
 
 fn number(text: &str) -> Result<f64, String> {
@@ -271,7 +271,7 @@ fn number(text: &str) -> Result<f64, String> {
 }
 
 fn read_value(
-    obx: &SegmentReader<'_, '_>,
+    obx: &SegmentReader<'_>,
     value_type: &str,
     value: &Field<'_>,
     unit: &Unit,

@@ -106,10 +106,10 @@ impl PatientDraft {
 }
 
 /// Reads a PID segment. PID-3 must hold an identifier.
-pub fn read_patient(pid: &SegmentReader<'_, '_>) -> Result<PatientDraft, MessageProblem> {
+pub fn read_patient(pid: &SegmentReader<'_>) -> Result<PatientDraft, MessageProblem> {
     let identifiers: Vec<Hl7Identifier> = pid
         .repeats(3)
-        .into_iter()
+        .iter()
         .map(|r| identifier(pid, r))
         .filter(|i| !i.value.is_empty())
         .collect();
@@ -122,7 +122,7 @@ pub fn read_patient(pid: &SegmentReader<'_, '_>) -> Result<PatientDraft, Message
     }
     let names = pid
         .repeats(5)
-        .into_iter()
+        .iter()
         .map(|r| PersonName {
             family: pid.repeat_subcomponent(r, 1, 1).trim().to_owned(),
             given: [2, 3]
@@ -138,7 +138,7 @@ pub fn read_patient(pid: &SegmentReader<'_, '_>) -> Result<PatientDraft, Message
         .collect();
     let addresses = pid
         .repeats(11)
-        .into_iter()
+        .iter()
         .map(|r| Address {
             lines: [pid.repeat_subcomponent(r, 1, 1), pid.repeat_component(r, 2)]
                 .into_iter()
@@ -156,7 +156,7 @@ pub fn read_patient(pid: &SegmentReader<'_, '_>) -> Result<PatientDraft, Message
     let mut telecoms = Vec::new();
     for (field, default_use) in [(13, "PRN"), (14, "WPN")] {
         for r in pid.repeats(field) {
-            if let Some(t) = telecom(pid, r, default_use) {
+            if let Some(t) = telecom(pid, &r, default_use) {
                 telecoms.push(t);
             }
         }
@@ -173,7 +173,7 @@ pub fn read_patient(pid: &SegmentReader<'_, '_>) -> Result<PatientDraft, Message
     })
 }
 
-fn identifier(pid: &SegmentReader<'_, '_>, r: &Repeat<'_>) -> Hl7Identifier {
+fn identifier(pid: &SegmentReader<'_>, r: &Repeat<'_>) -> Hl7Identifier {
     Hl7Identifier {
         value: pid.repeat_component(r, 1).trim().to_owned(),
         authority: Authority {
@@ -187,7 +187,7 @@ fn identifier(pid: &SegmentReader<'_, '_>, r: &Repeat<'_>) -> Hl7Identifier {
 
 /// An XTN: the e-mail address (XTN-4) for Internet addresses; else the number from its parts
 /// (country, area, local number, extension), else the unformatted XTN-1.
-fn telecom(pid: &SegmentReader<'_, '_>, r: &Repeat<'_>, default_use: &str) -> Option<Telecom> {
+fn telecom(pid: &SegmentReader<'_>, r: &Repeat<'_>, default_use: &str) -> Option<Telecom> {
     let use_code = match pid.repeat_component(r, 2).trim() {
         "" => default_use.to_owned(),
         code => code.to_owned(),

@@ -44,11 +44,11 @@ impl Pipeline {
             systems,
         };
         for draft in &content.observations {
-            let resource = report::observation_from_hl7(draft, &context)?;
+            let resource = report::observation_from_hl7(draft, &context);
             file_by_identifier(&mut tx, ResourceType::Observation, &patient, resource).await?;
         }
         for order in &content.orders {
-            let resource = report::service_request_from_hl7(order, &patient, systems)?;
+            let resource = report::service_request_from_hl7(order, &patient, systems);
             file_by_identifier(&mut tx, ResourceType::ServiceRequest, &patient, resource).await?;
         }
         tx.commit().await?;
@@ -93,7 +93,7 @@ async fn patient_for(
                 .and_then(|c| serde_json::from_str::<Value>(c).ok())
                 .map(object)
                 .unwrap_or_default();
-            let update = report::patient_from_hl7(&id, draft, systems)?;
+            let update = report::patient_from_hl7(&id, draft, systems);
             let merged = report::merge_patient(&existing, &update);
             validate_resource(&merged, Some(ResourceType::Patient))?;
             update_in(tx, ResourceType::Patient, &id, merged, None).await?;
@@ -102,7 +102,7 @@ async fn patient_for(
         }
         None => {
             let id = ResourceId::generate();
-            let resource = object(report::patient_from_hl7(&id, draft, systems)?);
+            let resource = object(report::patient_from_hl7(&id, draft, systems));
             validate_resource(&resource, Some(ResourceType::Patient))?;
             update_in(tx, ResourceType::Patient, &id, resource, None).await?;
             tracing::info!(patient = %id, "Patient created from HL7");

@@ -56,14 +56,11 @@ async fn find_one(
     t: ResourceType,
     params: &[(String, String)],
 ) -> Result<Option<StoredResource>, PipelineError> {
+    // Two at most: enough to tell one match from several.
     let mut query = parse_search(t, params, true, 2, 2)?;
     query.offset = 0;
-    let (found, total) = tx.search(t, &query).await?;
-    Ok(if total == 1 {
-        found.into_iter().next()
-    } else {
-        None
-    })
+    let mut found = tx.search_page(t, &query).await?;
+    Ok(if found.len() == 1 { found.pop() } else { None })
 }
 
 /// A resource's JSON object (an empty one for anything else).

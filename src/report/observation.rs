@@ -1,13 +1,12 @@
 //! Observation from an ORU^R01 OBX: status, category, code, subject, effective and issued
 //! times, the value by type, interpretation from the abnormal flags, reference range, notes.
 
-use fhir_sdk::r4b::codes::{ObservationStatus, QuantityComparator};
-use fhir_sdk::r4b::resources::{Observation, ObservationReferenceRange, ObservationValue};
-use fhir_sdk::r4b::types::{Identifier, Quantity, Range, Ratio};
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use super::v2::{IdentifierSystems, annotations, codeable_concept, concept, patient_reference};
-use super::{ReportError, build_err, to_value};
+use super::v2::{
+    Element, IdentifierSystems, annotations, codeable_concept, concept, identifier,
+    patient_reference,
+};
 use crate::domain::ResourceId;
 use crate::hl7::codes::{fhir_system, interpretation};
 use crate::hl7::oru::{self, ObservationDraft, Unit};
@@ -28,10 +27,7 @@ pub struct ResultContext<'a> {
 /// The identifier an OBX's Observation carries, so that a corrected result sent later finds
 /// it: the order number (filler, else placer) with the observation code and OBX-4 sub-id, or
 /// without an order number the message control id and OBX occurrence.
-pub fn result_identifier(
-    draft: &ObservationDraft,
-    context: &ResultContext<'_>,
-) -> Result<Identifier, ReportError> {
+pub fn result_identifier(draft: &ObservationDraft, context: &ResultContext<'_>) -> Value {
     match &draft.order_number {
         Some(order) => {
             let mut value = format!("{}/{}", order.value, draft.code.code);
@@ -39,87 +35,72 @@ pub fn result_identifier(
                 value.push('/');
                 value.push_str(&draft.sub_id);
             }
-            super::v2::identifier(&value, &order.authority, "", context.systems)
+            identifier(&value, &order.authority, "", context.systems)
         }
-        None => Identifier::builder()
-            .value(format!("{}/{}", context.control_id, draft.occurrence))
-            .build()
-            .map_err(build_err("Observation.identifier")),
+        None => json!({ "value": format!("{}/{}", context.control_id, draft.occurrence) }),
     }
 }
 
 /// OBX-11 (table 0085) as an Observation status.
-pub fn observation_status(result_status: &str) -> ObservationStatus {
+pub fn observation_status(result_status: &str) -> &'static str {
     match result_status {
-        "F" | "U" => ObservationStatus::Final,
-        "C" => ObservationStatus::Corrected,
-        "P" | "R" | "S" => ObservationStatus::Preliminary,
-        "I" | "O" => ObservationStatus::Registered,
-        "X" | "N" => ObservationStatus::Cancelled,
-        "W" | "D" => ObservationStatus::EnteredInError,
-        _ => ObservationStatus::Unknown,
+        "F" | "U" => "final",
+        "C" => "corrected",
+        "P" | "R" | "S" => "preliminary",
+        "I" | "O" => "registered",
+        "X" | "N" => "cancelled",
+        "W" | "D" => "entered-in-error",
+        _ => "unknown",
     }
 }
 
 /// An Observation as R4 JSON (without an id: the caller finds or assigns one).
-pub fn observation_from_hl7(
-    draft: &ObservationDraft,
-    context: &ResultContext<'_>,
-) -> Result<Value, ReportError> {
+pub fn observation_from_hl7(draft: &ObservationDraft, context: &ResultContext<'_>) -> Value {
     let category = match draft.section.as_str() {
         "RAD" | "CT" | "MR" | "US" | "NMR" | "NMS" | "RX" | "XRC" | "VUS" | "CUS" | "OUS" => {
             ("imaging", "Imaging")
         }
         _ => ("laboratory", "Laboratory"),
     };
-    let mut b = Observation::builder()
-        .identifier(vec![Some(result_identifier(draft, context)?)])
-        .status(observation_status(&draft.status))
-        .category(vec![Some(concept(CATEGORIES, category.0, category.1)?)])
-        .code(codeable_concept(&draft.code)?)
-        .subject(patient_reference(context.subject)?);
-    if let Some(value) = &draft.value
-        && let Some(value) = value_of(value)?
-    {
-        b = b.value(value);
-    }
-    let interpretations = draft
+    let interpretations: Vec<Value> = draft
         .abnormal_flags
         .iter()
         .filter_map(|f| interpretation(f))
-        .map(|(code, display)| concept(INTERPRETATIONS, code, display).map(Some))
-        .collect::<Result<Vec<_>, _>>()?;
-    if !interpretations.is_empty() {
-        b = b.interpretation(interpretations);
+        .map(|(code, display)| concept(INTERPRETATIONS, code, display))
+        .collect();
+    let (value_key, value) = match &draft.value {
+        Some(value) => value_of(value),
+        None => ("", Value::Null),
+    };
+    let mut observation = Element::resource("Observation")
+        .set("identifier", json!([result_identifier(draft, context)]))
+        .set("status", observation_status(&draft.status))
+        .set(
+            "category",
+            json!([concept(CATEGORIES, category.0, category.1)]),
+        )
+        .set("code", codeable_concept(&draft.code))
+        .set("subject", patient_reference(context.subject))
+        // Times as converted from HL7, at the precision sent; `issued` is an instant.
+        .text("effectiveDateTime", &draft.effective);
+    if draft.issued.contains('T') {
+        observation = observation.set("issued", draft.issued.as_str());
     }
-    if !draft.reference_range.is_empty() {
-        b = b.reference_range(vec![Some(reference_range(
-            &draft.reference_range,
-            unit_of(draft),
-        )?)]);
+    if !value_key.is_empty() {
+        observation = observation.set(value_key, value);
     }
-    let notes = annotations(draft.notes.iter())?;
-    if !notes.is_empty() {
-        b = b.note(notes);
-    }
-    let observation = b.build().map_err(build_err("Observation"))?;
-    let mut value = to_value("Observation", &observation)?;
-    if let Some(object) = value.as_object_mut() {
-        // Times as converted from HL7, at the precision sent.
-        if !draft.effective.is_empty() {
-            object.insert(
-                "effectiveDateTime".into(),
-                Value::String(draft.effective.clone()),
-            );
-        }
-        if draft.issued.contains('T') {
-            object.insert("issued".into(), Value::String(draft.issued.clone()));
-        }
-        if let Some(oru::ObservationValue::DateTime(when)) = &draft.value {
-            object.insert("valueDateTime".into(), Value::String(when.clone()));
-        }
-    }
-    Ok(value)
+    observation
+        .list("interpretation", interpretations)
+        .list(
+            "referenceRange",
+            if draft.reference_range.is_empty() {
+                Vec::new()
+            } else {
+                vec![reference_range(&draft.reference_range, unit_of(draft))]
+            },
+        )
+        .list("note", annotations(draft.notes.iter()))
+        .build()
 }
 
 fn unit_of(draft: &ObservationDraft) -> Option<&Unit> {
@@ -133,73 +114,47 @@ fn unit_of(draft: &ObservationDraft) -> Option<&Unit> {
 }
 
 /// A Quantity with the unit as sent; UCUM system and code when OBX-6 names UCUM.
-fn quantity(
-    value: f64,
-    comparator: Option<QuantityComparator>,
-    unit: Option<&Unit>,
-) -> Result<Quantity, ReportError> {
-    let mut b = Quantity::builder().value(value);
-    if let Some(c) = comparator {
-        b = b.comparator(c);
-    }
+fn quantity(value: f64, comparator: &str, unit: Option<&Unit>) -> Value {
+    let mut q = Element::new()
+        .set("value", value)
+        .text("comparator", comparator);
     if let Some(unit) = unit.filter(|u| !u.is_empty()) {
-        b = b.unit(unit.display().to_owned());
+        q = q.set("unit", unit.display());
         if fhir_system(&unit.system).as_deref() == Some(UCUM) {
-            b = b.system(UCUM.to_owned()).code(unit.code.clone());
+            q = q.set("system", UCUM).set("code", unit.code.as_str());
         }
     }
-    b.build().map_err(build_err("Quantity"))
+    q.build()
 }
 
-fn value_of(value: &oru::ObservationValue) -> Result<Option<ObservationValue>, ReportError> {
-    Ok(Some(match value {
+/// The `value[x]` element name and its value.
+fn value_of(value: &oru::ObservationValue) -> (&'static str, Value) {
+    match value {
         oru::ObservationValue::Quantity {
             value,
             comparator,
             unit,
-        } => {
-            let comparator = match comparator.as_str() {
-                "<" => Some(QuantityComparator::Less),
-                "<=" => Some(QuantityComparator::LessOrEqual),
-                ">" => Some(QuantityComparator::Greater),
-                ">=" => Some(QuantityComparator::GreaterOrEqual),
-                _ => None,
-            };
-            ObservationValue::Quantity(quantity(*value, comparator, Some(unit))?)
-        }
-        oru::ObservationValue::Range { low, high, unit } => ObservationValue::Range(
-            Range::builder()
-                .low(quantity(*low, None, Some(unit))?)
-                .high(quantity(*high, None, Some(unit))?)
-                .build()
-                .map_err(build_err("Range"))?,
+        } => ("valueQuantity", quantity(*value, comparator, Some(unit))),
+        oru::ObservationValue::Range { low, high, unit } => (
+            "valueRange",
+            json!({"low": quantity(*low, "", Some(unit)), "high": quantity(*high, "", Some(unit))}),
         ),
         oru::ObservationValue::Ratio {
             numerator,
             denominator,
-        } => ObservationValue::Ratio(
-            Ratio::builder()
-                .numerator(quantity(*numerator, None, None)?)
-                .denominator(quantity(*denominator, None, None)?)
-                .build()
-                .map_err(build_err("Ratio"))?,
+        } => (
+            "valueRatio",
+            json!({"numerator": quantity(*numerator, "", None), "denominator": quantity(*denominator, "", None)}),
         ),
-        oru::ObservationValue::Text(text) => ObservationValue::String(text.clone()),
-        oru::ObservationValue::Coded(code) => {
-            ObservationValue::CodeableConcept(codeable_concept(code)?)
-        }
-        // Written into the JSON as sent (see `observation_from_hl7`).
-        oru::ObservationValue::DateTime(_) => return Ok(None),
-    }))
+        oru::ObservationValue::Text(text) => ("valueString", Value::String(text.clone())),
+        oru::ObservationValue::Coded(code) => ("valueCodeableConcept", codeable_concept(code)),
+        oru::ObservationValue::DateTime(when) => ("valueDateTime", Value::String(when.clone())),
+    }
 }
 
 /// OBX-7 as a reference range: always its text; low and high too when it reads as
 /// `low-high`, `<high`, `<=high`, `>low` or `>=low`.
-fn reference_range(
-    text: &str,
-    unit: Option<&Unit>,
-) -> Result<ObservationReferenceRange, ReportError> {
-    let mut b = ObservationReferenceRange::builder().text(text.to_owned());
+fn reference_range(text: &str, unit: Option<&Unit>) -> Value {
     let number = |s: &str| s.trim().parse::<f64>().ok().filter(|v| v.is_finite());
     let t = text.trim();
     let (low, high) = if let Some(rest) = t.strip_prefix("<=").or_else(|| t.strip_prefix('<')) {
@@ -216,13 +171,11 @@ fn reference_range(
             None => (None, None),
         }
     };
-    if let Some(low) = low {
-        b = b.low(quantity(low, None, unit)?);
-    }
-    if let Some(high) = high {
-        b = b.high(quantity(high, None, unit)?);
-    }
-    b.build().map_err(build_err("Observation.referenceRange"))
+    Element::new()
+        .some("low", low.map(|v| quantity(v, "", unit)))
+        .some("high", high.map(|v| quantity(v, "", unit)))
+        .set("text", text)
+        .build()
 }
 
 #[cfg(test)]
@@ -230,7 +183,7 @@ mod tests {
     use super::*;
 
     fn bounds(text: &str) -> (Option<f64>, Option<f64>) {
-        let range = serde_json::to_value(reference_range(text, None).unwrap()).unwrap();
+        let range = reference_range(text, None);
         (
             range["low"]["value"].as_f64(),
             range["high"]["value"].as_f64(),
@@ -250,11 +203,11 @@ mod tests {
 
     #[test]
     fn result_statuses_map_onto_observation_statuses() {
-        assert_eq!(observation_status("F"), ObservationStatus::Final);
-        assert_eq!(observation_status("C"), ObservationStatus::Corrected);
-        assert_eq!(observation_status("P"), ObservationStatus::Preliminary);
-        assert_eq!(observation_status("W"), ObservationStatus::EnteredInError);
-        assert_eq!(observation_status("X"), ObservationStatus::Cancelled);
-        assert_eq!(observation_status(""), ObservationStatus::Unknown);
+        assert_eq!(observation_status("F"), "final");
+        assert_eq!(observation_status("C"), "corrected");
+        assert_eq!(observation_status("P"), "preliminary");
+        assert_eq!(observation_status("W"), "entered-in-error");
+        assert_eq!(observation_status("X"), "cancelled");
+        assert_eq!(observation_status(""), "unknown");
     }
 }

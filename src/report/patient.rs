@@ -2,15 +2,9 @@
 //! and, for ADT messages, merged into the one it has (demographics replaced by the message's,
 //! identifiers added to).
 
-use fhir_sdk::r4b::codes::{
-    AddressType, AddressUse, AdministrativeGender, ContactPointSystem, ContactPointUse, NameUse,
-};
-use fhir_sdk::r4b::resources::{Patient, PatientDeceased};
-use fhir_sdk::r4b::types::{Address, ContactPoint, HumanName};
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
-use super::v2::{IdentifierSystems, identifier};
-use super::{ReportError, build_err, to_value};
+use super::v2::{Element, IdentifierSystems, identifier};
 use crate::domain::ResourceId;
 use crate::hl7::patient::PatientDraft;
 
@@ -31,145 +25,124 @@ pub fn patient_from_hl7(
     id: &ResourceId,
     draft: &PatientDraft,
     systems: IdentifierSystems<'_>,
-) -> Result<Value, ReportError> {
+) -> Value {
     let identifiers = draft
         .identifiers
         .iter()
-        .map(|i| identifier(&i.value, &i.authority, &i.type_code, systems).map(Some))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut b = Patient::builder()
-        .id(id.to_string())
-        .identifier(identifiers);
+        .map(|i| identifier(&i.value, &i.authority, &i.type_code, systems))
+        .collect();
     let names = draft
         .names
         .iter()
         .map(|n| {
-            let mut b =
-                HumanName::builder().given(n.given.iter().map(|g| Some(g.clone())).collect());
-            if !n.family.is_empty() {
-                b = b.family(n.family.clone());
-            }
-            if !n.prefix.is_empty() {
-                b = b.prefix(vec![Some(n.prefix.clone())]);
-            }
-            if !n.suffix.is_empty() {
-                b = b.suffix(vec![Some(n.suffix.clone())]);
-            }
             let name_use = match n.name_type.as_str() {
-                "L" => Some(NameUse::Official),
-                "D" => Some(NameUse::Usual),
-                "M" => Some(NameUse::Maiden),
-                "N" => Some(NameUse::Nickname),
-                "S" => Some(NameUse::Anonymous),
-                _ => None,
+                "L" => "official",
+                "D" => "usual",
+                "M" => "maiden",
+                "N" => "nickname",
+                "S" => "anonymous",
+                _ => "",
             };
-            if let Some(u) = name_use {
-                b = b.r#use(u);
-            }
-            b.build().map(Some).map_err(build_err("Patient.name"))
+            Element::new()
+                .text("use", name_use)
+                .text("family", &n.family)
+                .list("given", n.given.iter().map(|g| json!(g)).collect())
+                .list(
+                    "prefix",
+                    std::iter::once(&n.prefix)
+                        .filter(|p| !p.is_empty())
+                        .map(|p| json!(p))
+                        .collect(),
+                )
+                .list(
+                    "suffix",
+                    std::iter::once(&n.suffix)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| json!(s))
+                        .collect(),
+                )
+                .build()
         })
-        .collect::<Result<Vec<_>, _>>()?;
-    if !names.is_empty() {
-        b = b.name(names);
-    }
-    if let Some(g) = gender(&draft.sex) {
-        b = b.gender(g);
-    }
+        .collect();
     let addresses = draft
         .addresses
         .iter()
         .map(|a| {
-            let mut b = Address::builder().line(a.lines.iter().map(|l| Some(l.clone())).collect());
-            if !a.city.is_empty() {
-                b = b.city(a.city.clone());
-            }
-            if !a.state.is_empty() {
-                b = b.state(a.state.clone());
-            }
-            if !a.postal_code.is_empty() {
-                b = b.postal_code(a.postal_code.clone());
-            }
-            if !a.country.is_empty() {
-                b = b.country(a.country.clone());
-            }
-            match a.address_type.as_str() {
-                "H" => b = b.r#use(AddressUse::Home),
-                "B" | "O" => b = b.r#use(AddressUse::Work),
-                "C" => b = b.r#use(AddressUse::Temp),
-                "M" => b = b.r#type(AddressType::Postal),
-                _ => {}
-            }
-            b.build().map(Some).map_err(build_err("Patient.address"))
+            let (address_use, address_type) = match a.address_type.as_str() {
+                "H" => ("home", ""),
+                "B" | "O" => ("work", ""),
+                "C" => ("temp", ""),
+                "M" => ("", "postal"),
+                _ => ("", ""),
+            };
+            Element::new()
+                .text("use", address_use)
+                .text("type", address_type)
+                .list("line", a.lines.iter().map(|l| json!(l)).collect())
+                .text("city", &a.city)
+                .text("state", &a.state)
+                .text("postalCode", &a.postal_code)
+                .text("country", &a.country)
+                .build()
         })
-        .collect::<Result<Vec<_>, _>>()?;
-    if !addresses.is_empty() {
-        b = b.address(addresses);
-    }
+        .collect();
     let telecoms = draft
         .telecoms
         .iter()
         .map(|t| {
             let system = if t.email {
-                ContactPointSystem::Email
+                "email"
             } else if t.equipment.eq_ignore_ascii_case("FX") {
-                ContactPointSystem::Fax
+                "fax"
             } else if t.equipment.eq_ignore_ascii_case("BP") {
-                ContactPointSystem::Pager
+                "pager"
             } else {
-                ContactPointSystem::Phone
+                "phone"
             };
-            let mut b = ContactPoint::builder()
-                .system(system)
-                .value(t.value.clone());
             let contact_use = if t.equipment.eq_ignore_ascii_case("CP") {
-                Some(ContactPointUse::Mobile)
+                "mobile"
             } else {
                 match t.use_code.as_str() {
-                    "PRN" | "ORN" | "VHN" => Some(ContactPointUse::Home),
-                    "WPN" => Some(ContactPointUse::Work),
-                    _ => None,
+                    "PRN" | "ORN" | "VHN" => "home",
+                    "WPN" => "work",
+                    _ => "",
                 }
             };
-            if let Some(u) = contact_use {
-                b = b.r#use(u);
-            }
-            b.build().map(Some).map_err(build_err("Patient.telecom"))
+            Element::new()
+                .set("system", system)
+                .set("value", t.value.as_str())
+                .text("use", contact_use)
+                .build()
         })
-        .collect::<Result<Vec<_>, _>>()?;
-    if !telecoms.is_empty() {
-        b = b.telecom(telecoms);
-    }
-    match draft.death_indicator.as_str() {
-        _ if !draft.death_time.is_empty() => {}
-        "Y" => b = b.deceased(PatientDeceased::Boolean(true)),
-        "N" => b = b.deceased(PatientDeceased::Boolean(false)),
-        _ => {}
-    }
-    let patient = b.build().map_err(build_err("Patient"))?;
-    let mut value = to_value("Patient", &patient)?;
-    if let Some(object) = value.as_object_mut() {
-        // Dates as sent, at their precision (fhir-sdk's types would need them re-parsed).
-        if !draft.birth_date.is_empty() {
-            object.insert("birthDate".into(), Value::String(draft.birth_date.clone()));
-        }
-        if !draft.death_time.is_empty() {
-            object.insert(
-                "deceasedDateTime".into(),
-                Value::String(draft.death_time.clone()),
-            );
-        }
-    }
-    Ok(value)
+        .collect();
+    let deceased = match draft.death_indicator.as_str() {
+        _ if !draft.death_time.is_empty() => None,
+        "Y" => Some(Value::Bool(true)),
+        "N" => Some(Value::Bool(false)),
+        _ => None,
+    };
+    Element::resource("Patient")
+        .set("id", id.to_string())
+        .list("identifier", identifiers)
+        .list("name", names)
+        .text("gender", gender(&draft.sex))
+        // Dates as sent, at their precision.
+        .text("birthDate", &draft.birth_date)
+        .some("deceasedBoolean", deceased)
+        .text("deceasedDateTime", &draft.death_time)
+        .list("address", addresses)
+        .list("telecom", telecoms)
+        .build()
 }
 
 /// HL7 table 0001 as FHIR administrative gender.
-fn gender(sex: &str) -> Option<AdministrativeGender> {
+fn gender(sex: &str) -> &'static str {
     match sex {
-        "F" => Some(AdministrativeGender::Female),
-        "M" => Some(AdministrativeGender::Male),
-        "O" | "A" => Some(AdministrativeGender::Other),
-        "U" | "N" => Some(AdministrativeGender::Unknown),
-        _ => None,
+        "F" => "female",
+        "M" => "male",
+        "O" | "A" => "other",
+        "U" | "N" => "unknown",
+        _ => "",
     }
 }
 

@@ -1,9 +1,15 @@
 //! What the resources made from HL7 v2 messages share: v2 codes as CodeableConcepts (coding
 //! systems per table 0396), v2 identifiers with their assigning authorities, references.
+//!
+//! These resources are written as JSON directly rather than through fhir-sdk's builders: a
+//! feed files thousands of results a second, and building fhir-sdk's structs and converting
+//! them to JSON cost three times as much as the rest of reading and mapping a message. The
+//! element names and codes follow R4; every resource is checked by `fhir::validate_resource`
+//! before it is stored.
 
-use fhir_sdk::r4b::types::{Annotation, CodeableConcept, Coding, Identifier, Reference};
+use serde_json::{Map, Value, json};
 
-use super::{IDENTIFIER_TYPES, ReportError, build_err, coding};
+use super::IDENTIFIER_TYPES;
 use crate::domain::ResourceId;
 use crate::hl7::Hl7Code;
 use crate::hl7::codes::fhir_system;
@@ -23,38 +29,76 @@ impl IdentifierSystems<'_> {
     }
 }
 
+/// A JSON object being written: elements set only when they have a value.
+#[derive(Default)]
+pub struct Element(Map<String, Value>);
+
+impl Element {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn resource(resource_type: &str) -> Self {
+        let mut e = Self(Map::with_capacity(16));
+        e.0.insert("resourceType".into(), resource_type.into());
+        e
+    }
+
+    /// Sets `key` to `value`.
+    pub fn set(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.0.insert(key.to_owned(), value.into());
+        self
+    }
+
+    /// Sets `key` to the text when it is not empty.
+    pub fn text(self, key: &str, value: &str) -> Self {
+        if value.is_empty() {
+            self
+        } else {
+            self.set(key, value)
+        }
+    }
+
+    /// Sets `key` when there is a value.
+    pub fn some(self, key: &str, value: Option<Value>) -> Self {
+        match value {
+            Some(v) => self.set(key, v),
+            None => self,
+        }
+    }
+
+    /// Sets `key` to the array when it is not empty.
+    pub fn list(self, key: &str, values: Vec<Value>) -> Self {
+        if values.is_empty() {
+            self
+        } else {
+            self.set(key, Value::Array(values))
+        }
+    }
+
+    pub fn build(self) -> Value {
+        Value::Object(self.0)
+    }
+}
+
 /// A v2 coded element as a CodeableConcept: a coding (its system when the v2 coding system is
 /// one the service knows) and the text sent.
-pub fn codeable_concept(code: &Hl7Code) -> Result<CodeableConcept, ReportError> {
-    let mut b = CodeableConcept::builder();
+pub fn codeable_concept(code: &Hl7Code) -> Value {
+    let mut concept = Element::new();
     if !code.code.is_empty() {
-        let mut coding = Coding::builder().code(code.code.clone());
-        if let Some(system) = fhir_system(&code.system) {
-            coding = coding.system(system);
-        }
-        if !code.display.is_empty() {
-            coding = coding.display(code.display.clone());
-        }
-        b = b.coding(vec![Some(coding.build().map_err(build_err("Coding"))?)]);
+        let coding = Element::new()
+            .some("system", fhir_system(&code.system).map(Value::String))
+            .set("code", code.code.as_str())
+            .text("display", &code.display)
+            .build();
+        concept = concept.set("coding", json!([coding]));
     }
-    if !code.display.is_empty() {
-        b = b.text(code.display.clone());
-    }
-    b.build().map_err(build_err("CodeableConcept"))
+    concept.text("text", &code.display).build()
 }
 
 /// A CodeableConcept of one coding.
-pub fn concept(system: &str, code: &str, display: &str) -> Result<CodeableConcept, ReportError> {
-    let coding = Coding::builder()
-        .system(system.to_owned())
-        .code(code.to_owned())
-        .display(display.to_owned())
-        .build()
-        .map_err(build_err("Coding"))?;
-    CodeableConcept::builder()
-        .coding(vec![Some(coding)])
-        .build()
-        .map_err(build_err("CodeableConcept"))
+pub fn concept(system: &str, code: &str, display: &str) -> Value {
+    json!({"coding": [{"system": system, "code": code, "display": display}]})
 }
 
 /// An identifier assigned by `authority`, typed with a v2 table 0203 code when given. Without
@@ -64,50 +108,30 @@ pub fn identifier(
     authority: &Authority,
     type_code: &str,
     systems: IdentifierSystems<'_>,
-) -> Result<Identifier, ReportError> {
-    let mut b = Identifier::builder().value(value.to_owned());
+) -> Value {
+    let mut e = Element::new();
+    if !type_code.is_empty() {
+        e = e.set(
+            "type",
+            json!({"coding": [{"system": IDENTIFIER_TYPES, "code": type_code}]}),
+        );
+    }
     match systems.system(authority) {
-        Some(system) => b = b.system(system),
+        Some(system) => e = e.set("system", system),
         None if !authority.namespace.is_empty() => {
-            b = b.assigner(
-                Reference::builder()
-                    .display(authority.namespace.clone())
-                    .build()
-                    .map_err(build_err("Identifier.assigner"))?,
-            );
+            e = e.set("assigner", json!({"display": authority.namespace}));
         }
         None => {}
     }
-    if !type_code.is_empty() {
-        b = b.r#type(
-            CodeableConcept::builder()
-                .coding(vec![Some(coding(IDENTIFIER_TYPES, type_code)?)])
-                .build()
-                .map_err(build_err("Identifier.type"))?,
-        );
-    }
-    b.build().map_err(build_err("Identifier"))
+    e.set("value", value).build()
 }
 
-/// `Patient/{id}`.
-pub fn patient_reference(id: &ResourceId) -> Result<Reference, ReportError> {
-    Reference::builder()
-        .reference(format!("Patient/{id}"))
-        .build()
-        .map_err(build_err("Reference"))
+/// `{"reference": "Patient/{id}"}`.
+pub fn patient_reference(id: &ResourceId) -> Value {
+    json!({ "reference": format!("Patient/{id}") })
 }
 
 /// Free-text comments (NTE) as notes.
-pub fn annotations<'a>(
-    texts: impl Iterator<Item = &'a String>,
-) -> Result<Vec<Option<Annotation>>, ReportError> {
-    texts
-        .map(|text| {
-            Annotation::builder()
-                .text(text.clone())
-                .build()
-                .map(Some)
-                .map_err(build_err("Annotation"))
-        })
-        .collect()
+pub fn annotations<'a>(texts: impl Iterator<Item = &'a String>) -> Vec<Value> {
+    texts.map(|text| json!({ "text": text })).collect()
 }

@@ -9,7 +9,7 @@ use sqlx::{Any, Row, Transaction};
 use std::sync::Arc;
 
 use super::cache::ReadCache;
-use super::search::search_on;
+use super::search::{page_without_total, search_on};
 use super::{Store, StoreError};
 use crate::config::DatabaseBackend;
 use crate::domain::{Instant, ResourceId, ResourceType, VersionId};
@@ -192,6 +192,9 @@ impl Store {
     }
 }
 
+/// Index rows written per INSERT statement (7 parameters each; SQLite allows 32766).
+const INDEX_ROWS_PER_INSERT: usize = 100;
+
 /// A unit of writes that commits or rolls back as a whole (dropped without `commit`, it rolls
 /// back).
 pub struct StoreTransaction {
@@ -250,6 +253,15 @@ impl StoreTransaction {
         search_on(&mut self.tx, t, query).await
     }
 
+    /// One page of a search, without its total.
+    pub async fn search_page(
+        &mut self,
+        t: ResourceType,
+        query: &SearchQuery,
+    ) -> Result<Vec<StoredResource>, StoreError> {
+        page_without_total(&mut self.tx, t, query).await
+    }
+
     /// Writes a new version of `resource` under `id`. With `if_match`, the current version must
     /// be exactly that one. `id` and `meta.versionId`/`meta.lastUpdated` are set here.
     pub async fn write(
@@ -288,20 +300,39 @@ impl StoreTransaction {
             .bind(id.as_ref())
             .execute(&mut *self.tx)
             .await?;
-        for e in entries {
-            sqlx::query(
-                "INSERT INTO search_index (resource_type, id, param, system, value, start_ms, end_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(t.as_str())
-            .bind(id.as_ref())
-            .bind(e.param)
-            .bind(e.system)
-            .bind(e.value)
-            .bind(e.start_ms)
-            .bind(e.end_ms)
-            .execute(&mut *self.tx)
-            .await?;
+        // Index rows in multi-row INSERTs: one statement per resource rather than one per row.
+        for chunk in entries.chunks(INDEX_ROWS_PER_INSERT) {
+            let mut sql = String::from(
+                "INSERT INTO search_index (resource_type, id, param, system, value, start_ms, end_ms) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                let at = i * 7;
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                    at + 1,
+                    at + 2,
+                    at + 3,
+                    at + 4,
+                    at + 5,
+                    at + 6,
+                    at + 7
+                ));
+            }
+            let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for e in chunk {
+                insert = insert
+                    .bind(t.as_str())
+                    .bind(id.as_ref())
+                    .bind(e.param)
+                    .bind(e.system.clone())
+                    .bind(e.value.clone())
+                    .bind(e.start_ms)
+                    .bind(e.end_ms);
+            }
+            insert.execute(&mut *self.tx).await?;
         }
         Ok(StoredResource {
             resource_type: t,

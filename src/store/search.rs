@@ -67,16 +67,7 @@ pub(super) async fn search_on(
     t: ResourceType,
     query: &SearchQuery,
 ) -> Result<(Vec<StoredResource>, u64), StoreError> {
-    let mut filter = SqlBuilder::new();
-    filter
-        .push(" FROM resources r WHERE r.resource_type = ")
-        .text(t.as_str());
-    filter.push(" AND r.deleted = 0");
-    for f in &query.filters {
-        filter.push(" AND ");
-        push_filter(&mut filter, t, f);
-    }
-
+    let filter = filter_sql(t, query);
     let mut count = SqlBuilder {
         sql: format!("SELECT COUNT(*) AS n{}", filter.sql),
         binds: Vec::new(),
@@ -87,22 +78,50 @@ pub(super) async fn search_on(
     if query.count == 0 {
         return Ok((Vec::new(), total as u64));
     }
+    Ok((page_on(conn, t, query, filter).await?, total as u64))
+}
+
+/// One page of matches, without counting them all: for lookups that only need to know
+/// whether there is exactly one.
+pub(super) async fn page_without_total(
+    conn: &mut AnyConnection,
+    t: ResourceType,
+    query: &SearchQuery,
+) -> Result<Vec<StoredResource>, StoreError> {
+    page_on(conn, t, query, filter_sql(t, query)).await
+}
+
+fn filter_sql(t: ResourceType, query: &SearchQuery) -> SqlBuilder {
+    let mut filter = SqlBuilder::new();
+    filter
+        .push(" FROM resources r WHERE r.resource_type = ")
+        .text(t.as_str());
+    filter.push(" AND r.deleted = 0");
+    for f in &query.filters {
+        filter.push(" AND ");
+        push_filter(&mut filter, t, f);
+    }
+    filter
+}
+
+async fn page_on(
+    conn: &mut AnyConnection,
+    t: ResourceType,
+    query: &SearchQuery,
+    filter: SqlBuilder,
+) -> Result<Vec<StoredResource>, StoreError> {
     let mut page = SqlBuilder {
         sql: format!(
             "SELECT r.resource_type, r.id, r.version_id, r.last_updated_ms, r.deleted, r.content{}",
             filter.sql
         ),
-        binds: clone_binds(&filter.binds),
+        binds: filter.binds,
     };
     push_order(&mut page, query);
     page.push(" LIMIT ").int(i64::from(query.count));
     page.push(" OFFSET ").int(i64::from(query.offset));
     let rows = page.query().fetch_all(&mut *conn).await?;
-    let found = rows
-        .iter()
-        .map(|row| current_from_row(t, row))
-        .collect::<Result<_, _>>()?;
-    Ok((found, total as u64))
+    rows.iter().map(|row| current_from_row(t, row)).collect()
 }
 
 fn clone_binds(binds: &[Bind]) -> Vec<Bind> {

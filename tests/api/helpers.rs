@@ -110,20 +110,38 @@ pub async fn fresh_postgres_database() -> Option<String> {
     Some(url.to_string())
 }
 
+/// A directory of test data fetched by `scripts/fetch-test-data`, if present; missing, the
+/// caller skips unless `TEST_REQUIRE_DATA` is set.
+fn fetched_dir(relative: &str, what: &str) -> Option<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(".cache/test-data")
+        .join(relative);
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var_os("TEST_REQUIRE_DATA").is_none(),
+        "test data missing: run scripts/fetch-test-data"
+    );
+    eprintln!("skipping: run scripts/fetch-test-data for {what}");
+    None
+}
+
 /// The directory of the official R4 examples fetched by `scripts/fetch-test-data`, if present.
 pub fn r4_examples_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join(".cache/test-data/hl7.fhir.r4.examples-4.0.1/package");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        assert!(
-            std::env::var_os("TEST_REQUIRE_DATA").is_none(),
-            "test data missing: run scripts/fetch-test-data"
-        );
-        eprintln!("skipping: run scripts/fetch-test-data for the official R4 examples");
-        None
-    }
+    fetched_dir(
+        "hl7.fhir.r4.examples-4.0.1/package",
+        "the official R4 examples",
+    )
+}
+
+/// The HL7 v2 sample messages of npm simple-hl7 3.3.0, fetched by `scripts/fetch-test-data`,
+/// if present.
+pub fn hl7_samples_dir() -> Option<PathBuf> {
+    fetched_dir(
+        "simple-hl7-3.3.0/package/test/samples",
+        "the HL7 v2 samples",
+    )
 }
 
 /// The path of a file of pydicom's test corpus, fetched by `scripts/fetch-test-data`, if

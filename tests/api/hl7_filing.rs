@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{TestApp, hl7_samples_dir, spawn_app};
 use crate::hl7::{connect, exchange, segment};
 
 const ORU: &str = "MSH|^~\\&|LAB|HOSP|PROGNOSTICS|ONC|20240105083000||ORU^R01^ORU_R01|R1|P|2.5.1\r\
@@ -298,4 +298,34 @@ async fn questionable_content_is_filed_with_warnings_in_the_ack() {
     assert!(warnings.iter().all(|w| w[4] == "W"));
     assert_eq!(app.search("Observation").await["total"], 4);
     assert!(only_patient(&app).await.get("gender").is_none());
+}
+
+#[tokio::test]
+async fn published_sample_messages_are_filed_or_answered_with_their_fault() {
+    let Some(dir) = hl7_samples_dir() else {
+        return;
+    };
+    let app = spawn_app().await;
+    let send = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+    for name in ["adt.hl7", "orm.hl7", "oru.hl7"] {
+        let ack = post_hl7(&app, &send(name)).await;
+        assert_eq!(segment(&ack, "MSA")[1], "AA", "{name}: {ack}");
+    }
+    // The VAERS report's OBX 16 sends "01I" as a number (NM).
+    let ack = post_hl7(&app, &send("oru-imm.hl7")).await;
+    assert_eq!(segment(&ack, "MSA")[1], "AE", "{ack}");
+    assert_eq!(segment(&ack, "ERR")[2], "OBX^16^5");
+    // adt (MRN 0493575), orm (12001) and oru (94000000000) name three patients.
+    assert_eq!(app.search("Patient").await["total"], 3);
+    assert_eq!(app.search("ServiceRequest").await["total"], 1);
+    let lipids = app.search("Observation?_count=20").await;
+    assert_eq!(lipids["total"], 5);
+    let ldl = entries(&lipids)
+        .into_iter()
+        .find(|o| o["code"]["coding"][0]["code"] == "JLDL")
+        .unwrap();
+    assert_eq!(ldl["valueQuantity"]["value"], 134.0);
+    assert_eq!(ldl["valueQuantity"]["unit"], "mg/dL");
+    assert_eq!(ldl["interpretation"][0]["coding"][0]["code"], "H");
+    assert_eq!(ldl["referenceRange"][0]["high"]["value"], 100.0);
 }
