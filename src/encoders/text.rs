@@ -225,3 +225,110 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, EncoderEr
     let text = std::fs::read_to_string(path).map_err(|e| invalid(e.to_string()))?;
     serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_nn::VarMap;
+
+    const WORDS: &[&str] = &[
+        "[PAD]", "[UNK]", "[CLS]", "[SEP]", "no", "acute", "mass", "seen", "in", "the", "left",
+        "breast", ".", ",",
+    ];
+
+    /// A random 2-layer BERT and a WordPiece tokenizer over a few words; windows of 8 tokens.
+    fn tiny_encoder() -> TextEncoder {
+        let vocab: serde_json::Map<String, serde_json::Value> = WORDS
+            .iter()
+            .enumerate()
+            .map(|(i, w)| ((*w).to_owned(), serde_json::json!(i)))
+            .collect();
+        // A tokenizer.json of the same shape as the real model's.
+        let tokenizer = serde_json::json!({
+            "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+            "normalizer": {"type": "BertNormalizer", "clean_text": true,
+                           "handle_chinese_chars": true, "strip_accents": null, "lowercase": true},
+            "pre_tokenizer": {"type": "BertPreTokenizer"},
+            "post_processor": null, "decoder": null,
+            "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##",
+                      "max_input_chars_per_word": 100, "vocab": vocab}
+        });
+        let tokenizer = Tokenizer::from_bytes(tokenizer.to_string()).unwrap();
+        let config: Config = serde_json::from_value(serde_json::json!({
+            "vocab_size": WORDS.len(), "hidden_size": 16, "num_hidden_layers": 2,
+            "num_attention_heads": 2, "intermediate_size": 32, "hidden_act": "gelu",
+            "hidden_dropout_prob": 0.0, "max_position_embeddings": 16, "type_vocab_size": 2,
+            "initializer_range": 0.02, "layer_norm_eps": 1e-12, "pad_token_id": 0
+        }))
+        .unwrap();
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let file = |name: &str| manifest::PackagedFile {
+            file: name.into(),
+            package_path: name.into(),
+            sha256: String::new(),
+        };
+        let entry = TextModelEntry {
+            architecture: "bert".into(),
+            version: "tiny".into(),
+            package: String::new(),
+            package_sha256: String::new(),
+            max_tokens: 8,
+            embedding_size: 16,
+            licence: String::new(),
+            source: String::new(),
+            weights: file("model.safetensors"),
+            tokenizer: file("tokenizer.json"),
+            config: file("config.json"),
+        };
+        TextEncoder::new("tiny", entry, &config, vb, tokenizer, &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn texts_are_cut_into_windows_of_at_most_max_tokens() {
+        let encoder = tiny_encoder();
+        let six = encoder.windows(0, "No acute mass seen in the").unwrap();
+        assert_eq!(six.len(), 1);
+        assert_eq!(six[0].ids.len(), 8);
+        assert_eq!((six[0].ids[0], six[0].ids[7]), (encoder.cls, encoder.sep));
+        let seven = encoder
+            .windows(0, "No acute mass seen in the left")
+            .unwrap();
+        assert_eq!(
+            seven.iter().map(|w| w.ids.len()).collect::<Vec<_>>(),
+            [8, 3]
+        );
+        let empty = encoder.windows(0, "").unwrap();
+        assert_eq!(empty[0].ids, [encoder.cls, encoder.sep]);
+    }
+
+    #[test]
+    fn an_embedding_does_not_depend_on_what_it_is_batched_with() {
+        let encoder = tiny_encoder();
+        let texts = [
+            "No acute mass.",
+            "Mass seen in the left breast, no mass in the left breast, no acute mass.",
+            "",
+            "left",
+        ];
+        let together = encoder.embed(&texts).unwrap();
+        assert_eq!(together.len(), texts.len());
+        for (text, batched) in texts.iter().zip(&together) {
+            let alone = encoder.embed(&[text]).unwrap().remove(0);
+            assert_eq!(alone.len(), 16);
+            let norm: f32 = alone.iter().map(|x| x * x).sum::<f32>().sqrt();
+            assert!((norm - 1.0).abs() < 1e-5);
+            let gap = alone
+                .iter()
+                .zip(batched)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(
+                gap < 1e-5,
+                "{text:?}: padding changed the embedding by {gap}"
+            );
+        }
+        // The long text spans three windows and still gives one vector.
+        assert_eq!(encoder.windows(0, texts[1]).unwrap().len(), 3);
+    }
+}
