@@ -1,5 +1,6 @@
-//! Dynamic batching: one dedicated thread owns a loaded [`ImageEncoder`] and runs every forward
-//! pass; callers anywhere hand it preprocessed images and await their embeddings. The thread
+//! Dynamic batching: one dedicated thread owns a loaded model (an [`ImageEncoder`] or a
+//! [`TextEncoder`], see [`BatchModel`]) and runs every forward pass; callers anywhere hand it
+//! inputs (preprocessed images, texts) and await their embeddings. The thread
 //! takes the first waiting image, then keeps collecting until the batch is full or the oldest
 //! image has waited `max_wait`, so concurrent callers share forward passes while a lone caller
 //! pays at most `max_wait` of latency.
@@ -15,10 +16,76 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use candle_core::Tensor;
+use candle_core::{Device, Tensor};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
-use super::{EncoderError, ImageEncoder, ImageModelEntry};
+use super::{EncoderError, ImageEncoder, ImageModelEntry, TextEncoder, TextModelEntry};
+
+/// A model the batching thread can run: what one input is, how a batch of them is embedded.
+pub trait BatchModel: Send + 'static {
+    type Input: Send + 'static;
+    /// The model's manifest entry.
+    type Entry: Clone + std::fmt::Debug + Send + Sync + 'static;
+    fn entry(&self) -> &Self::Entry;
+    fn device(&self) -> &Device;
+    /// Refuses an input the model cannot take, before it is queued.
+    fn check(entry: &Self::Entry, input: &Self::Input) -> Result<(), EncoderError>;
+    /// One embedding per input, in order.
+    fn embed_batch(&self, inputs: Vec<Self::Input>) -> Result<Vec<Vec<f32>>, EncoderError>;
+}
+
+impl BatchModel for ImageEncoder {
+    /// One image, `3 × size × size`, preprocessed.
+    type Input = Vec<f32>;
+    type Entry = ImageModelEntry;
+
+    fn entry(&self) -> &ImageModelEntry {
+        &self.entry
+    }
+
+    fn device(&self) -> &Device {
+        ImageEncoder::device(self)
+    }
+
+    fn check(entry: &ImageModelEntry, input: &Vec<f32>) -> Result<(), EncoderError> {
+        let size = entry.input_size;
+        if input.len() == 3 * size * size {
+            Ok(())
+        } else {
+            Err(EncoderError::EmptyImage)
+        }
+    }
+
+    fn embed_batch(&self, inputs: Vec<Vec<f32>>) -> Result<Vec<Vec<f32>>, EncoderError> {
+        let size = self.entry.input_size;
+        let n = inputs.len();
+        let data: Vec<f32> = inputs.into_iter().flatten().collect();
+        let input = Tensor::from_vec(data, (n, 3, size, size), ImageEncoder::device(self))?;
+        self.embed_input(&input)
+    }
+}
+
+impl BatchModel for TextEncoder {
+    type Input = String;
+    type Entry = TextModelEntry;
+
+    fn entry(&self) -> &TextModelEntry {
+        &self.entry
+    }
+
+    fn device(&self) -> &Device {
+        TextEncoder::device(self)
+    }
+
+    fn check(_: &TextModelEntry, _: &String) -> Result<(), EncoderError> {
+        Ok(())
+    }
+
+    fn embed_batch(&self, inputs: Vec<String>) -> Result<Vec<Vec<f32>>, EncoderError> {
+        let texts: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        self.embed(&texts)
+    }
+}
 
 /// How the batching thread groups work.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,9 +107,8 @@ pub enum Admission {
     Wait,
 }
 
-struct Job {
-    /// One image, `3 × size × size`, preprocessed.
-    input: Vec<f32>,
+struct Job<I> {
+    input: I,
     reply: oneshot::Sender<Result<Vec<f32>, Arc<EncoderError>>>,
     /// Held while queued; released when the job is taken into a batch.
     _permit: OwnedSemaphorePermit,
@@ -50,16 +116,45 @@ struct Job {
 
 /// A handle on the batching thread; cheap to clone. The thread stops when the last handle is
 /// dropped.
-#[derive(Clone, Debug)]
-pub struct BatchedEncoder {
+pub struct Batched<M: BatchModel> {
     name: Arc<str>,
-    entry: Arc<ImageModelEntry>,
+    entry: Arc<M::Entry>,
     device: Arc<str>,
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<Job<M::Input>>,
     room: Arc<Semaphore>,
     queue_capacity: usize,
     max_batch_size: usize,
     stats: Arc<BatchStats>,
+}
+
+/// The image encoder behind its batching thread.
+pub type BatchedEncoder = Batched<ImageEncoder>;
+/// The text encoder behind its batching thread.
+pub type BatchedTextEncoder = Batched<TextEncoder>;
+
+impl<M: BatchModel> Clone for Batched<M> {
+    fn clone(&self) -> Self {
+        Self {
+            name: self.name.clone(),
+            entry: self.entry.clone(),
+            device: self.device.clone(),
+            jobs: self.jobs.clone(),
+            room: self.room.clone(),
+            queue_capacity: self.queue_capacity,
+            max_batch_size: self.max_batch_size,
+            stats: self.stats.clone(),
+        }
+    }
+}
+
+impl<M: BatchModel> std::fmt::Debug for Batched<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batched")
+            .field("name", &self.name)
+            .field("entry", &self.entry)
+            .field("device", &self.device)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Counters of the batching thread's work since it started.
@@ -73,23 +168,11 @@ pub struct BatchStats {
     pub abandoned: AtomicU64,
 }
 
-impl std::fmt::Debug for Job {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Job")
-            .field("len", &self.input.len())
-            .finish()
-    }
-}
-
-impl BatchedEncoder {
+impl<M: BatchModel> Batched<M> {
     /// Moves `encoder` (named `name` in the manifest) onto a new inference thread.
-    pub fn spawn(
-        name: &str,
-        encoder: ImageEncoder,
-        settings: BatchSettings,
-    ) -> std::io::Result<Self> {
-        let (jobs, queue) = mpsc::channel::<Job>();
-        let entry = Arc::new(encoder.entry.clone());
+    pub fn spawn(name: &str, encoder: M, settings: BatchSettings) -> std::io::Result<Self> {
+        let (jobs, queue) = mpsc::channel::<Job<M::Input>>();
+        let entry = Arc::new(encoder.entry().clone());
         let device = Arc::from(super::device_name(encoder.device()));
         let settings = BatchSettings {
             max_batch_size: settings.max_batch_size.max(1),
@@ -122,7 +205,7 @@ impl BatchedEncoder {
         &self.name
     }
 
-    pub fn entry(&self) -> &ImageModelEntry {
+    pub fn entry(&self) -> &M::Entry {
         &self.entry
     }
 
@@ -135,21 +218,20 @@ impl BatchedEncoder {
         self.max_batch_size
     }
 
-    /// Images queued and not yet taken into a batch.
+    /// Inputs queued and not yet taken into a batch.
     pub fn queued(&self) -> usize {
         self.queue_capacity - self.room.available_permits()
     }
 
-    /// Embeds preprocessed images (each `3 × size × size`), in order. With
-    /// [`Admission::Reject`], either every image is queued or none is.
+    /// Embeds inputs (preprocessed images, each `3 × size × size`; texts), in order. With
+    /// [`Admission::Reject`], either every input is queued or none is.
     pub async fn embed(
         &self,
-        inputs: Vec<Vec<f32>>,
+        inputs: Vec<M::Input>,
         admission: Admission,
     ) -> Result<Vec<Vec<f32>>, EncoderError> {
-        let size = self.entry.input_size;
-        if inputs.iter().any(|i| i.len() != 3 * size * size) {
-            return Err(EncoderError::EmptyImage);
+        for input in &inputs {
+            M::check(&self.entry, input)?;
         }
         let count = u32::try_from(inputs.len()).map_err(|_| EncoderError::QueueFull)?;
         let mut permits = match admission {
@@ -202,14 +284,13 @@ impl BatchedEncoder {
     }
 }
 
-/// The inference thread's loop: gather a batch, drop abandoned images, run, answer.
-fn run_batches(
-    encoder: &ImageEncoder,
-    queue: &mpsc::Receiver<Job>,
+/// The inference thread's loop: gather a batch, drop abandoned inputs, run, answer.
+fn run_batches<M: BatchModel>(
+    encoder: &M,
+    queue: &mpsc::Receiver<Job<M::Input>>,
     settings: BatchSettings,
     stats: &BatchStats,
 ) {
-    let size = encoder.entry.input_size;
     while let Ok(first) = queue.recv() {
         let deadline = Instant::now() + settings.max_wait;
         let mut batch = vec![first];
@@ -230,15 +311,13 @@ fn run_batches(
         }
         let started = Instant::now();
         let n = batch.len();
-        let mut data = Vec::with_capacity(n * 3 * size * size);
+        let mut inputs = Vec::with_capacity(n);
         let mut replies = Vec::with_capacity(n);
         for job in batch {
-            data.extend_from_slice(&job.input);
+            inputs.push(job.input);
             replies.push(job.reply);
         }
-        let result = Tensor::from_vec(data, (n, 3, size, size), encoder.device())
-            .map_err(EncoderError::from)
-            .and_then(|input| encoder.embed_input(&input));
+        let result = encoder.embed_batch(inputs);
         stats.batches.fetch_add(1, Ordering::Relaxed);
         stats.images.fetch_add(n as u64, Ordering::Relaxed);
         match result {

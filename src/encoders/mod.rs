@@ -21,7 +21,9 @@ use std::path::PathBuf;
 
 use candle_core::{Device, Tensor};
 
-pub use batcher::{Admission, BatchSettings, BatchedEncoder};
+pub use batcher::{
+    Admission, BatchModel, BatchSettings, Batched, BatchedEncoder, BatchedTextEncoder,
+};
 pub use efficientnet::{EfficientNet, EfficientNetConfig, random_state_dict};
 pub use fetch::{fetch_text_model, fetch_weights};
 pub use manifest::{ImageModelEntry, ModelManifest, Normalisation, PackagedFile, TextModelEntry};

@@ -126,6 +126,10 @@ impl TextEncoder {
         })
     }
 
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
     /// The tokens of `text` cut into windows of at most `max_tokens`.
     fn windows(&self, index: usize, text: &str) -> Result<Vec<Window>, EncoderError> {
         let encoding = self
@@ -330,5 +334,49 @@ mod tests {
         }
         // The long text spans three windows and still gives one vector.
         assert_eq!(encoder.windows(0, texts[1]).unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn texts_are_batched_on_the_inference_thread_like_images() {
+        use crate::encoders::{Admission, BatchSettings, Batched};
+        let encoder = tiny_encoder();
+        let direct = encoder.embed(&["no acute mass", "left breast"]).unwrap();
+        let batched = Batched::spawn(
+            "tiny",
+            encoder,
+            BatchSettings {
+                max_batch_size: 8,
+                max_wait: std::time::Duration::from_millis(200),
+                queue_capacity: 8,
+            },
+        )
+        .unwrap();
+        let calls = ["no acute mass", "left breast"].map(|text| {
+            let batched = batched.clone();
+            async move {
+                batched
+                    .embed(vec![text.to_owned()], Admission::Reject)
+                    .await
+                    .unwrap()
+                    .remove(0)
+            }
+        });
+        let answers = futures_util::future::join_all(calls).await;
+        assert_eq!(
+            batched
+                .stats()
+                .batches
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1,
+            "two concurrent callers share one pass"
+        );
+        for (answer, expected) in answers.iter().zip(&direct) {
+            let gap = answer
+                .iter()
+                .zip(expected)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(gap < 1e-5);
+        }
     }
 }
