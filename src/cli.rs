@@ -37,6 +37,10 @@ pub enum Command {
     /// Store DICOM files (and every file under the folders given) as STOW-RS and C-STORE
     /// would, then exit. Files that are not DICOM instances are skipped.
     Import(ImportArgs),
+    /// Pull what the EHR's FHIR server (`ehr.base_url`) holds about a patient and show it:
+    /// labs, vital signs, tumour markers, variants, conditions, notes, imaging studies, and
+    /// whatever could not be had.
+    Pull(PullArgs),
     /// Compute embeddings and print them as JSON, one object per line.
     #[command(subcommand)]
     Embed(EmbedCommand),
@@ -77,6 +81,19 @@ pub struct EmbedImageArgs {
     /// Folder holding manifest.toml and weights/ [default: ./models]
     #[arg(long, value_name = "DIR", default_value = "models")]
     pub models_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// The Patient's id on the EHR's FHIR server.
+    #[arg(value_name = "PATIENT_ID")]
+    pub patient_id: String,
+    /// FHIR base URL of the EHR [default: the `ehr.base_url` setting]
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+    /// Print everything gathered as one JSON object instead of a summary.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

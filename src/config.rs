@@ -23,6 +23,7 @@ pub struct Settings {
     pub fhir: FhirSettings,
     pub dicom: DicomSettings,
     pub hl7: Hl7Settings,
+    pub ehr: EhrSettings,
     pub inference: InferenceSettings,
     pub log: LogSettings,
 }
@@ -139,6 +140,37 @@ impl Hl7Settings {
         chrono::FixedOffset::east_opt(sign * (hours * 3600 + minutes * 60))
             .map(Some)
             .ok_or_else(invalid)
+    }
+}
+
+/// The EHR's FHIR server, where patient data is pulled from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EhrSettings {
+    /// FHIR R4 base URL, e.g. `https://ehr.example.org/fhir/R4`; none: no pulling.
+    pub base_url: Option<String>,
+    /// Bearer token sent with every request (also `PROGNOSTICS_EHR__BEARER_TOKEN`).
+    pub bearer_token: Option<SecretString>,
+    /// Seconds to wait for one answer.
+    pub timeout_secs: u64,
+    /// Retries of a request answered 429 or 5xx, or not answered.
+    pub retries: u32,
+    /// First wait before a retry, in milliseconds; doubled for each further one.
+    pub backoff_ms: u64,
+    /// Most pages followed for one search.
+    pub max_pages: usize,
+}
+
+impl Default for EhrSettings {
+    fn default() -> Self {
+        Self {
+            base_url: None,
+            bearer_token: None,
+            timeout_secs: 30,
+            retries: 3,
+            backoff_ms: 500,
+            max_pages: 100,
+        }
     }
 }
 

@@ -19,6 +19,7 @@ pub mod telemetry;
 pub mod api;
 pub mod dimse;
 pub mod domain;
+pub mod ehr;
 pub mod encoders;
 pub mod fhir;
 pub mod hl7;

@@ -14,6 +14,7 @@ const OWNERS: &[(&str, &[&str])] = &[
     ("indicatif", &["src/import.rs"]),
     ("candle", &["src/encoders/", "src/fusion/"]),
     ("tokenizers::", &["src/encoders/"]),
+    ("reqwest::", &["src/ehr/", "src/encoders/fetch.rs"]),
     ("fhir_sdk::r4b::resources", &["src/report/", "src/fhir/"]),
     ("builder()", &["src/report/"]),
 ];

@@ -8,6 +8,7 @@ mod crud;
 mod dicomweb;
 mod dimse;
 mod docs;
+mod ehr;
 mod embed;
 mod embeddings;
 mod examples;

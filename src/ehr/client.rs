@@ -1,0 +1,184 @@
+//! A FHIR R4 client for the EHR's server: reads and searches with `application/fhir+json`,
+//! every page of a search followed through its `next` links, a time limit per request, and
+//! retries with exponential backoff (honouring `Retry-After`) on 429 and 5xx answers and on
+//! connection failures. fhir-sdk's own client announces `fhirVersion=4.3` in its media type,
+//! which an R4 server may refuse; this one speaks R4 and keeps resources as JSON.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+
+use super::EhrError;
+
+const FHIR_JSON: &str = "application/fhir+json";
+
+/// How to reach the EHR.
+#[derive(Clone, Debug)]
+pub struct ClientSettings {
+    /// The FHIR base URL (`https://ehr.example.org/fhir/R4`).
+    pub base_url: String,
+    /// A bearer token sent with every request, when the EHR wants one.
+    pub bearer_token: Option<SecretString>,
+    /// Longest wait for one answer.
+    pub timeout: Duration,
+    /// Attempts per request after the first, for 429, 5xx and connection failures.
+    pub retries: u32,
+    /// First backoff; doubled on each retry.
+    pub backoff: Duration,
+    /// Most pages followed for one search.
+    pub max_pages: usize,
+}
+
+/// A FHIR client; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct FhirClient {
+    http: reqwest::Client,
+    settings: ClientSettings,
+}
+
+impl FhirClient {
+    pub fn new(settings: ClientSettings) -> Result<Self, EhrError> {
+        let http = reqwest::ClientBuilder::new()
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("prognostics/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| EhrError::Client(e.to_string()))?;
+        Ok(Self { http, settings })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/{}", self.settings.base_url.trim_end_matches('/'), path)
+    }
+
+    /// `GET {base}/{type}/{id}`.
+    pub async fn read(&self, resource_type: &str, id: &str) -> Result<Value, EhrError> {
+        self.get(&self.url(&format!("{resource_type}/{id}"))).await
+    }
+
+    /// Every match of a search, page after page.
+    pub async fn search_all(
+        &self,
+        resource_type: &str,
+        params: &[(&str, &str)],
+    ) -> Result<Vec<Value>, EhrError> {
+        let mut url = reqwest::Url::parse_with_params(&self.url(resource_type), params)
+            .map_err(|e| EhrError::Client(e.to_string()))?
+            .to_string();
+        let mut found = Vec::new();
+        for _ in 0..self.settings.max_pages {
+            let bundle = self.get(&url).await?;
+            if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
+                return Err(EhrError::Malformed {
+                    url,
+                    reason: "a search did not answer with a Bundle".into(),
+                });
+            }
+            for entry in bundle
+                .get("entry")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                // Search results only: `include`d resources and OperationOutcomes are not matches.
+                let mode = entry.pointer("/search/mode").and_then(Value::as_str);
+                if let Some(resource) = entry.get("resource")
+                    && resource.get("resourceType").and_then(Value::as_str) == Some(resource_type)
+                    && mode.is_none_or(|m| m == "match")
+                {
+                    found.push(resource.clone());
+                }
+            }
+            let next = bundle
+                .get("link")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .find(|l| l.get("relation").and_then(Value::as_str) == Some("next"))
+                .and_then(|l| l.get("url").and_then(Value::as_str));
+            match next {
+                Some(next) => url = next.to_owned(),
+                None => return Ok(found),
+            }
+        }
+        Err(EhrError::TooManyPages {
+            resource_type: resource_type.to_owned(),
+            pages: self.settings.max_pages,
+        })
+    }
+
+    /// One GET, retried as the settings say.
+    async fn get(&self, url: &str) -> Result<Value, EhrError> {
+        let mut attempt = 0;
+        loop {
+            let mut request = self
+                .http
+                .get(url)
+                .header(reqwest::header::ACCEPT, FHIR_JSON);
+            if let Some(token) = &self.settings.bearer_token {
+                request = request.bearer_auth(token.expose_secret());
+            }
+            let outcome = request.send().await;
+            let retry_after = match &outcome {
+                Ok(response)
+                    if response.status() == StatusCode::TOO_MANY_REQUESTS
+                        || response.status().is_server_error() =>
+                {
+                    Some(
+                        response
+                            .headers()
+                            .get(reqwest::header::RETRY_AFTER)
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.trim().parse::<u64>().ok())
+                            .map(Duration::from_secs),
+                    )
+                }
+                Err(e) if e.is_timeout() || e.is_connect() || e.is_request() => Some(None),
+                _ => None,
+            };
+            if let Some(after) = retry_after
+                && attempt < self.settings.retries
+            {
+                let backoff = self.settings.backoff * 2u32.pow(attempt);
+                let wait = after.unwrap_or(backoff).min(Duration::from_secs(30));
+                tracing::warn!(
+                    attempt = attempt + 1,
+                    wait_ms = wait.as_millis() as u64,
+                    "EHR request retried"
+                );
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+                continue;
+            }
+            let response = outcome.map_err(|e| {
+                if e.is_timeout() {
+                    EhrError::Timeout {
+                        url: url.to_owned(),
+                    }
+                } else {
+                    EhrError::Unreachable {
+                        url: url.to_owned(),
+                        reason: crate::error::error_chain(&e),
+                    }
+                }
+            })?;
+            let status = response.status();
+            if !status.is_success() {
+                return Err(EhrError::Status {
+                    url: url.to_owned(),
+                    status: status.as_u16(),
+                });
+            }
+            let bytes = response.bytes().await.map_err(|e| EhrError::Unreachable {
+                url: url.to_owned(),
+                reason: crate::error::error_chain(&e),
+            })?;
+            return serde_json::from_slice(&bytes).map_err(|e| EhrError::Malformed {
+                url: url.to_owned(),
+                reason: format!("not JSON: {e}"),
+            });
+        }
+    }
+}

