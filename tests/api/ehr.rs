@@ -75,15 +75,20 @@ fn client(base_url: &str) -> FhirClient {
     .unwrap()
 }
 
+/// The FHIR test server (kept running while the first value lives) and a client of it.
+async fn fhir_server_and_client() -> Option<(FhirServer, FhirClient)> {
+    let server = tokio::task::spawn_blocking(start_fhir_server)
+        .await
+        .unwrap()?;
+    let client = client(&server.base_url);
+    Some((server, client))
+}
+
 #[tokio::test]
 async fn an_mcode_patient_is_pulled_from_a_real_fhir_server() {
-    let Some(server) = tokio::task::spawn_blocking(start_fhir_server)
-        .await
-        .unwrap()
-    else {
+    let Some((_server, client)) = fhir_server_and_client().await else {
         return;
     };
-    let client = client(&server.base_url);
     let record = pull_patient(&client, "cancer-patient-john-anyperson")
         .await
         .unwrap();
@@ -122,13 +127,9 @@ async fn an_mcode_patient_is_pulled_from_a_real_fhir_server() {
 
 #[tokio::test]
 async fn searches_follow_next_links_through_every_page() {
-    let Some(server) = tokio::task::spawn_blocking(start_fhir_server)
-        .await
-        .unwrap()
-    else {
+    let Some((_server, client)) = fhir_server_and_client().await else {
         return;
     };
-    let client = client(&server.base_url);
     let one_page = client
         .search_all("Observation", &[("_count", "1000")])
         .await
