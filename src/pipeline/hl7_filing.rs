@@ -111,8 +111,10 @@ async fn patient_for(
     }
 }
 
-/// Writes `resource` as a new version of the resource of the patient's carrying its first
-/// identifier, or as a new resource.
+/// Writes `resource` as a new version of the patient's resource that carries one of its
+/// identifiers (tried in order: for an order, the placer number, then the filler number, then
+/// the accession number, so that a cancel naming only the filler still finds its order), or
+/// as a new resource.
 async fn file_by_identifier(
     tx: &mut StoreTransaction,
     t: ResourceType,
@@ -120,19 +122,24 @@ async fn file_by_identifier(
     resource: Value,
 ) -> Result<(), PipelineError> {
     let mut resource = object(resource);
-    let key = resource.get("identifier").and_then(|i| i.get(0)).map(|i| {
-        (
-            i.get("system").and_then(Value::as_str).map(str::to_owned),
-            i.get("value")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned(),
-        )
-    });
-    let existing = match &key {
-        Some((system, value)) => find_for_patient(tx, t, patient, system.as_deref(), value).await?,
-        None => None,
-    };
+    let keys: Vec<(Option<String>, String)> = resource
+        .get("identifier")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|i| {
+            let value = i.get("value").and_then(Value::as_str)?;
+            let system = i.get("system").and_then(Value::as_str).map(str::to_owned);
+            Some((system, value.to_owned()))
+        })
+        .collect();
+    let mut existing = None;
+    for (system, value) in &keys {
+        existing = find_for_patient(tx, t, patient, system.as_deref(), value).await?;
+        if existing.is_some() {
+            break;
+        }
+    }
     let id = existing.map(|e| e.id).unwrap_or_else(ResourceId::generate);
     resource.insert("id".into(), Value::String(id.to_string()));
     validate_resource(&resource, Some(t))?;

@@ -227,6 +227,23 @@ OBR|1|PL900^RIS||24627-2^CT Chest^LN\r";
     let bundle = app.search("ServiceRequest?identifier=PL900").await;
     assert_eq!(bundle["total"], 1);
     assert_eq!(entries(&bundle)[0]["status"], "revoked");
+
+    // An order first known by its filler number alone, later sent with a placer number too:
+    // still one order.
+    let by_filler = "MSH|^~\\&|RIS|HOSP|PROGNOSTICS|ONC|20240105100000||ORM^O01|O3|P|2.3\r\
+PID|1||MRN123^^^HOSP^MR\r\
+ORC|NW||FL7^PACS||IP\r\
+OBR|1||FL7^PACS|24627-2^CT Chest^LN\r";
+    post_hl7(&app, by_filler).await;
+    let with_placer = "MSH|^~\\&|RIS|HOSP|PROGNOSTICS|ONC|20240105110000||ORM^O01|O4|P|2.3\r\
+PID|1||MRN123^^^HOSP^MR\r\
+ORC|SC|PL7^RIS|FL7^PACS||HD\r";
+    let ack = post_hl7(&app, with_placer).await;
+    assert_eq!(segment(&ack, "MSA")[1], "AA", "{ack}");
+    let fl7 = app.search("ServiceRequest?identifier=FL7").await;
+    assert_eq!(fl7["total"], 1, "one order, however it is named");
+    assert_eq!(entries(&fl7)[0]["status"], "on-hold");
+    assert_eq!(app.search("ServiceRequest").await["total"], 2);
 }
 
 #[tokio::test]
