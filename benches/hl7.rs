@@ -20,7 +20,7 @@ use prognostics::config::Settings;
 use prognostics::domain::ResourceId;
 use prognostics::hl7::content::{DateContext, read_content};
 use prognostics::hl7::datetime::SiteZone;
-use prognostics::hl7::message::{message_kind, read_message};
+use prognostics::hl7::message::read_message;
 use prognostics::report::{
     IdentifierSystems, ResultContext, observation_from_hl7, patient_from_hl7,
     service_request_from_hl7,
@@ -33,8 +33,7 @@ fn parse_and_map(bytes: &[u8], dates: &DateContext, systems: IdentifierSystems<'
     let Ok(message) = read_message(bytes) else {
         return 0;
     };
-    let kind = message_kind(&message.header);
-    let Ok(content) = read_content(&message.text, &kind, dates) else {
+    let Ok(content) = read_content(&message, dates) else {
         return 0;
     };
     let subject = ResourceId::generate();

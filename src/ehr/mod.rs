@@ -18,12 +18,22 @@ pub enum EhrError {
     Timeout { url: String },
     #[error("the EHR could not be reached at {url}: {reason}")]
     Unreachable { url: String, reason: String },
-    #[error("the EHR answered {url} with HTTP {status}")]
+    #[error("the EHR answered {url} with HTTP {status}{}", hint(*status))]
     Status { url: String, status: u16 },
     #[error("the EHR's answer to {url} is not usable: {reason}")]
     Malformed { url: String, reason: String },
     #[error("a search for {resource_type} ran past {pages} pages")]
     TooManyPages { resource_type: String, pages: usize },
+}
+
+/// What to do about an EHR's refusal, where the status says.
+fn hint(status: u16) -> &'static str {
+    match status {
+        401 => ": it wants credentials (set ehr.bearer_token)",
+        403 => ": the credentials sent may not read this (check the token's scopes)",
+        404 => ": no such resource on that server (check the id and ehr.base_url)",
+        _ => "",
+    }
 }
 
 impl EhrError {

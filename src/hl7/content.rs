@@ -5,9 +5,10 @@
 use chrono::{DateTime, Utc};
 use hl7_parser::message::Separators;
 
-use super::ack::{ErrorCondition, ErrorLocation, MessageProblem};
+use super::ack::{ErrorCondition, ErrorLocation, Header, MessageProblem};
 use super::datetime::{NotADateTime, SiteZone, earliest_instant, to_fhir_datetime};
 use super::fields::SegmentReader;
+use super::message::{ReceivedMessage, message_kind};
 use super::order::{OrderDraft, read_orders};
 use super::oru::{ObservationDraft, read_observations};
 use super::patient::{PatientDraft, read_patient};
@@ -70,13 +71,14 @@ pub struct MessageContent {
     pub warnings: Vec<MessageProblem>,
 }
 
-/// Reads a message of type `kind` (`ORU^R01` …) whose text has CR between segments.
+/// Reads the content of a message `read_message` accepted, by its type (MSH-9).
 pub fn read_content(
-    text: &str,
-    kind: &str,
+    message: &ReceivedMessage,
     dates: &DateContext,
 ) -> Result<MessageContent, MessageProblem> {
-    let separators = separators(text);
+    let text = message.text.as_str();
+    let kind = message_kind(&message.header);
+    let separators = separators(&message.header);
     let mut seen: Vec<(&str, usize)> = Vec::new();
     let segments: Vec<SegmentReader<'_>> = text
         .split('\r')
@@ -150,15 +152,13 @@ fn birth_date(
     Ok(value.split('T').next().unwrap_or_default().to_owned())
 }
 
-/// The separators MSH-1 and MSH-2 declare (`|^~\\&` when it cannot tell).
-fn separators(text: &str) -> Separators {
-    let mut separators = Separators::default();
-    let mut chars = text.chars().skip(3);
-    if let Some(field) = chars.next() {
-        separators.field = field;
-    }
-    let encoding: Vec<char> = chars.take_while(|&c| c != separators.field).collect();
-    for (i, c) in encoding.into_iter().enumerate() {
+/// The separators the header declares (MSH-1 and MSH-2, already checked by `read_message`).
+fn separators(header: &Header) -> Separators {
+    let mut separators = Separators {
+        field: header.field_separator,
+        ..Separators::default()
+    };
+    for (i, c) in header.encoding_characters.chars().enumerate() {
         match i {
             0 => separators.component = c,
             1 => separators.repetition = c,

@@ -379,7 +379,8 @@ OBX|6|TS|21612-7^Date^LN||20231224\r";
     }
 
     fn read(text: &str) -> Result<ReadObservations, MessageProblem> {
-        read_content(text, "ORU^R01", &dates()).map(|c| ReadObservations {
+        let message = crate::hl7::message::read_message(text.as_bytes()).unwrap();
+        read_content(&message, &dates()).map(|c| ReadObservations {
             observations: c.observations,
             warnings: c.warnings,
         })

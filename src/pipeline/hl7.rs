@@ -105,7 +105,7 @@ impl Pipeline {
             zone: self.hl7.zone,
             now: chrono::Utc::now(),
         };
-        let content = read_content(&message.text, &kind, &dates);
+        let content = read_content(&message, &dates);
         let sender = format!("{}|{}", header.sending_application, header.sending_facility);
         let record = NewHl7Message {
             sender: &sender,

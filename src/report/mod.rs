@@ -1,9 +1,11 @@
-//! The FHIR resources this service emits: OperationOutcome (through fhir-sdk's builders), the
-//! CapabilityStatement, and Bundles (searchset, history, transaction and batch responses).
+//! The FHIR resources this service emits: OperationOutcome and ImagingStudy (through fhir-sdk's
+//! builders), the CapabilityStatement, Bundles (searchset, history, transaction and batch
+//! responses), and the Patient, Observation and ServiceRequest resources HL7 v2 messages become.
 //! Bundles embed stored resources as they are, as raw JSON, rather than through fhir-sdk's
 //! `Bundle` model: going through the model would parse and re-serialise every resource of every
-//! page and compile the generic `Resource` enum's deserialiser into the service. Imports
-//! `domain`, `fhir` and `error`; computes nothing clinical.
+//! page and compile the generic `Resource` enum's deserialiser into the service. The HL7-made
+//! resources are written as JSON too, for speed (see `v2`). Imports `domain`, `fhir`, `hl7`
+//! (the content read from messages) and `error`; computes nothing clinical.
 
 mod bundle;
 mod capability;
