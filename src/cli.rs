@@ -41,6 +41,13 @@ pub enum Command {
     /// labs, vital signs, tumour markers, variants, conditions, notes, imaging studies, and
     /// whatever could not be had.
     Pull(PullArgs),
+    /// Build the features a model's input spec declares for a patient pulled from the EHR, and
+    /// say which could not be filled and why. Notes are embedded with the spec's text encoder
+    /// (fetched when missing); imaging comes from a study already received and embedded here.
+    Features(FeaturesArgs),
+    /// Print the public key of `ehr.smart.private_key_file` as a JWK Set, with its `kid` and
+    /// algorithm: what to register with the EHR for SMART Backend Services.
+    EhrJwks,
     /// Compute embeddings and print them as JSON, one object per line.
     #[command(subcommand)]
     Embed(EmbedCommand),
@@ -92,6 +99,28 @@ pub struct PullArgs {
     #[arg(long, value_name = "URL")]
     pub base_url: Option<String>,
     /// Print everything gathered as one JSON object instead of a summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct FeaturesArgs {
+    /// The Patient's id on the EHR's FHIR server.
+    #[arg(value_name = "PATIENT_ID")]
+    pub patient_id: String,
+    /// The model's input spec (TOML: [clinical], [[labs]], [genomics], [notes], [imaging]).
+    #[arg(long, value_name = "FILE")]
+    pub spec: PathBuf,
+    /// Build the features as of this moment (RFC 3339) [default: now]
+    #[arg(long, value_name = "DATETIME")]
+    pub as_of: Option<chrono::DateTime<chrono::Utc>>,
+    /// Study Instance UID of a study received by this service, for the imaging features.
+    #[arg(long, value_name = "UID")]
+    pub study: Option<String>,
+    /// FHIR base URL of the EHR [default: the `ehr.base_url` setting]
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+    /// Print the whole feature set (values, masks, sources, what was not filled) as JSON.
     #[arg(long)]
     pub json: bool,
 }

@@ -151,6 +151,8 @@ pub struct EhrSettings {
     pub base_url: Option<String>,
     /// Bearer token sent with every request (also `PROGNOSTICS_EHR__BEARER_TOKEN`).
     pub bearer_token: Option<SecretString>,
+    /// SMART Backend Services instead of a fixed token.
+    pub smart: Option<SmartSettings>,
     /// Seconds to wait for one answer.
     pub timeout_secs: u64,
     /// Retries of a request answered 429 or 5xx, or not answered.
@@ -159,6 +161,39 @@ pub struct EhrSettings {
     pub backoff_ms: u64,
     /// Most pages followed for one search.
     pub max_pages: usize,
+    /// Matches asked for per page of a search (`_count`).
+    pub page_size: usize,
+}
+
+/// SMART Backend Services: the client registered with the EHR, and its signing key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmartSettings {
+    pub client_id: String,
+    /// PEM file with the private key: RSA (signs RS384) or EC P-384 in PKCS #8 (ES384).
+    pub private_key_file: PathBuf,
+    /// The key's `kid` as registered; default: its RFC 7638 thumbprint (`prognostics ehr-jwks`).
+    pub key_id: Option<String>,
+    /// Token endpoint; default: from the EHR's `.well-known/smart-configuration`.
+    pub token_url: Option<String>,
+    /// Scopes asked for.
+    #[serde(default = "SmartSettings::default_scope")]
+    pub scope: String,
+}
+
+impl SmartSettings {
+    fn default_scope() -> String {
+        [
+            "Patient",
+            "Observation",
+            "Condition",
+            "DocumentReference",
+            "DiagnosticReport",
+            "ImagingStudy",
+        ]
+        .map(|t| format!("system/{t}.read"))
+        .join(" ")
+    }
 }
 
 impl Default for EhrSettings {
@@ -166,10 +201,12 @@ impl Default for EhrSettings {
         Self {
             base_url: None,
             bearer_token: None,
+            smart: None,
             timeout_secs: 30,
             retries: 3,
             backoff_ms: 500,
             max_pages: 100,
+            page_size: 1000,
         }
     }
 }

@@ -1,9 +1,12 @@
 //! prognostics: multimodal prognostic risk scores for oncology, served as FHIR R4.
 //!
-//! Modules follow the data flow: `domain` is the shared vocabulary; `ingest` reads DICOM; `fhir`
-//! reads and checks FHIR JSON; `store` persists (database rows and DICOM files); `report` builds
-//! the FHIR the service emits; `pipeline` holds the use cases; `api` (HTTP), `dimse` (DICOM
-//! network) and `import` (command line) are the edges; `startup` wires them together.
+//! Modules follow the data flow: `domain` is the shared vocabulary; `ingest` reads DICOM; `hl7`
+//! reads HL7 v2; `ehr` pulls from the EHR's FHIR server; `fhir` reads and checks FHIR JSON;
+//! `features` turns what is known about a patient into a model's inputs; `encoders` embed
+//! images and text; `store` persists (database rows and DICOM files); `report` builds the FHIR
+//! the service emits; `pipeline` holds the use cases; `api` (HTTP), `dimse` (DICOM network),
+//! `mllp` (HL7 v2 network), `import` and `inspect` (command line) are the edges; `startup`
+//! wires them together.
 
 /// mimalloc for every binary built on this library (the service, its tests and benchmarks): with
 /// glibc's allocator, the encoders' megabyte-sized per-layer buffers went back to the kernel and
@@ -21,10 +24,12 @@ pub mod dimse;
 pub mod domain;
 pub mod ehr;
 pub mod encoders;
+pub mod features;
 pub mod fhir;
 pub mod hl7;
 pub mod import;
 pub mod ingest;
+pub mod inspect;
 pub mod listener;
 pub mod mllp;
 pub mod pipeline;

@@ -4,9 +4,10 @@ use anyhow::Context;
 use clap::Parser;
 
 use prognostics::cli::{Cli, Command, EmbedCommand};
-use prognostics::ehr::{ClientSettings, FhirClient, pull_patient};
+use prognostics::ehr::{Authorization, authorization_from_settings};
 use prognostics::encoders::{ImageEncoder, ModelManifest, TextEncoder, fetch_text_model};
 use prognostics::import::{collect_files, import};
+use prognostics::inspect;
 use prognostics::pipeline::embed_dicom;
 use prognostics::startup::{Application, open_pipeline, open_store};
 use prognostics::telemetry;
@@ -121,46 +122,23 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Some(Command::Pull(args)) => {
-            let base_url = args
-                .base_url
-                .or(settings.ehr.base_url.clone())
-                .context("no EHR to pull from: set ehr.base_url or pass --base-url")?;
-            let client = FhirClient::new(ClientSettings {
-                base_url,
-                bearer_token: settings.ehr.bearer_token.clone(),
-                timeout: std::time::Duration::from_secs(settings.ehr.timeout_secs),
-                retries: settings.ehr.retries,
-                backoff: std::time::Duration::from_millis(settings.ehr.backoff_ms),
-                max_pages: settings.ehr.max_pages,
-            })?;
-            let record = pull_patient(&client, &args.patient_id).await?;
-            let mut out = std::io::stdout().lock();
-            if args.json {
-                writeln!(out, "{}", serde_json::to_string_pretty(&record)?)?;
-            } else {
-                let rows = [
-                    ("labs", record.labs.len()),
-                    ("vital signs", record.vital_signs.len()),
-                    ("tumour markers", record.tumour_markers.len()),
-                    ("genomic variants", record.variants.len()),
-                    ("other observations", record.other_observations.len()),
-                    ("conditions", record.conditions.len()),
-                    ("documents", record.documents.len()),
-                    ("diagnostic reports", record.reports.len()),
-                    ("imaging studies", record.imaging_studies.len()),
-                ];
-                writeln!(out, "Patient/{}", args.patient_id)?;
-                for (what, n) in rows {
-                    writeln!(out, "  {what:<20} {n}")?;
-                }
-                for missing in &record.missing {
-                    writeln!(out, "  missing {}: {}", missing.what, missing.reason)?;
-                }
-            }
-            if !record.missing.is_empty() {
+            if !inspect::pull(&settings, args).await? {
                 std::process::exit(2);
             }
         }
+        Some(Command::Features(args)) => {
+            if !inspect::features(&settings, args).await? {
+                std::process::exit(2);
+            }
+        }
+        Some(Command::EhrJwks) => match authorization_from_settings(&settings.ehr)? {
+            Authorization::Smart(smart) => {
+                println!("{}", serde_json::to_string_pretty(&smart.jwks())?);
+            }
+            _ => anyhow::bail!(
+                "no SMART client configured: set ehr.smart.client_id and ehr.smart.private_key_file"
+            ),
+        },
         Some(Command::Serve(_)) | None => {
             let app = Application::build(&settings)
                 .await

@@ -15,6 +15,7 @@ const OWNERS: &[(&str, &[&str])] = &[
     ("candle", &["src/encoders/", "src/fusion/"]),
     ("tokenizers::", &["src/encoders/"]),
     ("reqwest::", &["src/ehr/", "src/encoders/fetch.rs"]),
+    ("jsonwebtoken", &["src/ehr/"]),
     ("fhir_sdk::r4b::resources", &["src/report/", "src/fhir/"]),
     ("builder()", &["src/report/"]),
 ];
@@ -126,6 +127,17 @@ fn lower_layers_do_not_import_upper_ones() {
         (
             "src/report/",
             &["crate::store", "crate::pipeline", "crate::api"],
+        ),
+        (
+            "src/features/",
+            &[
+                "crate::store",
+                "crate::report",
+                "crate::pipeline",
+                "crate::api",
+                "crate::ehr",
+                "crate::encoders",
+            ],
         ),
         (
             "src/pipeline/",

@@ -4,23 +4,25 @@
 //! connection failures. fhir-sdk's own client announces `fhirVersion=4.3` in its media type,
 //! which an R4 server may refuse; this one speaks R4 and keeps resources as JSON.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine;
 use reqwest::StatusCode;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde_json::Value;
 
-use super::EhrError;
+use super::{Authorization, EhrError};
 
 const FHIR_JSON: &str = "application/fhir+json";
+/// Largest note fetched by URL.
+const MAX_ATTACHMENT_BYTES: usize = 8 << 20;
 
 /// How to reach the EHR.
 #[derive(Clone, Debug)]
 pub struct ClientSettings {
     /// The FHIR base URL (`https://ehr.example.org/fhir/R4`).
     pub base_url: String,
-    /// A bearer token sent with every request, when the EHR wants one.
-    pub bearer_token: Option<SecretString>,
     /// Longest wait for one answer.
     pub timeout: Duration,
     /// Attempts per request after the first, for 429, 5xx and connection failures.
@@ -29,6 +31,9 @@ pub struct ClientSettings {
     pub backoff: Duration,
     /// Most pages followed for one search.
     pub max_pages: usize,
+    /// Matches asked for per page (`_count`); a server may give fewer, and its `next` links
+    /// are followed either way.
+    pub page_size: usize,
 }
 
 /// A FHIR client; cheap to clone.
@@ -36,17 +41,26 @@ pub struct ClientSettings {
 pub struct FhirClient {
     http: reqwest::Client,
     settings: ClientSettings,
+    authorization: Arc<Authorization>,
 }
 
 impl FhirClient {
-    pub fn new(settings: ClientSettings) -> Result<Self, EhrError> {
+    pub fn new(settings: ClientSettings, authorization: Authorization) -> Result<Self, EhrError> {
         let http = reqwest::ClientBuilder::new()
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("prognostics/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| EhrError::Client(e.to_string()))?;
-        Ok(Self { http, settings })
+        Ok(Self {
+            http,
+            settings,
+            authorization: Arc::new(authorization),
+        })
+    }
+
+    pub fn page_size(&self) -> usize {
+        self.settings.page_size
     }
 
     fn url(&self, path: &str) -> String {
@@ -109,18 +123,40 @@ impl FhirClient {
         })
     }
 
-    /// One GET, retried as the settings say.
-    async fn get(&self, url: &str) -> Result<Value, EhrError> {
+    /// One GET, retried as the settings say; with SMART, once more with a fresh token when
+    /// the EHR refuses the cached one.
+    async fn get_bytes(
+        &self,
+        url: &str,
+        accept: &str,
+    ) -> Result<(Option<String>, Vec<u8>), EhrError> {
         let mut attempt = 0;
+        let mut token_refreshed = false;
         loop {
-            let mut request = self
-                .http
-                .get(url)
-                .header(reqwest::header::ACCEPT, FHIR_JSON);
-            if let Some(token) = &self.settings.bearer_token {
-                request = request.bearer_auth(token.expose_secret());
+            let mut request = self.http.get(url).header(reqwest::header::ACCEPT, accept);
+            match self.authorization.as_ref() {
+                Authorization::None => {}
+                Authorization::Bearer(token) => {
+                    request = request.bearer_auth(token.expose_secret());
+                }
+                Authorization::Smart(smart) => {
+                    let token = smart
+                        .access_token(&self.http, &self.settings.base_url)
+                        .await?;
+                    request = request.bearer_auth(token.expose_secret());
+                }
             }
             let outcome = request.send().await;
+            if let (Authorization::Smart(smart), Ok(response)) =
+                (self.authorization.as_ref(), &outcome)
+                && response.status() == StatusCode::UNAUTHORIZED
+                && !token_refreshed
+            {
+                tracing::warn!("the EHR refused its access token; asking for a new one");
+                smart.invalidate().await;
+                token_refreshed = true;
+                continue;
+            }
             let retry_after = match &outcome {
                 Ok(response)
                     if response.status() == StatusCode::TOO_MANY_REQUESTS
@@ -171,14 +207,71 @@ impl FhirClient {
                     status: status.as_u16(),
                 });
             }
+            let content_type = response
+                .headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
             let bytes = response.bytes().await.map_err(|e| EhrError::Unreachable {
                 url: url.to_owned(),
                 reason: crate::error::error_chain(&e),
             })?;
-            return serde_json::from_slice(&bytes).map_err(|e| EhrError::Malformed {
-                url: url.to_owned(),
-                reason: format!("not JSON: {e}"),
+            return Ok((content_type, bytes.to_vec()));
+        }
+    }
+
+    /// One FHIR JSON GET.
+    async fn get(&self, url: &str) -> Result<Value, EhrError> {
+        let (_, bytes) = self.get_bytes(url, FHIR_JSON).await?;
+        serde_json::from_slice(&bytes).map_err(|e| EhrError::Malformed {
+            url: url.to_owned(),
+            reason: format!("not JSON: {e}"),
+        })
+    }
+
+    /// The content of an attachment given by URL (absolute, or relative to the FHIR base, as
+    /// `Binary/123`), base64-encoded, with its content type. A FHIR Binary answer is
+    /// unwrapped; anything larger than `MAX_ATTACHMENT_BYTES` is refused.
+    pub async fn fetch_attachment(&self, url: &str) -> Result<(Option<String>, String), EhrError> {
+        let absolute = if url.contains("://") {
+            url.to_owned()
+        } else {
+            self.url(url.trim_start_matches('/'))
+        };
+        let (content_type, bytes) = self
+            .get_bytes(
+                &absolute,
+                "text/plain, text/html, application/fhir+json;q=0.9, */*;q=0.1",
+            )
+            .await?;
+        if bytes.len() > MAX_ATTACHMENT_BYTES {
+            return Err(EhrError::Malformed {
+                url: absolute,
+                reason: format!("the attachment is larger than {MAX_ATTACHMENT_BYTES} bytes"),
             });
         }
+        let is_json = content_type.as_deref().is_some_and(|t| t.contains("json"));
+        if is_json
+            && let Ok(binary) = serde_json::from_slice::<Value>(&bytes)
+            && binary.get("resourceType").and_then(Value::as_str) == Some("Binary")
+        {
+            let data =
+                binary
+                    .get("data")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| EhrError::Malformed {
+                        url: absolute.clone(),
+                        reason: "a Binary without data".into(),
+                    })?;
+            let content_type = binary
+                .get("contentType")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            return Ok((content_type, data.to_owned()));
+        }
+        Ok((
+            content_type,
+            base64::engine::general_purpose::STANDARD.encode(&bytes),
+        ))
     }
 }

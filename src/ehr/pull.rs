@@ -7,16 +7,8 @@
 use serde_json::Value;
 
 use super::{EhrError, FhirClient};
-
-/// LOINC codes of the tumour markers mCODE models (receptor status and Ki-67).
-const TUMOUR_MARKERS: &[&str] = &[
-    "16112-5", "85337-4", "40556-3", // oestrogen receptor
-    "16113-3", "85339-0", "40557-1", // progesterone receptor
-    "48676-1", "85319-2", "85318-4", "18474-7", "72383-3", // HER2
-    "85330-9", "29593-9", // Ki-67
-];
-/// LOINC 69548-6, "Genetic variant assessment": the code of a Genomics Reporting variant.
-const VARIANT: &str = "69548-6";
+use crate::features::codes::{STAGE_GROUPS, TUMOUR_MARKERS, VARIANT};
+use crate::features::context::reference;
 
 /// Something the pull could not get, and why.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -33,8 +25,10 @@ pub struct PatientRecord {
     pub labs: Vec<Value>,
     pub vital_signs: Vec<Value>,
     pub tumour_markers: Vec<Value>,
+    /// TNM stage groups (mCODE).
+    pub staging: Vec<Value>,
     pub variants: Vec<Value>,
-    /// Observations of other kinds (staging, social history …).
+    /// Observations of other kinds (TNM categories, social history …).
     pub other_observations: Vec<Value>,
     pub conditions: Vec<Value>,
     pub documents: Vec<Value>,
@@ -66,7 +60,8 @@ fn categories(observation: &Value) -> Vec<&str> {
 pub async fn pull_patient(client: &FhirClient, id: &str) -> Result<PatientRecord, EhrError> {
     let patient = client.read("Patient", id).await?;
     let subject = format!("Patient/{id}");
-    let by_patient = [("patient", subject.as_str()), ("_count", "100")];
+    let count = client.page_size().to_string();
+    let by_patient = [("patient", subject.as_str()), ("_count", count.as_str())];
     let (observations, conditions, documents, reports, studies) = tokio::join!(
         client.search_all("Observation", &by_patient),
         client.search_all("Condition", &by_patient),
@@ -101,6 +96,11 @@ pub async fn pull_patient(client: &FhirClient, id: &str) -> Result<PatientRecord
             record.variants.push(observation);
         } else if code.iter().any(|c| TUMOUR_MARKERS.contains(c)) {
             record.tumour_markers.push(observation);
+        } else if code
+            .iter()
+            .any(|c| STAGE_GROUPS.iter().any(|(s, _)| s == c))
+        {
+            record.staging.push(observation);
         } else if category.contains(&"vital-signs") {
             record.vital_signs.push(observation);
         } else if category.contains(&"laboratory") {
@@ -112,12 +112,14 @@ pub async fn pull_patient(client: &FhirClient, id: &str) -> Result<PatientRecord
     record.conditions = conditions;
     record.documents = documents;
     record.reports = reports;
+    fetch_attachments(client, &mut record).await;
     record.imaging_studies = studies;
     tracing::info!(
         patient = id,
         labs = record.labs.len(),
         vital_signs = record.vital_signs.len(),
         tumour_markers = record.tumour_markers.len(),
+        staging = record.staging.len(),
         variants = record.variants.len(),
         conditions = record.conditions.len(),
         documents = record.documents.len(),
@@ -127,4 +129,87 @@ pub async fn pull_patient(client: &FhirClient, id: &str) -> Result<PatientRecord
         "patient pulled from the EHR"
     );
     Ok(record)
+}
+
+impl PatientRecord {
+    /// Every resource gathered, the Patient first.
+    pub fn resources(&self) -> impl Iterator<Item = &Value> {
+        std::iter::once(&self.patient).chain(
+            [
+                &self.labs,
+                &self.vital_signs,
+                &self.tumour_markers,
+                &self.staging,
+                &self.variants,
+                &self.other_observations,
+                &self.conditions,
+                &self.documents,
+                &self.reports,
+                &self.imaging_studies,
+            ]
+            .into_iter()
+            .flatten(),
+        )
+    }
+}
+
+/// Notes given by URL (DocumentReference.content.attachment.url,
+/// DiagnosticReport.presentedForm.url) are fetched and put inline (`data`), so that the record
+/// holds their text; one that cannot be fetched is named in `missing`.
+async fn fetch_attachments(client: &FhirClient, record: &mut PatientRecord) {
+    let mut missing = Vec::new();
+    let notes = record.documents.iter_mut().chain(record.reports.iter_mut());
+    for (source, attachment) in notes.flat_map(attachments) {
+        let wanted = attachment.get("data").is_none()
+            && attachment
+                .get("contentType")
+                .and_then(Value::as_str)
+                .is_none_or(|t| t.starts_with("text/"));
+        let Some(url) = attachment
+            .get("url")
+            .and_then(Value::as_str)
+            .filter(|_| wanted)
+        else {
+            continue;
+        };
+        match client.fetch_attachment(url).await {
+            Ok((content_type, data)) => {
+                attachment["data"] = Value::String(data);
+                if attachment.get("contentType").is_none()
+                    && let Some(content_type) = content_type
+                {
+                    attachment["contentType"] = Value::String(content_type);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(source = %source, error = %e, "a note could not be fetched");
+                missing.push(Missing {
+                    what: format!("{source} attachment"),
+                    reason: e.to_string(),
+                });
+            }
+        }
+    }
+    record.missing.extend(missing);
+}
+
+/// A note resource's attachments with its reference: DocumentReference.content.attachment,
+/// DiagnosticReport.presentedForm.
+fn attachments(resource: &mut Value) -> Vec<(String, &mut Value)> {
+    let source = reference(resource);
+    let (list, inner) = match resource["resourceType"].as_str() {
+        Some("DocumentReference") => ("content", Some("attachment")),
+        _ => ("presentedForm", None),
+    };
+    resource
+        .get_mut(list)
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+        .filter_map(|item| match inner {
+            Some(field) => item.get_mut(field),
+            None => Some(item),
+        })
+        .map(|a| (source.clone(), a))
+        .collect()
 }

@@ -3,7 +3,7 @@
 //! entries they produce, and the parsing of search queries and FHIR dates. Imports `domain` and
 //! `error`; owns fhir-sdk's models for reading (building output is `report`'s job).
 
-mod date;
+pub mod date;
 mod query;
 mod reference;
 mod search_params;

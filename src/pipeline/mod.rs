@@ -5,6 +5,7 @@
 
 mod bundle;
 mod embedding;
+pub mod features;
 mod hl7;
 mod hl7_filing;
 mod imaging;

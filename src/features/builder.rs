@@ -1,0 +1,546 @@
+//! PatientContext → the features a model's input spec declares, per modality (clinical, labs,
+//! genomics, notes, imaging), each value with a mask bit saying whether it is known, each
+//! modality with a presence flag, and every feature that could not be filled named with the
+//! reason. Nothing is imputed here: a missing value is 0 with its mask off, and the model
+//! decides what that means.
+//!
+//! Features are built "as of" a moment: results after it are ignored and look-back windows
+//! end there, so the same code builds features for a prediction now and for training rows in
+//! the past. Embeddings come in already computed (the notes the builder selects, embedded by
+//! the text encoder; the study's embedding from the store).
+
+use chrono::{DateTime, Duration, Utc};
+
+use super::context::{CodedResult, Measurement, Note, PatientContext, Sex};
+use super::spec::{EmbeddingSpec, InputSpec, LabSpec};
+use super::units::convert;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Modality {
+    Clinical,
+    Labs,
+    Genomics,
+    Notes,
+    Imaging,
+}
+
+/// One modality's features, in the spec's order.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ModalityFeatures {
+    pub modality: Modality,
+    /// At least one feature known.
+    pub present: bool,
+    pub names: Vec<String>,
+    pub values: Vec<f32>,
+    /// true where the value is known.
+    pub mask: Vec<bool>,
+    /// The resources the known values came from.
+    pub sources: Vec<String>,
+}
+
+impl ModalityFeatures {
+    fn new(modality: Modality) -> Self {
+        Self {
+            modality,
+            present: false,
+            names: Vec::new(),
+            values: Vec::new(),
+            mask: Vec::new(),
+            sources: Vec::new(),
+        }
+    }
+
+    fn known(&mut self, name: impl Into<String>, value: f64, source: Option<&str>) {
+        self.names.push(name.into());
+        self.values.push(value as f32);
+        self.mask.push(true);
+        self.present = true;
+        if let Some(source) = source
+            && !self.sources.iter().any(|s| s == source)
+        {
+            self.sources.push(source.to_owned());
+        }
+    }
+
+    fn unknown(&mut self, name: impl Into<String>) {
+        self.names.push(name.into());
+        self.values.push(0.0);
+        self.mask.push(false);
+    }
+}
+
+/// A feature the builder could not fill, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Unfilled {
+    pub modality: Modality,
+    pub feature: String,
+    pub reason: String,
+}
+
+/// The features of one patient for one model.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FeatureSet {
+    pub patient: String,
+    pub as_of: DateTime<Utc>,
+    /// Only the modalities the spec declares, in the order clinical, labs, genomics, notes,
+    /// imaging.
+    pub modalities: Vec<ModalityFeatures>,
+    pub unfilled: Vec<Unfilled>,
+}
+
+impl FeatureSet {
+    pub fn modality(&self, modality: Modality) -> Option<&ModalityFeatures> {
+        self.modalities.iter().find(|m| m.modality == modality)
+    }
+
+    /// (value, known) of a named feature.
+    pub fn value(&self, name: &str) -> Option<(f32, bool)> {
+        self.modalities.iter().find_map(|m| {
+            let at = m.names.iter().position(|n| n == name)?;
+            Some((m.values[at], m.mask[at]))
+        })
+    }
+}
+
+/// An embedding computed for the builder, with the resources it was computed from.
+#[derive(Debug, Clone, Default)]
+pub struct Embedded {
+    pub vector: Vec<f32>,
+    pub sources: Vec<String>,
+}
+
+/// Embeddings available for this patient (none: the modality is missing).
+#[derive(Debug, Clone, Default)]
+pub struct Embeddings {
+    pub notes: Option<Embedded>,
+    pub imaging: Option<Embedded>,
+}
+
+fn within(when: Option<DateTime<Utc>>, as_of: DateTime<Utc>, lookback_days: Option<u32>) -> bool {
+    match when {
+        // Undated facts are taken as current only when there is no window to respect.
+        None => lookback_days.is_none(),
+        Some(when) => {
+            when <= as_of
+                && lookback_days.is_none_or(|days| when >= as_of - Duration::days(i64::from(days)))
+        }
+    }
+}
+
+/// The notes within the spec's window, latest first: what to embed for the notes modality.
+pub fn notes_to_embed<'a>(
+    spec: &EmbeddingSpec,
+    context: &'a PatientContext,
+    as_of: DateTime<Utc>,
+) -> Vec<&'a Note> {
+    let mut notes: Vec<&Note> = context
+        .notes
+        .iter()
+        .filter(|n| within(n.date, as_of, spec.lookback_days))
+        .collect();
+    notes.sort_by_key(|n| std::cmp::Reverse(n.date));
+    notes
+}
+
+/// Equal-weight mean of note embeddings, L2-normalised again (the notes modality's vector).
+pub fn pool_embeddings(embeddings: &[Vec<f32>]) -> Option<Vec<f32>> {
+    let first = embeddings.first()?;
+    let mut mean = vec![0f32; first.len()];
+    for embedding in embeddings {
+        for (m, v) in mean.iter_mut().zip(embedding) {
+            *m += v;
+        }
+    }
+    let norm = mean.iter().map(|v| v * v).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        mean.iter_mut().for_each(|v| *v /= norm);
+    }
+    Some(mean)
+}
+
+/// Builds the features `spec` declares from `context` as of `as_of`.
+pub fn build_features(
+    spec: &InputSpec,
+    context: &PatientContext,
+    embeddings: &Embeddings,
+    as_of: DateTime<Utc>,
+) -> FeatureSet {
+    let mut set = FeatureSet {
+        patient: context.patient.clone(),
+        as_of,
+        modalities: Vec::new(),
+        unfilled: Vec::new(),
+    };
+    let mut unfilled = |modality, feature: &str, reason: String| {
+        set.unfilled.push(Unfilled {
+            modality,
+            feature: feature.to_owned(),
+            reason,
+        });
+    };
+    let mut modalities = Vec::new();
+
+    if let Some(clinical) = &spec.clinical {
+        let mut features = ModalityFeatures::new(Modality::Clinical);
+        if let Some(stats) = clinical.age {
+            match context.birth_date {
+                Some(born) if born <= as_of.date_naive() => {
+                    let years = (as_of.date_naive() - born).num_days() as f64 / 365.2425;
+                    features.known(
+                        "age",
+                        (years - stats.mean) / stats.sd,
+                        Some(&context.patient),
+                    );
+                }
+                Some(_) => {
+                    features.unknown("age");
+                    unfilled(
+                        Modality::Clinical,
+                        "age",
+                        "birth date after the prediction date".into(),
+                    );
+                }
+                None => {
+                    features.unknown("age");
+                    unfilled(Modality::Clinical, "age", "no birth date".into());
+                }
+            }
+        }
+        if clinical.sex {
+            match context.sex {
+                Some(sex @ (Sex::Female | Sex::Male)) => {
+                    let female = f64::from(u8::from(sex == Sex::Female));
+                    features.known("sex_female", female, Some(&context.patient));
+                    features.known("sex_male", 1.0 - female, Some(&context.patient));
+                }
+                other => {
+                    features.unknown("sex_female");
+                    features.unknown("sex_male");
+                    let reason = match other {
+                        Some(_) => "administrative gender `other`",
+                        None => "no administrative gender",
+                    };
+                    unfilled(Modality::Clinical, "sex", reason.into());
+                }
+            }
+        }
+        if clinical.stage {
+            let stage = context
+                .stage_groups
+                .iter()
+                .find(|s| within(s.effective, as_of, None));
+            match stage {
+                Some(stage) => {
+                    for group in 0..=4u8 {
+                        features.known(
+                            format!("stage_{group}"),
+                            f64::from(u8::from(stage.group == group)),
+                            Some(&stage.source),
+                        );
+                    }
+                }
+                None => {
+                    for group in 0..=4u8 {
+                        features.unknown(format!("stage_{group}"));
+                    }
+                    unfilled(
+                        Modality::Clinical,
+                        "stage",
+                        "no TNM stage group recorded".into(),
+                    );
+                }
+            }
+        }
+        for marker in &clinical.markers {
+            match latest_marker(&context.coded_results, &marker.loinc, as_of) {
+                Ok(result) => {
+                    let positive = result.positive().unwrap_or_default();
+                    features.known(
+                        &marker.name,
+                        f64::from(u8::from(positive)),
+                        Some(&result.source),
+                    );
+                }
+                Err(reason) => {
+                    features.unknown(&marker.name);
+                    unfilled(Modality::Clinical, &marker.name, reason);
+                }
+            }
+        }
+        modalities.push(features);
+    }
+
+    if !spec.labs.is_empty() {
+        let mut features = ModalityFeatures::new(Modality::Labs);
+        for lab in &spec.labs {
+            match latest_lab(&context.measurements, lab, as_of) {
+                Ok((value, source)) => {
+                    features.known(&lab.name, (value - lab.mean) / lab.sd, Some(source));
+                }
+                Err(reason) => {
+                    features.unknown(&lab.name);
+                    unfilled(Modality::Labs, &lab.name, reason);
+                }
+            }
+        }
+        modalities.push(features);
+    }
+
+    if let Some(genomics) = &spec.genomics {
+        let mut features = ModalityFeatures::new(Modality::Genomics);
+        for gene in &genomics.genes {
+            let same = |g: &str| g.eq_ignore_ascii_case(gene);
+            let affecting = context
+                .variants
+                .iter()
+                .find(|v| v.gene.as_deref().is_some_and(same) && v.affects_gene());
+            if let Some(variant) = affecting {
+                features.known(gene, 1.0, Some(&variant.source));
+            } else if context.genes_studied.iter().any(|g| same(g)) {
+                let source = context
+                    .variants
+                    .iter()
+                    .find(|v| v.gene.as_deref().is_some_and(same))
+                    .map(|v| v.source.as_str());
+                features.known(gene, 0.0, source);
+            } else {
+                features.unknown(gene);
+                let reason = if context.variants.is_empty() && context.genes_studied.is_empty() {
+                    "no genomic results for the patient"
+                } else {
+                    "the gene is not among those studied"
+                };
+                unfilled(Modality::Genomics, gene, reason.into());
+            }
+        }
+        modalities.push(features);
+    }
+
+    for (modality, spec, embedded) in [
+        (Modality::Notes, &spec.notes, &embeddings.notes),
+        (Modality::Imaging, &spec.imaging, &embeddings.imaging),
+    ] {
+        let Some(spec) = spec else { continue };
+        let mut features = ModalityFeatures::new(modality);
+        let name = |i: usize| format!("{}_{i}", spec.encoder);
+        match embedded {
+            Some(e) if e.vector.len() == spec.dimension => {
+                for (i, v) in e.vector.iter().enumerate() {
+                    features.known(name(i), f64::from(*v), None);
+                }
+                features.sources = e.sources.clone();
+            }
+            other => {
+                for i in 0..spec.dimension {
+                    features.unknown(name(i));
+                }
+                let reason = match (other, modality) {
+                    (Some(e), _) => format!(
+                        "the {} embedding has {} values, the model expects {}",
+                        spec.encoder,
+                        e.vector.len(),
+                        spec.dimension
+                    ),
+                    (None, Modality::Notes) => "no note text in the look-back window".into(),
+                    (None, _) => "no encoded imaging study".into(),
+                };
+                unfilled(modality, &spec.encoder, reason);
+            }
+        }
+        modalities.push(features);
+    }
+    set.modalities = modalities;
+    set
+}
+
+/// The latest positive/negative answer among results with any of `loinc`.
+fn latest_marker<'a>(
+    results: &'a [CodedResult],
+    loinc: &[String],
+    as_of: DateTime<Utc>,
+) -> Result<&'a CodedResult, String> {
+    let mut candidates: Vec<&CodedResult> = results
+        .iter()
+        .filter(|r| r.codes.iter().any(|c| loinc.contains(c)))
+        .filter(|r| r.effective.is_none_or(|e| e <= as_of))
+        .collect();
+    if candidates.is_empty() {
+        return Err("no result with these codes".into());
+    }
+    candidates.sort_by_key(|r| std::cmp::Reverse(r.effective));
+    candidates
+        .into_iter()
+        .find(|r| r.positive().is_some())
+        .ok_or_else(|| "results found, none answered positive or negative".into())
+}
+
+/// The latest value of `lab` within its window, in its unit; or why there is none.
+fn latest_lab<'a>(
+    measurements: &'a [Measurement],
+    lab: &LabSpec,
+    as_of: DateTime<Utc>,
+) -> Result<(f64, &'a str), String> {
+    let mut coded: Vec<&Measurement> = measurements
+        .iter()
+        .filter(|m| m.codes.iter().any(|c| lab.loinc.contains(c)))
+        .collect();
+    if coded.is_empty() {
+        return Err("no result with these codes".into());
+    }
+    coded.sort_by_key(|m| std::cmp::Reverse(m.effective));
+    let mut reasons = Vec::new();
+    let mut in_window = 0;
+    for m in coded {
+        if !within(m.effective, as_of, Some(lab.lookback_days)) {
+            continue;
+        }
+        in_window += 1;
+        let Some(unit) = &m.unit else {
+            reasons.push(format!("{} has no unit", m.source));
+            continue;
+        };
+        match convert(m.value, unit, &lab.unit, lab.molar_mass) {
+            Ok(value) if value.is_finite() => return Ok((value, &m.source)),
+            Ok(_) => reasons.push(format!("{} is not a finite number", m.source)),
+            Err(e) => reasons.push(format!("{}: {e}", m.source)),
+        }
+    }
+    if in_window == 0 {
+        return Err(format!(
+            "no result in the {} days before the prediction",
+            lab.lookback_days
+        ));
+    }
+    Err(reasons.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::features::context::Measurement;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().to_utc()
+    }
+
+    fn creatinine(id: &str, value: f64, unit: Option<&str>, when: &str) -> Measurement {
+        Measurement {
+            source: format!("Observation/{id}"),
+            codes: vec!["2160-0".into()],
+            value,
+            unit: unit.map(str::to_owned),
+            effective: Some(at(when)),
+        }
+    }
+
+    fn spec() -> InputSpec {
+        toml::from_str(
+            r#"
+            [[labs]]
+            name = "creatinine"
+            loinc = ["2160-0"]
+            unit = "umol/L"
+            molar_mass = 113.12
+            lookback_days = 30
+            mean = 80.0
+            sd = 20.0
+
+            [notes]
+            encoder = "text"
+            dimension = 3
+            "#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_latest_usable_result_in_the_window_is_converted_and_normalised() {
+        let context = PatientContext {
+            measurements: vec![
+                creatinine("old", 2.0, Some("mg/dL"), "2024-01-01T00:00:00Z"),
+                creatinine("usable", 1.0, Some("mg/dL"), "2024-03-01T00:00:00Z"),
+                creatinine("no-unit", 0.9, None, "2024-03-10T00:00:00Z"),
+                creatinine("future", 5.0, Some("mg/dL"), "2024-04-01T00:00:00Z"),
+            ],
+            ..PatientContext::default()
+        };
+        let features = build_features(
+            &spec(),
+            &context,
+            &Embeddings::default(),
+            at("2024-03-15T00:00:00Z"),
+        );
+        // 1 mg/dL = 88.4 µmol/L: (88.4 - 80) / 20.
+        let (value, known) = features.value("creatinine").unwrap();
+        assert!(known && (value - 0.42).abs() < 0.005, "{value}");
+        assert_eq!(
+            features.modality(Modality::Labs).unwrap().sources,
+            ["Observation/usable"]
+        );
+    }
+
+    #[test]
+    fn unusable_results_are_reported_with_their_reasons() {
+        let context = PatientContext {
+            measurements: vec![
+                creatinine("no-unit", 0.9, None, "2024-03-10T00:00:00Z"),
+                creatinine("enzyme", 3.0, Some("U/L"), "2024-03-11T00:00:00Z"),
+            ],
+            ..PatientContext::default()
+        };
+        let embeddings = Embeddings {
+            notes: Some(Embedded {
+                vector: vec![1.0; 5],
+                sources: vec![],
+            }),
+            imaging: None,
+        };
+        let features = build_features(&spec(), &context, &embeddings, at("2024-03-15T00:00:00Z"));
+        assert_eq!(features.value("creatinine"), Some((0.0, false)));
+        let reasons: Vec<&str> = features
+            .unfilled
+            .iter()
+            .map(|u| u.reason.as_str())
+            .collect();
+        assert!(
+            reasons[0].contains("Observation/no-unit has no unit"),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons[0].contains("`U/L` cannot be converted"),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons[1].contains("has 5 values, the model expects 3"),
+            "{reasons:?}"
+        );
+        assert!(!features.modality(Modality::Notes).unwrap().present);
+    }
+
+    #[test]
+    fn specs_that_cannot_work_are_refused() {
+        let bad = [
+            (
+                "[[labs]]\nname='a'\nloinc=['1']\nunit='mg'\nmean=0\nsd=0",
+                "standard deviation",
+            ),
+            (
+                "[[labs]]\nname='a'\nloinc=['1']\nunit='furlong'\nmean=0\nsd=1",
+                "furlong",
+            ),
+            (
+                "[[labs]]\nname='a'\nloinc=[]\nunit='mg'\nmean=0\nsd=1",
+                "no LOINC",
+            ),
+            ("[genomics]\ngenes=['TP53','TP53']", "twice"),
+            ("[notes]\nencoder='x'\ndimension=0", "dimension"),
+        ];
+        for (text, expected) in bad {
+            let spec: InputSpec = toml::from_str(text).unwrap();
+            let error = spec.validate().unwrap_err().to_string();
+            assert!(error.contains(expected), "{text}: {error}");
+        }
+        assert!(toml::from_str::<InputSpec>("[clinical]\nweight = true").is_err());
+    }
+}

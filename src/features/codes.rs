@@ -1,0 +1,123 @@
+//! The codes by which clinical facts are recognised in FHIR resources: mCODE's tumour markers
+//! and TNM stage groups, Genomics Reporting's variant components, and the answer codes they use.
+
+pub const LOINC: &str = "http://loinc.org";
+
+/// LOINC codes of the tumour markers mCODE models (receptor status and Ki-67).
+pub const TUMOUR_MARKERS: &[&str] = &[
+    "16112-5", "85337-4", "40556-3", // oestrogen receptor
+    "16113-3", "85339-0", "40557-1", // progesterone receptor
+    "48676-1", "85319-2", "85318-4", "18474-7", "72383-3", // HER2
+    "85330-9", "29593-9", // Ki-67
+];
+
+/// LOINC 69548-6, "Genetic variant assessment": a Genomics Reporting / mCODE variant.
+pub const VARIANT: &str = "69548-6";
+/// LOINC 53041-0, "DNA region of interest panel": Genomics Reporting's region studied.
+pub const REGION_STUDIED: &str = "53041-0";
+
+/// Variant components (LOINC).
+pub const GENE_STUDIED: &str = "48018-6";
+pub const DNA_CHANGE: &str = "48004-6";
+pub const GENOMIC_DNA_CHANGE: &str = "81290-9";
+pub const AMINO_ACID_CHANGE: &str = "48005-3";
+pub const CLINICAL_SIGNIFICANCE: &str = "53037-8";
+pub const GENOMIC_SOURCE: &str = "48002-0";
+
+/// LOINC answers for a variant's presence.
+pub const PRESENT: &str = "LA9633-4";
+pub const ABSENT: &str = "LA9634-2";
+
+/// LOINC answers (LL4034-6) for clinical significance that do not make a gene "affected".
+pub const NOT_PATHOGENIC: &[&str] = &[
+    "LA6675-8",  // benign
+    "LA26334-5", // likely benign
+    "LA26333-7", // uncertain significance
+];
+
+/// Codes of TNM stage-group Observations: SNOMED CT (mCODE 3+), LOINC (mCODE 1).
+pub const STAGE_GROUPS: &[(&str, StageKind)] = &[
+    ("399537006", StageKind::Clinical),
+    ("399588009", StageKind::Pathologic),
+    ("399390009", StageKind::Unspecified),
+    ("21908-9", StageKind::Clinical),
+    ("21902-2", StageKind::Pathologic),
+    ("21914-7", StageKind::Unspecified),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StageKind {
+    Unspecified,
+    Clinical,
+    Pathologic,
+}
+
+/// Answers meaning "positive" / "negative" (LOINC and SNOMED CT), for tumour markers.
+pub const POSITIVE: &[&str] = &["LA6576-8", "10828004", "POS"];
+pub const NEGATIVE: &[&str] = &["LA6577-6", "260385009", "NEG"];
+
+/// The stage group (1 to 4, 0 for stage 0 / in situ) and the sub-stage letter in a stage
+/// description such as "American Joint Committee on Cancer stage IIIC (qualifier value)",
+/// "Stage IIB", "IIIA" or "3C".
+pub fn parse_stage_group(text: &str) -> Option<(u8, Option<char>)> {
+    let lower = text.to_ascii_lowercase();
+    let after = match lower.rfind("stage ") {
+        Some(at) => &text[at + 6..],
+        None => text,
+    };
+    let token: String = after
+        .trim()
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric())
+        .collect();
+    let upper = token.to_ascii_uppercase();
+    let (group, rest) = [
+        ("IV", 4),
+        ("III", 3),
+        ("II", 2),
+        ("I", 1),
+        ("4", 4),
+        ("3", 3),
+        ("2", 2),
+        ("1", 1),
+        ("0", 0),
+    ]
+    .iter()
+    .find_map(|(prefix, group)| upper.strip_prefix(prefix).map(|rest| (*group, rest)))?;
+    let letter = match rest {
+        "" => None,
+        r if r.len() == 1 && r.chars().all(|c| matches!(c, 'A'..='D')) => r.chars().next(),
+        "IS" if group == 0 => None,
+        _ => return None,
+    };
+    Some((group, letter))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stage_groups_are_read_from_their_descriptions() {
+        let cases = [
+            (
+                "American Joint Committee on Cancer stage IIIC (qualifier value)",
+                Some((3, Some('C'))),
+            ),
+            (
+                "American Joint Committee on Cancer stage IIB (qualifier value)",
+                Some((2, Some('B'))),
+            ),
+            ("Stage IV", Some((4, None))),
+            ("stage 0is", Some((0, None))),
+            ("IIIA", Some((3, Some('A')))),
+            ("3C", Some((3, Some('C')))),
+            ("Stage unknown", None),
+            ("Stage IIX", None),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse_stage_group(text), expected, "{text}");
+        }
+    }
+}

