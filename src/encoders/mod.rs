@@ -10,6 +10,7 @@ mod fused;
 mod im2col;
 mod layers;
 mod manifest;
+mod packed_bert;
 mod preprocess;
 mod pth;
 mod random;

@@ -1,6 +1,8 @@
-//! The clinical-notes encoder: a BERT sentence encoder (all-MiniLM-L6-v2 by default) from
-//! candle-transformers, its WordPiece tokenizer from the model's own `tokenizer.json` through
-//! the tokenizers crate. An embedding is sentence-transformers' recipe: the last hidden states
+//! The clinical-notes encoder: a BERT sentence encoder (all-MiniLM-L6-v2 by default), its
+//! WordPiece tokenizer from the model's own `tokenizer.json` through the tokenizers crate. On
+//! the CPU the forward is the packed one of `packed_bert` (no padding, one matrix product per
+//! projection for the whole batch); on other devices candle-transformers' `BertModel`, on the
+//! same weights (the tests hold the two to each other). An embedding is sentence-transformers' recipe: the last hidden states
 //! averaged over the attention mask, then L2-normalised.
 //!
 //! Notes are longer than the model's window (256 tokens): a text is cut into windows of at most
@@ -17,12 +19,19 @@ use tokenizers::Tokenizer;
 
 use super::EncoderError;
 use super::manifest::{self, ModelManifest, TextModelEntry};
+use super::packed_bert::PackedBert;
+
+/// The BERT forward in use: the packed one on the CPU, candle-transformers' elsewhere.
+enum Forward {
+    Packed(PackedBert),
+    Candle(BertModel),
+}
 
 /// A loaded text encoder.
 pub struct TextEncoder {
     pub name: String,
     pub entry: TextModelEntry,
-    model: BertModel,
+    forward: Forward,
     tokenizer: Tokenizer,
     device: Device,
     cls: u32,
@@ -88,9 +97,14 @@ impl TextEncoder {
         mut tokenizer: Tokenizer,
         device: &Device,
     ) -> Result<Self, EncoderError> {
-        let model = BertModel::load(vb, config).map_err(|e| EncoderError::MissingWeight {
+        let missing = |e: candle_core::Error| EncoderError::MissingWeight {
             name: e.to_string(),
-        })?;
+        };
+        let forward = if device.is_cpu() {
+            Forward::Packed(PackedBert::load(vb, config).map_err(missing)?)
+        } else {
+            Forward::Candle(BertModel::load(vb, config).map_err(missing)?)
+        };
         // Windows are cut and padded here; the file's own truncation (at 128) and fixed padding
         // would cut notes short.
         tokenizer
@@ -117,7 +131,7 @@ impl TextEncoder {
         Ok(Self {
             name: name.to_owned(),
             entry,
-            model,
+            forward,
             tokenizer,
             device: device.clone(),
             cls,
@@ -194,6 +208,13 @@ impl TextEncoder {
 
     /// The mean over its tokens of each window's last hidden states (not yet normalised).
     fn pool(&self, batch: &[Window]) -> Result<Vec<Vec<f32>>, EncoderError> {
+        let model = match &self.forward {
+            Forward::Packed(packed) => {
+                let windows: Vec<&[u32]> = batch.iter().map(|w| w.ids.as_slice()).collect();
+                return Ok(packed.mean_pooled(&windows)?);
+            }
+            Forward::Candle(model) => model,
+        };
         let longest = batch.iter().map(|w| w.ids.len()).max().unwrap_or(0);
         let mut ids = Vec::with_capacity(batch.len() * longest);
         let mut mask = Vec::with_capacity(batch.len() * longest);
@@ -207,7 +228,7 @@ impl TextEncoder {
         let ids = Tensor::from_vec(ids, shape, &self.device)?;
         let mask = Tensor::from_vec(mask, shape, &self.device)?;
         let token_types = ids.zeros_like()?;
-        let hidden = self.model.forward(&ids, &token_types, Some(&mask))?;
+        let hidden = model.forward(&ids, &token_types, Some(&mask))?;
         let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
         let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
         let counts = mask.sum(1)?;
@@ -242,6 +263,12 @@ mod tests {
 
     /// A random 2-layer BERT and a WordPiece tokenizer over a few words; windows of 8 tokens.
     fn tiny_encoder() -> TextEncoder {
+        tiny_encoders().0
+    }
+
+    /// The tiny encoder twice over the same weights: the packed forward (the CPU default),
+    /// and candle-transformers' `BertModel`.
+    fn tiny_encoders() -> (TextEncoder, TextEncoder) {
         let vocab: serde_json::Map<String, serde_json::Value> = WORDS
             .iter()
             .enumerate()
@@ -285,7 +312,47 @@ mod tests {
             tokenizer: file("tokenizer.json"),
             config: file("config.json"),
         };
-        TextEncoder::new("tiny", entry, &config, vb, tokenizer, &Device::Cpu).unwrap()
+        // candle-transformers' loader first: it creates the random weights (with its own
+        // initialisation, layer norms at 1); the packed loader then reads the same ones.
+        let bert = BertModel::load(vb.clone(), &config).unwrap();
+        let packed =
+            TextEncoder::new("tiny", entry, &config, vb.clone(), tokenizer, &Device::Cpu).unwrap();
+        let mut candle = TextEncoder::new(
+            "tiny",
+            packed.entry.clone(),
+            &config,
+            vb.clone(),
+            packed.tokenizer.clone(),
+            &Device::Cpu,
+        )
+        .unwrap();
+        candle.forward = Forward::Candle(bert);
+        (packed, candle)
+    }
+
+    #[test]
+    fn the_packed_forward_matches_candle_transformers_bert() {
+        let (packed, candle) = tiny_encoders();
+        assert!(matches!(packed.forward, Forward::Packed(_)));
+        let texts = [
+            "No acute mass.",
+            "Mass seen in the left breast, no mass in the left breast, no acute mass.",
+            "",
+            "left",
+        ];
+        let a = packed.embed(&texts).unwrap();
+        let b = candle.embed(&texts).unwrap();
+        for (x, y) in a.iter().zip(&b) {
+            let norm: f32 = x.iter().map(|v| v * v).sum::<f32>().sqrt();
+            assert!((norm - 1.0).abs() < 1e-5, "{norm}");
+            let gap = x
+                .iter()
+                .zip(y)
+                .map(|(p, q)| (p - q).abs())
+                .fold(0f32, f32::max);
+            assert!(gap < 1e-5, "packed and candle-transformers differ by {gap}");
+        }
+        assert!(a[0] != a[3], "different texts, different embeddings");
     }
 
     #[test]
