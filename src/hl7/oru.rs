@@ -80,6 +80,8 @@ pub struct ObservationDraft {
     pub order_code: Option<Hl7Code>,
     /// The OBR's filler order number (OBR-3), else its placer order number (OBR-2).
     pub order_number: Option<EntityId>,
+    /// Every order number the OBR gives (placer, then filler), to find the order it answers.
+    pub order_numbers: Vec<EntityId>,
     /// OBR-24, the diagnostic service section (LAB, CH, HM, RAD …).
     pub section: String,
     /// NTE-3 comments after this OBX.
@@ -104,6 +106,7 @@ pub fn read_observations(
     let mut read = ReadObservations::default();
     let mut order_code = None;
     let mut order_number = None;
+    let mut order_numbers = Vec::new();
     let mut order_time = String::new();
     let mut issued = String::new();
     let mut section = String::new();
@@ -116,6 +119,10 @@ pub fn read_observations(
                     .map(|r| coded(segment, r, 1))
                     .filter(|c| !c.code.is_empty() || !c.display.is_empty());
                 order_number = entity_id(segment, 3).or_else(|| entity_id(segment, 2));
+                order_numbers = [entity_id(segment, 2), entity_id(segment, 3)]
+                    .into_iter()
+                    .flatten()
+                    .collect();
                 order_time = dates.datetime(segment, 7, segment.raw(7), true)?;
                 issued = dates.datetime(segment, 22, segment.raw(22), true)?;
                 section = segment.raw(24).trim().to_ascii_uppercase();
@@ -131,6 +138,7 @@ pub fn read_observations(
                     issued: issued.clone(),
                     order_code: order_code.clone(),
                     order_number: order_number.clone(),
+                    order_numbers: order_numbers.clone(),
                     section: section.clone(),
                     ..observation
                 });
@@ -252,6 +260,7 @@ fn read_obx(
         issued: String::new(),
         order_code: None,
         order_number: None,
+        order_numbers: Vec::new(),
         section: String::new(),
         notes: Vec::new(),
     })

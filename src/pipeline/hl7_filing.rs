@@ -1,7 +1,8 @@
 //! Filing what an HL7 message says as FHIR resources, in the transaction that records the
 //! message: its Patient found by identifier (or made from PID; ADT messages update it), then an
-//! Observation per ORU^R01 OBX or a ServiceRequest per ORM/OMI order, each updating the one
-//! already filed under the same identifier (a corrected result, a changed or cancelled order).
+//! Observation per ORU^R01 OBX (based on the ServiceRequest of its order, when that order was
+//! filed) or a ServiceRequest per ORM/OMI order, each updating the one already filed under the
+//! same identifier (a corrected result, a changed or cancelled order).
 
 use serde_json::Value;
 
@@ -44,7 +45,23 @@ impl Pipeline {
             systems,
         };
         for draft in &content.observations {
-            let resource = report::observation_from_hl7(draft, &context);
+            let mut resource = report::observation_from_hl7(draft, &context);
+            // The result answers an order already filed (ORM/OMI): Observation.basedOn.
+            for number in &draft.order_numbers {
+                let (system, value) = report::order_identifier_key(number, systems);
+                let order = find_for_patient(
+                    &mut tx,
+                    ResourceType::ServiceRequest,
+                    &patient,
+                    system.as_deref(),
+                    &value,
+                )
+                .await?;
+                if let Some(order) = order {
+                    resource["basedOn"] = serde_json::json!([{ "reference": format!("ServiceRequest/{}", order.id) }]);
+                    break;
+                }
+            }
             file_by_identifier(&mut tx, ResourceType::Observation, &patient, resource).await?;
         }
         for order in &content.orders {

@@ -26,7 +26,7 @@ pub use operation_outcome::{
     IssueCode, IssueSeverity, OutcomeIssue, error_status, operation_outcome,
 };
 pub use patient::{merge_patient, patient_from_hl7};
-pub use service_request::{order_identifiers, service_request_from_hl7};
+pub use service_request::{order_identifier_key, order_identifiers, service_request_from_hl7};
 pub use v2::IdentifierSystems;
 
 use fhir_sdk::r4b::types::Coding;

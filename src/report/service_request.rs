@@ -9,7 +9,7 @@ use super::v2::{
     patient_reference,
 };
 use crate::domain::ResourceId;
-use crate::hl7::order::OrderDraft;
+use crate::hl7::order::{EntityId, OrderDraft};
 
 const SNOMED: &str = "http://snomed.info/sct";
 
@@ -29,6 +29,14 @@ pub fn order_identifiers(order: &OrderDraft, systems: IdentifierSystems<'_>) -> 
             .map(|n| identifier(&n.value, &n.authority, type_code, systems))
     })
     .collect()
+}
+
+/// (system, value) by which an order number was filed as a ServiceRequest identifier.
+pub fn order_identifier_key(
+    number: &EntityId,
+    systems: IdentifierSystems<'_>,
+) -> (Option<String>, String) {
+    (systems.system(&number.authority), number.value.clone())
 }
 
 /// The request status an order control (ORC-1, table 0119) and order status (ORC-5, table

@@ -244,6 +244,35 @@ ORC|SC|PL7^RIS|FL7^PACS||HD\r";
     assert_eq!(fl7["total"], 1, "one order, however it is named");
     assert_eq!(entries(&fl7)[0]["status"], "on-hold");
     assert_eq!(app.search("ServiceRequest").await["total"], 2);
+
+    // The report of that order (its filler number in OBR-3): the result is based on it.
+    let report = "MSH|^~\\&|RIS|HOSP|PROGNOSTICS|ONC|20240106100000||ORU^R01|R9|P|2.5.1\r\
+PID|1||MRN123^^^HOSP^MR\r\
+OBR|1||FL7^PACS|24627-2^CT Chest^LN|||20240106090000\r\
+OBX|1|TX|18782-3^Study observation^LN||No acute findings||||||F\r";
+    let ack = post_hl7(&app, report).await;
+    assert_eq!(segment(&ack, "MSA")[1], "AA", "{ack}");
+    let order_id = entries(&fl7)[0]["id"].as_str().unwrap().to_owned();
+    let results = entries(&app.search("Observation?code=18782-3").await);
+    assert_eq!(results.len(), 1);
+    assert_eq!(
+        results[0]["basedOn"][0]["reference"],
+        format!("ServiceRequest/{order_id}")
+    );
+    // A result whose order was never filed has no basedOn.
+    let unordered = report
+        .replace("|R9|", "|R10|")
+        .replace("FL7^PACS", "FL8^PACS");
+    post_hl7(&app, &unordered).await;
+    let results = entries(&app.search("Observation?code=18782-3").await);
+    assert_eq!(results.len(), 2);
+    assert_eq!(
+        results
+            .iter()
+            .filter(|r| r.get("basedOn").is_some())
+            .count(),
+        1
+    );
 }
 
 #[tokio::test]
