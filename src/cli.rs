@@ -114,7 +114,9 @@ pub struct FeaturesArgs {
     /// Build the features as of this moment (RFC 3339) [default: now]
     #[arg(long, value_name = "DATETIME")]
     pub as_of: Option<chrono::DateTime<chrono::Utc>>,
-    /// Study Instance UID of a study received by this service, for the imaging features.
+    /// Study Instance UID of a study received by this service, for the imaging features
+    /// [default: the latest of the patient's ImagingStudy resources on the EHR that this
+    /// service has received and embedded]
     #[arg(long, value_name = "UID")]
     pub study: Option<String>,
     /// FHIR base URL of the EHR [default: the `ehr.base_url` setting]

@@ -76,17 +76,36 @@ pub async fn features(settings: &Settings, args: FeaturesArgs) -> anyhow::Result
             TextEncoder::load(&manifest, Some(&notes.encoder), &crate::encoders::device())?;
         embeddings.notes = embed_notes(&encoder, notes, &context, as_of)?;
     }
-    if let (Some(imaging), Some(study)) = (&spec.imaging, &args.study) {
-        let manifest = ModelManifest::read(models_dir)?;
-        let (name, entry) = manifest.image_encoder(Some(&imaging.encoder))?;
-        let model = ModelVersion {
-            name: name.to_owned(),
-            version: entry.version.clone(),
+    if let Some(imaging) = &spec.imaging {
+        // The study asked for; else the EHR's imaging studies of the patient, latest first,
+        // the first one this service has received and embedded.
+        let mut studies: Vec<(Option<chrono::DateTime<chrono::Utc>>, String)> = match &args.study {
+            Some(study) => vec![(None, study.clone())],
+            None => context
+                .imaging_studies
+                .iter()
+                .filter_map(|s| Some((s.started, s.study_uid.clone()?)))
+                .collect(),
         };
-        let uid = DicomUid::parse(study).map_err(|e| anyhow::anyhow!("--study {study}: {e}"))?;
-        let store = open_store(settings).await?;
-        embeddings.imaging = stored_study_embedding(&store, &uid, &model).await?;
-        store.close().await;
+        studies.sort_by_key(|(started, _)| std::cmp::Reverse(*started));
+        if !studies.is_empty() {
+            let manifest = ModelManifest::read(models_dir)?;
+            let (name, entry) = manifest.image_encoder(Some(&imaging.encoder))?;
+            let model = ModelVersion {
+                name: name.to_owned(),
+                version: entry.version.clone(),
+            };
+            let store = open_store(settings).await?;
+            for (_, study) in &studies {
+                let uid =
+                    DicomUid::parse(study).map_err(|e| anyhow::anyhow!("study {study}: {e}"))?;
+                embeddings.imaging = stored_study_embedding(&store, &uid, &model).await?;
+                if embeddings.imaging.is_some() {
+                    break;
+                }
+            }
+            store.close().await;
+        }
     }
 
     let features = build_features(&spec, &context, &embeddings, as_of);
