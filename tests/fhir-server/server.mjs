@@ -62,6 +62,14 @@ function files(path) {
   return [path];
 }
 
+// Conformance and terminology resources (most of the core examples package) are not patient
+// data and only slow loading down.
+const CONFORMANCE = new Set([
+  'SearchParameter', 'ValueSet', 'CodeSystem', 'StructureDefinition', 'ConceptMap',
+  'OperationDefinition', 'CapabilityStatement', 'ImplementationGuide', 'NamingSystem',
+  'CompartmentDefinition', 'GraphDefinition', 'MessageDefinition', 'StructureMap',
+  'TerminologyCapabilities', 'ExampleScenario', 'TestScript', 'TestReport',
+]);
 let loaded = 0;
 let skipped = 0;
 for (const source of sources) {
@@ -78,7 +86,7 @@ for (const source of sources) {
         ? (json.entry ?? []).map((e) => e.resource).filter(Boolean)
         : [json];
     for (const resource of resources) {
-      if (!resource?.resourceType || !resource.id) {
+      if (!resource?.resourceType || !resource.id || CONFORMANCE.has(resource.resourceType)) {
         skipped++;
         continue;
       }
