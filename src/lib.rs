@@ -2,7 +2,8 @@
 //!
 //! Modules follow the data flow: `domain` is the shared vocabulary; `ingest` reads DICOM; `hl7`
 //! reads HL7 v2; `ehr` pulls from the EHR's FHIR server; `fhir` reads and checks FHIR JSON;
-//! `features` turns what is known about a patient into a model's inputs; `encoders` embed
+//! `features` turns what is known about a patient into a model's inputs; `cohort` reads
+//! training cohorts (CSV, ARFF); `encoders` embed
 //! images and text; `store` persists (database rows and DICOM files); `report` builds the FHIR
 //! the service emits; `pipeline` holds the use cases; `api` (HTTP), `dimse` (DICOM network),
 //! `mllp` (HL7 v2 network), `import` and `inspect` (command line) are the edges; `startup`
@@ -15,6 +16,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub mod cli;
+pub mod cohort;
 pub mod config;
 pub mod error;
 pub mod telemetry;

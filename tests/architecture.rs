@@ -16,6 +16,7 @@ const OWNERS: &[(&str, &[&str])] = &[
     ("tokenizers::", &["src/encoders/"]),
     ("reqwest::", &["src/ehr/", "src/encoders/fetch.rs"]),
     ("jsonwebtoken", &["src/ehr/"]),
+    ("csv::", &["src/cohort/"]),
     ("fhir_sdk::r4b::resources", &["src/report/", "src/fhir/"]),
     ("builder()", &["src/report/"]),
 ];
@@ -127,6 +128,17 @@ fn lower_layers_do_not_import_upper_ones() {
         (
             "src/report/",
             &["crate::store", "crate::pipeline", "crate::api"],
+        ),
+        (
+            "src/cohort/",
+            &[
+                "crate::store",
+                "crate::report",
+                "crate::pipeline",
+                "crate::api",
+                "crate::ehr",
+                "crate::encoders",
+            ],
         ),
         (
             "src/features/",
