@@ -3,7 +3,7 @@
 //! Modules follow the data flow: `domain` is the shared vocabulary; `ingest` reads DICOM; `hl7`
 //! reads HL7 v2; `ehr` pulls from the EHR's FHIR server; `fhir` reads and checks FHIR JSON;
 //! `features` turns what is known about a patient into a model's inputs; `cohort` reads
-//! training cohorts (CSV, ARFF); `encoders` embed
+//! training cohorts (CSV, ARFF); `survival` holds survival statistics; `encoders` embed
 //! images and text; `store` persists (database rows and DICOM files); `report` builds the FHIR
 //! the service emits; `pipeline` holds the use cases; `api` (HTTP), `dimse` (DICOM network),
 //! `mllp` (HL7 v2 network), `import` and `inspect` (command line) are the edges; `startup`
@@ -38,3 +38,4 @@ pub mod pipeline;
 pub mod report;
 pub mod startup;
 pub mod store;
+pub mod survival;

@@ -130,6 +130,16 @@ fn lower_layers_do_not_import_upper_ones() {
             &["crate::store", "crate::pipeline", "crate::api"],
         ),
         (
+            "src/survival/",
+            &[
+                "crate::store",
+                "crate::report",
+                "crate::pipeline",
+                "crate::api",
+                "crate::ehr",
+            ],
+        ),
+        (
             "src/cohort/",
             &[
                 "crate::store",
