@@ -12,7 +12,7 @@ const OWNERS: &[(&str, &[&str])] = &[
     ("dicom_object", &["src/ingest/", "src/dimse/"]),
     ("dicom_pixeldata", &["src/ingest/"]),
     ("indicatif", &["src/import.rs"]),
-    ("candle", &["src/encoders/", "src/fusion/"]),
+    ("candle", &["src/encoders/", "src/fusion/", "src/survival/"]),
     ("tokenizers::", &["src/encoders/"]),
     ("reqwest::", &["src/ehr/", "src/encoders/fetch.rs"]),
     ("jsonwebtoken", &["src/ehr/"]),
