@@ -1,7 +1,8 @@
 //! The survival building blocks against scikit-survival on GBSG2 (scikit-survival 0.28.0's
 //! copy, fetched by scripts/fetch-test-data): a linear Cox model trained in candle with
 //! `cox_loss` reaches the optimum of scikit-survival 0.25's `CoxPHSurvivalAnalysis` on the
-//! same one-hot design (its `OneHotEncoder`: first level dropped).
+//! same one-hot design (its `OneHotEncoder`: first level dropped), and Breslow's baseline gives
+//! its survival probabilities.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
@@ -9,12 +10,19 @@ use std::path::PathBuf;
 use candle_core::{Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use prognostics::cohort::{Values, read_cohort};
-use prognostics::survival::{CoxTargets, cox_loss, harrell_c};
+use prognostics::survival::{BaselineHazard, CoxTargets, cox_loss, harrell_c};
 
 /// scikit-survival's figures: mean negative log partial likelihood (Breslow) at its optimum,
 /// and Harrell's C of its risk on the same rows.
 const SKSURV_LOSS: f64 = 5.805412770592076;
 const SKSURV_C: f64 = 0.6918209690994349;
+/// Its `predict_survival_function` for the first four patients at 365, 1095 and 1825 days.
+const SKSURV_SURVIVAL: [[f64; 3]; 4] = [
+    [0.923225, 0.647412, 0.47444],
+    [0.931311, 0.678882, 0.514675],
+    [0.906974, 0.587763, 0.401967],
+    [0.940183, 0.714835, 0.5623],
+];
 
 #[test]
 fn a_linear_cox_model_reaches_scikit_survivals_coxph_optimum_on_gbsg2() {
@@ -109,4 +117,15 @@ fn a_linear_cox_model_reaches_scikit_survivals_coxph_optimum_on_gbsg2() {
         "c-index {} vs scikit-survival's {SKSURV_C}",
         c.c_index
     );
+    // Breslow's baseline on the same rows: survival probabilities at 1, 3 and 5 years.
+    let baseline = BaselineHazard::fit(&survival.time, &survival.event, &risk);
+    for (patient, expected) in SKSURV_SURVIVAL.iter().enumerate() {
+        for (horizon, want) in [365.0, 1095.0, 1825.0].iter().zip(expected) {
+            let got = baseline.survival(risk[patient], *horizon);
+            assert!(
+                (got - want).abs() < 5e-3,
+                "patient {patient} at {horizon} days: {got} vs {want}"
+            );
+        }
+    }
 }
