@@ -1,5 +1,6 @@
 //! The survival building blocks against scikit-survival on GBSG2 (scikit-survival 0.28.0's
-//! copy, fetched by scripts/fetch-test-data): a linear Cox model trained in candle with
+//! copy, fetched by scripts/fetch-test-data): Harrell's and Uno's C to the pair, and a linear
+//! Cox model trained in candle with
 //! `cox_loss` reaches the optimum of scikit-survival 0.25's `CoxPHSurvivalAnalysis` on the
 //! same one-hot design (its `OneHotEncoder`: first level dropped), and Breslow's baseline gives
 //! its survival probabilities.
@@ -9,8 +10,8 @@ use std::path::PathBuf;
 
 use candle_core::{Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
-use prognostics::cohort::{Values, read_cohort};
-use prognostics::survival::{BaselineHazard, CoxTargets, cox_loss, harrell_c};
+use prognostics::cohort::{Cohort, Values, read_cohort};
+use prognostics::survival::{BaselineHazard, CoxTargets, cox_loss, harrell_c, uno_c};
 
 /// scikit-survival's figures: mean negative log partial likelihood (Breslow) at its optimum,
 /// and Harrell's C of its risk on the same rows.
@@ -24,8 +25,8 @@ const SKSURV_SURVIVAL: [[f64; 3]; 4] = [
     [0.940183, 0.714835, 0.5623],
 ];
 
-#[test]
-fn a_linear_cox_model_reaches_scikit_survivals_coxph_optimum_on_gbsg2() {
+/// GBSG2 as scikit-survival ships it; None (or a failure where data is required) when absent.
+fn gbsg2() -> Option<Cohort> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join(".cache/test-data/scikit-survival-0.28.0/GBSG2.arff");
     if !path.exists() {
@@ -33,9 +34,16 @@ fn a_linear_cox_model_reaches_scikit_survivals_coxph_optimum_on_gbsg2() {
             std::env::var_os("TEST_REQUIRE_DATA").is_none(),
             "GBSG2.arff is missing: run scripts/fetch-test-data"
         );
-        return;
+        return None;
     }
-    let cohort = read_cohort(&path).unwrap();
+    Some(read_cohort(&path).unwrap())
+}
+
+#[test]
+fn a_linear_cox_model_reaches_scikit_survivals_coxph_optimum_on_gbsg2() {
+    let Some(cohort) = gbsg2() else {
+        return;
+    };
     let survival = cohort.survival("time", "cens").unwrap();
     let numeric = |name: &str| -> Vec<f64> {
         match &cohort.column(name).unwrap().values {
@@ -128,4 +136,81 @@ fn a_linear_cox_model_reaches_scikit_survivals_coxph_optimum_on_gbsg2() {
             );
         }
     }
+}
+
+#[test]
+fn harrell_c_on_gbsg2_matches_scikit_survival() {
+    let Some(cohort) = gbsg2() else {
+        return;
+    };
+    let survival = cohort.survival("time", "cens").unwrap();
+    // scikit-survival 0.25.0, concordance_index_censored(cens, time, sign × column):
+    // (c-index, concordant, discordant, tied risk, tied time).
+    let expected = [
+        ("pnodes", 1.0, 0.6452446795719611, 78870, 40214, 13988, 42),
+        ("estrec", -1.0, 0.5909996092340989, 77041, 52822, 3209, 42),
+        ("tsize", 1.0, 0.5718220211614765, 73090, 53975, 6007, 42),
+    ];
+    for (column, sign, c_index, concordant, discordant, tied_risk, tied_time) in expected {
+        let Values::Numeric(values) = &cohort.column(column).unwrap().values else {
+            panic!("{column} is numeric");
+        };
+        let risk: Vec<f64> = values.iter().map(|v| sign * v.unwrap()).collect();
+        let c = harrell_c(&survival.time, &survival.event, &risk).unwrap();
+        assert_eq!(
+            (c.concordant, c.discordant, c.tied_risk, c.tied_time),
+            (concordant, discordant, tied_risk, tied_time),
+            "{column}"
+        );
+        assert!(
+            (c.c_index - c_index).abs() < 1e-12,
+            "{column}: {}",
+            c.c_index
+        );
+    }
+}
+
+#[test]
+fn uno_c_on_gbsg2_matches_scikit_survival() {
+    let Some(cohort) = gbsg2() else {
+        return;
+    };
+    let s = cohort.survival("time", "cens").unwrap();
+    let Values::Numeric(pnodes) = &cohort.column("pnodes").unwrap().values else {
+        panic!("pnodes is numeric");
+    };
+    let risk: Vec<f64> = pnodes.iter().map(|v| v.unwrap()).collect();
+    // scikit-survival 0.25.0 concordance_index_ipcw(train, test, pnodes, tau).
+    let all = (&s.time[..], &s.event[..]);
+    let c = uno_c(all, &s.time, &s.event, &risk, None).unwrap();
+    assert!(
+        (c.c_index - 0.6459231655161249).abs() < 1e-12,
+        "{}",
+        c.c_index
+    );
+    let c = uno_c(all, &s.time, &s.event, &risk, Some(1825.0)).unwrap();
+    assert!(
+        (c.c_index - 0.6298304981001723).abs() < 1e-12,
+        "{}",
+        c.c_index
+    );
+    // Censoring learnt from the first 400 rows, scored on the other 286.
+    let train = (&s.time[..400], &s.event[..400]);
+    let c = uno_c(
+        train,
+        &s.time[400..],
+        &s.event[400..],
+        &risk[400..],
+        Some(1825.0),
+    )
+    .unwrap();
+    assert!(
+        (c.c_index - 0.6391225014779803).abs() < 1e-12,
+        "{}",
+        c.c_index
+    );
+    assert_eq!(
+        (c.concordant, c.discordant, c.tied_risk, c.tied_time),
+        (11787, 5976, 2058, 12)
+    );
 }

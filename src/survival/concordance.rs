@@ -4,6 +4,8 @@
 //! counting one half. The same definition, tie rule
 //! and tolerance (1e-8) as scikit-survival's `concordance_index_censored`, so figures compare.
 
+use super::censoring::CensoringDistribution;
+
 /// Risk scores closer than this are tied.
 const TIED_TOLERANCE: f64 = 1e-8;
 
@@ -21,13 +23,59 @@ pub struct Concordance {
 /// Harrell's C of `risk` (higher: earlier event) against follow-up `time` and `event`. None
 /// when no pair is comparable (no events, or every event at the last time).
 pub fn harrell_c(time: &[f64], event: &[bool], risk: &[f64]) -> Option<Concordance> {
+    weighted(time, event, risk, &vec![1.0; time.len()])
+}
+
+/// Why Uno's C cannot be computed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum UnoError {
+    #[error(
+        "a test time ({0}) is beyond the training follow-up, where the censoring distribution is not known"
+    )]
+    BeyondTraining(f64),
+    #[error("the censoring distribution is 0 at an event time ({0}): no weight can be given")]
+    ZeroCensoringProbability(f64),
+    #[error("no pair of test patients is comparable")]
+    NoComparablePair,
+}
+
+/// Uno's C (Uno et al., 2011): Harrell's pairs weighted by 1 / G(t_i)², G the censoring
+/// distribution of the training rows, events at or after `tau` given no weight; consistent
+/// under censoring that does not depend on the covariates. As scikit-survival's
+/// `concordance_index_ipcw`.
+pub fn uno_c(
+    train: (&[f64], &[bool]),
+    time: &[f64],
+    event: &[bool],
+    risk: &[f64],
+    tau: Option<f64>,
+) -> Result<Concordance, UnoError> {
+    let censoring = CensoringDistribution::fit(train.0, train.1);
+    let mut weights = vec![0.0; time.len()];
+    for (i, w) in weights.iter_mut().enumerate() {
+        if !event[i] || tau.is_some_and(|tau| time[i] >= tau) {
+            continue;
+        }
+        let g = censoring
+            .at(time[i])
+            .ok_or(UnoError::BeyondTraining(time[i]))?;
+        if g == 0.0 {
+            return Err(UnoError::ZeroCensoringProbability(time[i]));
+        }
+        *w = 1.0 / (g * g);
+    }
+    weighted(time, event, risk, &weights).ok_or(UnoError::NoComparablePair)
+}
+
+fn weighted(time: &[f64], event: &[bool], risk: &[f64], weights: &[f64]) -> Option<Concordance> {
     assert!(
-        time.len() == event.len() && time.len() == risk.len(),
+        time.len() == event.len() && time.len() == risk.len() && time.len() == weights.len(),
         "time, event and risk have one value per patient"
     );
     let mut order: Vec<usize> = (0..time.len()).collect();
     order.sort_by(|&a, &b| time[a].total_cmp(&time[b]));
     let (mut concordant, mut discordant, mut tied_risk, mut tied_time) = (0u64, 0u64, 0u64, 0u64);
+    let (mut numerator, mut denominator) = (0f64, 0f64);
     let mut start = 0;
     while start < order.len() {
         // The group of patients with the same time.
@@ -41,10 +89,13 @@ pub fn harrell_c(time: &[f64], event: &[bool], risk: &[f64]) -> Option<Concordan
             let censored_here = group.iter().filter(|&&j| !event[j]);
             for &j in order[end..].iter().chain(censored_here) {
                 let difference = risk[i] - risk[j];
+                denominator += weights[i];
                 if difference.abs() <= TIED_TOLERANCE {
                     tied_risk += 1;
+                    numerator += 0.5 * weights[i];
                 } else if difference > 0.0 {
                     concordant += 1;
+                    numerator += weights[i];
                 } else {
                     discordant += 1;
                 }
@@ -53,8 +104,8 @@ pub fn harrell_c(time: &[f64], event: &[bool], risk: &[f64]) -> Option<Concordan
         start = end;
     }
     let comparable = concordant + discordant + tied_risk;
-    (comparable > 0).then(|| Concordance {
-        c_index: (concordant as f64 + 0.5 * tied_risk as f64) / comparable as f64,
+    (comparable > 0 && denominator > 0.0).then(|| Concordance {
+        c_index: numerator / denominator,
         concordant,
         discordant,
         tied_risk,
