@@ -11,7 +11,9 @@ use std::path::PathBuf;
 use candle_core::{Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use prognostics::cohort::{Cohort, Values, read_cohort};
-use prognostics::survival::{BaselineHazard, CoxTargets, cox_loss, harrell_c, uno_c};
+use prognostics::survival::{
+    BaselineHazard, CoxTargets, brier_scores, cox_loss, harrell_c, integrated_brier_score, uno_c,
+};
 
 /// scikit-survival's figures: mean negative log partial likelihood (Breslow) at its optimum,
 /// and Harrell's C of its risk on the same rows.
@@ -213,4 +215,47 @@ fn uno_c_on_gbsg2_matches_scikit_survival() {
         (c.concordant, c.discordant, c.tied_risk, c.tied_time),
         (11787, 5976, 2058, 12)
     );
+}
+
+#[test]
+fn brier_scores_on_gbsg2_match_scikit_survival() {
+    let Some(cohort) = gbsg2() else {
+        return;
+    };
+    let s = cohort.survival("time", "cens").unwrap();
+    let Values::Numeric(pnodes) = &cohort.column("pnodes").unwrap().values else {
+        panic!("pnodes is numeric");
+    };
+    // A made-up model both sides compute: S(t | x) = exp(−t / 2000 · exp(0.05 · pnodes)).
+    let times = [365.0, 730.0, 1095.0, 1460.0, 1825.0];
+    let survival: Vec<Vec<f64>> = pnodes
+        .iter()
+        .map(|p| {
+            let hazard = (0.05 * p.unwrap()).exp();
+            times
+                .iter()
+                .map(|t: &f64| (-t / 2000.0 * hazard).exp())
+                .collect()
+        })
+        .collect();
+    let all = (&s.time[..], &s.event[..]);
+    // scikit-survival 0.25.0 brier_score(y, y, estimate, times); the integrated score as its
+    // integrated_brier_score computes it (trapezoid / time span).
+    let expected = [
+        0.09376199323398746,
+        0.19288562871772055,
+        0.22974886552736792,
+        0.2530816260581178,
+        0.26382470220541926,
+    ];
+    let scores = brier_scores(all, &s.time, &s.event, &survival, &times).unwrap();
+    for (got, want) in scores.iter().zip(expected) {
+        assert!((got - want).abs() < 1e-12, "{got} vs {want}");
+    }
+    let integrated = integrated_brier_score(all, &s.time, &s.event, &survival, &times).unwrap();
+    assert!(
+        (integrated - 0.21362736700572743).abs() < 1e-12,
+        "{integrated}"
+    );
+    assert!(integrated_brier_score(all, &s.time, &s.event, &survival, &[365.0]).is_err());
 }
