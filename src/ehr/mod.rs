@@ -87,7 +87,9 @@ pub enum EhrError {
 /// What to do about an EHR's refusal, where the status says.
 fn hint(status: u16) -> &'static str {
     match status {
-        401 => ": it wants credentials (set ehr.bearer_token)",
+        401 => {
+            ": it wants credentials (set ehr.bearer_token, or ehr.smart for SMART Backend Services)"
+        }
         403 => ": the credentials sent may not read this (check the token's scopes)",
         404 => ": no such resource on that server (check the id and ehr.base_url)",
         _ => "",

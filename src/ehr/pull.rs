@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::{EhrError, FhirClient};
 use crate::features::codes::{STAGE_GROUPS, TUMOUR_MARKERS, VARIANT};
-use crate::features::context::reference;
+use crate::features::context::{codes_of, reference};
 
 /// Something the pull could not get, and why.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -35,25 +35,6 @@ pub struct PatientRecord {
     pub reports: Vec<Value>,
     pub imaging_studies: Vec<Value>,
     pub missing: Vec<Missing>,
-}
-
-fn codes<'a>(resource: &'a Value, path: &str) -> impl Iterator<Item = &'a str> {
-    resource
-        .pointer(path)
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|c| c.get("code").and_then(Value::as_str))
-}
-
-fn categories(observation: &Value) -> Vec<&str> {
-    observation
-        .get("category")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .flat_map(|c| codes(c, "/coding"))
-        .collect()
 }
 
 /// Pulls patient `id`. Fails only when the Patient cannot be read.
@@ -90,8 +71,15 @@ pub async fn pull_patient(client: &FhirClient, id: &str) -> Result<PatientRecord
     let reports = keep("DiagnosticReport", reports);
     let studies = keep("ImagingStudy", studies);
     for observation in observations {
-        let code: Vec<&str> = codes(&observation, "/code/coding").collect();
-        let category = categories(&observation);
+        let code = codes_of(&observation["code"]);
+        let category: Vec<String> = observation["category"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(codes_of)
+            .collect();
+        let code: Vec<&str> = code.iter().map(String::as_str).collect();
+        let category: Vec<&str> = category.iter().map(String::as_str).collect();
         if code.contains(&VARIANT) {
             record.variants.push(observation);
         } else if code.iter().any(|c| TUMOUR_MARKERS.contains(c)) {

@@ -161,7 +161,8 @@ fn codings(concept: &Value) -> impl Iterator<Item = &Value> {
         .flatten()
 }
 
-fn codes_of(concept: &Value) -> Vec<String> {
+/// The codes of a CodeableConcept's codings.
+pub fn codes_of(concept: &Value) -> Vec<String> {
     codings(concept)
         .filter_map(|c| c.get("code").and_then(Value::as_str))
         .map(str::to_owned)

@@ -13,6 +13,7 @@ use crate::domain::{ResourceId, ResourceType};
 use crate::fhir::validate_resource;
 use crate::hl7::ack::Header;
 use crate::hl7::content::MessageContent;
+use crate::hl7::order::EntityId;
 use crate::hl7::patient::PatientDraft;
 use crate::report::{self, IdentifierSystems, ResultContext};
 use crate::store::{Hl7Receipt, NewHl7Message, StoreTransaction};
@@ -44,23 +45,22 @@ impl Pipeline {
             control_id: &header.control_id,
             systems,
         };
+        // The ServiceRequest each OBR answers, looked up once per OBR, not once per OBX.
+        let mut requests: Vec<(&[EntityId], Option<ResourceId>)> = Vec::new();
         for draft in &content.observations {
             let mut resource = report::observation_from_hl7(draft, &context);
-            // The result answers an order already filed (ORM/OMI): Observation.basedOn.
-            for number in &draft.order_numbers {
-                let (system, value) = report::order_identifier_key(number, systems);
-                let order = find_for_patient(
-                    &mut tx,
-                    ResourceType::ServiceRequest,
-                    &patient,
-                    system.as_deref(),
-                    &value,
-                )
-                .await?;
-                if let Some(order) = order {
-                    resource["basedOn"] = serde_json::json!([{ "reference": format!("ServiceRequest/{}", order.id) }]);
-                    break;
+            let numbers = draft.order_numbers.as_slice();
+            let request = match requests.iter().find(|(n, _)| *n == numbers) {
+                Some((_, request)) => request.clone(),
+                None => {
+                    let request = filed_order(&mut tx, &patient, numbers, systems).await?;
+                    requests.push((numbers, request.clone()));
+                    request
                 }
+            };
+            if let Some(request) = request {
+                resource["basedOn"] =
+                    serde_json::json!([{ "reference": format!("ServiceRequest/{request}") }]);
             }
             file_by_identifier(&mut tx, ResourceType::Observation, &patient, resource).await?;
         }
@@ -83,6 +83,23 @@ impl Pipeline {
         tx.commit().await?;
         Ok(receipt)
     }
+}
+
+/// The patient's ServiceRequest filed under one of an OBR's order numbers, if any.
+async fn filed_order(
+    tx: &mut StoreTransaction,
+    patient: &ResourceId,
+    numbers: &[EntityId],
+    systems: IdentifierSystems<'_>,
+) -> Result<Option<ResourceId>, PipelineError> {
+    for number in numbers {
+        let (system, value) = report::order_identifier_key(number, systems);
+        let t = ResourceType::ServiceRequest;
+        if let Some(order) = find_for_patient(tx, t, patient, system.as_deref(), &value).await? {
+            return Ok(Some(order.id));
+        }
+    }
+    Ok(None)
 }
 
 /// The Patient a message is about, by its primary identifier (see [`find_patient`]); made
