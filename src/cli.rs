@@ -48,6 +48,14 @@ pub enum Command {
     /// Print the public key of `ehr.smart.private_key_file` as a JWK Set, with its `kid` and
     /// algorithm: what to register with the EHR for SMART Backend Services.
     EhrJwks,
+    /// Train a prognostic model on a cohort file (CSV or ARFF; one row per patient with a
+    /// follow-up time, an event indicator and features) and write a model bundle: weights,
+    /// manifest, calibration, and a model card (JSON, Markdown) with its held-out metrics.
+    Train(TrainArgs),
+    /// Evaluate a model bundle on a cohort (`--model`), or cross-validate training on a cohort
+    /// (`--cv 5x5`): c-indices, time-dependent AUC, integrated Brier score, calibration,
+    /// triage metrics, by subgroup.
+    Evaluate(EvaluateArgs),
     /// Compute embeddings and print them as JSON, one object per line.
     #[command(subcommand)]
     Embed(EmbedCommand),
@@ -125,6 +133,161 @@ pub struct FeaturesArgs {
     /// Print the whole feature set (values, masks, sources, what was not filled) as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The cohort's columns and what they mean.
+#[derive(Debug, Args, Clone)]
+pub struct CohortArgs {
+    /// Cohort file: .csv (header row; empty, NA and ? are missing) or .arff.
+    #[arg(long, value_name = "FILE")]
+    pub cohort: PathBuf,
+    /// Column of follow-up times (> 0) [default with --model: the model's]
+    #[arg(long, value_name = "COL")]
+    pub time: Option<String>,
+    /// Column of event indicators (1/0, yes/no, true/false) [default with --model: the model's]
+    #[arg(long, value_name = "COL")]
+    pub event: Option<String>,
+    /// Column of urgent findings (1/0) for the triage head.
+    #[arg(long, value_name = "COL")]
+    pub triage: Option<String>,
+    /// Patient identifier column (checked unique; not a feature).
+    #[arg(long, value_name = "COL")]
+    pub patient: Option<String>,
+    /// Columns that are not features (comma-separated).
+    #[arg(long, value_name = "COL,...", value_delimiter = ',')]
+    pub exclude: Vec<String>,
+    /// Columns of a modality: clinical, labs or genomics (`notes_<n>` and `imaging_<n>`
+    /// columns are the embeddings; other columns are clinical). A name ending in `*` is a
+    /// prefix. Repeatable, e.g. `--modality labs=tsize,pnodes --modality genomics=X*`.
+    #[arg(long, value_name = "NAME=COL,...")]
+    pub modality: Vec<String>,
+    /// Columns to report metrics by, with the gap between groups [default: sex/gender and
+    /// age columns]. Repeatable.
+    #[arg(long, value_name = "COL")]
+    pub subgroup: Vec<String>,
+}
+
+/// How a model is trained.
+#[derive(Debug, Args, Clone)]
+pub struct ModelArgs {
+    /// Seed of the splits, initial weights, dropout and batch order: the same seed gives the
+    /// same model.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Horizons of the survival probabilities: 1y, 6m, 90d, or a number in --time-unit.
+    #[arg(
+        long,
+        value_name = "H,...",
+        value_delimiter = ',',
+        default_value = "1y,3y,5y"
+    )]
+    pub horizons: Vec<String>,
+    /// Unit of the follow-up times.
+    #[arg(long, value_enum, default_value = "days")]
+    pub time_unit: TimeUnit,
+    /// Networks in the ensemble: the training patients are cut into this many folds, each
+    /// network early-stops on one and learns from the others; calibration uses every
+    /// patient's out-of-fold prediction.
+    #[arg(long, default_value_t = 5)]
+    pub members: usize,
+    /// With --members 1: share of the training patients kept for early stopping and
+    /// calibration.
+    #[arg(long, default_value_t = 0.2)]
+    pub validation_fraction: f64,
+    /// Width of the shared representation.
+    #[arg(long, default_value_t = 32)]
+    pub hidden: usize,
+    #[arg(long, default_value_t = 500)]
+    pub max_epochs: usize,
+    /// Epochs without improvement on the validation patients before stopping.
+    #[arg(long, default_value_t = 40)]
+    pub patience: usize,
+    #[arg(long, default_value_t = 3e-3)]
+    pub learning_rate: f64,
+    #[arg(long, default_value_t = 1e-2)]
+    pub weight_decay: f64,
+    /// Patients per optimisation step (the Cox risk sets are taken within a batch); a
+    /// cohort no larger is one batch.
+    #[arg(long, default_value_t = 2048)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 0.1)]
+    pub dropout: f32,
+    /// Probability of hiding each modality a training patient has (never all).
+    #[arg(long, default_value_t = 0.2)]
+    pub modality_dropout: f32,
+    /// Recall of urgent findings the triage threshold is set for, on validation patients.
+    #[arg(long, default_value_t = 0.9)]
+    pub triage_recall: f64,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum TimeUnit {
+    Days,
+    Months,
+    Years,
+}
+
+impl TimeUnit {
+    pub fn name(self) -> &'static str {
+        match self {
+            TimeUnit::Days => "days",
+            TimeUnit::Months => "months",
+            TimeUnit::Years => "years",
+        }
+    }
+
+    /// Days in one unit.
+    pub fn days(self) -> f64 {
+        match self {
+            TimeUnit::Days => 1.0,
+            TimeUnit::Months => 365.25 / 12.0,
+            TimeUnit::Years => 365.25,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub cohort: CohortArgs,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Folder to write the bundle into (created).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// The model's name [default: the cohort file's name]
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Share of patients held out to measure the model for its card.
+    #[arg(long, default_value_t = 0.2)]
+    pub test_fraction: f64,
+    /// No progress bar (it is also hidden when standard error is not a terminal).
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    #[command(flatten)]
+    pub cohort: CohortArgs,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// A model bundle to evaluate on the cohort.
+    #[arg(long = "model", value_name = "DIR", conflicts_with = "cv")]
+    pub bundle: Option<PathBuf>,
+    /// Repeated stratified cross-validation, REPEATSxFOLDS (e.g. 5x5): train on each fold's
+    /// complement, score the fold.
+    #[arg(long, value_name = "RxK")]
+    pub cv: Option<String>,
+    /// Write the reliability diagram (SVG) here (with --model).
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
+    /// Print the whole evaluation as JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]

@@ -3,11 +3,12 @@
 //! Modules follow the data flow: `domain` is the shared vocabulary; `ingest` reads DICOM; `hl7`
 //! reads HL7 v2; `ehr` pulls from the EHR's FHIR server; `fhir` reads and checks FHIR JSON;
 //! `features` turns what is known about a patient into a model's inputs; `cohort` reads
-//! training cohorts (CSV, ARFF); `survival` holds survival statistics; `encoders` embed
-//! images and text; `store` persists (database rows and DICOM files); `report` builds the FHIR
-//! the service emits; `pipeline` holds the use cases; `api` (HTTP), `dimse` (DICOM network),
-//! `mllp` (HL7 v2 network), `import` and `inspect` (command line) are the edges; `startup`
-//! wires them together.
+//! training cohorts (CSV, ARFF); `survival` holds survival statistics; `fusion` is the
+//! prognostic model (network, training, bundle, predictions with explanations) and `training`
+//! fits and judges it on cohorts; `encoders` embed images and text; `store` persists (database
+//! rows and DICOM files); `report` builds the FHIR the service emits; `pipeline` holds the use
+//! cases; `api` (HTTP), `dimse` (DICOM network), `mllp` (HL7 v2 network), `import`, `inspect`
+//! and `modelling` (command line) are the edges; `startup` wires them together.
 
 /// mimalloc for every binary built on this library (the service, its tests and benchmarks): with
 /// glibc's allocator, the encoders' megabyte-sized per-layer buffers went back to the kernel and
@@ -20,6 +21,7 @@ pub mod cohort;
 pub mod config;
 pub mod error;
 pub mod telemetry;
+pub mod training;
 
 pub mod api;
 pub mod dimse;
@@ -28,12 +30,14 @@ pub mod ehr;
 pub mod encoders;
 pub mod features;
 pub mod fhir;
+pub mod fusion;
 pub mod hl7;
 pub mod import;
 pub mod ingest;
 pub mod inspect;
 pub mod listener;
 pub mod mllp;
+pub mod modelling;
 pub mod pipeline;
 pub mod report;
 pub mod startup;

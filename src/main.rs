@@ -7,10 +7,10 @@ use prognostics::cli::{Cli, Command, EmbedCommand};
 use prognostics::ehr::{Authorization, authorization_from_settings};
 use prognostics::encoders::{ImageEncoder, ModelManifest, TextEncoder, fetch_text_model};
 use prognostics::import::{collect_files, import};
-use prognostics::inspect;
 use prognostics::pipeline::embed_dicom;
 use prognostics::startup::{Application, open_pipeline, open_store};
 use prognostics::telemetry;
+use prognostics::{inspect, modelling};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -121,6 +121,8 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
         }
+        Some(Command::Train(args)) => modelling::run_train(args)?,
+        Some(Command::Evaluate(args)) => modelling::run_evaluate(args)?,
         Some(Command::Pull(args)) => {
             if !inspect::pull(&settings, args).await? {
                 std::process::exit(2);

@@ -11,7 +11,7 @@ const OWNERS: &[(&str, &[&str])] = &[
     ("dicom_ul", &["src/dimse/"]),
     ("dicom_object", &["src/ingest/", "src/dimse/"]),
     ("dicom_pixeldata", &["src/ingest/"]),
-    ("indicatif", &["src/import.rs"]),
+    ("indicatif", &["src/import.rs", "src/modelling.rs"]),
     ("candle", &["src/encoders/", "src/fusion/", "src/survival/"]),
     ("tokenizers::", &["src/encoders/"]),
     ("reqwest::", &["src/ehr/", "src/encoders/fetch.rs"]),
@@ -152,6 +152,29 @@ fn lower_layers_do_not_import_upper_ones() {
         ),
         (
             "src/features/",
+            &[
+                "crate::store",
+                "crate::report",
+                "crate::pipeline",
+                "crate::api",
+                "crate::ehr",
+                "crate::encoders",
+            ],
+        ),
+        (
+            "src/fusion/",
+            &[
+                "crate::store",
+                "crate::report",
+                "crate::pipeline",
+                "crate::api",
+                "crate::ehr",
+                "crate::cohort",
+                "crate::training",
+            ],
+        ),
+        (
+            "src/training/",
             &[
                 "crate::store",
                 "crate::report",

@@ -12,7 +12,8 @@ use candle_core::{Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use prognostics::cohort::{Cohort, Values, read_cohort};
 use prognostics::survival::{
-    BaselineHazard, CoxTargets, brier_scores, cox_loss, harrell_c, integrated_brier_score, uno_c,
+    BaselineHazard, CoxTargets, brier_scores, cox_loss, cumulative_dynamic_auc, harrell_c,
+    integrated_brier_score, uno_c,
 };
 
 /// scikit-survival's figures: mean negative log partial likelihood (Breslow) at its optimum,
@@ -215,6 +216,45 @@ fn uno_c_on_gbsg2_matches_scikit_survival() {
         (c.concordant, c.discordant, c.tied_risk, c.tied_time),
         (11787, 5976, 2058, 12)
     );
+}
+
+#[test]
+fn time_dependent_auc_on_gbsg2_matches_scikit_survival() {
+    let Some(cohort) = gbsg2() else {
+        return;
+    };
+    let s = cohort.survival("time", "cens").unwrap();
+    let Values::Numeric(pnodes) = &cohort.column("pnodes").unwrap().values else {
+        panic!("pnodes is numeric");
+    };
+    let risk: Vec<f64> = pnodes.iter().map(|v| v.unwrap()).collect();
+    let times = [365.0, 1095.0, 1825.0];
+    let close =
+        |got: &[f64], want: &[f64]| got.iter().zip(want).all(|(g, w)| (g - w).abs() < 1e-12);
+    // scikit-survival 0.28.0 cumulative_dynamic_auc(train, test, pnodes, times): the scores
+    // at each time and their mean (pnodes has many ties: they count one half).
+    let all = (&s.time[..], &s.event[..]);
+    let (scores, mean) = cumulative_dynamic_auc(all, &s.time, &s.event, &risk, &times).unwrap();
+    assert!(
+        close(
+            &scores,
+            &[0.7166981020108822, 0.696782457382707, 0.6535374242873669]
+        ),
+        "{scores:?}"
+    );
+    assert!((mean - 0.6872473392208085).abs() < 1e-12, "{mean}");
+    let train = (&s.time[..400], &s.event[..400]);
+    let (scores, mean) =
+        cumulative_dynamic_auc(train, &s.time[400..], &s.event[400..], &risk[400..], &times)
+            .unwrap();
+    assert!(
+        close(
+            &scores,
+            &[0.682582292818936, 0.6789916214525533, 0.6486103375781386]
+        ),
+        "{scores:?}"
+    );
+    assert!((mean - 0.6711865697920169).abs() < 1e-12, "{mean}");
 }
 
 #[test]

@@ -15,7 +15,9 @@ use super::context::{CodedResult, Measurement, Note, PatientContext, Sex};
 use super::spec::{EmbeddingSpec, InputSpec, LabSpec};
 use super::units::convert;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Modality {
     Clinical,
@@ -23,6 +25,36 @@ pub enum Modality {
     Genomics,
     Notes,
     Imaging,
+}
+
+impl Modality {
+    pub const ALL: [Modality; 5] = [
+        Modality::Clinical,
+        Modality::Labs,
+        Modality::Genomics,
+        Modality::Notes,
+        Modality::Imaging,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Modality::Clinical => "clinical",
+            Modality::Labs => "labs",
+            Modality::Genomics => "genomics",
+            Modality::Notes => "notes",
+            Modality::Imaging => "imaging",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.name() == name)
+    }
+}
+
+impl std::fmt::Display for Modality {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// One modality's features, in the spec's order.

@@ -1,0 +1,27 @@
+//! The prognostic model: a fusion network over the modalities a patient has (candle), its
+//! training (Cox partial likelihood, modality dropout, early stopping), its bundle on disk
+//! (safetensors weights and a manifest) and its predictions with their explanations.
+
+mod bundle;
+mod layout;
+mod network;
+mod predict;
+mod rng;
+mod train;
+
+pub use bundle::{
+    BundleError, FORMAT, Horizon, MANIFEST_FILE, Manifest, Model, Outcome, Triage, WEIGHTS_FILE,
+};
+pub use layout::{
+    Feature, FeatureLayout, Inputs, LayoutError, ModalityInputs, ModalityKind, ModalityLayout,
+    Source,
+};
+pub use network::{Architecture, Batch, FusionNet};
+pub use predict::{
+    FeatureAttribution, HorizonProbability, ModalityContribution, PredictError, Prediction,
+};
+pub use rng::Rng;
+pub use train::{EpochReport, Targets, TrainError, TrainSettings, Trained, train};
+
+#[cfg(test)]
+mod tests;
