@@ -61,6 +61,8 @@ def main():
 
     peers = ["CoxPH", "CoxPH ridge", "RSF"]
     results = {name: [] for name in ["prognostics", *peers]}
+    # Per peer: (prognostics, peer) on the folds the peer scored, for a paired comparison.
+    paired = {name: [] for name in peers}
     uno = {name: [] for name in ["prognostics", *peers]}
     seconds = {name: 0.0 for name in peers}
     failures = {name: 0 for name in peers}
@@ -88,14 +90,19 @@ def main():
                 failures[name] += 1
                 print(f"{name} failed on fold {fold['repeat']}.{fold['fold']}: {error}", file=sys.stderr)
             seconds[name] += time.perf_counter() - began
+        fold_c = {}
         for name, risk in risks.items():
             if not np.all(np.isfinite(risk)):
                 continue
-            results[name].append(concordance_index_censored(event[test], t[test], risk)[0])
+            fold_c[name] = concordance_index_censored(event[test], t[test], risk)[0]
+            results[name].append(fold_c[name])
             try:
                 uno[name].append(concordance_index_ipcw(y[train], y[test], risk, tau=tau)[0])
             except ValueError:
                 pass
+        for name in peers:
+            if name in fold_c:
+                paired[name].append((fold_c["prognostics"], fold_c[name]))
 
     def spread(values):
         values = np.array(values)
@@ -112,8 +119,18 @@ def main():
         "seconds": {"prognostics (train + score, all folds)": ours_seconds, **seconds},
         "peer_failures": failures,
     }
-    ours_c = out["harrell_c"]["prognostics"]["mean"]
-    out["ratio"] = {k: ours_c / v["mean"] for k, v in out["harrell_c"].items() if v and k != "prognostics"}
+    # prognostics' mean over the folds each peer scored, divided by the peer's.
+    out["ratio"] = {
+        name: {
+            "folds": len(pairs),
+            "prognostics": float(np.mean([p[0] for p in pairs])),
+            "peer": float(np.mean([p[1] for p in pairs])),
+            "ratio": float(np.mean([p[0] for p in pairs]) / np.mean([p[1] for p in pairs])),
+            "folds_prognostics_ahead": int(sum(p[0] >= p[1] for p in pairs)),
+        }
+        for name, pairs in paired.items()
+        if pairs
+    }
     print(json.dumps(out, indent=2))
 
 

@@ -215,6 +215,10 @@ pub struct ModelArgs {
     /// Probability of hiding each modality a training patient has (never all).
     #[arg(long, default_value_t = 0.2)]
     pub modality_dropout: f32,
+    /// Probability of hiding each known feature of a training patient (learnt as unknown):
+    /// for cohorts whose features go missing at random in practice.
+    #[arg(long, default_value_t = 0.0)]
+    pub feature_dropout: f32,
     /// Recall of urgent findings the triage threshold is set for, on validation patients.
     #[arg(long, default_value_t = 0.9)]
     pub triage_recall: f64,

@@ -79,6 +79,7 @@ fn settings(args: &ModelArgs) -> anyhow::Result<TrainSettings> {
         hidden: args.hidden,
         dropout: args.dropout,
         modality_dropout: args.modality_dropout,
+        feature_dropout: args.feature_dropout,
         learning_rate: args.learning_rate,
         weight_decay: args.weight_decay,
         max_epochs: args.max_epochs,

@@ -312,6 +312,10 @@ fn bad_cohorts_are_refused_before_training_with_the_place_named() {
     let err = train_error(&path, with_id());
     assert!(err.contains("no row has an event"), "{err}");
 
+    let few = cohort_text(|row, c| c[2] = u8::from(row < 4).to_string());
+    let err = train_error(&write(dir.path(), "few_events.csv", &few), with_id());
+    assert!(err.contains("too few for 2 networks"), "{err}");
+
     let path = write(
         dir.path(),
         "empty_row.csv",

@@ -109,6 +109,8 @@ pub struct Regularisation<'a> {
     pub rng: &'a mut Rng,
     pub dropout: f32,
     pub modality_dropout: f32,
+    /// Probability of hiding each known tabular feature (value and mask to 0: "unknown").
+    pub feature_dropout: f32,
 }
 
 pub struct Forward {
@@ -121,6 +123,7 @@ pub struct Forward {
 }
 
 pub struct FusionNet {
+    kinds: Vec<ModalityKind>,
     projections: Vec<Linear>,
     gate: Linear,
     hidden: Linear,
@@ -149,6 +152,7 @@ impl FusionNet {
             })
             .collect::<candle_core::Result<_>>()?;
         Ok(Self {
+            kinds: layout.modalities.iter().map(|m| m.kind).collect(),
             projections,
             gate: linear(h, 1, vb.pp("fusion.gate"))?,
             hidden: linear(h, h, vb.pp("head.hidden"))?,
@@ -167,8 +171,14 @@ impl FusionNet {
         mut training: Option<Regularisation<'_>>,
     ) -> candle_core::Result<Forward> {
         let mut projected = Vec::with_capacity(self.projections.len());
-        for (projection, x) in self.projections.iter().zip(&batch.inputs) {
-            let z = projection.forward(x)?.gelu()?;
+        for ((projection, x), kind) in self.projections.iter().zip(&batch.inputs).zip(&self.kinds) {
+            let x = match training.as_mut() {
+                Some(t) if t.feature_dropout > 0.0 && *kind == ModalityKind::Tabular => {
+                    hide_features(x, t.feature_dropout, t.rng)?
+                }
+                _ => x.clone(),
+            };
+            let z = projection.forward(&x)?.gelu()?;
             projected.push(match training.as_mut() {
                 Some(t) => dropout(&z, t.dropout, t.rng)?,
                 None => z,
@@ -219,6 +229,23 @@ fn dropout(x: &Tensor, p: f32, rng: &mut Rng) -> candle_core::Result<Tensor> {
         })
         .collect();
     x * Tensor::from_vec(mask, x.shape(), x.device())?
+}
+
+/// Hides known features at random: the same keep mask on a tabular input's values and its
+/// mask bits (`[v·m, m]`), so a hidden feature looks exactly like an unknown one.
+fn hide_features(x: &Tensor, p: f32, rng: &mut Rng) -> candle_core::Result<Tensor> {
+    let (n, width) = x.dims2()?;
+    let d = width / 2;
+    let mut keep = vec![1f32; n * width];
+    for row in 0..n {
+        for j in 0..d {
+            if rng.uniform() < f64::from(p) {
+                keep[row * width + j] = 0.0;
+                keep[row * width + d + j] = 0.0;
+            }
+        }
+    }
+    x * Tensor::from_vec(keep, (n, width), x.device())?
 }
 
 /// Hides each present modality with probability `p`, keeping at least one per patient.

@@ -21,6 +21,9 @@ pub struct TrainSettings {
     pub hidden: usize,
     pub dropout: f32,
     pub modality_dropout: f32,
+    /// Probability of hiding each known tabular feature during training.
+    #[serde(default)]
+    pub feature_dropout: f32,
     pub learning_rate: f64,
     pub weight_decay: f64,
     pub max_epochs: usize,
@@ -54,6 +57,7 @@ impl Default for TrainSettings {
             hidden: 32,
             dropout: 0.1,
             modality_dropout: 0.2,
+            feature_dropout: 0.0,
             learning_rate: 3e-3,
             weight_decay: 1e-2,
             max_epochs: 500,
@@ -298,6 +302,7 @@ pub fn train(
                     rng: &mut regulariser,
                     dropout: settings.dropout,
                     modality_dropout: settings.modality_dropout,
+                    feature_dropout: settings.feature_dropout,
                 }),
             )?;
             optimiser.backward_step(&l)?;

@@ -70,6 +70,14 @@ pub fn fit(
     let (inputs, _) = cohort_inputs(cohort, &layout, rows)?;
     let all = targets(rows)?;
     let events: Vec<bool> = all.event.clone();
+    let event_count = events.iter().filter(|&&e| e).count();
+    if event_count < 2 * settings.members.max(1) {
+        return Err(TrainingError::Options(format!(
+            "{event_count} events among the {} patients to learn from are too few for {} networks: each needs events to learn from and to stop on (fewer --members, or a larger cohort)",
+            rows.len(),
+            settings.members.max(1)
+        )));
+    }
     // Positions (in `rows`) each member validates on.
     let held_out: Vec<Vec<usize>> = if settings.members <= 1 {
         let (_, validation) = stratified_split(
