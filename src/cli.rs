@@ -56,6 +56,11 @@ pub enum Command {
     /// (`--cv 5x5`): c-indices, time-dependent AUC, integrated Brier score, calibration,
     /// triage metrics, by subgroup.
     Evaluate(EvaluateArgs),
+    /// Write a synthetic multimodal cohort with a known hazard (CSV): a lesion on a real DICOM
+    /// background (embedded by the image encoder), a radiology sentence (embedded by the text
+    /// encoder), laboratory, genomic and clinical columns, follow-up, an urgent-finding label
+    /// and the true log hazard. See `training::synthetic` for how it is made.
+    Synthesize(SynthesizeArgs),
     /// Compute embeddings and print them as JSON, one object per line.
     #[command(subcommand)]
     Embed(EmbedCommand),
@@ -153,7 +158,7 @@ pub struct CohortArgs {
     /// Patient identifier column (checked unique; not a feature).
     #[arg(long, value_name = "COL")]
     pub patient: Option<String>,
-    /// Columns that are not features (comma-separated).
+    /// Columns that are not features (comma-separated; `prefix*` for every column so named).
     #[arg(long, value_name = "COL,...", value_delimiter = ',')]
     pub exclude: Vec<String>,
     /// Columns of a modality: clinical, labs or genomics (`notes_<n>` and `imaging_<n>`
@@ -283,12 +288,41 @@ pub struct EvaluateArgs {
     /// complement, score the fold.
     #[arg(long, value_name = "RxK")]
     pub cv: Option<String>,
+    /// Modality ablation on one held-out split (a fifth): the fused model against a model of
+    /// each modality alone, and with each modality taken away at prediction time.
+    #[arg(long, conflicts_with_all = ["cv", "bundle"])]
+    pub ablation: bool,
+    /// With --ablation: a column holding the true risk (a synthetic cohort's
+    /// `true_log_hazard`), to report the oracle's c-index beside the models'.
+    #[arg(long, value_name = "COL", requires = "ablation")]
+    pub oracle: Option<String>,
     /// Write the reliability diagram (SVG) here (with --model).
     #[arg(long, value_name = "FILE")]
     pub plot: Option<PathBuf>,
     /// Print the whole evaluation as JSON instead of tables.
     #[arg(long)]
     pub json: bool,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SynthesizeArgs {
+    /// The cohort file to write (CSV).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 1000)]
+    pub patients: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// DICOM images the lesions are painted on (repeatable) [default: four CT, MR and
+    /// radiograph images of the pydicom test data that scripts/fetch-test-data fetches]
+    #[arg(long, value_name = "FILE")]
+    pub background: Vec<PathBuf>,
+    /// Folder holding manifest.toml and weights/ (the default image and text encoders).
+    #[arg(long, value_name = "DIR", default_value = "models")]
+    pub models_dir: PathBuf,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,

@@ -122,6 +122,18 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Some(Command::Train(args)) => modelling::run_train(args)?,
+        Some(Command::Synthesize(args)) => {
+            let manifest = ModelManifest::read(&args.models_dir)?;
+            let (_, entry) = manifest.text_encoder(None)?;
+            if entry
+                .files()
+                .iter()
+                .any(|f| !manifest.packaged_path(f).exists())
+            {
+                fetch_text_model(&manifest, entry).await?;
+            }
+            modelling::run_synthesize(args, &manifest)?;
+        }
         Some(Command::Evaluate(args)) => modelling::run_evaluate(args)?,
         Some(Command::Pull(args)) => {
             if !inspect::pull(&settings, args).await? {

@@ -6,10 +6,15 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::cli::{CohortArgs, EvaluateArgs, ModelArgs, TimeUnit, TrainArgs};
+use crate::cli::{CohortArgs, EvaluateArgs, ModelArgs, SynthesizeArgs, TimeUnit, TrainArgs};
+use crate::encoders::{ImageEncoder, ModelManifest, TextEncoder};
 use crate::features::Modality;
 use crate::fusion::{Model, TrainSettings};
+use crate::pipeline::synthetic_cohort::synthesize_cohort;
+use crate::training::ablation::ablation;
+use crate::training::commands::load_cohort;
 use crate::training::commands::{Evaluation, Spread};
+use crate::training::fit::FitOptions;
 use crate::training::metrics::Metrics;
 use crate::training::subgroups::Subgroups;
 use crate::training::{ColumnRoles, EvaluateOptions, TrainOptions, evaluate, train};
@@ -67,6 +72,7 @@ fn roles(args: &CohortArgs, time: String, event: String) -> anyhow::Result<Colum
         patient: args.patient.clone(),
         exclude: args.exclude.clone(),
         modalities,
+        only: None,
     })
 }
 
@@ -201,6 +207,9 @@ pub fn run_evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
             .as_ref()
             .and_then(|m| m.triage.as_ref().map(|t| t.label_column.clone()));
     }
+    if args.ablation {
+        return run_ablation(&args, roles);
+    }
     let cv = match (&args.cv, &args.bundle) {
         (_, Some(_)) => (0, 0),
         (Some(text), None) => {
@@ -210,7 +219,7 @@ pub fn run_evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("--cv `{text}`: expected REPEATSxFOLDS, e.g. 5x5"))?;
             (r, k)
         }
-        (None, None) => bail!("evaluate needs --model DIR or --cv RxK"),
+        (None, None) => bail!("evaluate needs --model DIR, --cv RxK or --ablation"),
     };
     let horizons = match &manifest {
         Some(m) => m
@@ -303,6 +312,133 @@ pub fn run_evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+fn run_ablation(args: &EvaluateArgs, roles: ColumnRoles) -> anyhow::Result<()> {
+    let (cohort, survival) = load_cohort(&args.cohort.cohort, &roles)?;
+    let options = FitOptions {
+        name: "ablation".into(),
+        settings: settings(&args.model)?,
+        horizons: horizons(&args.model)?,
+        time_unit: args.model.time_unit.name().into(),
+        triage_recall: fraction("--triage-recall", args.model.triage_recall)?,
+    };
+    let progress = bar(
+        options.settings.max_epochs as u64,
+        args.quiet,
+        "{spinner} [{elapsed_precise}] {prefix} {bar:40} epoch {pos}/{len}",
+    );
+    let result = ablation(
+        &cohort,
+        &survival,
+        &roles,
+        &options,
+        0.2,
+        args.oracle.as_deref(),
+        &mut |what, epoch| {
+            progress.set_prefix(format!("{what} network {}/{}", epoch.member, epoch.members));
+            progress.set_position(epoch.epoch as u64);
+        },
+    )?;
+    progress.finish_and_clear();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&result)?);
+        return Ok(());
+    }
+    let f = |v: Option<f64>| v.map_or("—".to_owned(), |v| format!("{v:.4}"));
+    println!(
+        "Harrell's C on {} held-out patients ({} with every modality)",
+        result.test_patients, result.complete_test_patients
+    );
+    println!("  {:<28} {:>10} {:>16}", "", "all", "complete only");
+    println!(
+        "  {:<28} {:>10} {:>16}",
+        "fused",
+        f(result.fused),
+        f(result.fused_complete)
+    );
+    if args.oracle.is_some() {
+        println!(
+            "  {:<28} {:>10} {:>16}",
+            "oracle (true risk)",
+            f(result.oracle),
+            f(result.oracle_complete)
+        );
+    }
+    for m in &result.modalities {
+        println!(
+            "  {:<28} {:>10} {:>16}",
+            format!("{} alone", m.modality),
+            "",
+            f(m.alone)
+        );
+        println!(
+            "  {:<28} {:>10} {:>16}",
+            format!("fused without {}", m.modality),
+            "",
+            f(m.fused_without)
+        );
+    }
+    Ok(())
+}
+
+/// The pydicom test images (scripts/fetch-test-data) the synthetic lesions are painted on by
+/// default: a CT, two MR images and a radiograph.
+const DEFAULT_BACKGROUNDS: [&str; 4] = [
+    ".cache/test-data/pydicom-3.0.2/pydicom/data/test_files/CT_small.dcm",
+    ".cache/test-data/pydicom-3.0.2/pydicom/data/test_files/MR_small.dcm",
+    ".cache/test-data/pydicom-data-1.0.0/data_store/data/MR2_UNCR.dcm",
+    ".cache/test-data/pydicom-data-1.0.0/data_store/data/RG1_UNCR.dcm",
+];
+
+pub fn run_synthesize(args: SynthesizeArgs, manifest: &ModelManifest) -> anyhow::Result<()> {
+    let backgrounds: Vec<std::path::PathBuf> = if args.background.is_empty() {
+        DEFAULT_BACKGROUNDS.iter().map(Into::into).collect()
+    } else {
+        args.background.clone()
+    };
+    if let Some(missing) = backgrounds.iter().find(|p| !p.exists()) {
+        bail!(
+            "{}: no such background image (run scripts/fetch-test-data, or give --background FILE)",
+            missing.display()
+        );
+    }
+    let device = crate::encoders::device();
+    let (_, entry) = manifest.image_encoder(None)?;
+    let image = ImageEncoder::load(manifest, entry, &device)?;
+    let text = TextEncoder::load(manifest, None, &device)?;
+    let progress = bar(
+        0,
+        args.quiet,
+        "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} embedded",
+    );
+    let started = Instant::now();
+    let written = synthesize_cohort(
+        &args.out,
+        args.patients,
+        args.seed,
+        &backgrounds,
+        &image,
+        &text,
+        &mut |done, total| {
+            progress.set_length(total as u64);
+            progress.set_position(done as u64);
+        },
+    )?;
+    progress.finish_and_clear();
+    let events = written.patients.iter().filter(|p| p.event).count();
+    println!(
+        "wrote {} patients ({events} events), {} columns, to {} in {:.1} s",
+        written.patients.len(),
+        written.columns,
+        args.out.display(),
+        started.elapsed().as_secs_f64()
+    );
+    println!(
+        "train with: prognostics train --cohort {} --time time --event event --triage urgent --patient id --exclude true_log_hazard --modality labs=ldh,albumin --modality genomics=tp53,brca2 --out DIR",
+        args.out.display()
+    );
     Ok(())
 }
 

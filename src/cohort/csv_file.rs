@@ -88,3 +88,37 @@ fn typed(cells: &[String]) -> Values {
         .collect();
     Values::Categorical { levels, codes }
 }
+
+/// Writes columns of equal length as CSV (missing values as empty cells), the format `read`
+/// takes back.
+pub fn write(path: &Path, columns: &[Column]) -> Result<(), CohortError> {
+    let unwritable = |e: csv::Error| CohortError::Unreadable {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let mut writer = csv::Writer::from_path(path).map_err(unwritable)?;
+    writer
+        .write_record(columns.iter().map(|c| c.name.as_str()))
+        .map_err(unwritable)?;
+    let rows = columns.first().map_or(0, |c| match &c.values {
+        Values::Numeric(v) => v.len(),
+        Values::Categorical { codes, .. } => codes.len(),
+    });
+    let mut record = Vec::with_capacity(columns.len());
+    for row in 0..rows {
+        record.clear();
+        for column in columns {
+            record.push(match &column.values {
+                Values::Numeric(v) => v[row].map(|x| x.to_string()).unwrap_or_default(),
+                Values::Categorical { levels, codes } => {
+                    codes[row].map(|c| levels[c].clone()).unwrap_or_default()
+                }
+            });
+        }
+        writer.write_record(&record).map_err(unwritable)?;
+    }
+    writer.flush().map_err(|e| CohortError::Unreadable {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}

@@ -7,6 +7,8 @@
 mod arff;
 mod csv_file;
 
+pub use csv_file::write as write_csv;
+
 use std::path::{Path, PathBuf};
 
 /// A column's values, one per row.

@@ -11,6 +11,7 @@ mod hl7_filing;
 mod imaging;
 mod lookup;
 mod resources;
+pub mod synthetic_cohort;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -25,22 +25,25 @@ pub struct ColumnRoles {
     pub exclude: Vec<String>,
     /// Explicit modality assignments: (modality, column names or `prefix*`).
     pub modalities: Vec<(Modality, Vec<String>)>,
+    /// Only this modality's columns are features (a single-modality model).
+    pub only: Option<Modality>,
 }
 
 impl ColumnRoles {
     fn is_feature(&self, column: &str) -> bool {
-        column != self.time
+        self.only.is_none_or(|m| self.modality_of(column) == m)
+            && column != self.time
             && column != self.event
             && self.triage.as_deref() != Some(column)
             && self.patient.as_deref() != Some(column)
-            && !self.exclude.iter().any(|c| c == column)
+            && !self
+                .exclude
+                .iter()
+                .any(|pattern| matches_pattern(pattern, column))
     }
 
-    fn modality_of(&self, column: &str) -> Modality {
-        let matches = |pattern: &String| match pattern.strip_suffix('*') {
-            Some(prefix) => column.starts_with(prefix),
-            None => pattern == column,
-        };
+    pub fn modality_of(&self, column: &str) -> Modality {
+        let matches = |pattern: &String| matches_pattern(pattern, column);
         if let Some((modality, _)) = self
             .modalities
             .iter()
@@ -68,25 +71,31 @@ impl ColumnRoles {
             .into_iter()
             .chain(self.triage.as_ref())
             .chain(self.patient.as_ref())
-            .chain(&self.exclude)
         {
             cohort.column(column)?;
         }
-        for (_, patterns) in &self.modalities {
-            for pattern in patterns {
-                let found = cohort
-                    .columns
-                    .iter()
-                    .any(|c| match pattern.strip_suffix('*') {
-                        Some(prefix) => c.name.starts_with(prefix),
-                        None => c.name == *pattern,
-                    });
-                if !found {
-                    cohort.column(pattern)?;
-                }
+        let patterns = self
+            .exclude
+            .iter()
+            .chain(self.modalities.iter().flat_map(|(_, p)| p));
+        for pattern in patterns {
+            if !cohort
+                .columns
+                .iter()
+                .any(|c| matches_pattern(pattern, &c.name))
+            {
+                cohort.column(pattern)?;
             }
         }
         Ok(())
+    }
+}
+
+/// A column name, or a prefix ending in `*`.
+fn matches_pattern(pattern: &str, column: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => column.starts_with(prefix),
+        None => pattern == column,
     }
 }
 

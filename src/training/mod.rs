@@ -2,8 +2,10 @@
 //! modality (`dataset`), patient splits and folds (`split`), fitting one model with its
 //! baseline hazard, calibration and triage threshold (`fit`), the metrics it is judged by,
 //! overall and by subgroup (`metrics`, `subgroups`), and the `train` and `evaluate` commands
-//! with their model card and reliability plot (`commands`, `card`, `plot`).
+//! with their model card and reliability plot (`commands`, `card`, `plot`); a synthetic
+//! multimodal cohort with a known hazard (`synthetic`).
 
+pub mod ablation;
 pub mod card;
 pub mod commands;
 pub mod dataset;
@@ -12,6 +14,7 @@ pub mod metrics;
 pub mod plot;
 pub mod split;
 pub mod subgroups;
+pub mod synthetic;
 
 pub use commands::{EvaluateOptions, TrainOptions, evaluate, train};
 pub use dataset::ColumnRoles;
