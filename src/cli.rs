@@ -166,6 +166,10 @@ pub struct CohortArgs {
     /// prefix. Repeatable, e.g. `--modality labs=tsize,pnodes --modality genomics=X*`.
     #[arg(long, value_name = "NAME=COL,...")]
     pub modality: Vec<String>,
+    /// Principal components each embedding (notes, imaging) is reduced to before the
+    /// network, fitted on the training patients; 0 keeps every component.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub embedding_components: usize,
     /// Columns to report metrics by, with the gap between groups [default: sex/gender and
     /// age columns]. Repeatable.
     #[arg(long, value_name = "COL")]

@@ -73,6 +73,7 @@ fn roles(args: &CohortArgs, time: String, event: String) -> anyhow::Result<Colum
         exclude: args.exclude.clone(),
         modalities,
         only: None,
+        embedding_components: args.embedding_components,
     })
 }
 

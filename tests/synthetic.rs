@@ -14,6 +14,7 @@ use prognostics::pipeline::synthetic_cohort::synthesize_cohort;
 use prognostics::training::ColumnRoles;
 use prognostics::training::ablation::ablation;
 use prognostics::training::commands::load_cohort;
+use prognostics::training::dataset::plan_layout;
 use prognostics::training::fit::FitOptions;
 
 fn ready() -> Option<(ModelManifest, Vec<PathBuf>)> {
@@ -99,6 +100,27 @@ fn the_synthetic_cohort_is_written_whole_and_the_same_for_a_seed() {
         ..ColumnRoles::default()
     };
     let (cohort, survival) = load_cohort(&a, &roles).unwrap();
+    // Embeddings enter the network as their leading principal components when asked.
+    let rows: Vec<usize> = (0..cohort.rows).collect();
+    let reduced = ColumnRoles {
+        embedding_components: 8,
+        ..roles.clone()
+    };
+    let layout = plan_layout(&cohort, &reduced, &rows).unwrap();
+    let imaging = layout
+        .modalities
+        .iter()
+        .find(|m| m.modality == Modality::Imaging)
+        .unwrap();
+    assert_eq!(imaging.input_width(), 8);
+    assert_eq!(imaging.projection.as_ref().unwrap().mean.len(), 1280);
+    let layout = plan_layout(&cohort, &roles, &rows).unwrap();
+    let notes = layout
+        .modalities
+        .iter()
+        .find(|m| m.modality == Modality::Notes)
+        .unwrap();
+    assert!(notes.projection.is_none() && notes.input_width() == 384);
     let options = FitOptions {
         name: "ablation".into(),
         settings: TrainSettings {

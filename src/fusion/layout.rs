@@ -9,6 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::pca::Projection;
 use crate::features::{FeatureSet, Modality};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,6 +82,10 @@ pub struct ModalityLayout {
     pub modality: Modality,
     pub kind: ModalityKind,
     pub features: Vec<Feature>,
+    /// For an embedding: the principal components the network takes instead of the raw
+    /// components (fitted on the training patients).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub projection: Option<Projection>,
 }
 
 impl ModalityLayout {
@@ -88,7 +93,10 @@ impl ModalityLayout {
     pub fn input_width(&self) -> usize {
         match self.kind {
             ModalityKind::Tabular => 2 * self.features.len(),
-            ModalityKind::Embedding => self.features.len(),
+            ModalityKind::Embedding => self
+                .projection
+                .as_ref()
+                .map_or(self.features.len(), |p| p.count),
         }
     }
 }

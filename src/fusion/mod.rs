@@ -5,6 +5,7 @@
 mod bundle;
 mod layout;
 mod network;
+mod pca;
 mod predict;
 mod rng;
 mod train;
@@ -17,6 +18,7 @@ pub use layout::{
     Source,
 };
 pub use network::{Architecture, Batch, FusionNet};
+pub use pca::Projection;
 pub use predict::{
     FeatureAttribution, HorizonProbability, ModalityContribution, PredictError, Prediction,
 };

@@ -70,7 +70,24 @@ impl Batch {
                 }
                 ModalityKind::Embedding => values.values.clone(),
             };
-            tensors.push(Tensor::from_vec(data, (n, modality.input_width()), device)?);
+            let x = match (&modality.projection, modality.kind) {
+                (Some(projection), ModalityKind::Embedding) => {
+                    let raw = Tensor::from_vec(data, (n, width), device)?;
+                    let present: Vec<f32> = values
+                        .present
+                        .iter()
+                        .map(|p| f32::from(u8::from(*p)))
+                        .collect();
+                    // Absent embeddings stay all zero rather than minus the mean.
+                    projection.apply(&raw)?.broadcast_mul(&Tensor::from_vec(
+                        present,
+                        (n, 1),
+                        device,
+                    )?)?
+                }
+                _ => Tensor::from_vec(data, (n, modality.input_width()), device)?,
+            };
+            tensors.push(x);
             for (row, p) in values.present.iter().enumerate() {
                 present[row * count + m] = f32::from(u8::from(*p));
             }

@@ -20,6 +20,7 @@ fn synthetic(n: usize, seed: u64) -> (FeatureLayout, Inputs, Targets) {
                         source: None,
                     })
                     .collect(),
+                projection: None,
             },
             ModalityLayout {
                 modality: Modality::Notes,
@@ -30,6 +31,7 @@ fn synthetic(n: usize, seed: u64) -> (FeatureLayout, Inputs, Targets) {
                         source: None,
                     })
                     .collect(),
+                projection: None,
             },
         ],
     };

@@ -10,7 +10,9 @@
 
 use crate::cohort::{Cohort, CohortError, Column, Values};
 use crate::features::Modality;
-use crate::fusion::{Feature, FeatureLayout, Inputs, ModalityKind, ModalityLayout, Source};
+use crate::fusion::{
+    Feature, FeatureLayout, Inputs, ModalityKind, ModalityLayout, Projection, Rng, Source,
+};
 
 /// Which columns the model uses, and how.
 #[derive(Debug, Clone, Default)]
@@ -27,6 +29,8 @@ pub struct ColumnRoles {
     pub modalities: Vec<(Modality, Vec<String>)>,
     /// Only this modality's columns are features (a single-modality model).
     pub only: Option<Modality>,
+    /// Principal components an embedding is reduced to (0: the raw components).
+    pub embedding_components: usize,
 }
 
 impl ColumnRoles {
@@ -117,7 +121,17 @@ pub fn plan_layout(
                 modality,
                 kind,
                 features,
+                projection: None,
             }),
+        }
+    }
+    if roles.embedding_components > 0 {
+        for modality in modalities
+            .iter_mut()
+            .filter(|m| m.kind == ModalityKind::Embedding)
+        {
+            modality.projection =
+                fit_projection(cohort, &modality.features, rows, roles.embedding_components)?;
         }
     }
     modalities.retain(|m| !m.features.is_empty());
@@ -191,6 +205,45 @@ fn column_features(
             })
         }
     }
+}
+
+/// The principal components of an embedding over the training rows that have it (none when
+/// fewer rows than components have it, or the embedding is no wider).
+fn fit_projection(
+    cohort: &Cohort,
+    features: &[Feature],
+    rows: &[usize],
+    components: usize,
+) -> Result<Option<Projection>, CohortError> {
+    let columns: Vec<&Vec<Option<f64>>> = features
+        .iter()
+        .filter_map(|f| f.source.as_ref())
+        .map(|s| match &cohort.column(s.column())?.values {
+            Values::Numeric(v) => Ok(v),
+            Values::Categorical { .. } => Err(CohortError::Unusable {
+                path: cohort.path.clone(),
+                reason: format!("embedding column `{}` is not numeric", s.column()),
+            }),
+        })
+        .collect::<Result<_, _>>()?;
+    let complete: Vec<usize> = rows
+        .iter()
+        .copied()
+        .filter(|&r| columns.iter().all(|c| c[r].is_some()))
+        .collect();
+    if columns.len() <= components || complete.len() <= components {
+        return Ok(None);
+    }
+    let mut data = Vec::with_capacity(complete.len() * columns.len());
+    for &r in &complete {
+        data.extend(columns.iter().map(|c| c[r].unwrap_or(0.0) as f32));
+    }
+    Projection::fit(&data, columns.len(), components, &mut Rng::derive(0, 40))
+        .map(Some)
+        .map_err(|e| CohortError::Unusable {
+            path: cohort.path.clone(),
+            reason: format!("principal components of the embedding: {e}"),
+        })
 }
 
 /// Mean and sample standard deviation (1 for a constant column, which carries no
