@@ -143,7 +143,7 @@ pub struct FeaturesArgs {
 /// The cohort's columns and what they mean.
 #[derive(Debug, Args, Clone)]
 pub struct CohortArgs {
-    /// Cohort file: .csv (header row; empty, NA and ? are missing) or .arff.
+    /// Cohort file: .csv (header row; empty, NA and ? are missing), .parquet or .arff.
     #[arg(long, value_name = "FILE")]
     pub cohort: PathBuf,
     /// Column of follow-up times (> 0) [default with --model: the model's]

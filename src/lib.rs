@@ -3,7 +3,7 @@
 //! Modules follow the data flow: `domain` is the shared vocabulary; `ingest` reads DICOM; `hl7`
 //! reads HL7 v2; `ehr` pulls from the EHR's FHIR server; `fhir` reads and checks FHIR JSON;
 //! `features` turns what is known about a patient into a model's inputs; `cohort` reads
-//! training cohorts (CSV, ARFF); `survival` holds survival statistics; `fusion` is the
+//! training cohorts (CSV, Parquet, ARFF); `survival` holds survival statistics; `fusion` is the
 //! prognostic model (network, training, bundle, predictions with explanations) and `training`
 //! fits and judges it on cohorts; `encoders` embed images and text; `store` persists (database
 //! rows and DICOM files); `report` builds the FHIR the service emits; `pipeline` holds the use

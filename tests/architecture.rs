@@ -17,6 +17,7 @@ const OWNERS: &[(&str, &[&str])] = &[
     ("reqwest::", &["src/ehr/", "src/encoders/fetch.rs"]),
     ("jsonwebtoken", &["src/ehr/"]),
     ("csv::", &["src/cohort/"]),
+    ("parquet::", &["src/cohort/"]),
     ("fhir_sdk::r4b::resources", &["src/report/", "src/fhir/"]),
     ("builder()", &["src/report/"]),
 ];

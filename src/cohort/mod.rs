@@ -1,11 +1,13 @@
 //! Cohort files for training and evaluation: one row per patient, with a follow-up time, an
 //! event indicator and features. Read from CSV (a header row; empty, `NA` and `?` are
-//! missing) or ARFF (the format of scikit-survival's public datasets), into typed columns:
+//! missing), Parquet (nulls are missing) or ARFF (the format of scikit-survival's public
+//! datasets), into typed columns:
 //! numeric, or categorical with its levels. Everything wrong is refused before any training,
 //! naming the file, the row and the column.
 
 mod arff;
 mod csv_file;
+mod parquet_file;
 
 pub use csv_file::write as write_csv;
 
@@ -47,7 +49,7 @@ pub struct Survival {
 pub enum CohortError {
     #[error("{path}: {reason}")]
     Unreadable { path: PathBuf, reason: String },
-    #[error("{path}: cohort files are .csv or .arff, not `{extension}`")]
+    #[error("{path}: cohort files are .csv, .parquet or .arff, not `{extension}`")]
     UnknownFormat { path: PathBuf, extension: String },
     #[error("{path}, line {line}: {reason}")]
     Malformed {
@@ -82,6 +84,7 @@ pub fn read_cohort(path: &Path) -> Result<Cohort, CohortError> {
     let cohort = match extension.as_str() {
         "csv" => csv_file::read(path)?,
         "arff" => arff::read(path)?,
+        "parquet" | "pq" => parquet_file::read(path)?,
         _ => {
             return Err(CohortError::UnknownFormat {
                 path: path.to_path_buf(),

@@ -141,7 +141,7 @@ fn bad_cohorts_are_refused_naming_row_and_column() {
     let error = read_cohort(Path::new("cohort.xlsx"))
         .unwrap_err()
         .to_string();
-    assert!(error.contains(".csv or .arff"), "{error}");
+    assert!(error.contains(".csv, .parquet or .arff"), "{error}");
 }
 
 #[test]
@@ -164,4 +164,79 @@ fn malformed_arff_is_refused_with_its_line() {
         error.contains("line 2") && error.contains("string"),
         "{error}"
     );
+}
+
+/// A Parquet file pyarrow wrote (scripts/reference-parquet); None when absent and not
+/// required.
+fn pyarrow_parquet(name: &str) -> Option<std::path::PathBuf> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(".cache/reference/parquet")
+        .join(name);
+    if !path.exists() {
+        assert!(
+            std::env::var_os("TEST_REQUIRE_DATA").is_none(),
+            "{name} is missing: run scripts/reference-parquet"
+        );
+        return None;
+    }
+    Some(path)
+}
+
+#[test]
+fn parquet_cohorts_written_by_pyarrow_are_read_with_their_types_and_nulls() {
+    for name in ["cohort-snappy.parquet", "cohort-gzip.parquet"] {
+        let Some(path) = pyarrow_parquet(name) else {
+            return;
+        };
+        let cohort = read_cohort(&path).unwrap();
+        assert_eq!(cohort.rows, 4, "{name}");
+        let names: Vec<&str> = cohort.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["id", "time", "event", "age", "grade", "nodes", "score"]
+        );
+        let numeric = |column: &str| match &cohort.column(column).unwrap().values {
+            Values::Numeric(v) => v.clone(),
+            other => panic!("{column}: {other:?}"),
+        };
+        assert_eq!(
+            numeric("time"),
+            [Some(120.0), Some(365.0), Some(40.0), Some(900.0)]
+        );
+        assert_eq!(numeric("event"), [Some(1.0), Some(0.0), Some(1.0), None]);
+        assert_eq!(numeric("age"), [Some(61.5), None, Some(47.25), Some(70.0)]);
+        assert_eq!(numeric("score"), [Some(0.5), Some(1.5), None, Some(2.5)]);
+        assert_eq!(
+            cohort.column("grade").unwrap().values,
+            Values::Categorical {
+                levels: vec!["II".into(), "III".into()],
+                codes: vec![Some(0), Some(1), None, Some(0)],
+            }
+        );
+        // The follow-up check applies as to any cohort: row 4 has no event indicator.
+        let err = cohort.survival("time", "event").unwrap_err().to_string();
+        assert!(
+            err.contains("row 4") && err.contains("no event indicator"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn parquet_files_the_reader_cannot_take_are_refused_by_name() {
+    let (Some(zstd), Some(dated)) = (
+        pyarrow_parquet("cohort-zstd.parquet"),
+        pyarrow_parquet("cohort-dated.parquet"),
+    ) else {
+        return;
+    };
+    let err = read_cohort(&zstd).unwrap_err().to_string();
+    assert!(err.to_ascii_lowercase().contains("zstd"), "{err}");
+    let err = read_cohort(&dated).unwrap_err().to_string();
+    assert!(
+        err.contains("`diagnosed`") && err.contains("timestamp"),
+        "{err}"
+    );
+    let err = read_cohort(&zstd.with_file_name("missing.parquet")).unwrap_err();
+    assert!(matches!(err, CohortError::Unreadable { .. }));
 }
