@@ -86,6 +86,7 @@ pub fn ablation(
     let fused_complete_risk = fused.model.risk(&complete_inputs)?;
     let pick = |risk: &[f64], rows: &[usize]| rows.iter().map(|&r| risk[r]).collect::<Vec<_>>();
 
+    let (rest_inputs, _) = cohort_inputs(cohort, layout, &rest)?;
     let mut modalities = Vec::new();
     for (m, modality) in layout.modalities.iter().enumerate() {
         // Learn from the patients who have this modality.
@@ -93,7 +94,6 @@ pub fn ablation(
             only: Some(modality.modality),
             ..roles.clone()
         };
-        let (rest_inputs, _) = cohort_inputs(cohort, layout, &rest)?;
         let having: Vec<usize> = (0..rest.len())
             .filter(|&i| rest_inputs.modalities[m].present[i])
             .map(|i| rest[i])

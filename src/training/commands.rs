@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::TrainingError;
 use super::card::{CohortSummary, ModelCard};
 use super::dataset::{
-    ColumnRoles, check_embedding_widths, cohort_inputs, plan_layout, triage_labels,
+    ColumnRoles, check_embedding_widths, first_row_without_features, triage_labels,
 };
 use super::fit::{FitOptions, Scores, fit, score};
 use super::metrics::{Metrics, Scored, TriageScores};
@@ -76,10 +76,7 @@ pub fn load_cohort(path: &Path, roles: &ColumnRoles) -> Result<(Cohort, Survival
         }
     }
     // Every row must have something to learn from.
-    let all: Vec<usize> = (0..cohort.rows).collect();
-    let layout = plan_layout(&cohort, roles, &all)?;
-    let (inputs, _) = cohort_inputs(&cohort, &layout, &all)?;
-    if let Some(row) = (0..cohort.rows).find(|&r| !inputs.any_present(r)) {
+    if let Some(row) = first_row_without_features(&cohort, roles) {
         return Err(CohortError::BadValue {
             path: cohort.path.clone(),
             row: row + 1,
@@ -118,7 +115,7 @@ fn judge(
     subgroup_columns: &[String],
     triage_column: Option<&str>,
 ) -> Result<(Metrics, Vec<Subgroups>, Scores), TrainingError> {
-    let (scores, _) = score(model, cohort, rows)?;
+    let scores = score(model, cohort, rows)?;
     let (time, event) = select(survival, rows);
     let horizons: Vec<(String, f64)> = model
         .manifest
@@ -349,11 +346,10 @@ fn evaluate_bundle(options: &EvaluateOptions, bundle: &Path) -> Result<Evaluatio
     let (cohort, survival) = load_cohort(&options.cohort, &options.roles)?;
     check_embedding_widths(&cohort, &model.manifest.layout, &options.roles)?;
     let rows: Vec<usize> = (0..cohort.rows).collect();
-    let (_, unseen) = cohort_inputs(&cohort, &model.manifest.layout, &rows)?;
     let subgroup_columns = subgroup_columns(&cohort, &options.subgroups);
     // The censoring weights come from the cohort itself: the bundle does not carry its
     // training rows.
-    let (metrics, subgroups, _) = judge(
+    let (metrics, subgroups, scores) = judge(
         &model,
         &cohort,
         &survival,
@@ -376,7 +372,7 @@ fn evaluate_bundle(options: &EvaluateOptions, bundle: &Path) -> Result<Evaluatio
         cohort: cohort.path.display().to_string(),
         metrics,
         subgroups,
-        unseen_levels: unseen,
+        unseen_levels: scores.unseen_levels,
     })
 }
 

@@ -103,6 +103,32 @@ fn matches_pattern(pattern: &str, column: &str) -> bool {
     }
 }
 
+/// The first row with no modality at all, by the rules `Inputs` applies (a tabular modality
+/// is there when any of its columns has a value, an embedding when all of them have), read
+/// straight from the columns: no layout, statistics or projection is fitted for the check.
+pub fn first_row_without_features(cohort: &Cohort, roles: &ColumnRoles) -> Option<usize> {
+    let mut groups: Vec<(Modality, Vec<&Column>)> = Vec::new();
+    for column in cohort.columns.iter().filter(|c| roles.is_feature(&c.name)) {
+        let modality = roles.modality_of(&column.name);
+        match groups.iter_mut().find(|(m, _)| *m == modality) {
+            Some((_, columns)) => columns.push(column),
+            None => groups.push((modality, vec![column])),
+        }
+    }
+    let known = |column: &Column, row: usize| match &column.values {
+        Values::Numeric(v) => v[row].is_some(),
+        Values::Categorical { codes, .. } => codes[row].is_some(),
+    };
+    (0..cohort.rows).find(|&row| {
+        !groups
+            .iter()
+            .any(|(modality, columns)| match ModalityKind::of(*modality) {
+                ModalityKind::Tabular => columns.iter().any(|c| known(c, row)),
+                ModalityKind::Embedding => columns.iter().all(|c| known(c, row)),
+            })
+    })
+}
+
 /// The layout of a cohort's features, with statistics from `rows` (the training rows).
 pub fn plan_layout(
     cohort: &Cohort,

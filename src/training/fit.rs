@@ -36,6 +36,8 @@ pub struct Scores {
     pub risk: Vec<f64>,
     pub event_probability: Vec<Vec<f64>>,
     pub triage: Option<Vec<f64>>,
+    /// Values of categorical columns the model never saw, taken as unknown.
+    pub unseen_levels: usize,
 }
 
 pub struct Fitted {
@@ -207,27 +209,21 @@ pub fn fit(
 }
 
 /// The model's outputs on `rows` of a cohort prepared with the model's own layout.
-pub fn score(
-    model: &Model,
-    cohort: &Cohort,
-    rows: &[usize],
-) -> Result<(Scores, usize), TrainingError> {
-    let (inputs, unseen) = cohort_inputs(cohort, &model.manifest.layout, rows)?;
+pub fn score(model: &Model, cohort: &Cohort, rows: &[usize]) -> Result<Scores, TrainingError> {
+    let (inputs, unseen_levels) = cohort_inputs(cohort, &model.manifest.layout, rows)?;
     let predictions = model.predict(&inputs, false)?;
-    Ok((
-        Scores {
-            risk: predictions.iter().map(|p| p.risk).collect(),
-            event_probability: predictions
+    Ok(Scores {
+        risk: predictions.iter().map(|p| p.risk).collect(),
+        event_probability: predictions
+            .iter()
+            .map(|p| p.horizons.iter().map(|h| h.event_probability).collect())
+            .collect(),
+        triage: model.manifest.triage.is_some().then(|| {
+            predictions
                 .iter()
-                .map(|p| p.horizons.iter().map(|h| h.event_probability).collect())
-                .collect(),
-            triage: model.manifest.triage.is_some().then(|| {
-                predictions
-                    .iter()
-                    .map(|p| p.triage_probability.unwrap_or(0.0))
-                    .collect()
-            }),
-        },
-        unseen,
-    ))
+                .map(|p| p.triage_probability.unwrap_or(0.0))
+                .collect()
+        }),
+        unseen_levels,
+    })
 }
