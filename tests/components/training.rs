@@ -1,7 +1,6 @@
 //! `prognostics train` and `evaluate` as a user meets them: a bundle trained on GBSG2 from the
 //! command line, read back and evaluated; cross-validation; and cohorts with something wrong,
 //! refused before any training with the row, column or file named.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -10,18 +9,7 @@ use prognostics::fusion::{Model, TrainSettings};
 use prognostics::training::commands::Evaluation;
 use prognostics::training::{ColumnRoles, EvaluateOptions, TrainOptions, evaluate, train};
 
-fn gbsg2() -> Option<PathBuf> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join(".cache/test-data/scikit-survival-0.28.0/GBSG2.arff");
-    if !path.exists() {
-        assert!(
-            std::env::var_os("TEST_REQUIRE_DATA").is_none(),
-            "GBSG2.arff is missing: run scripts/fetch-test-data"
-        );
-        return None;
-    }
-    Some(path)
-}
+use crate::data::gbsg2_path;
 
 fn prognostics(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_prognostics"))
@@ -55,7 +43,7 @@ fn quick(seed: u64) -> TrainSettings {
 
 #[test]
 fn a_bundle_trained_from_the_command_line_is_read_back_and_evaluated() {
-    let Some(cohort) = gbsg2() else { return };
+    let Some(cohort) = gbsg2_path() else { return };
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("gbsg2");
     let cohort = cohort.to_str().unwrap();
@@ -158,7 +146,7 @@ fn a_bundle_trained_from_the_command_line_is_read_back_and_evaluated() {
 
 #[test]
 fn cross_validation_trains_and_scores_every_fold() {
-    let Some(cohort) = gbsg2() else { return };
+    let Some(cohort) = gbsg2_path() else { return };
     let options = EvaluateOptions {
         cohort,
         bundle: None,

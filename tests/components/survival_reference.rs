@@ -4,13 +4,12 @@
 //! `cox_loss` reaches the optimum of scikit-survival 0.25's `CoxPHSurvivalAnalysis` on the
 //! same one-hot design (its `OneHotEncoder`: first level dropped), and Breslow's baseline gives
 //! its survival probabilities.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-use std::path::PathBuf;
 
 use candle_core::{Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use prognostics::cohort::{Cohort, Values, read_cohort};
+
+use crate::data::gbsg2_path;
 use prognostics::survival::{
     BaselineHazard, CoxTargets, brier_scores, cox_loss, cumulative_dynamic_auc, harrell_c,
     integrated_brier_score, uno_c,
@@ -28,18 +27,9 @@ const SKSURV_SURVIVAL: [[f64; 3]; 4] = [
     [0.940183, 0.714835, 0.5623],
 ];
 
-/// GBSG2 as scikit-survival ships it; None (or a failure where data is required) when absent.
+/// GBSG2 as scikit-survival ships it, read.
 fn gbsg2() -> Option<Cohort> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join(".cache/test-data/scikit-survival-0.28.0/GBSG2.arff");
-    if !path.exists() {
-        assert!(
-            std::env::var_os("TEST_REQUIRE_DATA").is_none(),
-            "GBSG2.arff is missing: run scripts/fetch-test-data"
-        );
-        return None;
-    }
-    Some(read_cohort(&path).unwrap())
+    Some(read_cohort(&gbsg2_path()?).unwrap())
 }
 
 #[test]

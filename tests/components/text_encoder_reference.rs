@@ -2,7 +2,6 @@
 //! weights: the reference comes from `scripts/reference-text-encoder`. Every sentence, and a
 //! note four times longer than the model's window, within cosine 0.999 (the bar; in
 //! practice they agree to 1e-6).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
 

@@ -4,7 +4,6 @@
 //! classes, embeddings with cosine similarity ≥ 0.999. The other architectures against their
 //! reference implementations (torchvision's ResNet, transformers' Dinov2Model) on small random
 //! models from `scripts/reference-image-architectures`.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 

@@ -2,7 +2,6 @@
 //! encoders (scripts/fetch-models) and the pydicom backgrounds (scripts/fetch-test-data): the
 //! file has every modality's columns, missing modalities are empty cells, the same seed writes
 //! the same file, and the modality ablation runs on it.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 

@@ -1,5 +1,4 @@
 //! Each heavyweight dependency belongs to one module; this fails when one is used elsewhere.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,14 @@
+//! Everything outside the HTTP API, in one test binary (each integration-test file would
+//! otherwise link its own copy of the crate and its dependencies): layering rules, pixel
+//! decoding, the encoders and survival code against their Python references, and the
+//! `train`, `evaluate` and `synthesize` commands.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod architecture;
+mod data;
+mod decoding;
+mod encoder_reference;
+mod survival_reference;
+mod synthetic;
+mod text_encoder_reference;
+mod training;
