@@ -271,6 +271,11 @@ pub struct TrainArgs {
     /// The model's name [default: the cohort file's name]
     #[arg(long)]
     pub name: Option<String>,
+    /// Input spec (TOML): where in FHIR each cohort column is found. It decides the feature
+    /// columns and their modalities, and goes into the bundle so that the service can build
+    /// the model's inputs for a patient.
+    #[arg(long, value_name = "FILE")]
+    pub inputs: Option<PathBuf>,
     /// Share of patients held out to measure the model for its card.
     #[arg(long, default_value_t = 0.2)]
     pub test_fraction: f64,

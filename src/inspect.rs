@@ -31,6 +31,7 @@ pub async fn pull(settings: &Settings, args: PullArgs) -> anyhow::Result<bool> {
             ("genomic variants", record.variants.len()),
             ("other observations", record.other_observations.len()),
             ("conditions", record.conditions.len()),
+            ("treatments", record.treatments.len()),
             ("documents", record.documents.len()),
             ("diagnostic reports", record.reports.len()),
             ("imaging studies", record.imaging_studies.len()),

@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::{CohortArgs, EvaluateArgs, ModelArgs, SynthesizeArgs, TimeUnit, TrainArgs};
 use crate::encoders::{ImageEncoder, ModelManifest, TextEncoder};
-use crate::features::Modality;
+use crate::features::{InputSpec, Modality};
 use crate::fusion::{Model, TrainSettings};
 use crate::pipeline::synthetic_cohort::synthesize_cohort;
 use crate::training::ablation::ablation;
@@ -131,6 +131,16 @@ fn bar(len: u64, quiet: bool, template: &str) -> ProgressBar {
     bar
 }
 
+fn read_input_spec(path: &std::path::Path) -> anyhow::Result<InputSpec> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("could not read {}", path.display()))?;
+    let spec: InputSpec = toml::from_str(&text)
+        .with_context(|| format!("{} is not an input spec", path.display()))?;
+    spec.validate()
+        .with_context(|| format!("{} is not a usable input spec", path.display()))?;
+    Ok(spec)
+}
+
 pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
     let (Some(time), Some(event)) = (args.cohort.time.clone(), args.cohort.event.clone()) else {
         bail!("train needs --time COL and --event COL");
@@ -151,6 +161,7 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
         time_unit: args.model.time_unit.name().into(),
         triage_recall: fraction("--triage-recall", args.model.triage_recall)?,
         subgroups: args.cohort.subgroup.clone(),
+        inputs: args.inputs.as_deref().map(read_input_spec).transpose()?,
     };
     let started = Instant::now();
     let progress = bar(

@@ -1,7 +1,8 @@
 //! Gathering what the EHR knows about one patient: the Patient, its Observations sorted into
 //! labs, vital signs, tumour markers (ER, PR, HER2, Ki-67 as mCODE codes them) and genomic
-//! variants (Genomics Reporting), Conditions, notes (DocumentReference, DiagnosticReport) and
-//! ImagingStudy. The searches run concurrently; one that fails is named in `missing` and the
+//! variants (Genomics Reporting), Conditions, treatments (MedicationRequest,
+//! MedicationStatement, MedicationAdministration, Procedure), notes (DocumentReference,
+//! DiagnosticReport) and ImagingStudy. The searches run concurrently; one that fails is named in `missing` and the
 //! rest are kept (partial data), except the Patient itself, without which there is nothing.
 
 use serde_json::Value;
@@ -31,6 +32,8 @@ pub struct PatientRecord {
     /// Observations of other kinds (TNM categories, social history …).
     pub other_observations: Vec<Value>,
     pub conditions: Vec<Value>,
+    /// Medication orders, statements and administrations, and procedures.
+    pub treatments: Vec<Value>,
     pub documents: Vec<Value>,
     pub reports: Vec<Value>,
     pub imaging_studies: Vec<Value>,
@@ -49,6 +52,12 @@ pub async fn pull_patient(client: &FhirClient, id: &str) -> Result<PatientRecord
         client.search_all("DocumentReference", &by_patient),
         client.search_all("DiagnosticReport", &by_patient),
         client.search_all("ImagingStudy", &by_patient),
+    );
+    let treatment_searches = tokio::join!(
+        client.search_all("MedicationRequest", &by_patient),
+        client.search_all("MedicationStatement", &by_patient),
+        client.search_all("MedicationAdministration", &by_patient),
+        client.search_all("Procedure", &by_patient),
     );
     let mut record = PatientRecord {
         patient,
@@ -70,6 +79,16 @@ pub async fn pull_patient(client: &FhirClient, id: &str) -> Result<PatientRecord
     let documents = keep("DocumentReference", documents);
     let reports = keep("DiagnosticReport", reports);
     let studies = keep("ImagingStudy", studies);
+    let (requests, statements, administrations, procedures) = treatment_searches;
+    record.treatments = [
+        keep("MedicationRequest", requests),
+        keep("MedicationStatement", statements),
+        keep("MedicationAdministration", administrations),
+        keep("Procedure", procedures),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     for observation in observations {
         let code = codes_of(&observation["code"]);
         let category: Vec<String> = observation["category"]
@@ -110,6 +129,7 @@ pub async fn pull_patient(client: &FhirClient, id: &str) -> Result<PatientRecord
         staging = record.staging.len(),
         variants = record.variants.len(),
         conditions = record.conditions.len(),
+        treatments = record.treatments.len(),
         documents = record.documents.len(),
         reports = record.reports.len(),
         imaging_studies = record.imaging_studies.len(),
@@ -131,6 +151,7 @@ impl PatientRecord {
                 &self.variants,
                 &self.other_observations,
                 &self.conditions,
+                &self.treatments,
                 &self.documents,
                 &self.reports,
                 &self.imaging_studies,

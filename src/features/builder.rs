@@ -1,8 +1,9 @@
 //! PatientContext → the features a model's input spec declares, per modality (clinical, labs,
 //! genomics, notes, imaging), each value with a mask bit saying whether it is known, each
 //! modality with a presence flag, and every feature that could not be filled named with the
-//! reason. Nothing is imputed here: a missing value is 0 with its mask off, and the model
-//! decides what that means.
+//! reason. Values are as the training cohort recorded them (age in years, a result in the
+//! cohort's unit, 0/1 indicators for levels); the model's layout standardises them. Nothing is
+//! imputed here: a missing value is 0 with its mask off, and the model decides what that means.
 //!
 //! Features are built "as of" a moment: results after it are ignored and look-back windows
 //! end there, so the same code builds features for a prediction now and for training rows in
@@ -12,7 +13,7 @@
 use chrono::{DateTime, Duration, Utc};
 
 use super::context::{CodedResult, Measurement, Note, PatientContext, Sex};
-use super::spec::{EmbeddingSpec, InputSpec, LabSpec};
+use super::spec::{CategorySpec, EmbeddingSpec, InputSpec, LabSpec, TreatmentSpec};
 use super::units::convert;
 
 #[derive(
@@ -215,15 +216,11 @@ pub fn build_features(
 
     if let Some(clinical) = &spec.clinical {
         let mut features = ModalityFeatures::new(Modality::Clinical);
-        if let Some(stats) = clinical.age {
+        if clinical.age {
             match context.birth_date {
                 Some(born) if born <= as_of.date_naive() => {
                     let years = (as_of.date_naive() - born).num_days() as f64 / 365.2425;
-                    features.known(
-                        "age",
-                        (years - stats.mean) / stats.sd,
-                        Some(&context.patient),
-                    );
+                    features.known("age", years, Some(&context.patient));
                 }
                 Some(_) => {
                     features.unknown("age");
@@ -300,6 +297,36 @@ pub fn build_features(
                 }
             }
         }
+        for category in &clinical.categories {
+            let level = latest_level(&context.coded_results, category, as_of);
+            one_hot(
+                &mut features,
+                &category.name,
+                category.levels.keys(),
+                level
+                    .as_ref()
+                    .ok()
+                    .map(|(level, source)| (level.as_str(), *source)),
+            );
+            if let Err(reason) = level {
+                unfilled(Modality::Clinical, &category.name, reason);
+            }
+        }
+        for treatment in &clinical.treatments {
+            let level = treatment_level(context, treatment, as_of);
+            one_hot(
+                &mut features,
+                &treatment.name,
+                [&treatment.given, &treatment.not_given],
+                level
+                    .as_ref()
+                    .ok()
+                    .map(|(level, source)| (level.as_str(), *source)),
+            );
+            if let Err(reason) = level {
+                unfilled(Modality::Clinical, &treatment.name, reason);
+            }
+        }
         modalities.push(features);
     }
 
@@ -307,9 +334,7 @@ pub fn build_features(
         let mut features = ModalityFeatures::new(Modality::Labs);
         for lab in &spec.labs {
             match latest_lab(&context.measurements, lab, as_of) {
-                Ok((value, source)) => {
-                    features.known(&lab.name, (value - lab.mean) / lab.sd, Some(source));
-                }
+                Ok((value, source)) => features.known(&lab.name, value, Some(source)),
                 Err(reason) => {
                     features.unknown(&lab.name);
                     unfilled(Modality::Labs, &lab.name, reason);
@@ -355,7 +380,8 @@ pub fn build_features(
     ] {
         let Some(spec) = spec else { continue };
         let mut features = ModalityFeatures::new(modality);
-        let name = |i: usize| format!("{}_{i}", spec.encoder);
+        // Named as the cohort's embedding columns are (`notes_0`, `imaging_0` …).
+        let name = |i: usize| format!("{modality}_{i}");
         match embedded {
             Some(e) if e.vector.len() == spec.dimension => {
                 for (i, v) in e.vector.iter().enumerate() {
@@ -384,6 +410,90 @@ pub fn build_features(
     }
     set.modalities = modalities;
     set
+}
+
+/// Every feature `spec` fills, with its modality, in the builder's order (what a model trained
+/// with this spec may take).
+pub fn spec_features(spec: &InputSpec) -> Vec<(Modality, String)> {
+    let empty = PatientContext::default();
+    build_features(
+        spec,
+        &empty,
+        &Embeddings::default(),
+        DateTime::<Utc>::MIN_UTC,
+    )
+    .modalities
+    .into_iter()
+    .flat_map(|m| m.names.into_iter().map(move |n| (m.modality, n)))
+    .collect()
+}
+
+/// One indicator per level, named `{name}={level}` (as the training layout names them): all
+/// known when the level is, all unknown otherwise.
+fn one_hot<'a>(
+    features: &mut ModalityFeatures,
+    name: &str,
+    levels: impl IntoIterator<Item = &'a String>,
+    found: Option<(&str, &str)>,
+) {
+    for level in levels {
+        let feature = format!("{name}={level}");
+        match found {
+            Some((found, source)) => {
+                features.known(feature, f64::from(u8::from(found == level)), Some(source));
+            }
+            None => features.unknown(feature),
+        }
+    }
+}
+
+/// The level of the latest finding with one of the category's codes whose answer names a level.
+fn latest_level<'a>(
+    results: &'a [CodedResult],
+    category: &CategorySpec,
+    as_of: DateTime<Utc>,
+) -> Result<(String, &'a str), String> {
+    let mut candidates: Vec<&CodedResult> = results
+        .iter()
+        .filter(|r| r.codes.iter().any(|c| category.codes.contains(c)))
+        .filter(|r| within(r.effective, as_of, None))
+        .collect();
+    if candidates.is_empty() {
+        return Err("no finding with these codes".into());
+    }
+    candidates.sort_by_key(|r| std::cmp::Reverse(r.effective));
+    candidates
+        .into_iter()
+        .find_map(|r| {
+            let (level, _) = category
+                .levels
+                .iter()
+                .find(|(_, codes)| r.answer.iter().any(|a| codes.contains(a)))?;
+            Some((level.clone(), r.source.as_str()))
+        })
+        .ok_or_else(|| "findings recorded, none answered with a known level".into())
+}
+
+/// `given` when any record up to `as_of` says the treatment was given; `not_given` when records
+/// only say it was not; unknown without a record.
+fn treatment_level<'a>(
+    context: &'a PatientContext,
+    treatment: &TreatmentSpec,
+    as_of: DateTime<Utc>,
+) -> Result<(String, &'a str), String> {
+    let records: Vec<_> = context
+        .treatments
+        .iter()
+        .filter(|t| t.codes.iter().any(|c| treatment.codes.contains(c)))
+        .filter(|t| within(t.date, as_of, None))
+        .collect();
+    if let Some(given) = records.iter().find(|t| t.given) {
+        Ok((treatment.given.clone(), &given.source))
+    } else if let Some(refused) = records.first() {
+        Ok((treatment.not_given.clone(), &refused.source))
+    } else {
+        Err("no record of it being given or not given".into())
+    }
 }
 
 /// The latest positive/negative answer among results with any of `loinc`.
@@ -451,6 +561,7 @@ fn latest_lab<'a>(
 mod tests {
     use super::*;
     use crate::features::context::Measurement;
+    use crate::features::treatments::Treatment;
 
     fn at(text: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(text).unwrap().to_utc()
@@ -475,8 +586,6 @@ mod tests {
             unit = "umol/L"
             molar_mass = 113.12
             lookback_days = 30
-            mean = 80.0
-            sd = 20.0
 
             [notes]
             encoder = "text"
@@ -487,7 +596,7 @@ mod tests {
     }
 
     #[test]
-    fn the_latest_usable_result_in_the_window_is_converted_and_normalised() {
+    fn the_latest_usable_result_in_the_window_is_converted_to_the_models_unit() {
         let context = PatientContext {
             measurements: vec![
                 creatinine("old", 2.0, Some("mg/dL"), "2024-01-01T00:00:00Z"),
@@ -503,9 +612,9 @@ mod tests {
             &Embeddings::default(),
             at("2024-03-15T00:00:00Z"),
         );
-        // 1 mg/dL = 88.4 µmol/L: (88.4 - 80) / 20.
+        // 1 mg/dL = 88.4 µmol/L.
         let (value, known) = features.value("creatinine").unwrap();
-        assert!(known && (value - 0.42).abs() < 0.005, "{value}");
+        assert!(known && (value - 88.40).abs() < 0.01, "{value}");
         assert_eq!(
             features.modality(Modality::Labs).unwrap().sources,
             ["Observation/usable"]
@@ -550,20 +659,146 @@ mod tests {
         assert!(!features.modality(Modality::Notes).unwrap().present);
     }
 
+    fn coded(id: &str, code: &str, answer: &str, when: &str) -> CodedResult {
+        CodedResult {
+            source: format!("Observation/{id}"),
+            codes: vec![code.into()],
+            answer: vec![answer.into()],
+            effective: Some(at(when)),
+        }
+    }
+
+    fn tamoxifen(id: &str, given: bool, when: &str) -> Treatment {
+        Treatment {
+            source: format!("MedicationStatement/{id}"),
+            codes: vec!["10324".into()],
+            given,
+            date: Some(at(when)),
+        }
+    }
+
+    #[test]
+    fn coded_findings_and_treatments_become_the_levels_of_their_columns() {
+        let spec: InputSpec = toml::from_str(
+            r#"
+            [clinical]
+            age = true
+            [[clinical.categories]]
+            name = "menostat"
+            codes = ["161712005"]
+            levels = { Pre = ["22636003"], Post = ["76498008"] }
+            [[clinical.categories]]
+            name = "tgrade"
+            codes = ["33732-9"]
+            levels = { I = ["54102005"], II = ["1663004"] }
+            [[clinical.treatments]]
+            name = "horTh"
+            codes = ["10324"]
+            given = "yes"
+            not_given = "no"
+            [[clinical.treatments]]
+            name = "chemo"
+            codes = ["367336001"]
+            given = "yes"
+            not_given = "no"
+            "#,
+        )
+        .unwrap();
+        spec.validate().unwrap();
+        let context = PatientContext {
+            birth_date: chrono::NaiveDate::from_ymd_opt(1964, 3, 15),
+            coded_results: vec![
+                coded("pre", "161712005", "22636003", "2020-01-01T00:00:00Z"),
+                coded("post", "161712005", "76498008", "2024-01-01T00:00:00Z"),
+                coded("later", "161712005", "22636003", "2025-01-01T00:00:00Z"),
+                coded("grade", "33732-9", "61026006", "2024-01-01T00:00:00Z"),
+            ],
+            treatments: vec![
+                tamoxifen("declined", false, "2023-06-01T00:00:00Z"),
+                tamoxifen("taken", true, "2023-09-01T00:00:00Z"),
+            ],
+            ..PatientContext::default()
+        };
+        let features = build_features(
+            &spec,
+            &context,
+            &Embeddings::default(),
+            at("2024-03-15T00:00:00Z"),
+        );
+        let (age, known) = features.value("age").unwrap();
+        assert!(
+            known && (age - 60.0).abs() < 0.01,
+            "years, as the cohort has them: {age}"
+        );
+        // The latest finding up to the prediction, not the one after it.
+        assert_eq!(features.value("menostat=Post"), Some((1.0, true)));
+        assert_eq!(features.value("menostat=Pre"), Some((0.0, true)));
+        // G3 is not among the model's levels: unknown, with the reason.
+        assert_eq!(features.value("tgrade=I"), Some((0.0, false)));
+        assert_eq!(features.value("tgrade=II"), Some((0.0, false)));
+        // Declined once, taken later: given.
+        assert_eq!(features.value("horTh=yes"), Some((1.0, true)));
+        assert_eq!(features.value("horTh=no"), Some((0.0, true)));
+        // No record at all: unknown rather than "not given".
+        assert_eq!(features.value("chemo=no"), Some((0.0, false)));
+        let reasons: Vec<(&str, &str)> = features
+            .unfilled
+            .iter()
+            .map(|u| (u.feature.as_str(), u.reason.as_str()))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                (
+                    "tgrade",
+                    "findings recorded, none answered with a known level"
+                ),
+                ("chemo", "no record of it being given or not given"),
+            ]
+        );
+        let clinical = features.modality(Modality::Clinical).unwrap();
+        assert!(
+            clinical
+                .sources
+                .contains(&"MedicationStatement/taken".to_owned())
+        );
+        assert!(clinical.sources.contains(&"Observation/post".to_owned()));
+
+        // Before the tamoxifen was taken, only the refusal is on record.
+        let earlier = build_features(
+            &spec,
+            &context,
+            &Embeddings::default(),
+            at("2023-07-01T00:00:00Z"),
+        );
+        assert_eq!(earlier.value("horTh=no"), Some((1.0, true)));
+        assert_eq!(
+            spec_features(&spec).len(),
+            1 + 2 + 2 + 2 + 2,
+            "age, two levels each"
+        );
+    }
+
     #[test]
     fn specs_that_cannot_work_are_refused() {
         let bad = [
+            ("[[labs]]\nname='a'\nloinc=['1']\nunit='furlong'", "furlong"),
+            ("[[labs]]\nname='a'\nloinc=[]\nunit='mg'", "has no code"),
             (
-                "[[labs]]\nname='a'\nloinc=['1']\nunit='mg'\nmean=0\nsd=0",
-                "standard deviation",
+                "[[clinical.categories]]\nname='g'\ncodes=['1']\nlevels={}",
+                "no levels",
             ),
             (
-                "[[labs]]\nname='a'\nloinc=['1']\nunit='furlong'\nmean=0\nsd=1",
-                "furlong",
+                "[[clinical.categories]]\nname='g'\ncodes=['1']\nlevels={I=['a'],II=['a']}",
+                "two levels",
             ),
             (
-                "[[labs]]\nname='a'\nloinc=[]\nunit='mg'\nmean=0\nsd=1",
-                "no LOINC",
+                "[[clinical.treatments]]\nname='t'\ncodes=['1']\ngiven='y'\nnot_given='y'",
+                "the same level",
+            ),
+            (
+                "[[labs]]\nname='g'\nloinc=['1']\nunit='mg'\n[[clinical.categories]]\nname='g'\ncodes=['1']\nlevels={I=['a']}",
+                "twice",
             ),
             ("[genomics]\ngenes=['TP53','TP53']", "twice"),
             ("[notes]\nencoder='x'\ndimension=0", "dimension"),

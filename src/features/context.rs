@@ -1,7 +1,7 @@
 //! What is known about one patient, read out of FHIR R4 resources whatever their source (an
 //! EHR pull, HL7 v2 feeds filed as FHIR, resources posted to the service): demographics,
-//! measurements, coded results (tumour markers), the TNM stage group, genomic variants, note
-//! texts and imaging studies, each with the resource it came from and when it was observed.
+//! measurements, coded results (tumour markers, menopausal status, grade), the TNM stage group,
+//! genomic variants, treatments given, note texts and imaging studies, each with the resource it came from and when it was observed.
 //! Resources that are entered in error, cancelled or withdrawn are left out; what could not be
 //! read is listed in `skipped` with the reason.
 
@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use super::codes::{self, StageKind};
 use super::notes::attachment_text;
+use super::treatments::{Treatment, read_treatment};
 use crate::fhir::date::parse_date_range;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -141,6 +142,8 @@ pub struct PatientContext {
     pub genes_studied: BTreeSet<String>,
     pub notes: Vec<Note>,
     pub imaging_studies: Vec<StudyRef>,
+    /// Medications and procedures on record, given or explicitly not given.
+    pub treatments: Vec<Treatment>,
     pub skipped: Vec<Skipped>,
 }
 
@@ -169,7 +172,7 @@ pub fn codes_of(concept: &Value) -> Vec<String> {
         .collect()
 }
 
-fn instant(value: Option<&Value>) -> Option<DateTime<Utc>> {
+pub(super) fn instant(value: Option<&Value>) -> Option<DateTime<Utc>> {
     let range = parse_date_range(value?.as_str()?)?;
     DateTime::from_timestamp_millis(range.start_ms)
 }
@@ -280,7 +283,14 @@ impl PatientContext {
                         }
                     }
                 }
-                _ => {}
+                _ => match read_treatment(&reference(resource), resource) {
+                    Ok(Some(treatment)) => context.treatments.push(treatment),
+                    Ok(None) => {}
+                    Err(reason) => context.skipped.push(Skipped {
+                        source: reference(resource),
+                        reason,
+                    }),
+                },
             }
         }
         if context.stage_groups.is_empty() {
@@ -328,6 +338,15 @@ impl PatientContext {
         }
         if let Some(quantity) = resource.get("valueQuantity") {
             self.measurement(source, code, quantity, effective);
+        } else if let Some(count) = resource.get("valueInteger").and_then(Value::as_i64) {
+            // A count (positive lymph nodes): a number of unit 1.
+            self.measurements.push(Measurement {
+                source,
+                codes: code,
+                value: count as f64,
+                unit: Some("1".into()),
+                effective,
+            });
         } else if resource.get("component").is_some()
             && !resource
                 .as_object()

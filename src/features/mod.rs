@@ -9,6 +9,7 @@ pub mod codes;
 pub mod context;
 pub mod notes;
 pub mod spec;
+pub mod treatments;
 pub mod units;
 
 pub use builder::{

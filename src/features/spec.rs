@@ -1,14 +1,28 @@
-//! The inputs a model declares in its manifest: which clinical facts, which laboratory results
-//! (LOINC codes, the unit it was trained on, its training mean and standard deviation, how far
-//! back a result may be), which genes, and the embeddings (notes, imaging) with their encoder
-//! and size. The feature builder fills exactly these, in this order.
+//! The inputs a model declares in its manifest: where in FHIR each of its cohort's columns is
+//! found. Which clinical facts (age, sex, stage, tumour markers, coded findings such as
+//! menopausal status or grade, treatments given), which laboratory results (LOINC codes, the
+//! unit the cohort recorded them in, how far back a result may be), which genes, and the
+//! embeddings (notes, imaging) with their encoder and size. The feature builder fills exactly
+//! these, in this order, with values as the cohort had them (years, the cohort's unit, levels);
+//! the model's layout standardises them the way it did in training.
 //!
 //! ```toml
 //! [clinical]
-//! age = { mean = 53.1, sd = 10.1 }
+//! age = true
 //! sex = true
 //! stage = true
 //! markers = [{ name = "er_positive", loinc = ["85337-4", "16112-5"] }]
+//!
+//! [[clinical.categories]]
+//! name = "menostat"
+//! codes = ["161712005"]
+//! levels = { Pre = ["22636003"], Post = ["76498008"] }
+//!
+//! [[clinical.treatments]]
+//! name = "horTh"
+//! codes = ["10324", "169413002"]
+//! given = "yes"
+//! not_given = "no"
 //!
 //! [[labs]]
 //! name = "creatinine"
@@ -16,8 +30,6 @@
 //! unit = "mg/dL"
 //! molar_mass = 113.12
 //! lookback_days = 180
-//! mean = 0.9
-//! sd = 0.25
 //!
 //! [genomics]
 //! genes = ["BRCA1", "BRCA2", "TP53", "PIK3CA"]
@@ -32,7 +44,7 @@
 //! dimension = 2048
 //! ```
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
 
@@ -47,19 +59,13 @@ pub struct InputSpec {
     pub imaging: Option<EmbeddingSpec>,
 }
 
-/// Training statistics: a value enters the model as `(value - mean) / sd`.
-#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Stats {
-    pub mean: f64,
-    pub sd: f64,
-}
-
 #[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClinicalSpec {
-    /// Age in years at the time of the prediction, normalised by these statistics.
-    pub age: Option<Stats>,
+    /// Age in years at the time of the prediction (from `Patient.birthDate`; the fact LOINC
+    /// 30525-0 names).
+    #[serde(default)]
+    pub age: bool,
     /// Administrative sex, one-hot (`sex_female`, `sex_male`).
     #[serde(default)]
     pub sex: bool,
@@ -69,6 +75,39 @@ pub struct ClinicalSpec {
     /// Positive (1) or negative (0) results, the latest of any of their codes.
     #[serde(default)]
     pub markers: Vec<MarkerSpec>,
+    /// Coded findings whose answer is one of a categorical column's levels.
+    #[serde(default)]
+    pub categories: Vec<CategorySpec>,
+    /// Treatments recorded as given or explicitly not given.
+    #[serde(default)]
+    pub treatments: Vec<TreatmentSpec>,
+}
+
+/// A categorical column filled from the latest Observation with one of `codes`, whose answer
+/// (`valueCodeableConcept`) has one of a level's codes. Features: one indicator per level,
+/// named `{name}={level}` (as the training layout names them).
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CategorySpec {
+    pub name: String,
+    /// Observation codes (LOINC or SNOMED CT), any of which identifies the finding.
+    pub codes: Vec<String>,
+    /// Level → the answer codes meaning it.
+    pub levels: BTreeMap<String, Vec<String>>,
+}
+
+/// A categorical column with two levels: `given` when a MedicationRequest, MedicationStatement,
+/// MedicationAdministration or Procedure with one of `codes` is on record; `not_given` when the
+/// record says it was not given (not taken, not done, do not perform). With no record at all the
+/// value is unknown: absence from one system is not evidence of absence.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TreatmentSpec {
+    pub name: String,
+    /// Medication codes (RxNorm, SNOMED CT) or procedure codes.
+    pub codes: Vec<String>,
+    pub given: String,
+    pub not_given: String,
 }
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
@@ -84,7 +123,8 @@ pub struct LabSpec {
     pub name: String,
     /// LOINC codes accepted for this result, any of which fills it.
     pub loinc: Vec<String>,
-    /// The UCUM unit the model was trained on; values in other units are converted.
+    /// The UCUM unit of the cohort the model was trained on; values in other units are
+    /// converted.
     pub unit: String,
     /// g/mol of the analyte, for results reported in moles where the model uses mass (or
     /// the reverse).
@@ -92,8 +132,6 @@ pub struct LabSpec {
     /// Oldest result used, in days before the prediction.
     #[serde(default = "LabSpec::default_lookback_days")]
     pub lookback_days: u32,
-    pub mean: f64,
-    pub sd: f64,
 }
 
 impl LabSpec {
@@ -125,7 +163,7 @@ pub struct EmbeddingSpec {
 pub struct SpecError(String);
 
 impl InputSpec {
-    /// Checks what serde cannot: names unique, statistics usable, codes given.
+    /// Checks what serde cannot: names unique, codes given.
     pub fn validate(&self) -> Result<(), SpecError> {
         let mut names = BTreeSet::new();
         let mut unique = |name: &str| {
@@ -137,41 +175,52 @@ impl InputSpec {
                 )))
             }
         };
-        let usable = |what: &str, stats: Stats| {
-            if stats.mean.is_finite() && stats.sd.is_finite() && stats.sd > 0.0 {
-                Ok(())
+        let coded = |what: &str, name: &str, codes: &[String]| {
+            if codes.is_empty() {
+                Err(SpecError(format!("{what} `{name}` has no code")))
             } else {
-                Err(SpecError(format!(
-                    "{what}: the mean must be finite and the standard deviation positive"
-                )))
+                Ok(())
             }
         };
         if let Some(clinical) = &self.clinical {
-            if let Some(age) = clinical.age {
-                usable("age", age)?;
-            }
             for marker in &clinical.markers {
                 unique(&marker.name)?;
-                if marker.loinc.is_empty() {
+                coded("marker", &marker.name, &marker.loinc)?;
+            }
+            for category in &clinical.categories {
+                unique(&category.name)?;
+                coded("category", &category.name, &category.codes)?;
+                if category.levels.is_empty() {
                     return Err(SpecError(format!(
-                        "marker `{}` has no LOINC code",
-                        marker.name
+                        "category `{}` has no levels",
+                        category.name
+                    )));
+                }
+                let mut answers = BTreeSet::new();
+                for (level, codes) in &category.levels {
+                    coded("level", &format!("{}={level}", category.name), codes)?;
+                    if let Some(twice) = codes.iter().find(|c| !answers.insert(*c)) {
+                        return Err(SpecError(format!(
+                            "category `{}`: the answer code {twice} is given to two levels",
+                            category.name
+                        )));
+                    }
+                }
+            }
+            for treatment in &clinical.treatments {
+                unique(&treatment.name)?;
+                coded("treatment", &treatment.name, &treatment.codes)?;
+                if treatment.given == treatment.not_given {
+                    return Err(SpecError(format!(
+                        "treatment `{}`: `given` and `not_given` are the same level",
+                        treatment.name
                     )));
                 }
             }
         }
         for lab in &self.labs {
             unique(&lab.name)?;
-            usable(
-                &lab.name,
-                Stats {
-                    mean: lab.mean,
-                    sd: lab.sd,
-                },
-            )?;
-            if lab.loinc.is_empty() {
-                return Err(SpecError(format!("lab `{}` has no LOINC code", lab.name)));
-            }
+            coded("lab", &lab.name, &lab.loinc)?;
             super::units::Unit::parse(&lab.unit)
                 .map_err(|e| SpecError(format!("lab `{}`: {e}", lab.name)))?;
         }
@@ -186,5 +235,76 @@ impl InputSpec {
             }
         }
         Ok(())
+    }
+}
+
+impl InputSpec {
+    /// Where a feature of this spec comes from in FHIR, in words (for model cards); None for
+    /// a feature the spec does not fill.
+    pub fn fhir_source(&self, feature: &str) -> Option<String> {
+        let codes = |codes: &[String]| codes.join(", ");
+        let (column, level) = match feature.split_once('=') {
+            Some((column, level)) => (column, Some(level)),
+            None => (feature, None),
+        };
+        if let Some(clinical) = &self.clinical {
+            match feature {
+                "age" if clinical.age => return Some("Patient.birthDate, years".into()),
+                "sex_female" | "sex_male" if clinical.sex => {
+                    return Some("Patient.gender".into());
+                }
+                _ => {}
+            }
+            if clinical.stage && feature.starts_with("stage_") {
+                return Some("TNM stage group Observation (mCODE)".into());
+            }
+            if let Some(marker) = clinical.markers.iter().find(|m| m.name == feature) {
+                return Some(format!(
+                    "Observation LOINC {} positive (1) or negative (0)",
+                    codes(&marker.loinc)
+                ));
+            }
+            if let Some(category) = clinical.categories.iter().find(|c| c.name == column) {
+                let answers = category.levels.get(level?)?;
+                return Some(format!(
+                    "Observation {} answered {}",
+                    codes(&category.codes),
+                    codes(answers)
+                ));
+            }
+            if let Some(treatment) = clinical.treatments.iter().find(|t| t.name == column) {
+                let how = if level? == treatment.given {
+                    "given"
+                } else {
+                    "recorded as not given"
+                };
+                return Some(format!("{} {how}", codes(&treatment.codes)));
+            }
+        }
+        if let Some(lab) = self.labs.iter().find(|l| l.name == feature) {
+            return Some(format!(
+                "Observation LOINC {} in {}, last {} days",
+                codes(&lab.loinc),
+                lab.unit,
+                lab.lookback_days
+            ));
+        }
+        if self
+            .genomics
+            .as_ref()
+            .is_some_and(|g| g.genes.iter().any(|gene| gene == feature))
+        {
+            return Some(format!("variants in {feature} (Genomics Reporting)"));
+        }
+        for (prefix, spec) in [("notes_", &self.notes), ("imaging_", &self.imaging)] {
+            if let Some(spec) = spec
+                && feature
+                    .strip_prefix(prefix)
+                    .is_some_and(|n| n.parse::<usize>().is_ok())
+            {
+                return Some(format!("{} embedding", spec.encoder));
+            }
+        }
+        None
     }
 }

@@ -19,6 +19,7 @@ use super::layout::FeatureLayout;
 use super::network::{Architecture, FusionNet};
 use super::train::TrainSettings;
 use crate::features::InputSpec;
+use crate::features::builder::spec_features;
 use crate::survival::{BaselineHazard, Platt};
 
 pub const FORMAT: &str = "prognostics-model/1";
@@ -163,10 +164,21 @@ impl Model {
             });
         }
         if let Some(spec) = &manifest.inputs {
-            spec.validate().map_err(|e| BundleError::Manifest {
+            let refuse = |reason: String| BundleError::Manifest {
                 path: manifest_path.clone(),
-                reason: e.to_string(),
-            })?;
+                reason,
+            };
+            spec.validate().map_err(|e| refuse(e.to_string()))?;
+            // Every feature the network takes must be one the spec fills from FHIR.
+            let filled = spec_features(spec);
+            for feature in manifest.layout.modalities.iter().flat_map(|m| &m.features) {
+                if !filled.iter().any(|(_, name)| *name == feature.name) {
+                    return Err(refuse(format!(
+                        "the input spec does not fill the feature `{}`",
+                        feature.name
+                    )));
+                }
+            }
         }
         let weights = dir.join(WEIGHTS_FILE);
         let bytes = std::fs::read(&weights).map_err(io(&weights))?;

@@ -182,8 +182,10 @@ impl Inputs {
         self.rows += 1;
     }
 
-    /// The inputs of patients whose features the service built (`build_features`); each
-    /// feature found by name.
+    /// The inputs of patients whose features the service built (`build_features`): each
+    /// feature found by name, whichever modality the input spec filed it under, and
+    /// standardised as the layout's statistics say (the builder gives values as the cohort had
+    /// them).
     pub fn from_feature_sets(
         layout: &FeatureLayout,
         sets: &[FeatureSet],
@@ -192,23 +194,22 @@ impl Inputs {
         for set in sets {
             let mut row = Vec::with_capacity(layout.modalities.len());
             for modality in &layout.modalities {
-                let built = set.modality(modality.modality);
                 let mut values = Vec::with_capacity(modality.features.len());
                 for feature in &modality.features {
-                    let Some(built) = built else {
-                        values.push((0.0, false));
-                        continue;
+                    let (value, known) =
+                        set.value(&feature.name)
+                            .ok_or_else(|| LayoutError::MissingFeature {
+                                patient: set.patient.clone(),
+                                modality: modality.modality,
+                                feature: feature.name.clone(),
+                            })?;
+                    let value = match &feature.source {
+                        Some(source) => source
+                            .standardise(f64::from(value))
+                            .map_or(value, |v| v as f32),
+                        None => value,
                     };
-                    let at = built
-                        .names
-                        .iter()
-                        .position(|n| *n == feature.name)
-                        .ok_or_else(|| LayoutError::MissingFeature {
-                            patient: set.patient.clone(),
-                            modality: modality.modality,
-                            feature: feature.name.clone(),
-                        })?;
-                    values.push((built.values[at], built.mask[at]));
+                    values.push((value, known));
                 }
                 row.push(values);
             }

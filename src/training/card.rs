@@ -73,6 +73,9 @@ pub struct FeatureEntry {
     pub modality: String,
     pub feature: String,
     pub column: Option<String>,
+    /// Where the service finds it in FHIR (a model trained with an input spec).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fhir: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -167,6 +170,10 @@ impl ModelCard {
                         modality: m.modality.to_string(),
                         feature: f.name.clone(),
                         column: f.source.as_ref().map(|s| s.column().to_owned()),
+                        fhir: manifest
+                            .inputs
+                            .as_ref()
+                            .and_then(|spec| spec.fhir_source(&f.name)),
                     })
                 })
                 .collect(),
@@ -204,13 +211,14 @@ impl ModelCard {
             d.train_rows,
             d.test_rows
         );
-        md += "## Features\n\n| modality | feature | column |\n|---|---|---|\n";
+        md += "## Features\n\n| modality | feature | column | from FHIR |\n|---|---|---|---|\n";
         for e in &self.features {
             md += &format!(
-                "| {} | {} | {} |\n",
+                "| {} | {} | {} | {} |\n",
                 e.modality,
                 e.feature,
-                e.column.as_deref().unwrap_or("—")
+                e.column.as_deref().unwrap_or("—"),
+                e.fhir.as_deref().unwrap_or("—")
             );
         }
         let t = &self.training;

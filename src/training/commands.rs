@@ -12,11 +12,13 @@ use super::dataset::{
     ColumnRoles, check_embedding_widths, first_row_without_features, triage_labels,
 };
 use super::fit::{FitOptions, Scores, fit, score};
+use super::inputs::roles_for_spec;
 use super::metrics::{Metrics, Scored, TriageScores};
 use super::plot::reliability_svg;
 use super::split::{complement, stratified_folds, stratified_split};
 use super::subgroups::{Subgroups, default_subgroup_columns, subgroup_metrics};
 use crate::cohort::{Cohort, CohortError, Survival, Values, read_cohort};
+use crate::features::InputSpec;
 use crate::fusion::{EpochReport, Model, Rng, TrainSettings};
 
 #[derive(Debug, Clone)]
@@ -33,6 +35,9 @@ pub struct TrainOptions {
     pub triage_recall: f64,
     /// Subgroup columns [default: sex/gender and age columns].
     pub subgroups: Vec<String>,
+    /// Where in FHIR each column is found: decides the features and their modalities, and goes
+    /// into the bundle so that the service can build the model's inputs.
+    pub inputs: Option<InputSpec>,
 }
 
 pub struct TrainSummary {
@@ -40,9 +45,16 @@ pub struct TrainSummary {
     pub card: ModelCard,
 }
 
-/// Reads and checks a cohort for `roles`: follow-up, labels, unique patients, no empty row.
+/// Reads and checks a cohort for `roles` (`check_cohort`).
 pub fn load_cohort(path: &Path, roles: &ColumnRoles) -> Result<(Cohort, Survival), TrainingError> {
-    let cohort = read_cohort(path)?;
+    check_cohort(read_cohort(path)?, roles)
+}
+
+/// Checks a cohort for `roles`: follow-up, labels, unique patients, no empty row.
+pub fn check_cohort(
+    cohort: Cohort,
+    roles: &ColumnRoles,
+) -> Result<(Cohort, Survival), TrainingError> {
     roles.check(&cohort)?;
     let survival = cohort.survival(&roles.time, &roles.event)?;
     if let Some(column) = &roles.triage {
@@ -157,7 +169,12 @@ pub fn train(
     options: &TrainOptions,
     progress: &mut dyn FnMut(&EpochReport),
 ) -> Result<TrainSummary, TrainingError> {
-    let (cohort, survival) = load_cohort(&options.cohort, &options.roles)?;
+    let cohort = read_cohort(&options.cohort)?;
+    let roles = match &options.inputs {
+        Some(spec) => roles_for_spec(&cohort, &options.roles, spec)?,
+        None => options.roles.clone(),
+    };
+    let (cohort, survival) = check_cohort(cohort, &roles)?;
     let seed = options.settings.seed;
     let (rest, test) = stratified_split(
         &survival.event,
@@ -177,15 +194,9 @@ pub fn train(
         time_unit: options.time_unit.clone(),
         triage_recall: options.triage_recall,
     };
-    let fitted = fit(
-        &cohort,
-        &survival,
-        &options.roles,
-        &rest,
-        &fit_options,
-        progress,
-    )?;
+    let fitted = fit(&cohort, &survival, &roles, &rest, &fit_options, progress)?;
     let mut model = fitted.model;
+    model.manifest.inputs = options.inputs.clone();
     let subgroup_columns = subgroup_columns(&cohort, &options.subgroups);
     let (train_time, train_event) = select(&survival, &rest);
     let (metrics, subgroups, _) = judge(
@@ -195,12 +206,12 @@ pub fn train(
         (&train_time, &train_event),
         &test,
         &subgroup_columns,
-        options.roles.triage.as_deref(),
+        roles.triage.as_deref(),
     )?;
     model.save(&options.out)?;
     let card = ModelCard::new(
         &model.manifest,
-        CohortSummary::of(&cohort, &survival, &options.roles, &rest, &test),
+        CohortSummary::of(&cohort, &survival, &roles, &rest, &test),
         fitted.epochs,
         fitted.calibration_rows,
         metrics,

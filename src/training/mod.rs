@@ -10,6 +10,7 @@ pub mod card;
 pub mod commands;
 pub mod dataset;
 pub mod fit;
+pub mod inputs;
 pub mod metrics;
 pub mod plot;
 pub mod split;

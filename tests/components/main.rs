@@ -7,6 +7,7 @@
 mod architecture;
 mod data;
 mod decoding;
+mod default_model;
 mod encoder_reference;
 mod survival_reference;
 mod synthetic;

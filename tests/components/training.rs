@@ -205,6 +205,7 @@ fn train_options(cohort: &Path, roles: ColumnRoles, out: PathBuf) -> TrainOption
         time_unit: "days".into(),
         triage_recall: 0.9,
         subgroups: vec![],
+        inputs: None,
     }
 }
 
