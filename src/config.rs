@@ -25,6 +25,7 @@ pub struct Settings {
     pub hl7: Hl7Settings,
     pub ehr: EhrSettings,
     pub inference: InferenceSettings,
+    pub risk: RiskSettings,
     pub log: LogSettings,
 }
 
@@ -230,6 +231,30 @@ pub struct InferenceSettings {
     pub max_wait_ms: u64,
     /// Most images waiting for a batch; a request that finds the queue full gets 429.
     pub queue_capacity: usize,
+}
+
+/// The risk model behind `$risk-assessment` and how many assessments run at once.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RiskSettings {
+    /// The model bundle (a folder with manifest.json and model.safetensors); empty: none, and
+    /// `$risk-assessment` answers 503.
+    pub model: PathBuf,
+    /// Seconds a synchronous `$risk-assessment` may take; past it the caller gets 503 with
+    /// Retry-After while the assessment finishes and is filed (asking again returns it).
+    pub time_limit_secs: u64,
+    /// Assessments running or waiting at once, synchronous and asynchronous; more get 429.
+    pub max_concurrent: usize,
+}
+
+impl Default for RiskSettings {
+    fn default() -> Self {
+        Self {
+            model: PathBuf::from("models/risk/gbsg2-recurrence"),
+            time_limit_secs: 30,
+            max_concurrent: 64,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, clap::ValueEnum)]

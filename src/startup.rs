@@ -2,6 +2,7 @@
 //! listeners are bound here, so port 0 works and the chosen ports are known before they serve.
 
 use std::net::TcpListener;
+use std::sync::Arc;
 
 use actix_web::dev::Server;
 use actix_web::middleware::{ErrorHandlers, from_fn};
@@ -11,8 +12,8 @@ use utoipa::OpenApi;
 use utoipa_actix_web::AppExt;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::api::{self, ApiDoc, ApiState};
-use crate::config::{InferenceDevice, InferenceSettings, Settings};
+use crate::api::{self, ApiDoc, ApiState, RiskRequests};
+use crate::config::{InferenceDevice, InferenceSettings, RiskSettings, Settings};
 use crate::dimse::StorageScp;
 use crate::encoders::{
     BatchSettings, BatchedEncoder, DeviceChoice, EncoderError, ImageEncoder, ModelManifest,
@@ -20,6 +21,7 @@ use crate::encoders::{
 };
 use crate::hl7::datetime::SiteZone;
 use crate::mllp::MllpListener;
+use crate::pipeline::risk::RiskModel;
 use crate::pipeline::{Hl7Options, ImagingOptions, PageSizes, Pipeline};
 use crate::store::{FileStore, Store, StoreError};
 
@@ -43,6 +45,8 @@ pub enum StartupError {
     },
     #[error("could not load the image encoder")]
     Model(#[from] crate::encoders::EncoderError),
+    #[error("could not load the risk model")]
+    RiskModel(#[from] crate::pipeline::risk::RiskModelError),
     #[error("could not start the inference thread")]
     InferenceThread(#[source] std::io::Error),
     #[error("could not listen on {addr}")]
@@ -72,6 +76,9 @@ impl Application {
         if let Some(encoder) = start_image_encoder(&settings.inference).await? {
             pipeline = pipeline.with_image_encoder(encoder);
             background.push(tokio::spawn(pipeline.clone().run_embedding_worker()));
+        }
+        if let Some(model) = load_risk_model(&settings.risk).await? {
+            pipeline = pipeline.with_risk_model(model);
         }
         let listener =
             TcpListener::bind(settings.server.listen).map_err(|source| StartupError::Bind {
@@ -133,6 +140,10 @@ impl Application {
             max_body_bytes: settings.server.max_body_bytes,
             dicomweb_max_body_bytes: settings.dicom.max_stow_bytes,
             hl7_max_message_bytes: settings.hl7.max_message_bytes,
+            risk: RiskRequests::new(
+                settings.risk.max_concurrent,
+                std::time::Duration::from_secs(settings.risk.time_limit_secs),
+            ),
         };
         let server =
             run(listener, state, settings.server.workers).map_err(|source| StartupError::Bind {
@@ -216,6 +227,32 @@ pub async fn open_pipeline(settings: &Settings) -> Result<Pipeline, StartupError
         },
         identifier_systems: settings.hl7.identifier_systems.clone(),
     }))
+}
+
+/// Loads the risk model `$risk-assessment` uses. None configured, or its folder missing: the
+/// service runs and the operation answers 503 (said in the log); a bundle that fails its
+/// checks (weights that are not the manifest's, no input spec) stops the start.
+pub async fn load_risk_model(
+    settings: &RiskSettings,
+) -> Result<Option<Arc<RiskModel>>, StartupError> {
+    if settings.model.as_os_str().is_empty() {
+        tracing::info!("no risk model configured; $risk-assessment answers 503");
+        return Ok(None);
+    }
+    if !settings.model.join("manifest.json").exists() {
+        tracing::warn!(path = %settings.model.display(), "the risk model's bundle is missing; $risk-assessment answers 503");
+        return Ok(None);
+    }
+    let dir = settings.model.clone();
+    let loaded = tokio::task::spawn_blocking(move || RiskModel::load(&dir))
+        .await
+        .map_err(|e| StartupError::InferenceThread(std::io::Error::other(e)))??;
+    tracing::info!(
+        model = %loaded.description.name,
+        version = %loaded.description.version,
+        "risk model loaded"
+    );
+    Ok(Some(Arc::new(loaded)))
 }
 
 /// Loads the configured image encoder onto its inference thread. Missing weights are not

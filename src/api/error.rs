@@ -24,6 +24,8 @@ pub struct ApiError {
     message: String,
     expression: Option<String>,
     allow: Option<&'static str>,
+    /// Seconds for a `Retry-After` header.
+    retry_after: Option<u32>,
 }
 
 impl ApiError {
@@ -33,7 +35,20 @@ impl ApiError {
             message: message.into(),
             expression: None,
             allow: None,
+            retry_after: None,
         }
+    }
+
+    /// Names where in the request the problem lies (a FHIRPath).
+    pub fn at(mut self, expression: String) -> Self {
+        self.expression = Some(expression);
+        self
+    }
+
+    /// Tells the caller when to try again.
+    pub fn retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     pub fn method_not_allowed(allow: &'static str) -> Self {
@@ -64,6 +79,7 @@ impl ApiError {
             message,
             expression,
             allow: None,
+            retry_after: None,
         }
     }
 }
@@ -117,6 +133,9 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status_code());
         if let Some(allow) = self.allow {
             response.insert_header((header::ALLOW, allow));
+        }
+        if let Some(seconds) = self.retry_after {
+            response.insert_header((header::RETRY_AFTER, seconds.to_string()));
         }
         match operation_outcome(&[issue]) {
             Ok(body) => response

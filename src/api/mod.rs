@@ -20,6 +20,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 
 pub use error::{ApiError, FHIR_JSON};
 pub use fallback::{not_found_or_not_allowed, render_plain_errors};
+pub use fhir::RiskRequests;
 use request::{query_pairs, read_body};
 pub use request_id::{REQUEST_ID_HEADER, request_id_middleware};
 
@@ -36,6 +37,8 @@ pub struct ApiState {
     pub dicomweb_max_body_bytes: usize,
     /// Largest HL7 v2 message.
     pub hl7_max_message_bytes: usize,
+    /// `$risk-assessment` requests in flight and asynchronous ones' results.
+    pub risk: RiskRequests,
 }
 
 #[derive(OpenApi)]
@@ -67,6 +70,9 @@ pub fn configure(cfg: &mut ServiceConfig) {
             utoipa_actix_web::scope("/fhir")
                 .wrap(from_fn(fhir::content_negotiation_middleware))
                 .service(fhir::capabilities)
+                .service(fhir::type_risk_assessment)
+                .service(fhir::patient_risk_assessment)
+                .service(fhir::risk_assessment_status)
                 .service(fhir::post_bundle)
                 .service(fhir::search_type)
                 .service(fhir::create)

@@ -57,6 +57,16 @@ pub struct InputSpec {
     pub genomics: Option<GenomicsSpec>,
     pub notes: Option<EmbeddingSpec>,
     pub imaging: Option<EmbeddingSpec>,
+    /// What the model predicts, as the service's outcome code (its FHIR code system).
+    pub outcome: Option<OutcomeSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutcomeSpec {
+    /// A code of the service's code system (`recurrence-or-death`, `death`, `progression` …).
+    pub code: String,
+    pub display: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]

@@ -431,6 +431,175 @@ const SERVICE_REQUEST: &[SearchParamDef] = &[
     ),
 ];
 
+const MEDICATION_ADMINISTRATION: &[SearchParamDef] = &[
+    param!(
+        "code",
+        Token,
+        ["medicationCodeableConcept"],
+        None,
+        "(MedicationAdministration.medication as CodeableConcept)",
+        "http://hl7.org/fhir/SearchParameter/medications-code"
+    ),
+    param!(
+        "identifier",
+        Token,
+        ["identifier"],
+        None,
+        "MedicationAdministration.identifier",
+        "http://hl7.org/fhir/SearchParameter/medications-identifier"
+    ),
+    param!(
+        "patient",
+        Reference,
+        ["subject"],
+        PATIENT,
+        "MedicationAdministration.subject.where(resolve() is Patient)",
+        "http://hl7.org/fhir/SearchParameter/medications-patient"
+    ),
+    param!(
+        "status",
+        Token,
+        ["status"],
+        None,
+        "MedicationAdministration.status",
+        "http://hl7.org/fhir/SearchParameter/medications-status"
+    ),
+    param!(
+        "subject",
+        Reference,
+        ["subject"],
+        None,
+        "MedicationAdministration.subject",
+        "http://hl7.org/fhir/SearchParameter/MedicationAdministration-subject"
+    ),
+];
+const MEDICATION_REQUEST: &[SearchParamDef] = &[
+    param!(
+        "code",
+        Token,
+        ["medicationCodeableConcept"],
+        None,
+        "(MedicationRequest.medication as CodeableConcept)",
+        "http://hl7.org/fhir/SearchParameter/medications-code"
+    ),
+    param!(
+        "identifier",
+        Token,
+        ["identifier"],
+        None,
+        "MedicationRequest.identifier",
+        "http://hl7.org/fhir/SearchParameter/medications-identifier"
+    ),
+    param!(
+        "patient",
+        Reference,
+        ["subject"],
+        PATIENT,
+        "MedicationRequest.subject.where(resolve() is Patient)",
+        "http://hl7.org/fhir/SearchParameter/medications-patient"
+    ),
+    param!(
+        "status",
+        Token,
+        ["status"],
+        None,
+        "MedicationRequest.status",
+        "http://hl7.org/fhir/SearchParameter/medications-status"
+    ),
+    param!(
+        "subject",
+        Reference,
+        ["subject"],
+        None,
+        "MedicationRequest.subject",
+        "http://hl7.org/fhir/SearchParameter/MedicationRequest-subject"
+    ),
+];
+const MEDICATION_STATEMENT: &[SearchParamDef] = &[
+    param!(
+        "code",
+        Token,
+        ["medicationCodeableConcept"],
+        None,
+        "(MedicationStatement.medication as CodeableConcept)",
+        "http://hl7.org/fhir/SearchParameter/medications-code"
+    ),
+    param!(
+        "identifier",
+        Token,
+        ["identifier"],
+        None,
+        "MedicationStatement.identifier",
+        "http://hl7.org/fhir/SearchParameter/medications-identifier"
+    ),
+    param!(
+        "patient",
+        Reference,
+        ["subject"],
+        PATIENT,
+        "MedicationStatement.subject.where(resolve() is Patient)",
+        "http://hl7.org/fhir/SearchParameter/medications-patient"
+    ),
+    param!(
+        "status",
+        Token,
+        ["status"],
+        None,
+        "MedicationStatement.status",
+        "http://hl7.org/fhir/SearchParameter/medications-status"
+    ),
+    param!(
+        "subject",
+        Reference,
+        ["subject"],
+        None,
+        "MedicationStatement.subject",
+        "http://hl7.org/fhir/SearchParameter/MedicationStatement-subject"
+    ),
+];
+const PROCEDURE: &[SearchParamDef] = &[
+    param!(
+        "code",
+        Token,
+        ["code"],
+        None,
+        "Procedure.code",
+        "http://hl7.org/fhir/SearchParameter/clinical-code"
+    ),
+    param!(
+        "identifier",
+        Token,
+        ["identifier"],
+        None,
+        "Procedure.identifier",
+        "http://hl7.org/fhir/SearchParameter/clinical-identifier"
+    ),
+    param!(
+        "patient",
+        Reference,
+        ["subject"],
+        PATIENT,
+        "Procedure.subject.where(resolve() is Patient)",
+        "http://hl7.org/fhir/SearchParameter/clinical-patient"
+    ),
+    param!(
+        "status",
+        Token,
+        ["status"],
+        None,
+        "Procedure.status",
+        "http://hl7.org/fhir/SearchParameter/Procedure-status"
+    ),
+    param!(
+        "subject",
+        Reference,
+        ["subject"],
+        None,
+        "Procedure.subject",
+        "http://hl7.org/fhir/SearchParameter/Procedure-subject"
+    ),
+];
+
 /// The type-specific search parameters of `resource_type`, sorted by name.
 pub fn search_params_for(resource_type: ResourceType) -> &'static [SearchParamDef] {
     match resource_type {
@@ -440,8 +609,12 @@ pub fn search_params_for(resource_type: ResourceType) -> &'static [SearchParamDe
         ResourceType::DiagnosticReport => DIAGNOSTIC_REPORT,
         ResourceType::DocumentReference => DOCUMENT_REFERENCE,
         ResourceType::ImagingStudy => IMAGING_STUDY,
+        ResourceType::MedicationAdministration => MEDICATION_ADMINISTRATION,
+        ResourceType::MedicationRequest => MEDICATION_REQUEST,
+        ResourceType::MedicationStatement => MEDICATION_STATEMENT,
         ResourceType::Observation => OBSERVATION,
         ResourceType::Patient => PATIENT_PARAMS,
+        ResourceType::Procedure => PROCEDURE,
         ResourceType::Provenance => PROVENANCE,
         ResourceType::RiskAssessment => RISK_ASSESSMENT,
         ResourceType::ServiceRequest => SERVICE_REQUEST,

@@ -78,8 +78,18 @@ pub fn validate_resource(
             check_model::<r4b::DocumentReference>(resource_type, &value)
         }
         ResourceType::ImagingStudy => check_model::<r4b::ImagingStudy>(resource_type, &value),
+        ResourceType::MedicationAdministration => {
+            check_model::<r4b::MedicationAdministration>(resource_type, &value)
+        }
+        ResourceType::MedicationRequest => {
+            check_model::<r4b::MedicationRequest>(resource_type, &value)
+        }
+        ResourceType::MedicationStatement => {
+            check_model::<r4b::MedicationStatement>(resource_type, &value)
+        }
         ResourceType::Observation => check_model::<r4b::Observation>(resource_type, &value),
         ResourceType::Patient => check_model::<r4b::Patient>(resource_type, &value),
+        ResourceType::Procedure => check_model::<r4b::Procedure>(resource_type, &value),
         ResourceType::Provenance => check_model::<r4b::Provenance>(resource_type, &value),
         ResourceType::RiskAssessment => check_model::<r4b::RiskAssessment>(resource_type, &value),
         ResourceType::ServiceRequest => check_model::<r4b::ServiceRequest>(resource_type, &value),

@@ -11,6 +11,7 @@ mod hl7_filing;
 mod imaging;
 mod lookup;
 mod resources;
+pub mod risk;
 pub mod synthetic_cohort;
 
 use std::collections::BTreeMap;
@@ -68,12 +69,20 @@ pub enum PipelineError {
     NoPatientIdentifier,
     #[error("invalid Bundle: {reason}")]
     InvalidBundle { reason: String },
+    #[error(transparent)]
+    Assessment(Box<risk::AssessmentError>),
     #[error("Bundle.entry[{index}]: {source}")]
     BundleEntry {
         index: usize,
         #[source]
         source: Box<PipelineError>,
     },
+}
+
+impl From<risk::AssessmentError> for PipelineError {
+    fn from(e: risk::AssessmentError) -> Self {
+        PipelineError::Assessment(Box::new(e))
+    }
 }
 
 impl From<EncoderError> for PipelineError {
@@ -101,6 +110,15 @@ impl PipelineError {
                 ErrorKind::PreconditionFailed
             }
             PipelineError::BundleEntry { source, .. } => source.kind(),
+            PipelineError::Assessment(e) => match e.as_ref() {
+                risk::AssessmentError::NoModel | risk::AssessmentError::UnknownModel { .. } => {
+                    ErrorKind::Unavailable
+                }
+                risk::AssessmentError::UnknownHorizon { .. }
+                | risk::AssessmentError::BadStudy(_) => ErrorKind::Invalid,
+                risk::AssessmentError::NoInputs(_) => ErrorKind::Unprocessable,
+                risk::AssessmentError::Predict(_) => ErrorKind::Internal,
+            },
         }
     }
 
@@ -133,6 +151,8 @@ pub struct Pipeline {
     hl7: Hl7Options,
     /// Serialises finding-or-creating the Patient an HL7 message is about.
     patient_matching: Arc<tokio::sync::Mutex<()>>,
+    /// The risk model `$risk-assessment` uses, when one is loaded.
+    risk_model: Option<Arc<risk::RiskModel>>,
 }
 
 /// How HL7 v2 content maps onto FHIR (see `Hl7Settings`).
@@ -184,7 +204,18 @@ impl Pipeline {
             embedding_wanted: Arc::new(tokio::sync::Notify::new()),
             hl7: Hl7Options::default(),
             patient_matching: Arc::new(tokio::sync::Mutex::new(())),
+            risk_model: None,
         }
+    }
+
+    /// Assesses risk with `model` (see [`Pipeline::assess_risk`]).
+    pub fn with_risk_model(mut self, model: Arc<risk::RiskModel>) -> Self {
+        self.risk_model = Some(model);
+        self
+    }
+
+    pub fn risk_model(&self) -> Option<&risk::RiskModel> {
+        self.risk_model.as_deref()
     }
 
     /// Maps HL7 v2 content with these options.

@@ -12,6 +12,8 @@ pub enum BundleKind {
     History,
     TransactionResponse,
     BatchResponse,
+    /// Resources returned together by an operation (`$risk-assessment`).
+    Collection,
 }
 
 impl BundleKind {
@@ -21,6 +23,7 @@ impl BundleKind {
             BundleKind::History => "history",
             BundleKind::TransactionResponse => "transaction-response",
             BundleKind::BatchResponse => "batch-response",
+            BundleKind::Collection => "collection",
         }
     }
 }

@@ -91,7 +91,7 @@ fn resource_entry(t: ResourceType) -> Value {
             "documentation": format!("{} (modifiers: {})", def.expression, modifiers(def.kind)),
         }));
     }
-    json!({
+    let mut entry = json!({
         "type": t.as_str(),
         "profile": format!("http://hl7.org/fhir/StructureDefinition/{}", t.as_str()),
         "interaction": TYPE_INTERACTIONS.iter().map(|code| json!({"code": code})).collect::<Vec<_>>(),
@@ -103,7 +103,15 @@ fn resource_entry(t: ResourceType) -> Value {
         "conditionalUpdate": false,
         "conditionalDelete": "not-supported",
         "searchParam": params,
-    })
+    });
+    if t == ResourceType::Patient {
+        entry["operation"] = json!([{
+            "name": "risk-assessment",
+            "definition": format!("{}/OperationDefinition/risk-assessment", super::risk::CANONICAL),
+            "documentation": "The patient's risk by the active model, filed as a DiagnosticReport, Observations, a RiskAssessment and a Provenance, and returned in a collection Bundle",
+        }]);
+    }
+    entry
 }
 
 fn modifiers(kind: crate::fhir::SearchParamKind) -> &'static str {

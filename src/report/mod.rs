@@ -13,6 +13,7 @@ mod imaging_study;
 mod observation;
 mod operation_outcome;
 mod patient;
+pub mod risk;
 mod service_request;
 mod v2;
 

@@ -54,6 +54,8 @@ pub enum IssueCode {
     Transient,
     Exception,
     Informational,
+    /// Part of the content the operation needed was missing.
+    Incomplete,
 }
 
 /// One issue: what happened, and where in the request (a FHIRPath, when known).
@@ -107,6 +109,7 @@ fn issue_type(c: IssueCode) -> codes::IssueType {
         IssueCode::Transient => codes::IssueType::Transient,
         IssueCode::Exception => codes::IssueType::Exception,
         IssueCode::Informational => codes::IssueType::Informational,
+        IssueCode::Incomplete => codes::IssueType::Incomplete,
     }
 }
 

@@ -46,7 +46,15 @@ async fn the_capability_statement_lists_every_type_with_its_interactions_and_par
     assert_eq!(cs["resourceType"], "CapabilityStatement");
     assert_eq!(cs["fhirVersion"], "4.0.1");
     let resources = cs["rest"][0]["resource"].as_array().unwrap();
-    assert_eq!(resources.len(), 11);
+    assert_eq!(resources.len(), 15);
+    let patient = resources.iter().find(|r| r["type"] == "Patient").unwrap();
+    assert_eq!(patient["operation"][0]["name"], "risk-assessment");
+    assert!(
+        patient["operation"][0]["definition"]
+            .as_str()
+            .unwrap()
+            .ends_with("/OperationDefinition/risk-assessment")
+    );
     let observation = resources
         .iter()
         .find(|r| r["type"] == "Observation")

@@ -52,6 +52,8 @@ pub async fn spawn_app_in(
     let mut settings = Settings::default();
     // Tests that embed images configure a model of their own.
     settings.inference.enabled = false;
+    settings.risk.model =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/risk/gbsg2-recurrence");
     settings.server.listen = "127.0.0.1:0".parse().unwrap();
     settings.server.workers = 2;
     settings.storage.data_dir = dir.path().to_path_buf();
@@ -305,6 +307,10 @@ pub fn minimal_resources(patient_id: &str) -> Vec<Value> {
         json!({"resourceType": "DocumentReference", "status": "current", "subject": subject, "content": [{"attachment": {"contentType": "text/plain", "data": "bm90ZQ=="}}]}),
         json!({"resourceType": "ImagingStudy", "status": "available", "subject": subject}),
         json!({"resourceType": "ServiceRequest", "status": "active", "intent": "order", "subject": subject}),
+        json!({"resourceType": "MedicationRequest", "status": "active", "intent": "order", "subject": subject, "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "10324"}]}}),
+        json!({"resourceType": "MedicationStatement", "status": "active", "subject": subject, "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "10324"}]}}),
+        json!({"resourceType": "MedicationAdministration", "status": "completed", "subject": subject, "effectiveDateTime": "2026-01-01", "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "10324"}]}}),
+        json!({"resourceType": "Procedure", "status": "completed", "subject": subject, "code": {"coding": [{"system": "http://snomed.info/sct", "code": "169413002"}]}}),
         json!({"resourceType": "DiagnosticReport", "status": "preliminary", "code": {"text": "risk"}, "subject": subject}),
         json!({"resourceType": "RiskAssessment", "status": "final", "subject": subject}),
         json!({"resourceType": "Provenance", "target": [{"reference": format!("Patient/{patient_id}")}], "recorded": "2026-01-01T00:00:00Z", "agent": [{"who": {"display": "prognostics"}}]}),

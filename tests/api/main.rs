@@ -20,4 +20,5 @@ mod hl7;
 mod hl7_filing;
 mod import;
 mod openapi;
+mod risk_assessment;
 mod search;

@@ -6,6 +6,7 @@ mod bundle;
 mod instance;
 mod metadata;
 mod negotiation;
+mod risk_assessment;
 mod search;
 mod type_level;
 
@@ -21,6 +22,10 @@ use crate::error::ErrorKind;
 pub(crate) use bundle::post_bundle;
 pub(crate) use instance::{delete_resource, history, read, update, vread};
 pub(crate) use metadata::metadata as capabilities;
+pub use risk_assessment::RiskRequests;
+pub(crate) use risk_assessment::{
+    patient_risk_assessment, risk_assessment_status, type_risk_assessment,
+};
 pub(crate) use search::search as search_type;
 pub(crate) use type_level::create;
 

@@ -1,0 +1,577 @@
+//! `$risk-assessment`: what the service knows about a patient (the resources FHIR and HL7 feeds
+//! stored, the DICOM studies it received and encoded) becomes the active model's inputs through
+//! its input spec; the model predicts with its explanation; the prediction is filed as an
+//! Observation per score, a RiskAssessment, a DiagnosticReport and a Provenance, with the model
+//! as a Device. The ids of those resources derive from a digest of the model's weights and of
+//! every input (resource versions and feature values), so that asking again with nothing
+//! changed returns the report already filed instead of a duplicate.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::Utc;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::{Pipeline, PipelineError};
+use crate::domain::{DicomUid, ModelVersion, ResourceId, ResourceType};
+use crate::features::{Embeddings, FeatureSet, PatientContext, build_features};
+use crate::fhir::parse_search;
+use crate::fusion::{BundleError, Inputs, Model, PredictError};
+use crate::report::risk::{
+    AssessmentContent, AssessmentIds, HorizonRisk, ModelDescription, assessment_resources,
+};
+
+/// The resource types an assessment reads its inputs from.
+const INPUT_TYPES: [ResourceType; 9] = [
+    ResourceType::Observation,
+    ResourceType::Condition,
+    ResourceType::DocumentReference,
+    ResourceType::DiagnosticReport,
+    ResourceType::ImagingStudy,
+    ResourceType::MedicationRequest,
+    ResourceType::MedicationStatement,
+    ResourceType::MedicationAdministration,
+    ResourceType::Procedure,
+];
+
+/// Resources per page while gathering a patient's record.
+const PAGE: u32 = 500;
+
+/// A model the service serves: a bundle with an input spec, and how it is named in FHIR.
+pub struct RiskModel {
+    pub model: Model,
+    pub description: ModelDescription,
+}
+
+impl std::fmt::Debug for RiskModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RiskModel")
+            .field("description", &self.description)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RiskModelError {
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    #[error("{0}: the model has no input spec, so its inputs cannot be read from FHIR")]
+    NoInputSpec(String),
+}
+
+impl RiskModel {
+    /// Loads a bundle (checksum and layout checked) that the service can fill from FHIR.
+    pub fn load(dir: &Path) -> Result<Self, RiskModelError> {
+        let model = Model::load(dir)?;
+        if model.manifest.inputs.is_none() {
+            return Err(RiskModelError::NoInputSpec(dir.display().to_string()));
+        }
+        let sha = model.manifest.weights_sha256.clone();
+        let device_id = ResourceId::parse(&format!("model-{}", &sha[..sha.len().min(40)]))
+            .unwrap_or_else(|_| ResourceId::generate());
+        let description = ModelDescription {
+            device_id,
+            name: model.manifest.name.clone(),
+            version: model.manifest.version.clone(),
+            weights_sha256: sha,
+        };
+        Ok(Self { model, description })
+    }
+
+    /// The outcome as the service's code system names it.
+    fn outcome(&self) -> (String, String) {
+        match self
+            .model
+            .manifest
+            .inputs
+            .as_ref()
+            .and_then(|s| s.outcome.as_ref())
+        {
+            Some(o) => (o.code.clone(), o.display.clone()),
+            None => (
+                "event".into(),
+                format!("Event ({})", self.model.manifest.outcome.event_column),
+            ),
+        }
+    }
+
+    /// UCUM unit of the model's follow-up times.
+    fn time_unit(&self) -> &'static str {
+        match self.model.manifest.outcome.time_unit.as_str() {
+            "years" => "a",
+            "months" => "mo",
+            _ => "d",
+        }
+    }
+}
+
+/// What the caller asked for.
+#[derive(Debug, Clone)]
+pub struct AssessmentRequest {
+    pub patient: ResourceId,
+    /// `name` or `name|version` of the model; none: the active one.
+    pub model: Option<String>,
+    /// A Study Instance UID or `ImagingStudy/{id}`; none: the patient's latest.
+    pub study: Option<String>,
+    /// Horizons in days, each one the model predicts at; none: all of the model's.
+    pub horizons_days: Vec<f64>,
+}
+
+/// An assessment as filed: its resources (type, id, JSON) and the warnings that go with it.
+#[derive(Debug, Clone)]
+pub struct Assessment {
+    pub resources: Vec<(ResourceType, ResourceId, String)>,
+    pub warnings: Vec<String>,
+    /// false when the same assessment had been filed before and was returned as it was.
+    pub created: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AssessmentError {
+    #[error("no risk model is loaded")]
+    NoModel,
+    #[error("the model `{asked}` is not loaded (the service has `{loaded}`)")]
+    UnknownModel { asked: String, loaded: String },
+    #[error("the model does not predict at {asked}; its horizons are {offered}")]
+    UnknownHorizon { asked: String, offered: String },
+    #[error("the imaging study `{0}` is not a Study Instance UID or ImagingStudy reference")]
+    BadStudy(String),
+    #[error("no usable inputs for the model: {0}")]
+    NoInputs(String),
+    #[error(transparent)]
+    Predict(#[from] PredictError),
+}
+
+impl Pipeline {
+    /// Assesses `request.patient` with the active model and files the result.
+    pub async fn assess_risk(
+        &self,
+        request: &AssessmentRequest,
+    ) -> Result<Assessment, PipelineError> {
+        let risk = self.risk_model.clone().ok_or(AssessmentError::NoModel)?;
+        check_model_name(&risk, request.model.as_deref())?;
+        let horizons = select_horizons(&risk, &request.horizons_days)?;
+
+        let patient = self
+            .store
+            .read(ResourceType::Patient, &request.patient)
+            .await?;
+        let patient_json: Value = serde_json::from_str(patient.content.as_deref().unwrap_or("{}"))
+            .map_err(|e| PipelineError::InvalidBundle {
+                reason: e.to_string(),
+            })?;
+        let (record, versions) = self.patient_record(&request.patient).await?;
+        let context = PatientContext::from_resources(&patient_json, record.iter());
+        let now = Utc::now();
+        let spec = risk
+            .model
+            .manifest
+            .inputs
+            .as_ref()
+            .ok_or(AssessmentError::NoModel)?;
+        let mut warnings = Vec::new();
+        let (embeddings, study) = self
+            .assessment_embeddings(spec, &context, request.study.as_deref(), &mut warnings)
+            .await?;
+        let features = build_features(spec, &context, &embeddings, now);
+        let inputs =
+            Inputs::from_feature_sets(&risk.model.manifest.layout, std::slice::from_ref(&features))
+                .map_err(|e| AssessmentError::NoInputs(e.to_string()))?;
+        if !inputs.any_present(0) {
+            return Err(AssessmentError::NoInputs(unfilled_summary(&features)).into());
+        }
+        let model = Arc::clone(&risk);
+        let explained = tokio::task::spawn_blocking(move || model.model.predict(&inputs, true))
+            .await
+            .map_err(PipelineError::Blocking)?
+            .map_err(AssessmentError::from)?;
+        let Some(prediction) = explained.into_iter().next() else {
+            return Err(
+                AssessmentError::NoInputs("the model returned no prediction".into()).into(),
+            );
+        };
+
+        // Every input resource, at the version read, and the patient.
+        let mut basis: Vec<String> = vec![format!(
+            "Patient/{}/_history/{}",
+            request.patient, patient.version
+        )];
+        for modality in &features.modalities {
+            for source in &modality.sources {
+                if let Some(version) = versions.get(source) {
+                    let versioned = format!("{source}/_history/{version}");
+                    if !basis.contains(&versioned) {
+                        basis.push(versioned);
+                    }
+                }
+            }
+        }
+        if let Some((id, version)) = &study {
+            basis.push(format!("ImagingStudy/{id}/_history/{version}"));
+        }
+        for missing in &prediction.missing {
+            let reasons: Vec<String> = features
+                .unfilled
+                .iter()
+                .filter(|u| u.modality == *missing)
+                .map(|u| format!("{}: {}", u.feature, u.reason))
+                .collect();
+            warnings.push(format!(
+                "the {missing} modality is missing ({}); the prediction was made without it",
+                reasons.join("; ")
+            ));
+        }
+
+        let key = assessment_key(&risk.description, &basis, &features, &horizons);
+        let short = &key[..40];
+        let horizon_count = horizons.len();
+        let observation_count =
+            horizon_count + 1 + usize::from(prediction.triage_probability.is_some());
+        let id = |suffix: &str| ResourceId::parse(&format!("risk-{short}{suffix}"));
+        let ids = AssessmentIds {
+            report: id("").map_err(|e| AssessmentError::NoInputs(e.to_string()))?,
+            risk_assessment: id("").map_err(|e| AssessmentError::NoInputs(e.to_string()))?,
+            provenance: id("").map_err(|e| AssessmentError::NoInputs(e.to_string()))?,
+            observations: (0..observation_count)
+                .map(|i| id(&format!("-{i}")))
+                .collect::<Result<_, _>>()
+                .map_err(|e| AssessmentError::NoInputs(e.to_string()))?,
+        };
+        let unit = risk.time_unit();
+        let content = AssessmentContent {
+            patient: request.patient.clone(),
+            model: risk.description.clone(),
+            outcome: risk.outcome(),
+            effective: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            issued: now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            log_hazard_ratio: prediction.risk,
+            horizons: horizons
+                .iter()
+                .map(|&at| {
+                    let h = &prediction.horizons[at];
+                    HorizonRisk {
+                        label: h.label.clone(),
+                        time: h.time,
+                        unit,
+                        probability: h.event_probability,
+                    }
+                })
+                .collect(),
+            triage: prediction.triage_probability.zip(prediction.urgent),
+            contributions: prediction
+                .modalities
+                .iter()
+                .filter(|m| m.present)
+                .map(|m| (m.modality.to_string(), m.weight, m.contribution))
+                .collect(),
+            top_features: prediction
+                .top_features
+                .iter()
+                .map(|f| (f.feature.clone(), f.attribution))
+                .collect(),
+            missing: prediction
+                .missing
+                .iter()
+                .map(|m| {
+                    let reasons: Vec<String> = features
+                        .unfilled
+                        .iter()
+                        .filter(|u| u.modality == *m)
+                        .map(|u| format!("{}: {}", u.feature, u.reason))
+                        .collect();
+                    (m.to_string(), reasons.join("; "))
+                })
+                .collect(),
+            basis,
+            imaging_study: study.map(|(id, _)| id),
+            key,
+        };
+        let resources = assessment_resources(&content, &ids);
+        self.file_assessment(&risk, &ids, resources, warnings).await
+    }
+
+    /// Writes the assessment's resources in one transaction, unless the same assessment was
+    /// filed before: then returns what was filed.
+    async fn file_assessment(
+        &self,
+        risk: &RiskModel,
+        ids: &AssessmentIds,
+        resources: crate::report::risk::AssessmentResources,
+        warnings: Vec<String>,
+    ) -> Result<Assessment, PipelineError> {
+        let mut tx = self.store.begin().await?;
+        let filed = matches!(
+            tx.current_version(ResourceType::DiagnosticReport, &ids.report)
+                .await?,
+            Some((_, false))
+        );
+        let mut order: Vec<(ResourceType, ResourceId, Option<Value>)> = Vec::new();
+        order.push((
+            ResourceType::Device,
+            risk.description.device_id.clone(),
+            Some(resources.device),
+        ));
+        for (id, o) in ids.observations.iter().zip(resources.observations) {
+            order.push((ResourceType::Observation, id.clone(), Some(o)));
+        }
+        order.push((
+            ResourceType::RiskAssessment,
+            ids.risk_assessment.clone(),
+            Some(resources.risk_assessment),
+        ));
+        order.push((
+            ResourceType::DiagnosticReport,
+            ids.report.clone(),
+            Some(resources.report),
+        ));
+        order.push((
+            ResourceType::Provenance,
+            ids.provenance.clone(),
+            Some(resources.provenance),
+        ));
+        let mut out = Vec::with_capacity(order.len());
+        for (t, id, resource) in order {
+            let existing = match tx.current_version(t, &id).await? {
+                Some((_, false)) => Some(tx.read(t, &id).await?),
+                _ => None,
+            };
+            let stored = match (existing, filed || t == ResourceType::Device) {
+                (Some(stored), true) => stored,
+                (_, _) => {
+                    let Some(Value::Object(map)) = resource else {
+                        continue;
+                    };
+                    tx.write(t, &id, map, None).await?
+                }
+            };
+            if let Some(content) = stored.content {
+                out.push((t, id, content));
+            }
+        }
+        tx.commit().await?;
+        tracing::info!(
+            patient_resources = out.len(),
+            created = !filed,
+            model = %risk.description.name,
+            "risk assessment filed"
+        );
+        Ok(Assessment {
+            resources: out,
+            warnings,
+            created: !filed,
+        })
+    }
+
+    /// The patient's stored resources of the input types (AI-made ones left out: a model's
+    /// output is never its input), with each one's current version by `Type/id`.
+    async fn patient_record(
+        &self,
+        patient: &ResourceId,
+    ) -> Result<(Vec<Value>, BTreeMap<String, String>), PipelineError> {
+        let mut resources = Vec::new();
+        let mut versions = BTreeMap::new();
+        for t in INPUT_TYPES {
+            let params = [("patient".to_owned(), format!("Patient/{patient}"))];
+            let mut query = parse_search(t, &params, true, PAGE, PAGE)?;
+            loop {
+                let (page, total) = self.store.search(t, &query).await?;
+                let read = page.len();
+                for stored in page {
+                    let Some(content) = stored.content else {
+                        continue;
+                    };
+                    let Ok(value) = serde_json::from_str::<Value>(&content) else {
+                        continue;
+                    };
+                    if ai_asserted(&value) {
+                        continue;
+                    }
+                    versions.insert(format!("{t}/{}", stored.id), stored.version.to_string());
+                    resources.push(value);
+                }
+                query.offset += read as u32;
+                if read == 0 || u64::from(query.offset) >= total {
+                    break;
+                }
+            }
+        }
+        Ok((resources, versions))
+    }
+
+    /// The embeddings the spec takes, from what the service has already encoded; a missing one
+    /// is a warning, not an error. Returns the imaging study used (id, version).
+    async fn assessment_embeddings(
+        &self,
+        spec: &crate::features::InputSpec,
+        context: &PatientContext,
+        asked: Option<&str>,
+        warnings: &mut Vec<String>,
+    ) -> Result<(Embeddings, Option<(ResourceId, String)>), PipelineError> {
+        let mut embeddings = Embeddings::default();
+        if spec.notes.is_some() {
+            warnings
+                .push("the notes encoder is not loaded by the service; notes were not used".into());
+        }
+        let Some(imaging) = &spec.imaging else {
+            return Ok((embeddings, None));
+        };
+        let Some(encoder) = &self.image_encoder else {
+            warnings.push("no image encoder is loaded; imaging was not used".into());
+            return Ok((embeddings, None));
+        };
+        if encoder.name() != imaging.encoder {
+            warnings.push(format!(
+                "the model takes {} embeddings, the service runs {}; imaging was not used",
+                imaging.encoder,
+                encoder.name()
+            ));
+            return Ok((embeddings, None));
+        }
+        let (uid, study_ref) = match asked {
+            Some(asked) => match asked.strip_prefix("ImagingStudy/") {
+                Some(id) => {
+                    let found = context
+                        .imaging_studies
+                        .iter()
+                        .find(|s| s.source == format!("ImagingStudy/{id}"));
+                    (found.and_then(|s| s.study_uid.clone()), Some(id.to_owned()))
+                }
+                None => (Some(asked.trim_start_matches("urn:oid:").to_owned()), None),
+            },
+            None => {
+                let latest = context.imaging_studies.iter().max_by_key(|s| s.started);
+                (
+                    latest.and_then(|s| s.study_uid.clone()),
+                    latest.and_then(|s| s.source.strip_prefix("ImagingStudy/").map(str::to_owned)),
+                )
+            }
+        };
+        let Some(uid) = uid else {
+            if let Some(asked) = asked {
+                return Err(AssessmentError::BadStudy(asked.to_owned()).into());
+            }
+            return Ok((embeddings, None));
+        };
+        let uid = DicomUid::parse(&uid).map_err(|_| AssessmentError::BadStudy(uid.clone()))?;
+        let version = ModelVersion {
+            name: encoder.name().to_owned(),
+            version: encoder.entry().version.clone(),
+        };
+        embeddings.imaging =
+            super::features::stored_study_embedding(&self.store, &uid, &version).await?;
+        if embeddings.imaging.is_none() {
+            warnings.push(format!(
+                "the study {} has no {} embedding yet; imaging was not used",
+                uid.as_str(),
+                encoder.name()
+            ));
+        }
+        let study = match study_ref.and_then(|id| ResourceId::parse(&id).ok()) {
+            Some(id) => {
+                let stored = self.store.read(ResourceType::ImagingStudy, &id).await.ok();
+                stored.map(|s| (id, s.version.to_string()))
+            }
+            None => None,
+        };
+        Ok((embeddings, study))
+    }
+}
+
+fn ai_asserted(resource: &Value) -> bool {
+    resource
+        .pointer("/meta/security")
+        .and_then(Value::as_array)
+        .is_some_and(|labels| labels.iter().any(|l| l["code"] == "AIAST"))
+}
+
+fn check_model_name(risk: &RiskModel, asked: Option<&str>) -> Result<(), AssessmentError> {
+    let Some(asked) = asked else { return Ok(()) };
+    let d = &risk.description;
+    let (name, version) = match asked.split_once('|') {
+        Some((name, version)) => (name, Some(version)),
+        None => (asked, None),
+    };
+    if name == d.name && version.is_none_or(|v| v == d.version) {
+        Ok(())
+    } else {
+        Err(AssessmentError::UnknownModel {
+            asked: asked.to_owned(),
+            loaded: format!("{}|{}", d.name, d.version),
+        })
+    }
+}
+
+/// Indices of the model's horizons asked for (all when none are).
+fn select_horizons(risk: &RiskModel, asked_days: &[f64]) -> Result<Vec<usize>, AssessmentError> {
+    let horizons = &risk.model.manifest.horizons;
+    if asked_days.is_empty() {
+        return Ok((0..horizons.len()).collect());
+    }
+    let per_day = match risk.model.manifest.outcome.time_unit.as_str() {
+        "years" => 1.0 / 365.25,
+        "months" => 12.0 / 365.25,
+        _ => 1.0,
+    };
+    asked_days
+        .iter()
+        .map(|&days| {
+            horizons
+                .iter()
+                .position(|h| (h.time - days * per_day).abs() <= 1.5 * per_day)
+                .ok_or_else(|| AssessmentError::UnknownHorizon {
+                    asked: format!("{days} days"),
+                    offered: horizons
+                        .iter()
+                        .map(|h| h.label.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })
+        })
+        .collect()
+}
+
+/// What could not be filled, feature by feature.
+fn unfilled_summary(features: &FeatureSet) -> String {
+    if features.unfilled.is_empty() {
+        return "nothing on record that the model takes".into();
+    }
+    features
+        .unfilled
+        .iter()
+        .map(|u| format!("{} ({}): {}", u.feature, u.modality, u.reason))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// A digest of the model and everything it was given: the same key means the same assessment.
+fn assessment_key(
+    model: &ModelDescription,
+    basis: &[String],
+    features: &FeatureSet,
+    horizons: &[usize],
+) -> String {
+    let mut hash = Sha256::new();
+    hash.update(model.weights_sha256.as_bytes());
+    for b in basis {
+        hash.update(b.as_bytes());
+        hash.update([0]);
+    }
+    for modality in &features.modalities {
+        for ((name, value), known) in modality
+            .names
+            .iter()
+            .zip(&modality.values)
+            .zip(&modality.mask)
+        {
+            hash.update(name.as_bytes());
+            hash.update(value.to_le_bytes());
+            hash.update([u8::from(*known)]);
+        }
+    }
+    for h in horizons {
+        hash.update((*h as u64).to_le_bytes());
+    }
+    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}

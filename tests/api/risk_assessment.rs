@@ -1,0 +1,366 @@
+//! `$risk-assessment` with the default model over what FHIR feeds stored: the Bundle's
+//! resources, their filing and search, idempotence, the asynchronous pattern, a prediction made
+//! without part of the record, and the errors (unknown patient, nothing usable, bad
+//! parameters, no model).
+
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, assert_outcome, spawn_app, spawn_app_with};
+
+const LOINC: &str = "http://loinc.org";
+const SNOMED: &str = "http://snomed.info/sct";
+const UCUM: &str = "http://unitsofmeasure.org";
+
+fn coded(system: &str, code: &str) -> Value {
+    json!({"coding": [{"system": system, "code": code}]})
+}
+
+/// A patient with the facts the default model takes, posted as an EHR feed would; with
+/// `pathology` false only age, menopausal status, grade and hormone therapy.
+async fn patient_with_record(app: &TestApp, pathology: bool) -> String {
+    let patient = app
+        .create(&json!({"resourceType": "Patient", "gender": "female", "birthDate": "1954-01-01"}))
+        .await;
+    let id = patient["id"].as_str().unwrap().to_owned();
+    let subject = json!({"reference": format!("Patient/{id}")});
+    let observation = |code: Value, key: &str, value: Value| {
+        let mut o = json!({"resourceType": "Observation", "status": "final", "code": code,
+            "subject": subject, "effectiveDateTime": "2023-11-20"});
+        o[key] = value;
+        o
+    };
+    let mut resources = vec![
+        observation(
+            coded(SNOMED, "161712005"),
+            "valueCodeableConcept",
+            coded(SNOMED, "76498008"),
+        ),
+        observation(
+            coded(LOINC, "33732-9"),
+            "valueCodeableConcept",
+            coded(SNOMED, "1663004"),
+        ),
+        json!({"resourceType": "MedicationStatement", "status": "not-taken", "subject": subject,
+            "effectiveDateTime": "2023-12-01",
+            "medicationCodeableConcept": coded("http://www.nlm.nih.gov/research/umls/rxnorm", "10324")}),
+    ];
+    if pathology {
+        resources.push(observation(
+            coded(LOINC, "21889-1"),
+            "valueQuantity",
+            json!({"value": 21, "unit": "mm", "system": UCUM, "code": "mm"}),
+        ));
+        resources.push(observation(
+            coded(LOINC, "21893-3"),
+            "valueInteger",
+            json!(3),
+        ));
+        resources.push(observation(
+            coded(LOINC, "31207-4"),
+            "valueQuantity",
+            json!({"value": 48, "system": UCUM, "code": "fmol/mg"}),
+        ));
+        resources.push(observation(
+            coded(LOINC, "14130-9"),
+            "valueQuantity",
+            json!({"value": 66, "system": UCUM, "code": "fmol/mg"}),
+        ));
+    }
+    for resource in resources {
+        app.create(&resource).await;
+    }
+    id
+}
+
+async fn assess(app: &TestApp, patient: &str, parameters: &Value) -> reqwest::Response {
+    app.post(&format!("Patient/{patient}/$risk-assessment"), parameters)
+        .await
+}
+
+fn of_type<'a>(bundle: &'a Value, t: &str) -> Vec<&'a Value> {
+    bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["resource"])
+        .filter(|r| r["resourceType"] == t)
+        .collect()
+}
+
+fn ai_asserted(resource: &Value) -> bool {
+    resource["meta"]["security"]
+        .as_array()
+        .is_some_and(|s| s.iter().any(|l| l["code"] == "AIAST"))
+}
+
+#[tokio::test]
+async fn an_assessment_is_filed_found_by_search_and_not_duplicated() {
+    let app = spawn_app().await;
+    let patient = patient_with_record(&app, true).await;
+    let response = assess(&app, &patient, &json!({"resourceType": "Parameters"})).await;
+    assert_eq!(response.status(), 200);
+    let bundle: Value = response.json().await.unwrap();
+    assert_eq!(bundle["type"], "collection");
+    assert!(
+        of_type(&bundle, "OperationOutcome").is_empty(),
+        "nothing was missing"
+    );
+
+    let report = of_type(&bundle, "DiagnosticReport")[0];
+    assert_eq!(report["status"], "preliminary");
+    assert_eq!(report["subject"]["reference"], format!("Patient/{patient}"));
+    assert!(report["effectiveDateTime"].is_string() && report["issued"].is_string());
+    assert!(
+        report["conclusion"]
+            .as_str()
+            .unwrap()
+            .contains("recurrence or death")
+    );
+    assert!(report["conclusionCode"][0]["coding"][0]["code"].is_string());
+    let observations = of_type(&bundle, "Observation");
+    assert_eq!(
+        observations.len(),
+        4,
+        "three horizons and the log hazard ratio"
+    );
+    assert_eq!(report["result"].as_array().unwrap().len(), 4);
+
+    let risk = of_type(&bundle, "RiskAssessment")[0];
+    let predictions = risk["prediction"].as_array().unwrap();
+    let probabilities: Vec<f64> = predictions
+        .iter()
+        .map(|p| p["probabilityDecimal"].as_f64().unwrap())
+        .collect();
+    assert_eq!(probabilities.len(), 3);
+    assert!(
+        probabilities.windows(2).all(|w| w[0] <= w[1]) && probabilities[2] < 1.0,
+        "{probabilities:?}"
+    );
+    assert_eq!(predictions[2]["whenRange"]["high"]["value"], 1826.25);
+    assert_eq!(
+        predictions[0]["outcome"]["coding"][0]["code"],
+        "recurrence-or-death"
+    );
+    assert!(predictions[0]["qualitativeRisk"]["coding"][0]["code"].is_string());
+    let rationale = predictions[0]["rationale"].as_str().unwrap();
+    assert!(
+        rationale.contains("clinical") && rationale.contains("labs"),
+        "{rationale}"
+    );
+    assert!(
+        rationale.contains("Features that moved the risk most"),
+        "{rationale}"
+    );
+    // The basis names the patient and each of the seven facts it used, at their versions.
+    let basis: Vec<&str> = risk["basis"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["reference"].as_str().unwrap())
+        .collect();
+    assert_eq!(basis.len(), 8, "{basis:?}");
+    assert!(basis.iter().all(|b| b.contains("/_history/")), "{basis:?}");
+    assert!(basis.iter().any(|b| b.starts_with("MedicationStatement/")));
+
+    let provenance = of_type(&bundle, "Provenance")[0];
+    let device = of_type(&bundle, "Device")[0];
+    assert_eq!(
+        provenance["agent"][0]["who"]["reference"],
+        format!("Device/{}", device["id"].as_str().unwrap())
+    );
+    assert_eq!(provenance["entity"].as_array().unwrap().len(), 8);
+    assert_eq!(device["deviceName"][0]["name"], "gbsg2-recurrence");
+    assert!(device["version"][0]["value"].is_string());
+    for resource in observations.iter().chain([&report, &risk]) {
+        assert!(ai_asserted(resource), "{resource}");
+    }
+
+    // Filed: search finds them; asking again gives the same report, not a second one.
+    let found = app
+        .search(&format!("DiagnosticReport?subject=Patient/{patient}"))
+        .await;
+    assert_eq!(found["total"], 1);
+    let found = app
+        .search(&format!("RiskAssessment?subject=Patient/{patient}"))
+        .await;
+    assert_eq!(found["total"], 1);
+    let again: Value = assess(&app, &patient, &json!({"resourceType": "Parameters"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(of_type(&again, "DiagnosticReport")[0]["id"], report["id"]);
+    assert_eq!(
+        of_type(&again, "DiagnosticReport")[0]["meta"]["versionId"],
+        "1"
+    );
+    let type_level: Value = app
+        .post(
+            "Patient/$risk-assessment",
+            &json!({"resourceType": "Parameters", "parameter": [
+                {"name": "patient", "valueReference": {"reference": format!("Patient/{patient}")}}]}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        of_type(&type_level, "DiagnosticReport")[0]["id"],
+        report["id"]
+    );
+    assert_eq!(
+        app.search(&format!("DiagnosticReport?subject=Patient/{patient}"))
+            .await["total"],
+        1
+    );
+
+    // One horizon asked for: one prediction (a new assessment, filed beside the first).
+    let five: Value = assess(
+        &app,
+        &patient,
+        &json!({"resourceType": "Parameters", "parameter": [
+            {"name": "horizon", "valueQuantity": {"value": 5, "system": UCUM, "code": "a"}}]}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let predictions = of_type(&five, "RiskAssessment")[0]["prediction"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(predictions.len(), 1);
+    assert_eq!(
+        predictions[0]["probabilityDecimal"].as_f64().unwrap(),
+        probabilities[2]
+    );
+}
+
+#[tokio::test]
+async fn without_the_pathology_the_prediction_comes_back_with_a_warning() {
+    let app = spawn_app().await;
+    let patient = patient_with_record(&app, false).await;
+    let response = assess(&app, &patient, &json!({"resourceType": "Parameters"})).await;
+    assert_eq!(response.status(), 200);
+    let bundle: Value = response.json().await.unwrap();
+    let outcome = of_type(&bundle, "OperationOutcome")[0];
+    assert_eq!(outcome["issue"][0]["severity"], "warning");
+    let diagnostics = outcome["issue"][0]["diagnostics"].as_str().unwrap();
+    assert!(
+        diagnostics.contains("labs modality is missing") && diagnostics.contains("tsize"),
+        "{diagnostics}"
+    );
+    let risk = of_type(&bundle, "RiskAssessment")[0];
+    assert!(
+        risk["note"][0]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Missing modality: labs")
+    );
+    assert!(
+        risk["prediction"][0]["rationale"]
+            .as_str()
+            .unwrap()
+            .contains("Missing modalities: labs")
+    );
+}
+
+#[tokio::test]
+async fn asynchronous_requests_are_polled_until_the_bundle_is_ready() {
+    let app = spawn_app().await;
+    let patient = patient_with_record(&app, true).await;
+    let response = app
+        .client
+        .post(app.url(&format!("Patient/{patient}/$risk-assessment")))
+        .header("content-type", "application/fhir+json")
+        .header("prefer", "respond-async")
+        .body(json!({"resourceType": "Parameters"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let status_url = response.headers()["content-location"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let mut bundle = None;
+    for _ in 0..200 {
+        let polled = app.get_url(&status_url).await;
+        match polled.status().as_u16() {
+            202 => tokio::time::sleep(std::time::Duration::from_millis(25)).await,
+            200 => {
+                bundle = Some(polled.json::<Value>().await.unwrap());
+                break;
+            }
+            other => panic!("status {other}"),
+        }
+    }
+    let bundle = bundle.expect("the assessment finished");
+    assert_eq!(of_type(&bundle, "DiagnosticReport").len(), 1);
+    let unknown = app
+        .get(&format!("$risk-assessment-status/{}", uuid::Uuid::new_v4()))
+        .await;
+    assert_outcome(unknown, 404).await;
+}
+
+#[tokio::test]
+async fn errors_are_operation_outcomes_with_their_status() {
+    let app = spawn_app().await;
+    let empty = json!({"resourceType": "Parameters"});
+    assert_outcome(assess(&app, "nobody", &empty).await, 404).await;
+
+    // A patient with nothing the model takes.
+    let bare = app
+        .create(&json!({"resourceType": "Patient", "gender": "female"}))
+        .await;
+    let bare = bare["id"].as_str().unwrap();
+    let outcome = assert_outcome(assess(&app, bare, &empty).await, 422).await;
+    assert!(
+        outcome["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("no birth date")
+    );
+
+    let patient = patient_with_record(&app, true).await;
+    let cases = [
+        (json!({"resourceType": "Patient"}), 400, "Parameters"),
+        (
+            json!({"resourceType": "Parameters", "parameter": [{"name": "colour", "valueString": "red"}]}),
+            400,
+            "unknown parameter",
+        ),
+        (
+            json!({"resourceType": "Parameters", "parameter": [{"name": "horizon", "valueString": "2y"}]}),
+            400,
+            "does not predict at",
+        ),
+        (
+            json!({"resourceType": "Parameters", "parameter": [{"name": "horizon", "valueString": "soon"}]}),
+            400,
+            "horizon",
+        ),
+        (
+            json!({"resourceType": "Parameters", "parameter": [{"name": "model", "valueString": "other-model"}]}),
+            503,
+            "not loaded",
+        ),
+    ];
+    for (body, status, expected) in cases {
+        let outcome = assert_outcome(assess(&app, &patient, &body).await, status).await;
+        let diagnostics = outcome["issue"][0]["diagnostics"].as_str().unwrap();
+        assert!(diagnostics.contains(expected), "{body}: {diagnostics}");
+    }
+    let missing = app.post("Patient/$risk-assessment", &empty).await;
+    assert_outcome(missing, 400).await;
+
+    let without_model = spawn_app_with(|s| s.risk.model = Default::default()).await;
+    let patient = patient_with_record(&without_model, true).await;
+    let outcome = assert_outcome(assess(&without_model, &patient, &empty).await, 503).await;
+    assert!(
+        outcome["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("no risk model")
+    );
+}
