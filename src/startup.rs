@@ -45,6 +45,8 @@ pub enum StartupError {
     },
     #[error("could not load the image encoder")]
     Model(#[from] crate::encoders::EncoderError),
+    #[error("could not set up the EHR client")]
+    Ehr(#[from] crate::ehr::EhrError),
     #[error("could not load the risk model")]
     RiskModel(#[from] crate::pipeline::risk::RiskModelError),
     #[error("could not start the inference thread")]
@@ -79,6 +81,10 @@ impl Application {
         }
         if let Some(model) = load_risk_model(&settings.risk).await? {
             pipeline = pipeline.with_risk_model(model);
+        }
+        if settings.ehr.base_url.is_some() {
+            pipeline =
+                pipeline.with_ehr_client(crate::ehr::client_from_settings(&settings.ehr, None)?);
         }
         let listener =
             TcpListener::bind(settings.server.listen).map_err(|source| StartupError::Bind {

@@ -59,6 +59,11 @@ impl FhirClient {
         })
     }
 
+    /// The FHIR base URL this client talks to.
+    pub fn base_url(&self) -> &str {
+        &self.settings.base_url
+    }
+
     pub fn page_size(&self) -> usize {
         self.settings.page_size
     }

@@ -72,7 +72,7 @@ pub(super) fn object(value: Value) -> Map<String, Value> {
 }
 
 /// Escapes a token search value (R4 §3.1.1.4.13).
-fn escape_token(s: &str) -> String {
+pub(super) fn escape_token(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         if matches!(c, '\\' | ',' | '|' | '$') {

@@ -12,6 +12,7 @@ mod imaging;
 mod lookup;
 mod resources;
 pub mod risk;
+mod risk_inputs;
 pub mod synthetic_cohort;
 
 use std::collections::BTreeMap;
@@ -153,6 +154,8 @@ pub struct Pipeline {
     patient_matching: Arc<tokio::sync::Mutex<()>>,
     /// The risk model `$risk-assessment` uses, when one is loaded.
     risk_model: Option<Arc<risk::RiskModel>>,
+    /// The EHR an assessment pulls the patient's record from, when one is configured.
+    ehr: Option<crate::ehr::FhirClient>,
 }
 
 /// How HL7 v2 content maps onto FHIR (see `Hl7Settings`).
@@ -205,7 +208,14 @@ impl Pipeline {
             hl7: Hl7Options::default(),
             patient_matching: Arc::new(tokio::sync::Mutex::new(())),
             risk_model: None,
+            ehr: None,
         }
+    }
+
+    /// Pulls the patient's record from this EHR for each assessment.
+    pub fn with_ehr_client(mut self, client: crate::ehr::FhirClient) -> Self {
+        self.ehr = Some(client);
+        self
     }
 
     /// Assesses risk with `model` (see [`Pipeline::assess_risk`]).

@@ -6,38 +6,21 @@
 //! every input (resource versions and feature values), so that asking again with nothing
 //! changed returns the report already filed instead of a duplicate.
 
-use std::collections::BTreeMap;
 use std::path::Path;
+
+use serde_json::Value;
 use std::sync::Arc;
 
 use chrono::Utc;
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::{Pipeline, PipelineError};
 use crate::domain::{DicomUid, ModelVersion, ResourceId, ResourceType};
 use crate::features::{Embeddings, FeatureSet, PatientContext, build_features};
-use crate::fhir::parse_search;
 use crate::fusion::{BundleError, Inputs, Model, PredictError};
 use crate::report::risk::{
     AssessmentContent, AssessmentIds, HorizonRisk, ModelDescription, assessment_resources,
 };
-
-/// The resource types an assessment reads its inputs from.
-const INPUT_TYPES: [ResourceType; 9] = [
-    ResourceType::Observation,
-    ResourceType::Condition,
-    ResourceType::DocumentReference,
-    ResourceType::DiagnosticReport,
-    ResourceType::ImagingStudy,
-    ResourceType::MedicationRequest,
-    ResourceType::MedicationStatement,
-    ResourceType::MedicationAdministration,
-    ResourceType::Procedure,
-];
-
-/// Resources per page while gathering a patient's record.
-const PAGE: u32 = 500;
 
 /// A model the service serves: a bundle with an input spec, and how it is named in FHIR.
 pub struct RiskModel {
@@ -154,16 +137,8 @@ impl Pipeline {
         check_model_name(&risk, request.model.as_deref())?;
         let horizons = select_horizons(&risk, &request.horizons_days)?;
 
-        let patient = self
-            .store
-            .read(ResourceType::Patient, &request.patient)
-            .await?;
-        let patient_json: Value = serde_json::from_str(patient.content.as_deref().unwrap_or("{}"))
-            .map_err(|e| PipelineError::InvalidBundle {
-                reason: e.to_string(),
-            })?;
-        let (record, versions) = self.patient_record(&request.patient).await?;
-        let context = PatientContext::from_resources(&patient_json, record.iter());
+        let record = self.gather_record(&request.patient).await?;
+        let context = PatientContext::from_resources(&record.patient, record.resources.iter());
         let now = Utc::now();
         let spec = risk
             .model
@@ -171,7 +146,7 @@ impl Pipeline {
             .inputs
             .as_ref()
             .ok_or(AssessmentError::NoModel)?;
-        let mut warnings = Vec::new();
+        let mut warnings = record.warnings.clone();
         let (embeddings, study) = self
             .assessment_embeddings(spec, &context, request.study.as_deref(), &mut warnings)
             .await?;
@@ -193,19 +168,16 @@ impl Pipeline {
             );
         };
 
-        // Every input resource, at the version read, and the patient.
-        let mut basis: Vec<String> = vec![format!(
-            "Patient/{}/_history/{}",
-            request.patient, patient.version
-        )];
-        for modality in &features.modalities {
-            for source in &modality.sources {
-                if let Some(version) = versions.get(source) {
-                    let versioned = format!("{source}/_history/{version}");
-                    if !basis.contains(&versioned) {
-                        basis.push(versioned);
-                    }
-                }
+        // Every input resource, at the version read, the patient first.
+        let mut basis: Vec<String> = Vec::new();
+        let patient_source = format!("Patient/{}", request.patient);
+        let sources = std::iter::once(&patient_source)
+            .chain(features.modalities.iter().flat_map(|m| &m.sources));
+        for source in sources {
+            if let Some(reference) = record.references.get(source)
+                && !basis.contains(reference)
+            {
+                basis.push(reference.clone());
             }
         }
         if let Some((id, version)) = &study {
@@ -364,42 +336,6 @@ impl Pipeline {
         })
     }
 
-    /// The patient's stored resources of the input types (AI-made ones left out: a model's
-    /// output is never its input), with each one's current version by `Type/id`.
-    async fn patient_record(
-        &self,
-        patient: &ResourceId,
-    ) -> Result<(Vec<Value>, BTreeMap<String, String>), PipelineError> {
-        let mut resources = Vec::new();
-        let mut versions = BTreeMap::new();
-        for t in INPUT_TYPES {
-            let params = [("patient".to_owned(), format!("Patient/{patient}"))];
-            let mut query = parse_search(t, &params, true, PAGE, PAGE)?;
-            loop {
-                let (page, total) = self.store.search(t, &query).await?;
-                let read = page.len();
-                for stored in page {
-                    let Some(content) = stored.content else {
-                        continue;
-                    };
-                    let Ok(value) = serde_json::from_str::<Value>(&content) else {
-                        continue;
-                    };
-                    if ai_asserted(&value) {
-                        continue;
-                    }
-                    versions.insert(format!("{t}/{}", stored.id), stored.version.to_string());
-                    resources.push(value);
-                }
-                query.offset += read as u32;
-                if read == 0 || u64::from(query.offset) >= total {
-                    break;
-                }
-            }
-        }
-        Ok((resources, versions))
-    }
-
     /// The embeddings the spec takes, from what the service has already encoded; a missing one
     /// is a warning, not an error. Returns the imaging study used (id, version).
     async fn assessment_embeddings(
@@ -477,13 +413,6 @@ impl Pipeline {
         };
         Ok((embeddings, study))
     }
-}
-
-fn ai_asserted(resource: &Value) -> bool {
-    resource
-        .pointer("/meta/security")
-        .and_then(Value::as_array)
-        .is_some_and(|labels| labels.iter().any(|l| l["code"] == "AIAST"))
 }
 
 fn check_model_name(risk: &RiskModel, asked: Option<&str>) -> Result<(), AssessmentError> {

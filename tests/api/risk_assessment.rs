@@ -386,3 +386,83 @@ fn the_published_conformance_resources_and_examples_are_valid() {
     assert!(resources.len() >= 9);
     assert_valid_fhir("fhir-profiles/", &resources);
 }
+
+/// A patient known to the EHR (the Medplum-based FHIR test server holding the mCODE examples)
+/// is assessed from what the EHR holds and what feeds filed here under her medical record
+/// number; when the EHR then fails, the assessment still comes back, with a warning.
+#[tokio::test]
+async fn an_ehr_patient_is_assessed_from_the_ehr_and_the_feeds_filed_here() {
+    let Some((server, _client)) = crate::ehr::fhir_server_and_client().await else {
+        return;
+    };
+    let ehr_base = server.base_url.clone();
+    let app = spawn_app_with(|s| {
+        s.ehr.base_url = Some(ehr_base.clone());
+        s.ehr.timeout_secs = 2;
+        s.ehr.retries = 0;
+    })
+    .await;
+    // An HL7 feed filed her positive nodes under a Patient of its own, with her MRN.
+    let local = app
+        .create(&json!({"resourceType": "Patient", "identifier": [
+            {"system": "http://hospital.example.org", "value": "MRN1234"}]}))
+        .await;
+    let local = local["id"].as_str().unwrap();
+    let nodes = app
+        .create(&json!({"resourceType": "Observation", "status": "final",
+            "code": coded(LOINC, "21893-3"), "subject": {"reference": format!("Patient/{local}")},
+            "effectiveDateTime": "2018-03-20", "valueInteger": 2}))
+        .await;
+
+    let patient = "cancer-patient-jenny-m";
+    let response = assess(&app, patient, &json!({"resourceType": "Parameters"})).await;
+    assert_eq!(response.status(), 200);
+    let bundle: Value = response.json().await.unwrap();
+    assert_valid_fhir("an assessment from the EHR", std::slice::from_ref(&bundle));
+    let risk = of_type(&bundle, "RiskAssessment")[0];
+    let basis: Vec<&str> = risk["basis"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["reference"].as_str().unwrap())
+        .collect();
+    // Her Patient, copied here so that the results have a subject; the tumour size from the
+    // EHR (an absolute reference); the nodes filed here under her MRN.
+    assert_eq!(
+        basis[0],
+        format!("Patient/{patient}/_history/1"),
+        "{basis:?}"
+    );
+    assert!(
+        basis
+            .iter()
+            .any(|b| b.starts_with(&format!("{}/Observation/", server.base_url))),
+        "{basis:?}"
+    );
+    assert!(
+        basis.contains(
+            &format!("Observation/{}/_history/1", nodes["id"].as_str().unwrap()).as_str()
+        ),
+        "{basis:?}"
+    );
+    let copy = app.get(&format!("Patient/{patient}")).await;
+    assert_eq!(copy.status(), 200);
+    assert_eq!(
+        app.search(&format!("RiskAssessment?subject=Patient/{patient}"))
+            .await["total"],
+        1
+    );
+
+    // The EHR goes away: the assessment comes back from what is here, with a warning.
+    drop(server);
+    let response = assess(&app, patient, &json!({"resourceType": "Parameters"})).await;
+    assert_eq!(response.status(), 200);
+    let bundle: Value = response.json().await.unwrap();
+    let outcome = of_type(&bundle, "OperationOutcome")[0];
+    let diagnostics = outcome["issue"][0]["diagnostics"].as_str().unwrap();
+    assert!(
+        diagnostics.contains("EHR could not be reached"),
+        "{diagnostics}"
+    );
+    assert_eq!(of_type(&bundle, "RiskAssessment").len(), 1);
+}

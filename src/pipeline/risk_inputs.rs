@@ -1,0 +1,239 @@
+//! What the service knows about a patient, for an assessment: the resources filed here for the
+//! patient and for any other Patient here carrying one of their identifiers (an HL7 feed or a
+//! DICOM study may have filed results under a Patient of its own), and, when an EHR is
+//! configured, what the EHR holds (pulled now). A patient known only to the EHR gets a copy of
+//! their Patient filed here, so that the assessment's resources refer to a Patient that exists.
+//! An EHR that fails is a warning, not an error: the assessment goes on with what is here.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::lookup::escape_token;
+use super::{Pipeline, PipelineError};
+use crate::domain::{ResourceId, ResourceType};
+use crate::ehr::pull_patient;
+use crate::fhir::parse_search;
+use crate::store::StoreError;
+
+/// The resource types an assessment reads its inputs from.
+const INPUT_TYPES: [ResourceType; 9] = [
+    ResourceType::Observation,
+    ResourceType::Condition,
+    ResourceType::DocumentReference,
+    ResourceType::DiagnosticReport,
+    ResourceType::ImagingStudy,
+    ResourceType::MedicationRequest,
+    ResourceType::MedicationStatement,
+    ResourceType::MedicationAdministration,
+    ResourceType::Procedure,
+];
+
+/// Resources per page while gathering a patient's record.
+const PAGE: u32 = 500;
+
+/// A patient's record as an assessment reads it.
+pub(super) struct GatheredRecord {
+    /// The subject's Patient (here; a copy of the EHR's when it was only there).
+    pub patient: Value,
+    /// Every input resource, from here and from the EHR.
+    pub resources: Vec<Value>,
+    /// `Type/id` as the feature builder names a source → the reference the basis gives it:
+    /// `Type/id/_history/v` here, the absolute URL (with its version when known) on the EHR.
+    pub references: BTreeMap<String, String>,
+    pub warnings: Vec<String>,
+}
+
+impl Pipeline {
+    /// Gathers what is known about patient `id` (404 when neither here nor the EHR has them).
+    pub(super) async fn gather_record(
+        &self,
+        id: &ResourceId,
+    ) -> Result<GatheredRecord, PipelineError> {
+        let mut record = GatheredRecord {
+            patient: Value::Null,
+            resources: Vec::new(),
+            references: BTreeMap::new(),
+            warnings: Vec::new(),
+        };
+        let local = match self.store.read(ResourceType::Patient, id).await {
+            Ok(stored) => Some(stored),
+            Err(StoreError::NotFound { .. }) if self.ehr.is_some() => None,
+            Err(e) => return Err(e.into()),
+        };
+        let mut pulled = None;
+        if let Some(client) = &self.ehr {
+            match pull_patient(client, id.as_ref()).await {
+                Ok(found) => {
+                    for missing in &found.missing {
+                        record.warnings.push(format!(
+                            "the EHR's {} could not be read ({}); the assessment used the rest",
+                            missing.what, missing.reason
+                        ));
+                    }
+                    pulled = Some(found);
+                }
+                Err(e) if e.kind() == crate::error::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(patient = %id, error = %e, "EHR pull for an assessment failed");
+                    record.warnings.push(format!(
+                        "the EHR could not be reached ({e}); the assessment used what this service holds"
+                    ));
+                }
+            }
+        }
+        let patient_version = match (local, &pulled) {
+            (Some(stored), _) => {
+                record.patient = serde_json::from_str(stored.content.as_deref().unwrap_or("{}"))
+                    .unwrap_or(Value::Null);
+                stored.version.to_string()
+            }
+            (None, Some(found)) => {
+                // Known only to the EHR: file a copy of the Patient under the same id.
+                let mut copy = found.patient.clone();
+                if let Some(map) = copy.as_object_mut() {
+                    map.remove("meta");
+                    map.remove("text");
+                }
+                let Value::Object(map) = copy else {
+                    return Err(StoreError::NotFound {
+                        resource_type: ResourceType::Patient,
+                        id: id.to_string(),
+                    }
+                    .into());
+                };
+                let mut tx = self.store.begin().await?;
+                let stored = tx.write(ResourceType::Patient, id, map, None).await?;
+                tx.commit().await?;
+                record.patient = serde_json::from_str(stored.content.as_deref().unwrap_or("{}"))
+                    .unwrap_or(Value::Null);
+                stored.version.to_string()
+            }
+            (None, None) => {
+                return Err(StoreError::NotFound {
+                    resource_type: ResourceType::Patient,
+                    id: id.to_string(),
+                }
+                .into());
+            }
+        };
+        record.references.insert(
+            format!("Patient/{id}"),
+            format!("Patient/{id}/_history/{patient_version}"),
+        );
+
+        let mut patients = vec![id.clone()];
+        patients.extend(self.linked_patients(id, &record.patient).await?);
+        for patient in &patients {
+            self.local_resources(patient, &mut record).await?;
+        }
+        if let (Some(found), Some(client)) = (pulled, &self.ehr) {
+            let base = client.base_url().trim_end_matches('/').to_owned();
+            for resource in found.resources().skip(1) {
+                if ai_asserted(resource) {
+                    continue;
+                }
+                let (Some(t), Some(rid)) =
+                    (resource["resourceType"].as_str(), resource["id"].as_str())
+                else {
+                    continue;
+                };
+                let mut reference = format!("{base}/{t}/{rid}");
+                if let Some(version) = resource.pointer("/meta/versionId").and_then(Value::as_str) {
+                    reference = format!("{reference}/_history/{version}");
+                }
+                record
+                    .references
+                    .entry(format!("{t}/{rid}"))
+                    .or_insert(reference);
+                record.resources.push(resource.clone());
+            }
+        }
+        tracing::info!(
+            patient = %id,
+            linked = patients.len() - 1,
+            resources = record.resources.len(),
+            warnings = record.warnings.len(),
+            "patient record gathered for an assessment"
+        );
+        Ok(record)
+    }
+
+    /// Other Patients here carrying one of `patient`'s identifiers.
+    async fn linked_patients(
+        &self,
+        id: &ResourceId,
+        patient: &Value,
+    ) -> Result<Vec<ResourceId>, PipelineError> {
+        let mut linked = Vec::new();
+        for identifier in patient
+            .get("identifier")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let Some(value) = identifier.get("value").and_then(Value::as_str) else {
+                continue;
+            };
+            let system = identifier
+                .get("system")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let token = format!("{}|{}", escape_token(system), escape_token(value));
+            let params = [("identifier".to_owned(), token)];
+            let query = parse_search(ResourceType::Patient, &params, true, 20, 20)?;
+            let (found, _) = self.store.search(ResourceType::Patient, &query).await?;
+            for stored in found {
+                if stored.id != *id && !linked.contains(&stored.id) {
+                    linked.push(stored.id);
+                }
+            }
+        }
+        Ok(linked)
+    }
+
+    /// The resources of the input types filed here for `patient` (AI-made ones left out: a
+    /// model's output is never its input).
+    async fn local_resources(
+        &self,
+        patient: &ResourceId,
+        record: &mut GatheredRecord,
+    ) -> Result<(), PipelineError> {
+        for t in INPUT_TYPES {
+            let params = [("patient".to_owned(), format!("Patient/{patient}"))];
+            let mut query = parse_search(t, &params, true, PAGE, PAGE)?;
+            loop {
+                let (page, total) = self.store.search(t, &query).await?;
+                let read = page.len();
+                for stored in page {
+                    let Some(content) = stored.content else {
+                        continue;
+                    };
+                    let Ok(value) = serde_json::from_str::<Value>(&content) else {
+                        continue;
+                    };
+                    if ai_asserted(&value) {
+                        continue;
+                    }
+                    record.references.insert(
+                        format!("{t}/{}", stored.id),
+                        format!("{t}/{}/_history/{}", stored.id, stored.version),
+                    );
+                    record.resources.push(value);
+                }
+                query.offset += read as u32;
+                if read == 0 || u64::from(query.offset) >= total {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn ai_asserted(resource: &Value) -> bool {
+    resource
+        .pointer("/meta/security")
+        .and_then(Value::as_array)
+        .is_some_and(|labels| labels.iter().any(|l| l["code"] == "AIAST"))
+}
