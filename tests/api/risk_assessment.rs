@@ -87,6 +87,16 @@ fn of_type<'a>(bundle: &'a Value, t: &str) -> Vec<&'a Value> {
         .collect()
 }
 
+/// The references of a RiskAssessment's basis.
+fn basis_of(risk: &Value) -> Vec<&str> {
+    risk["basis"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["reference"].as_str().unwrap())
+        .collect()
+}
+
 fn ai_asserted(resource: &Value) -> bool {
     resource["meta"]["security"]
         .as_array()
@@ -152,12 +162,7 @@ async fn an_assessment_is_filed_found_by_search_and_not_duplicated() {
         "{rationale}"
     );
     // The basis names the patient and each of the seven facts it used, at their versions.
-    let basis: Vec<&str> = risk["basis"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["reference"].as_str().unwrap())
-        .collect();
+    let basis = basis_of(risk);
     assert_eq!(basis.len(), 8, "{basis:?}");
     assert!(basis.iter().all(|b| b.contains("/_history/")), "{basis:?}");
     assert!(basis.iter().any(|b| b.starts_with("MedicationStatement/")));
@@ -420,12 +425,7 @@ async fn an_ehr_patient_is_assessed_from_the_ehr_and_the_feeds_filed_here() {
     let bundle: Value = response.json().await.unwrap();
     assert_valid_fhir("an assessment from the EHR", std::slice::from_ref(&bundle));
     let risk = of_type(&bundle, "RiskAssessment")[0];
-    let basis: Vec<&str> = risk["basis"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["reference"].as_str().unwrap())
-        .collect();
+    let basis = basis_of(risk);
     // Her Patient, copied here so that the results have a subject; the tumour size from the
     // EHR (an absolute reference); the nodes filed here under her MRN.
     assert_eq!(
