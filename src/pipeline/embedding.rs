@@ -178,6 +178,23 @@ impl Pipeline {
         }
     }
 
+    /// Embeds what a study still lacks, now, and pools its series and the study: an assessment
+    /// that needs the study does not wait for the worker. Returns how many instances it
+    /// embedded.
+    pub async fn embed_study_now(&self, study_uid: &DicomUid) -> Result<usize, PipelineError> {
+        let encoder = self.encoder()?.clone();
+        let model = model_version(&encoder);
+        let pending = self
+            .store
+            .study_instances_to_embed(&model, study_uid, u32::MAX / 2)
+            .await?;
+        if pending.is_empty() {
+            return Ok(0);
+        }
+        self.embed_instances(&encoder, &model, &pending).await?;
+        Ok(pending.len())
+    }
+
     /// One pass: embeds up to [`WORKER_PASS`] instances, several at a time so that the
     /// batching thread can fill its batches, then pools the series and studies they belong
     /// to. Returns how many instances it embedded (or recorded as failed).
@@ -187,12 +204,24 @@ impl Pipeline {
         if pending.is_empty() {
             return Ok(0);
         }
+        self.embed_instances(encoder, &model, &pending).await?;
+        Ok(pending.len())
+    }
+
+    /// Embeds `pending`, several at a time so that the batching thread can fill its batches,
+    /// then pools the series and studies they belong to.
+    async fn embed_instances(
+        &self,
+        encoder: &BatchedEncoder,
+        model: &ModelVersion,
+        pending: &[InstanceToEmbed],
+    ) -> Result<(), PipelineError> {
         let started = std::time::Instant::now();
         let concurrency = (encoder.max_batch_size() / 2).max(2);
         // Futures do nothing until polled: at most `concurrency` run at once.
         let jobs: Vec<_> = pending
             .iter()
-            .map(|instance| self.embed_stored_instance(encoder, &model, instance))
+            .map(|instance| self.embed_stored_instance(encoder, model, instance))
             .collect();
         let results: Vec<Result<(), PipelineError>> = futures_util::stream::iter(jobs)
             .buffer_unordered(concurrency)
@@ -200,17 +229,17 @@ impl Pipeline {
             .await;
         results.into_iter().collect::<Result<(), _>>()?;
         let mut series: BTreeMap<&DicomUid, &DicomUid> = BTreeMap::new();
-        for instance in &pending {
+        for instance in pending {
             series.insert(&instance.series_uid, &instance.study_uid);
         }
         let mut studies: Vec<&DicomUid> = series.values().copied().collect();
         studies.sort();
         studies.dedup();
         for (series_uid, study_uid) in &series {
-            self.pool_series(series_uid, study_uid, &model).await?;
+            self.pool_series(series_uid, study_uid, model).await?;
         }
         for study_uid in studies {
-            self.pool_study(study_uid, &model).await?;
+            self.pool_study(study_uid, model).await?;
         }
         tracing::info!(
             instances = pending.len(),
@@ -219,7 +248,7 @@ impl Pipeline {
             model = %model.name,
             "instances embedded"
         );
-        Ok(pending.len())
+        Ok(())
     }
 
     /// Embeds one stored instance and records the embedding, or the reason it failed. Only a

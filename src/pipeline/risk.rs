@@ -15,8 +15,8 @@ use chrono::Utc;
 use sha2::{Digest, Sha256};
 
 use super::{Pipeline, PipelineError};
-use crate::domain::{DicomUid, ModelVersion, ResourceId, ResourceType};
-use crate::features::{Embeddings, FeatureSet, PatientContext, build_features};
+use crate::domain::{ResourceId, ResourceType};
+use crate::features::{FeatureSet, PatientContext, build_features};
 use crate::fusion::{BundleError, Inputs, Model, PredictError};
 use crate::report::risk::{
     AssessmentContent, AssessmentIds, HorizonRisk, ModelDescription, assessment_resources,
@@ -334,84 +334,6 @@ impl Pipeline {
             warnings,
             created: !filed,
         })
-    }
-
-    /// The embeddings the spec takes, from what the service has already encoded; a missing one
-    /// is a warning, not an error. Returns the imaging study used (id, version).
-    async fn assessment_embeddings(
-        &self,
-        spec: &crate::features::InputSpec,
-        context: &PatientContext,
-        asked: Option<&str>,
-        warnings: &mut Vec<String>,
-    ) -> Result<(Embeddings, Option<(ResourceId, String)>), PipelineError> {
-        let mut embeddings = Embeddings::default();
-        if spec.notes.is_some() {
-            warnings
-                .push("the notes encoder is not loaded by the service; notes were not used".into());
-        }
-        let Some(imaging) = &spec.imaging else {
-            return Ok((embeddings, None));
-        };
-        let Some(encoder) = &self.image_encoder else {
-            warnings.push("no image encoder is loaded; imaging was not used".into());
-            return Ok((embeddings, None));
-        };
-        if encoder.name() != imaging.encoder {
-            warnings.push(format!(
-                "the model takes {} embeddings, the service runs {}; imaging was not used",
-                imaging.encoder,
-                encoder.name()
-            ));
-            return Ok((embeddings, None));
-        }
-        let (uid, study_ref) = match asked {
-            Some(asked) => match asked.strip_prefix("ImagingStudy/") {
-                Some(id) => {
-                    let found = context
-                        .imaging_studies
-                        .iter()
-                        .find(|s| s.source == format!("ImagingStudy/{id}"));
-                    (found.and_then(|s| s.study_uid.clone()), Some(id.to_owned()))
-                }
-                None => (Some(asked.trim_start_matches("urn:oid:").to_owned()), None),
-            },
-            None => {
-                let latest = context.imaging_studies.iter().max_by_key(|s| s.started);
-                (
-                    latest.and_then(|s| s.study_uid.clone()),
-                    latest.and_then(|s| s.source.strip_prefix("ImagingStudy/").map(str::to_owned)),
-                )
-            }
-        };
-        let Some(uid) = uid else {
-            if let Some(asked) = asked {
-                return Err(AssessmentError::BadStudy(asked.to_owned()).into());
-            }
-            return Ok((embeddings, None));
-        };
-        let uid = DicomUid::parse(&uid).map_err(|_| AssessmentError::BadStudy(uid.clone()))?;
-        let version = ModelVersion {
-            name: encoder.name().to_owned(),
-            version: encoder.entry().version.clone(),
-        };
-        embeddings.imaging =
-            super::features::stored_study_embedding(&self.store, &uid, &version).await?;
-        if embeddings.imaging.is_none() {
-            warnings.push(format!(
-                "the study {} has no {} embedding yet; imaging was not used",
-                uid.as_str(),
-                encoder.name()
-            ));
-        }
-        let study = match study_ref.and_then(|id| ResourceId::parse(&id).ok()) {
-            Some(id) => {
-                let stored = self.store.read(ResourceType::ImagingStudy, &id).await.ok();
-                stored.map(|s| (id, s.version.to_string()))
-            }
-            None => None,
-        };
-        Ok((embeddings, study))
     }
 }
 

@@ -52,19 +52,46 @@ impl Store {
         model: &ModelVersion,
         limit: u32,
     ) -> Result<Vec<InstanceToEmbed>, StoreError> {
-        let rows = sqlx::query(
+        self.unembedded(model, None, limit).await
+    }
+
+    /// The same, of one study only (what an assessment must encode before it can use it).
+    pub async fn study_instances_to_embed(
+        &self,
+        model: &ModelVersion,
+        study: &DicomUid,
+        limit: u32,
+    ) -> Result<Vec<InstanceToEmbed>, StoreError> {
+        self.unembedded(model, Some(study), limit).await
+    }
+
+    async fn unembedded(
+        &self,
+        model: &ModelVersion,
+        study: Option<&DicomUid>,
+        limit: u32,
+    ) -> Result<Vec<InstanceToEmbed>, StoreError> {
+        let sql = format!(
             "SELECT i.sop_instance_uid, i.series_uid, i.study_uid, i.sha256 \
              FROM dicom_instances i LEFT JOIN instance_embeddings e \
                ON e.sop_instance_uid = i.sop_instance_uid AND e.model = $1 \
              WHERE i.pixel_status = 'decodable' AND (e.sop_instance_uid IS NULL \
-               OR e.model_version <> $2 OR e.sha256 <> i.sha256) \
+               OR e.model_version <> $2 OR e.sha256 <> i.sha256){} \
              ORDER BY i.received_ms, i.sop_instance_uid LIMIT $3",
-        )
-        .bind(&model.name)
-        .bind(&model.version)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
+            if study.is_some() {
+                " AND i.study_uid = $4"
+            } else {
+                ""
+            }
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&model.name)
+            .bind(&model.version)
+            .bind(i64::from(limit));
+        if let Some(study) = study {
+            query = query.bind(study.as_str().to_owned());
+        }
+        let rows = query.fetch_all(&self.pool).await?;
         rows.iter()
             .map(|row| {
                 let sha: String = row.try_get("sha256")?;

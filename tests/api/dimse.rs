@@ -8,7 +8,7 @@ use crate::helpers::{TestApp, pydicom_path, spawn_app};
 
 /// `true` when dcmtk's tools are installed; otherwise the test is skipped (or fails under
 /// `TEST_REQUIRE_PEERS`).
-fn dcmtk_available() -> bool {
+pub(crate) fn dcmtk_available() -> bool {
     let found = Command::new("storescu").arg("--version").output().is_ok();
     if !found {
         assert!(
@@ -20,7 +20,7 @@ fn dcmtk_available() -> bool {
     found
 }
 
-fn run(program: &str, args: &[String]) -> std::process::Output {
+pub(crate) fn run(program: &str, args: &[String]) -> std::process::Output {
     let output = Command::new(program).args(args).output().unwrap();
     eprintln!(
         "{program}: {}\n{}",

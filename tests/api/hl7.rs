@@ -202,7 +202,7 @@ async fn messages_posted_over_http_are_answered_with_their_ack() {
 
 /// `mllp_send` from the PyPI package hl7 0.4.5 (`scripts/install-test-deps` puts it in
 /// `.cache/peers-venv`); missing, the test skips unless `TEST_REQUIRE_PEERS` is set.
-fn mllp_send() -> Option<std::path::PathBuf> {
+pub(crate) fn mllp_send() -> Option<std::path::PathBuf> {
     let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join(".cache/peers-venv/bin/mllp_send");
     if path.exists() {

@@ -2,6 +2,7 @@
 //! PostgreSQL when `TEST_DATABASE_URL` is set (one fresh database per test).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod acceptance;
 mod bad_input;
 mod bundles;
 mod crud;

@@ -1,0 +1,292 @@
+//! `$risk-assessment` end to end with real peers: the patient is on the EHR (the Medplum-based
+//! FHIR test server holding the mCODE examples), her CT series arrives by dcmtk's `storescu`
+//! and her LDH result by the `hl7` package's `mllp_send` (both filed here under her medical
+//! record number), and a model that takes her age, LDH and the study's image embedding assesses
+//! her. The result is searched and read back, and every resource passes both validators and
+//! the service's profiles. The model and image encoder are tiny random ones built here: what is
+//! checked is every step, not the numbers.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use prognostics::features::InputSpec;
+use prognostics::fusion::TrainSettings;
+use prognostics::training::{ColumnRoles, TrainOptions, train};
+use serde_json::{Value, json};
+
+use crate::helpers::{assert_valid_fhir, pydicom_path, spawn_app_with};
+
+const MRN_SYSTEM: &str = "http://hospital.example.org";
+const PATIENT: &str = "cancer-patient-jenny-m";
+
+/// A small cohort of random patients (age, LDH, a 64-wide image embedding), and a model
+/// trained on it whose input spec reads them from FHIR: age from the birth date, LDH by LOINC
+/// 2532-0, the image embedding of encoder `tiny`.
+fn train_model(dir: &Path) -> PathBuf {
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut uniform = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let mut csv = String::from("age,ldh,time,event");
+    for i in 0..64 {
+        csv += &format!(",imaging_{i}");
+    }
+    csv.push('\n');
+    for _ in 0..120 {
+        let age = 40.0 + 40.0 * uniform();
+        let ldh = 150.0 + 200.0 * uniform();
+        let hazard = 0.03 * (age - 60.0) + 0.01 * (ldh - 250.0);
+        let time = (-(1.0 - uniform()).ln() / (0.0005 * hazard.exp())).min(3000.0) + 1.0;
+        let event = u8::from(time < 3000.0);
+        csv += &format!("{age:.1},{ldh:.0},{time:.0},{event}");
+        for _ in 0..64 {
+            csv += &format!(",{:.4}", uniform() - 0.5);
+        }
+        csv.push('\n');
+    }
+    let cohort = dir.join("cohort.csv");
+    std::fs::write(&cohort, csv).unwrap();
+    let spec: InputSpec = toml::from_str(
+        r#"
+        [clinical]
+        age = true
+        [[labs]]
+        name = "ldh"
+        loinc = ["2532-0"]
+        unit = "U/L"
+        [imaging]
+        encoder = "tiny"
+        dimension = 64
+        [outcome]
+        code = "death"
+        display = "Death"
+        "#,
+    )
+    .unwrap();
+    let out = dir.join("model");
+    let options = TrainOptions {
+        cohort,
+        roles: ColumnRoles {
+            time: "time".into(),
+            event: "event".into(),
+            embedding_components: 4,
+            ..ColumnRoles::default()
+        },
+        out: out.clone(),
+        name: "ldh-imaging".into(),
+        settings: TrainSettings {
+            seed: 1,
+            members: 2,
+            max_epochs: 30,
+            patience: 10,
+            ..TrainSettings::default()
+        },
+        test_fraction: 0.2,
+        horizons: vec![("1 year".into(), 365.25), ("3 years".into(), 1095.75)],
+        time_unit: "days".into(),
+        triage_recall: 0.9,
+        subgroups: vec![],
+        inputs: Some(spec),
+    };
+    train(&options, &mut |_| {}).unwrap();
+    out
+}
+
+/// Three instances of one CT series for her MRN (CT_small.dcm, each with a new SOP Instance
+/// UID, by dcmtk's dcmodify).
+fn her_series(dir: &Path, ct: &Path) -> Vec<String> {
+    (0..3)
+        .map(|i| {
+            let file = dir.join(format!("ct{i}.dcm"));
+            std::fs::copy(ct, &file).unwrap();
+            let args = [
+                "-nb".to_owned(),
+                "-gin".to_owned(),
+                "-m".to_owned(),
+                "(0010,0020)=MRN1234".to_owned(),
+                file.display().to_string(),
+            ];
+            assert!(crate::dimse::run("dcmodify", &args).status.success());
+            file.display().to_string()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_ehr_patient_with_a_study_and_a_lab_feed_is_assessed_end_to_end() {
+    let Some((server, _client)) = crate::ehr::fhir_server_and_client().await else {
+        return;
+    };
+    if !crate::dimse::dcmtk_available() {
+        return;
+    }
+    let Some(mllp_send) = crate::hl7::mllp_send() else {
+        return;
+    };
+    let Some(ct) = pydicom_path("CT_small.dcm") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("encoders");
+    prognostics::encoders::write_random_model(&models, "tiny", "efficientnet-lite", 1).unwrap();
+    let bundle = train_model(dir.path());
+    let ehr = server.base_url.clone();
+    let app = spawn_app_with(|s| {
+        s.ehr.base_url = Some(ehr);
+        s.inference.enabled = true;
+        s.inference.models_dir = models.clone();
+        s.risk.model = bundle;
+        s.dicom.patient_id_system = Some(MRN_SYSTEM.into());
+        s.hl7
+            .identifier_systems
+            .insert("HOSP".into(), MRN_SYSTEM.into());
+    })
+    .await;
+
+    // Her CT series, by storescu.
+    let mut args: Vec<String> = ["-aec", "PROGNOSTICS", "127.0.0.1"]
+        .map(String::from)
+        .to_vec();
+    args.push(app.dicom_port.unwrap().to_string());
+    args.extend(her_series(dir.path(), &ct));
+    let sent = tokio::task::spawn_blocking(move || crate::dimse::run("storescu", &args))
+        .await
+        .unwrap();
+    assert!(sent.status.success(), "storescu");
+
+    // Her LDH of this week (the model looks a year back), by mllp_send.
+    let drawn = (chrono::Utc::now() - chrono::Duration::days(3)).format("%Y%m%d");
+    let oru = format!(
+        "MSH|^~\\&|LAB|HOSP|PROGNOSTICS|ONC|{drawn}083000||ORU^R01^ORU_R01|MSG0900|P|2.5.1\n\
+         PID|1||MRN1234^^^HOSP^MR||MCODE^JENNY||19650101|F\n\
+         OBR|1||LAB900|2532-0^LDH^LN|||{drawn}070000\n\
+         OBX|1|NM|2532-0^Lactate dehydrogenase^LN||310|U/L|140-280|H|||F\n"
+    );
+    let file = dir.path().join("oru.hl7");
+    std::fs::write(&file, oru).unwrap();
+    let port = app.mllp_port.unwrap().to_string();
+    let acked = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(&mllp_send)
+            .args(["--loose", "--port", &port, "--file"])
+            .arg(&file)
+            .arg("127.0.0.1")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let ack = String::from_utf8_lossy(&acked.stdout);
+    assert!(ack.contains("MSA|AA|MSG0900"), "{ack}");
+
+    // The ImagingStudy is written once the series is in.
+    let mut studies = Value::Null;
+    for _ in 0..100 {
+        studies = app.search("ImagingStudy").await;
+        if studies["total"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(studies["total"], 1, "{studies}");
+    let study_id = studies["entry"][0]["resource"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let response = app
+        .post(
+            &format!("Patient/{PATIENT}/$risk-assessment"),
+            &json!({"resourceType": "Parameters"}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let result: Value = response.json().await.unwrap();
+    let resources: Vec<&Value> = result["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["resource"])
+        .collect();
+    let of = |t: &str| {
+        resources
+            .iter()
+            .copied()
+            .filter(|r| r["resourceType"] == t)
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        of("OperationOutcome").is_empty(),
+        "nothing missing: {result}"
+    );
+    let report = of("DiagnosticReport")[0];
+    assert_eq!(
+        report["imagingStudy"][0]["reference"],
+        format!("ImagingStudy/{study_id}")
+    );
+    let risk = of("RiskAssessment")[0];
+    let basis: Vec<&str> = risk["basis"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["reference"].as_str().unwrap())
+        .collect();
+    assert!(
+        basis[0].starts_with(&format!("Patient/{PATIENT}/")),
+        "{basis:?}"
+    );
+    assert!(
+        basis.iter().any(|b| b.starts_with("Observation/")),
+        "the LDH filed from HL7: {basis:?}"
+    );
+    assert!(
+        basis
+            .iter()
+            .any(|b| b.starts_with(&format!("ImagingStudy/{study_id}/"))),
+        "{basis:?}"
+    );
+    let rationale = risk["prediction"][0]["rationale"].as_str().unwrap();
+    assert!(rationale.contains("imaging"), "{rationale}");
+    assert_eq!(
+        risk["prediction"][0]["outcome"]["coding"][0]["code"],
+        "death"
+    );
+    assert_valid_fhir("the end-to-end assessment", std::slice::from_ref(&result));
+
+    // Found by search and read back as filed.
+    let reports = app
+        .search(&format!("DiagnosticReport?subject=Patient/{PATIENT}"))
+        .await;
+    assert_eq!(reports["total"], 1);
+    let risks = app
+        .search(&format!("RiskAssessment?subject=Patient/{PATIENT}"))
+        .await;
+    assert_eq!(risks["total"], 1);
+    let read: Value = app
+        .get(&format!(
+            "DiagnosticReport/{}",
+            report["id"].as_str().unwrap()
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(read["result"], report["result"]);
+    let provenance: Value = app
+        .search(&format!(
+            "Provenance?_id={}",
+            of("Provenance")[0]["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(provenance["total"], 1);
+    let mut filed = vec![read];
+    filed.extend(
+        [reports, risks, provenance]
+            .iter()
+            .flat_map(|b| b["entry"].as_array().unwrap().clone())
+            .map(|e| e["resource"].clone()),
+    );
+    assert_valid_fhir("the filed resources read back", &filed);
+}
