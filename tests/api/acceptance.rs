@@ -167,17 +167,7 @@ async fn an_ehr_patient_with_a_study_and_a_lab_feed_is_assessed_end_to_end() {
     );
     let file = dir.path().join("oru.hl7");
     std::fs::write(&file, oru).unwrap();
-    let port = app.mllp_port.unwrap().to_string();
-    let acked = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(&mllp_send)
-            .args(["--loose", "--port", &port, "--file"])
-            .arg(&file)
-            .arg("127.0.0.1")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let acked = crate::hl7::send_file(&mllp_send, app.mllp_port.unwrap(), file).await;
     let ack = String::from_utf8_lossy(&acked.stdout);
     assert!(ack.contains("MSA|AA|MSG0900"), "{ack}");
 

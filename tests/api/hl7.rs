@@ -216,6 +216,26 @@ pub(crate) fn mllp_send() -> Option<std::path::PathBuf> {
     None
 }
 
+/// Sends a file of messages (LF-separated; `--loose` splits them at MSH) to `port` with
+/// `mllp_send`, and returns its output (the ACKs on stdout).
+pub(crate) async fn send_file(
+    mllp_send: &std::path::Path,
+    port: u16,
+    file: std::path::PathBuf,
+) -> std::process::Output {
+    let mllp_send = mllp_send.to_owned();
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(mllp_send)
+            .args(["--loose", "--port", &port.to_string(), "--file"])
+            .arg(&file)
+            .arg("127.0.0.1")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
 #[tokio::test]
 async fn mllp_send_delivers_a_file_of_messages_each_acknowledged() {
     let Some(mllp_send) = mllp_send() else {
@@ -230,17 +250,7 @@ async fn mllp_send_delivers_a_file_of_messages_each_acknowledged() {
                PID|1||MRN9||ROE^ANN\nORC|NW|ORD1\nOBR|1|ORD1||71020^CHEST XRAY^CPT\n";
     let file = dir.path().join("messages.hl7");
     std::fs::write(&file, format!("{adt}{orm}{}", ORU.replace('\r', "\n"))).unwrap();
-    let port = app.mllp_port.unwrap().to_string();
-    let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(&mllp_send)
-            .args(["--loose", "--port", &port, "--file"])
-            .arg(&file)
-            .arg("127.0.0.1")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let output = send_file(&mllp_send, app.mllp_port.unwrap(), file).await;
     assert!(output.status.success(), "mllp_send: {output:?}");
     let acks = String::from_utf8(output.stdout).unwrap();
     let accepted: Vec<&str> = acks
