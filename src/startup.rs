@@ -77,7 +77,9 @@ impl Application {
         let mut background = Vec::new();
         if let Some(encoder) = start_image_encoder(&settings.inference).await? {
             pipeline = pipeline.with_image_encoder(encoder);
-            background.push(tokio::spawn(pipeline.clone().run_embedding_worker()));
+            if settings.inference.embed_on_receipt {
+                background.push(tokio::spawn(pipeline.clone().run_embedding_worker()));
+            }
         }
         if let Some(model) = load_risk_model(&settings.risk).await? {
             pipeline = pipeline.with_risk_model(model);
