@@ -14,7 +14,8 @@
 //! Usage: `cargo bench --bench risk_assessment -- FILE` (a single-frame DICOM file, re-identified
 //! into each slice; scripts/bench-risk-assessment passes pydicom's CT_small.dcm).
 //! Settings: `BENCH_WARM_PER_CLIENT` (warm requests per client, default 12, at least 48 per
-//! level), `BENCH_COLD_SERIES` (cold requests at concurrency 1, default 3).
+//! level), `BENCH_COLD_SERIES` (cold requests at concurrency 1, default 3; 0 skips the cold
+//! scenario).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use std::sync::{Arc, Mutex};
@@ -132,7 +133,10 @@ async fn patient(client: &reqwest::Client, fhir: &str, n: usize) -> String {
     let created: Value = client
         .post(format!("{fhir}/Patient"))
         .header("content-type", "application/fhir+json")
-        .body(json!({"resourceType": "Patient", "birthDate": format!("19{:02}-03-01", 40 + n % 40)}).to_string())
+        .body(
+            json!({"resourceType": "Patient", "birthDate": format!("19{:02}-03-01", 40 + n % 40)})
+                .to_string(),
+        )
         .send()
         .await
         .unwrap()
@@ -140,7 +144,9 @@ async fn patient(client: &reqwest::Client, fhir: &str, n: usize) -> String {
         .await
         .unwrap();
     let id = created["id"].as_str().unwrap().to_owned();
-    let drawn = (chrono::Utc::now() - chrono::Duration::days(2)).format("%Y-%m-%d").to_string();
+    let drawn = (chrono::Utc::now() - chrono::Duration::days(2))
+        .format("%Y-%m-%d")
+        .to_string();
     let observation = json!({"resourceType": "Observation", "status": "final",
         "code": {"coding": [{"system": "http://loinc.org", "code": "2532-0"}]},
         "subject": {"reference": format!("Patient/{id}")}, "effectiveDateTime": drawn,
@@ -209,7 +215,11 @@ impl Run {
 
 /// Runs `jobs` (each a URL and an optional JSON body: POST with a body, else GET) from
 /// `clients` concurrent clients, each taking the next job when done.
-async fn drive(client: &reqwest::Client, clients: usize, jobs: Vec<(String, Option<Value>)>) -> Run {
+async fn drive(
+    client: &reqwest::Client,
+    clients: usize,
+    jobs: Vec<(String, Option<Value>)>,
+) -> Run {
     let queue = Arc::new(Mutex::new(jobs.into_iter().rev().collect::<Vec<_>>()));
     let started = Instant::now();
     let tasks: Vec<_> = (0..clients)
@@ -219,7 +229,9 @@ async fn drive(client: &reqwest::Client, clients: usize, jobs: Vec<(String, Opti
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 loop {
-                    let Some((url, body)) = queue.lock().unwrap().pop() else { break };
+                    let Some((url, body)) = queue.lock().unwrap().pop() else {
+                        break;
+                    };
                     let t = Instant::now();
                     let request = match &body {
                         Some(body) => client
@@ -256,8 +268,22 @@ fn assessment(fhir: &str, patient: &str, study: &str) -> (String, Option<Value>)
     )
 }
 
-#[tokio::main]
-async fn main() {
+/// As the service's main does (see `encoders::cpu_thread_count`), before any thread starts.
+#[allow(unsafe_code)]
+fn main() {
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        let threads = prognostics::encoders::cpu_thread_count();
+        // SAFETY: no other thread exists yet.
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.to_string()) };
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(bench());
+}
+
+async fn bench() {
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| a != "--bench")
@@ -331,7 +357,7 @@ async fn main() {
             run.per_second()
         );
     }
-    for clients in LEVELS {
+    for clients in LEVELS.into_iter().filter(|_| cold_alone > 0) {
         let requests = clients.max(cold_alone);
         let mut jobs = Vec::with_capacity(requests);
         for _ in 0..requests {

@@ -12,8 +12,28 @@ use prognostics::startup::{Application, open_pipeline, open_store};
 use prognostics::telemetry;
 use prognostics::{inspect, modelling};
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    settle_cpu_thread_count();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("could not start the async runtime")?
+        .block_on(run())
+}
+
+/// Fixes candle's CPU thread count once (see `encoders::cpu_thread_count`): without it every
+/// matrix product re-reads /proc/cpuinfo, a fifth of an assessment's CPU time under load.
+#[allow(unsafe_code)]
+fn settle_cpu_thread_count() {
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        let threads = prognostics::encoders::cpu_thread_count();
+        // SAFETY: the first thing main does, before the runtime or any other thread exists:
+        // nothing can read the environment while it is written.
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.to_string()) };
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let settings = cli.settings()?;
     telemetry::init(&settings.log);

@@ -103,6 +103,13 @@ pub enum DeviceChoice {
 
 /// The device models run on. Every `cfg(feature = "cuda")` of the crate is here: the rest of
 /// the code runs unchanged on whichever device this returns.
+/// The CPU threads candle uses for a matrix product. candle 0.11 works this out afresh for
+/// every product, reading /proc/cpuinfo each time unless `RAYON_NUM_THREADS` is set; a process
+/// that sets that variable to this value once, before its threads start, pays it once.
+pub fn cpu_thread_count() -> usize {
+    candle_core::utils::get_num_threads()
+}
+
 pub fn select_device(choice: DeviceChoice) -> Device {
     match choice {
         DeviceChoice::Cpu => Device::Cpu,

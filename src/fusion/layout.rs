@@ -192,17 +192,29 @@ impl Inputs {
     ) -> Result<Self, LayoutError> {
         let mut inputs = Self::empty(layout);
         for set in sets {
+            // By name, once: an embedding brings a thousand features.
+            let built: std::collections::HashMap<&str, (f32, bool)> = set
+                .modalities
+                .iter()
+                .flat_map(|m| {
+                    m.names
+                        .iter()
+                        .zip(m.values.iter().zip(&m.mask))
+                        .map(|(n, (v, k))| (n.as_str(), (*v, *k)))
+                })
+                .collect();
             let mut row = Vec::with_capacity(layout.modalities.len());
             for modality in &layout.modalities {
                 let mut values = Vec::with_capacity(modality.features.len());
                 for feature in &modality.features {
                     let (value, known) =
-                        set.value(&feature.name)
-                            .ok_or_else(|| LayoutError::MissingFeature {
+                        built.get(feature.name.as_str()).copied().ok_or_else(|| {
+                            LayoutError::MissingFeature {
                                 patient: set.patient.clone(),
                                 modality: modality.modality,
                                 feature: feature.name.clone(),
-                            })?;
+                            }
+                        })?;
                     let value = match &feature.source {
                         Some(source) => source
                             .standardise(f64::from(value))

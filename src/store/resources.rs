@@ -180,6 +180,10 @@ impl Store {
     /// Starts a write transaction. On SQLite it takes the write lock at once, so that a
     /// read-then-write never fails half-way on a lock upgrade.
     pub async fn begin(&self) -> Result<StoreTransaction, StoreError> {
+        let queued = match &self.write_queue {
+            Some(queue) => Some(Arc::clone(queue).lock_owned().await),
+            None => None,
+        };
         let tx = match self.backend {
             DatabaseBackend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             DatabaseBackend::Postgres => self.pool.begin().await?,
@@ -188,6 +192,7 @@ impl Store {
             tx,
             cache: Arc::clone(&self.cache),
             written: Vec::new(),
+            _queued: queued,
         })
     }
 }
@@ -202,6 +207,8 @@ pub struct StoreTransaction {
     cache: Arc<ReadCache>,
     /// Resources written, whose cached reads the commit invalidates.
     written: Vec<(ResourceType, ResourceId)>,
+    /// This transaction's turn in the SQLite write queue, given up when it ends.
+    _queued: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl StoreTransaction {

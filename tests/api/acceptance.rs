@@ -279,4 +279,24 @@ async fn an_ehr_patient_with_a_study_and_a_lab_feed_is_assessed_end_to_end() {
             .map(|e| e["resource"].clone()),
     );
     assert_valid_fhir("the filed resources read back", &filed);
+
+    // What the feeds filed (the DICOM study's Patient and ImagingStudy, the HL7 result), the
+    // search Bundles and the CapabilityStatement pass the validators too.
+    let mut emitted = Vec::new();
+    for query in ["Patient", "ImagingStudy", "Observation?code=2532-0"] {
+        let bundle = app.search(query).await;
+        emitted.extend(
+            bundle["entry"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["resource"].clone()),
+        );
+        emitted.push(bundle);
+    }
+    emitted.push(app.get("metadata").await.json().await.unwrap());
+    assert_valid_fhir(
+        "what the feeds filed, searches and the CapabilityStatement",
+        &emitted,
+    );
 }

@@ -466,3 +466,53 @@ async fn an_ehr_patient_is_assessed_from_the_ehr_and_the_feeds_filed_here() {
     );
     assert_eq!(of_type(&bundle, "RiskAssessment").len(), 1);
 }
+
+/// With one assessment allowed at a time, a second one while the first waits on a slow EHR is
+/// refused with 429; a synchronous request that outlasts the time limit gets 503 with
+/// Retry-After, and asking again later returns the assessment it went on to file.
+#[tokio::test]
+async fn a_full_queue_answers_429_and_a_slow_assessment_503_then_its_result() {
+    let Some(server) = tokio::task::spawn_blocking(|| {
+        crate::ehr::start_fhir_server(&["--delay-ms".into(), "700".into()])
+    })
+    .await
+    .unwrap() else {
+        return;
+    };
+    let ehr = server.base_url.clone();
+    let app = spawn_app_with(|s| {
+        s.ehr.base_url = Some(ehr);
+        s.ehr.timeout_secs = 10;
+        s.risk.max_concurrent = 1;
+        s.risk.time_limit_secs = 1;
+    })
+    .await;
+    let patient = "cancer-patient-jenny-m";
+    let empty = json!({"resourceType": "Parameters"});
+    let (first, second) = tokio::join!(assess(&app, patient, &empty), async {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assess(&app, patient, &empty).await
+    });
+    assert_eq!(first.headers()["retry-after"], "5");
+    let outcome = assert_outcome(first, 503).await;
+    assert!(
+        outcome["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("took longer than 1 s"),
+        "{outcome}"
+    );
+    assert_eq!(second.status(), 429);
+    // The first goes on and files its report.
+    let mut filed = Value::Null;
+    for _ in 0..100 {
+        filed = app
+            .search(&format!("DiagnosticReport?subject=Patient/{patient}"))
+            .await;
+        if filed["total"] == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(filed["total"], 1, "{filed}");
+}
