@@ -166,6 +166,15 @@ pub struct CohortArgs {
     /// prefix. Repeatable, e.g. `--modality labs=tsize,pnodes --modality genomics=X*`.
     #[arg(long, value_name = "NAME=COL,...")]
     pub modality: Vec<String>,
+    /// Column of Study Instance UIDs of studies this service received: each becomes the
+    /// study's image embedding (`imaging_<n>` columns), as the service computed it.
+    #[arg(long, value_name = "COL")]
+    pub studies: Option<String>,
+    /// Column of notes stored in this service (`DocumentReference/ID` or `DiagnosticReport/ID`,
+    /// several separated by spaces or `;`): their texts become the notes embedding
+    /// (`notes_<n>` columns) by the text encoder.
+    #[arg(long, value_name = "COL")]
+    pub notes: Option<String>,
     /// Principal components each embedding (notes, imaging) is reduced to before the
     /// network, fitted on the training patients; 0 keeps every component.
     #[arg(long, value_name = "N", default_value_t = 16)]

@@ -42,4 +42,5 @@ pub mod pipeline;
 pub mod report;
 pub mod startup;
 pub mod store;
+pub mod stored_cohort;
 pub mod survival;

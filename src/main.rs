@@ -141,7 +141,12 @@ async fn run() -> anyhow::Result<()> {
                 }
             }
         }
-        Some(Command::Train(args)) => modelling::run_train(args)?,
+        Some(Command::Train(mut args)) => {
+            let _prepared =
+                prognostics::stored_cohort::attach_stored_embeddings(&mut args.cohort, &settings)
+                    .await?;
+            modelling::run_train(args)?
+        }
         Some(Command::Synthesize(args)) => {
             let manifest = ModelManifest::read(&args.models_dir)?;
             let (_, entry) = manifest.text_encoder(None)?;
@@ -154,7 +159,12 @@ async fn run() -> anyhow::Result<()> {
             }
             modelling::run_synthesize(args, &manifest)?;
         }
-        Some(Command::Evaluate(args)) => modelling::run_evaluate(args)?,
+        Some(Command::Evaluate(mut args)) => {
+            let _prepared =
+                prognostics::stored_cohort::attach_stored_embeddings(&mut args.cohort, &settings)
+                    .await?;
+            modelling::run_evaluate(args)?
+        }
         Some(Command::Pull(args)) => {
             if !inspect::pull(&settings, args).await? {
                 std::process::exit(2);

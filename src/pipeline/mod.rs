@@ -4,6 +4,7 @@
 //! layer below it; knows nothing about HTTP or DIMSE.
 
 mod bundle;
+pub mod cohort_embeddings;
 mod embedding;
 pub mod features;
 mod hl7;
@@ -72,12 +73,20 @@ pub enum PipelineError {
     InvalidBundle { reason: String },
     #[error(transparent)]
     Assessment(Box<risk::AssessmentError>),
+    #[error(transparent)]
+    Cohort(Box<crate::cohort::CohortError>),
     #[error("Bundle.entry[{index}]: {source}")]
     BundleEntry {
         index: usize,
         #[source]
         source: Box<PipelineError>,
     },
+}
+
+impl From<crate::cohort::CohortError> for PipelineError {
+    fn from(e: crate::cohort::CohortError) -> Self {
+        PipelineError::Cohort(Box::new(e))
+    }
 }
 
 impl From<risk::AssessmentError> for PipelineError {
@@ -111,6 +120,7 @@ impl PipelineError {
                 ErrorKind::PreconditionFailed
             }
             PipelineError::BundleEntry { source, .. } => source.kind(),
+            PipelineError::Cohort(_) => ErrorKind::Invalid,
             PipelineError::Assessment(e) => match e.as_ref() {
                 risk::AssessmentError::NoModel | risk::AssessmentError::UnknownModel { .. } => {
                     ErrorKind::Unavailable

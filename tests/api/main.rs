@@ -5,6 +5,7 @@
 mod acceptance;
 mod bad_input;
 mod bundles;
+mod cohort_embeddings;
 mod crud;
 mod dicomweb;
 mod dimse;
