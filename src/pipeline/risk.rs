@@ -21,6 +21,7 @@ use crate::fusion::{BundleError, Inputs, Model, PredictError};
 use crate::report::risk::{
     AssessmentContent, AssessmentIds, HorizonRisk, ModelDescription, assessment_resources,
 };
+use crate::store::StoreError;
 
 /// A model the service serves: a bundle with an input spec, and how it is named in FHIR.
 pub struct RiskModel {
@@ -305,13 +306,20 @@ impl Pipeline {
         ));
         let mut out = Vec::with_capacity(order.len());
         for (t, id, resource) in order {
-            let existing = match tx.current_version(t, &id).await? {
-                Some((_, false)) => Some(tx.read(t, &id).await?),
-                _ => None,
+            // Filed before, or the model's Device (shared by every assessment): kept as it is.
+            // Otherwise nothing of this assessment exists yet: written without a look first.
+            let existing = if filed || t == ResourceType::Device {
+                match tx.read(t, &id).await {
+                    Ok(stored) => Some(stored),
+                    Err(StoreError::NotFound { .. } | StoreError::Gone { .. }) => None,
+                    Err(e) => return Err(e.into()),
+                }
+            } else {
+                None
             };
-            let stored = match (existing, filed || t == ResourceType::Device) {
-                (Some(stored), true) => stored,
-                (_, _) => {
+            let stored = match existing {
+                Some(stored) => stored,
+                None => {
                     let Some(Value::Object(map)) = resource else {
                         continue;
                     };
