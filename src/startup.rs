@@ -153,6 +153,14 @@ impl Application {
                 std::time::Duration::from_secs(settings.risk.time_limit_secs),
             ),
         };
+        // Asynchronous assessments a stop left running are run again.
+        {
+            let pipeline = state.pipeline.clone();
+            let requests = state.risk.clone();
+            background.push(tokio::spawn(async move {
+                api::resume_risk_jobs(&pipeline, &requests).await;
+            }));
+        }
         let server =
             run(listener, state, settings.server.workers).map_err(|source| StartupError::Bind {
                 addr: settings.server.listen,

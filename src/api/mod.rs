@@ -20,7 +20,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 
 pub use error::{ApiError, FHIR_JSON};
 pub use fallback::{not_found_or_not_allowed, render_plain_errors};
-pub use fhir::RiskRequests;
+pub use fhir::{RiskRequests, resume_risk_jobs};
 use request::{query_pairs, read_body};
 pub use request_id::{REQUEST_ID_HEADER, request_id_middleware};
 

@@ -103,6 +103,36 @@ pub struct AssessmentRequest {
     pub horizons_days: Vec<f64>,
 }
 
+impl AssessmentRequest {
+    /// The request as JSON, to record an asynchronous one (ids and parameters only).
+    pub fn to_json(&self) -> String {
+        serde_json::json!({
+            "patient": self.patient.as_ref(),
+            "model": self.model,
+            "study": self.study,
+            "horizons_days": self.horizons_days,
+        })
+        .to_string()
+    }
+
+    /// A request recorded by [`AssessmentRequest::to_json`].
+    pub fn from_json(text: &str) -> Option<Self> {
+        let value: Value = serde_json::from_str(text).ok()?;
+        let text = |key: &str| value.get(key).and_then(Value::as_str).map(str::to_owned);
+        Some(Self {
+            patient: ResourceId::parse(value.get("patient")?.as_str()?).ok()?,
+            model: text("model"),
+            study: text("study"),
+            horizons_days: value
+                .get("horizons_days")?
+                .as_array()?
+                .iter()
+                .filter_map(Value::as_f64)
+                .collect(),
+        })
+    }
+}
+
 /// An assessment as filed: its resources (type, id, JSON) and the warnings that go with it.
 #[derive(Debug, Clone)]
 pub struct Assessment {

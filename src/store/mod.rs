@@ -9,6 +9,7 @@ mod files;
 mod hl7;
 mod imaging;
 mod resources;
+mod risk_jobs;
 mod search;
 
 use std::sync::Arc;
@@ -24,6 +25,7 @@ pub use files::FileStore;
 pub use hl7::{Hl7Receipt, NewHl7Message};
 pub use imaging::{StoredInstance, StoredSeries, StoredStudy, StudyFilter, StudySummary};
 pub use resources::{StoreTransaction, StoredResource, WriteMethod};
+pub use risk_jobs::{PendingRiskJob, RiskJobState};
 
 use cache::ReadCache;
 

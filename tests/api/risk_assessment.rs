@@ -516,3 +516,62 @@ async fn a_full_queue_answers_429_and_a_slow_assessment_503_then_its_result() {
     }
     assert_eq!(filed["total"], 1, "{filed}");
 }
+
+/// An accepted asynchronous request is recorded before the 202: one a stop left running is run
+/// again at the next start, and its status URL then gives the Bundle.
+#[tokio::test]
+async fn an_accepted_request_left_running_by_a_stop_is_run_at_the_next_start() {
+    let app = spawn_app().await;
+    let patient = patient_with_record(&app, true).await;
+    let (dir, database_url) = app.stop().await;
+    // As the service records it before answering 202, then stops before running it.
+    let mut settings = prognostics::config::Settings::default();
+    settings.storage.data_dir = dir.path().to_path_buf();
+    if let Some(url) = &database_url {
+        settings.database.url = Some(secrecy::SecretString::from(url.clone()));
+    }
+    let store = prognostics::store::Store::connect(&settings).await.unwrap();
+    let request = prognostics::pipeline::risk::AssessmentRequest {
+        patient: prognostics::domain::ResourceId::parse(&patient).unwrap(),
+        model: None,
+        study: None,
+        horizons_days: vec![1826.25],
+    };
+    store
+        .insert_risk_job(
+            "left-running",
+            &request.to_json(),
+            "http://example.org/fhir",
+        )
+        .await
+        .unwrap();
+    store.close().await;
+    drop(store);
+
+    let app = crate::helpers::spawn_app_in(dir, database_url, |_| {}).await;
+    let mut bundle = None;
+    for _ in 0..200 {
+        let polled = app.get("$risk-assessment-status/left-running").await;
+        match polled.status().as_u16() {
+            202 => tokio::time::sleep(std::time::Duration::from_millis(25)).await,
+            200 => {
+                bundle = Some(polled.json::<Value>().await.unwrap());
+                break;
+            }
+            other => panic!("status {other}: {}", polled.text().await.unwrap()),
+        }
+    }
+    let bundle = bundle.expect("the request was run after the restart");
+    let risk = of_type(&bundle, "RiskAssessment")[0];
+    assert_eq!(
+        risk["prediction"].as_array().unwrap().len(),
+        1,
+        "its one horizon"
+    );
+    assert!(
+        bundle["entry"][0]["fullUrl"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://example.org/fhir/")
+    );
+}

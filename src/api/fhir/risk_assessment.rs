@@ -3,16 +3,17 @@
 //! `imagingStudy` and `horizon` (repeatable), all optional at instance level. The answer is a
 //! collection Bundle of the filed resources, with an OperationOutcome entry when the prediction
 //! was made without part of the inputs. `Prefer: respond-async` answers 202 with
-//! `Content-Location` naming a status URL that answers 202 until the Bundle is ready.
+//! `Content-Location` naming a status URL that answers 202 until the Bundle is ready; the
+//! request is recorded in the store before the 202, and one left running by a stop is run again
+//! at the next start.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::web::{Data, Path, Payload};
-use actix_web::{HttpRequest, HttpResponse, get, post};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, get, post};
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
@@ -21,24 +22,20 @@ use crate::api::ApiState;
 use crate::api::error::FHIR_JSON;
 use crate::domain::ResourceId;
 use crate::error::ErrorKind;
-use crate::pipeline::PipelineError;
 use crate::pipeline::risk::{Assessment, AssessmentRequest};
+use crate::pipeline::{Pipeline, PipelineError};
 use crate::report::{
     BundleEntry, BundleKind, IssueCode, IssueSeverity, OutcomeIssue, bundle, operation_outcome,
     resource_url,
 };
+use crate::store::RiskJobState;
 
-/// How long a finished asynchronous request's result stays available at its status URL.
-const KEEP_FINISHED: Duration = Duration::from_secs(3600);
-
-/// Assessments in flight (bounded) and asynchronous requests' states. Job states live in
-/// memory: after a restart a status URL is unknown (404), but the assessment itself was filed,
-/// and asking again returns it.
+/// Assessments in flight, synchronous and asynchronous (bounded), and the synchronous time
+/// limit.
 #[derive(Clone)]
 pub struct RiskRequests {
     slots: Arc<Semaphore>,
     time_limit: Duration,
-    jobs: Arc<Mutex<HashMap<String, Job>>>,
 }
 
 impl std::fmt::Debug for RiskRequests {
@@ -46,21 +43,8 @@ impl std::fmt::Debug for RiskRequests {
         f.debug_struct("RiskRequests")
             .field("available", &self.slots.available_permits())
             .field("time_limit", &self.time_limit)
-            .finish_non_exhaustive()
+            .finish()
     }
-}
-
-enum Job {
-    Running,
-    Done {
-        body: String,
-        at: Instant,
-    },
-    Failed {
-        kind: ErrorKind,
-        message: String,
-        at: Instant,
-    },
 }
 
 impl RiskRequests {
@@ -68,7 +52,6 @@ impl RiskRequests {
         Self {
             slots: Arc::new(Semaphore::new(max_concurrent.max(1))),
             time_limit,
-            jobs: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
@@ -80,15 +63,66 @@ impl RiskRequests {
             )
         })
     }
+}
 
-    fn set(&self, id: &str, job: Job) {
-        if let Ok(mut jobs) = self.jobs.lock() {
-            jobs.retain(|_, j| match j {
-                Job::Running => true,
-                Job::Done { at, .. } | Job::Failed { at, .. } => at.elapsed() < KEEP_FINISHED,
-            });
-            jobs.insert(id.to_owned(), job);
+/// Runs an asynchronous request and records how it ended.
+async fn run_job(
+    pipeline: Pipeline,
+    job: String,
+    request: AssessmentRequest,
+    base: String,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let state = match pipeline.assess_risk(&request).await {
+        Ok(assessment) => match assessment_bundle(&base, &assessment) {
+            Ok(bundle) => RiskJobState::Done { bundle },
+            Err(_) => RiskJobState::Failed {
+                status: 500,
+                message: "the Bundle could not be written".into(),
+            },
+        },
+        Err(e) => {
+            let error = ApiError::from(e);
+            let status = error.status_code().as_u16();
+            RiskJobState::Failed {
+                status,
+                message: if status == 500 {
+                    "the assessment failed; the service log has the cause".into()
+                } else {
+                    error.to_string()
+                },
+            }
         }
+    };
+    drop(permit);
+    if let Err(e) = pipeline.store().finish_risk_job(&job, &state).await {
+        tracing::error!(job, error = %crate::error::error_chain(&e), "could not record how an assessment ended");
+    }
+}
+
+/// Runs again the asynchronous requests a stop left running (at start, before serving).
+pub async fn resume_risk_jobs(pipeline: &Pipeline, requests: &RiskRequests) {
+    let pending = match pipeline.store().pending_risk_jobs().await {
+        Ok(pending) => pending,
+        Err(e) => {
+            tracing::error!(error = %crate::error::error_chain(&e), "could not read the pending assessments");
+            return;
+        }
+    };
+    for job in pending {
+        let Some(request) = AssessmentRequest::from_json(&job.request) else {
+            let failed = RiskJobState::Failed {
+                status: 500,
+                message: "the recorded request could not be read".into(),
+            };
+            let _ = pipeline.store().finish_risk_job(&job.id, &failed).await;
+            continue;
+        };
+        let Ok(permit) = Arc::clone(&requests.slots).acquire_owned().await else {
+            return;
+        };
+        tracing::info!(job = %job.id, "resuming an assessment left running");
+        tokio::spawn(run_job(pipeline.clone(), job.id, request, job.base, permit));
     }
 }
 
@@ -260,46 +294,19 @@ async fn run(
     let permit = state.risk.slot()?;
     let base = base_url(&req, &state);
     let pipeline = state.pipeline.clone();
-    let task = tokio::spawn(async move {
-        let _permit = permit;
-        let assessment = pipeline.assess_risk(&request).await?;
-        Ok::<_, PipelineError>(assessment)
-    });
     if respond_async(&req) {
         let job = uuid::Uuid::new_v4().to_string();
-        state.risk.set(&job, Job::Running);
-        let state_for_job = state.clone();
-        let job_id = job.clone();
-        let job_base = base.clone();
-        tokio::spawn(async move {
-            let finished = match task.await {
-                Ok(Ok(assessment)) => match assessment_bundle(&job_base, &assessment) {
-                    Ok(body) => Job::Done {
-                        body,
-                        at: Instant::now(),
-                    },
-                    Err(e) => Job::Failed {
-                        kind: e.kind(),
-                        message: "the Bundle could not be written".into(),
-                        at: Instant::now(),
-                    },
-                },
-                Ok(Err(e)) => {
-                    let kind = e.kind();
-                    Job::Failed {
-                        kind,
-                        message: e.to_string(),
-                        at: Instant::now(),
-                    }
-                }
-                Err(_) => Job::Failed {
-                    kind: ErrorKind::Internal,
-                    message: "the assessment failed".into(),
-                    at: Instant::now(),
-                },
-            };
-            state_for_job.risk.set(&job_id, finished);
-        });
+        pipeline
+            .store()
+            .insert_risk_job(&job, &request.to_json(), &base)
+            .await?;
+        tokio::spawn(run_job(
+            pipeline,
+            job.clone(),
+            request,
+            base.clone(),
+            permit,
+        ));
         return Ok(HttpResponse::Accepted()
             .insert_header((
                 header::CONTENT_LOCATION,
@@ -308,6 +315,11 @@ async fn run(
             .insert_header((header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON)))
             .body(accepted_outcome()?));
     }
+    let task = tokio::spawn(async move {
+        let _permit = permit;
+        let assessment = pipeline.assess_risk(&request).await?;
+        Ok::<_, PipelineError>(assessment)
+    });
     match tokio::time::timeout(state.risk.time_limit, task).await {
         Ok(Ok(Ok(assessment))) => Ok(bundle_response(assessment_bundle(&base, &assessment)?)),
         Ok(Ok(Err(e))) => Err(e.into()),
@@ -320,6 +332,19 @@ async fn run(
             ),
         )
         .retry_after(5)),
+    }
+}
+
+/// The error kind an HTTP status was made from (for a recorded failure).
+fn kind_of_status(status: u16) -> ErrorKind {
+    match status {
+        400 => ErrorKind::Invalid,
+        404 => ErrorKind::NotFound,
+        410 => ErrorKind::Gone,
+        422 => ErrorKind::Unprocessable,
+        429 => ErrorKind::Overloaded,
+        503 => ErrorKind::Unavailable,
+        _ => ErrorKind::Internal,
     }
 }
 
@@ -424,7 +449,7 @@ pub async fn type_risk_assessment(
     responses(
         (status = 200, description = "The result Bundle", body = Object, content_type = "application/fhir+json"),
         (status = 202, description = "Still running", body = Object, content_type = "application/fhir+json"),
-        (status = 404, description = "No such request (or its result expired after an hour: asking again returns the filed assessment)", body = Object, content_type = "application/fhir+json"),
+        (status = 404, description = "No such request (results are kept a day: asking again returns the filed assessment)", body = Object, content_type = "application/fhir+json"),
     )
 )]
 #[get("/$risk-assessment-status/{job}")]
@@ -433,21 +458,18 @@ pub async fn risk_assessment_status(
     path: Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let job = path.into_inner();
-    let jobs = state
-        .risk
-        .jobs
-        .lock()
-        .map_err(|_| ApiError::new(ErrorKind::Internal, "job table unavailable"))?;
-    match jobs.get(&job) {
+    match state.pipeline.store().risk_job(&job).await? {
         None => Err(ApiError::new(
             ErrorKind::NotFound,
-            "no such request; results are kept an hour, and asking again returns the filed assessment",
+            "no such request (results are kept a day; asking again returns the filed assessment)",
         )),
-        Some(Job::Running) => Ok(HttpResponse::build(StatusCode::ACCEPTED)
+        Some(RiskJobState::Running) => Ok(HttpResponse::build(StatusCode::ACCEPTED)
             .insert_header(("X-Progress", "running"))
             .insert_header((header::RETRY_AFTER, "1"))
             .finish()),
-        Some(Job::Done { body, .. }) => Ok(bundle_response(body.clone())),
-        Some(Job::Failed { kind, message, .. }) => Err(ApiError::new(*kind, message.clone())),
+        Some(RiskJobState::Done { bundle }) => Ok(bundle_response(bundle)),
+        Some(RiskJobState::Failed { status, message }) => {
+            Err(ApiError::new(kind_of_status(status), message))
+        }
     }
 }
