@@ -52,7 +52,7 @@ pub struct IndexEntry {
 }
 
 macro_rules! param {
-    ($name:literal, $kind:ident, [$($el:literal),+], $target:expr, $expr:literal, $def:literal) => {
+    ($name:literal, $kind:ident, [$($el:literal),+], $target:expr, $expr:expr, $def:expr) => {
         SearchParamDef {
             name: $name,
             kind: SearchParamKind::$kind,
@@ -431,132 +431,57 @@ const SERVICE_REQUEST: &[SearchParamDef] = &[
     ),
 ];
 
-const MEDICATION_ADMINISTRATION: &[SearchParamDef] = &[
-    param!(
-        "code",
-        Token,
-        ["medicationCodeableConcept"],
-        None,
-        "(MedicationAdministration.medication as CodeableConcept)",
-        "http://hl7.org/fhir/SearchParameter/medications-code"
-    ),
-    param!(
-        "identifier",
-        Token,
-        ["identifier"],
-        None,
-        "MedicationAdministration.identifier",
-        "http://hl7.org/fhir/SearchParameter/medications-identifier"
-    ),
-    param!(
-        "patient",
-        Reference,
-        ["subject"],
-        PATIENT,
-        "MedicationAdministration.subject.where(resolve() is Patient)",
-        "http://hl7.org/fhir/SearchParameter/medications-patient"
-    ),
-    param!(
-        "status",
-        Token,
-        ["status"],
-        None,
-        "MedicationAdministration.status",
-        "http://hl7.org/fhir/SearchParameter/medications-status"
-    ),
-    param!(
-        "subject",
-        Reference,
-        ["subject"],
-        None,
-        "MedicationAdministration.subject",
-        "http://hl7.org/fhir/SearchParameter/MedicationAdministration-subject"
-    ),
-];
-const MEDICATION_REQUEST: &[SearchParamDef] = &[
-    param!(
-        "code",
-        Token,
-        ["medicationCodeableConcept"],
-        None,
-        "(MedicationRequest.medication as CodeableConcept)",
-        "http://hl7.org/fhir/SearchParameter/medications-code"
-    ),
-    param!(
-        "identifier",
-        Token,
-        ["identifier"],
-        None,
-        "MedicationRequest.identifier",
-        "http://hl7.org/fhir/SearchParameter/medications-identifier"
-    ),
-    param!(
-        "patient",
-        Reference,
-        ["subject"],
-        PATIENT,
-        "MedicationRequest.subject.where(resolve() is Patient)",
-        "http://hl7.org/fhir/SearchParameter/medications-patient"
-    ),
-    param!(
-        "status",
-        Token,
-        ["status"],
-        None,
-        "MedicationRequest.status",
-        "http://hl7.org/fhir/SearchParameter/medications-status"
-    ),
-    param!(
-        "subject",
-        Reference,
-        ["subject"],
-        None,
-        "MedicationRequest.subject",
-        "http://hl7.org/fhir/SearchParameter/MedicationRequest-subject"
-    ),
-];
-const MEDICATION_STATEMENT: &[SearchParamDef] = &[
-    param!(
-        "code",
-        Token,
-        ["medicationCodeableConcept"],
-        None,
-        "(MedicationStatement.medication as CodeableConcept)",
-        "http://hl7.org/fhir/SearchParameter/medications-code"
-    ),
-    param!(
-        "identifier",
-        Token,
-        ["identifier"],
-        None,
-        "MedicationStatement.identifier",
-        "http://hl7.org/fhir/SearchParameter/medications-identifier"
-    ),
-    param!(
-        "patient",
-        Reference,
-        ["subject"],
-        PATIENT,
-        "MedicationStatement.subject.where(resolve() is Patient)",
-        "http://hl7.org/fhir/SearchParameter/medications-patient"
-    ),
-    param!(
-        "status",
-        Token,
-        ["status"],
-        None,
-        "MedicationStatement.status",
-        "http://hl7.org/fhir/SearchParameter/medications-status"
-    ),
-    param!(
-        "subject",
-        Reference,
-        ["subject"],
-        None,
-        "MedicationStatement.subject",
-        "http://hl7.org/fhir/SearchParameter/MedicationStatement-subject"
-    ),
-];
+/// The parameters R4 defines alike for MedicationAdministration, MedicationRequest and
+/// MedicationStatement (`medications-*`, plus each type's own `subject`).
+macro_rules! medication_params {
+    ($t:literal) => {
+        &[
+            param!(
+                "code",
+                Token,
+                ["medicationCodeableConcept"],
+                None,
+                concat!("(", $t, ".medication as CodeableConcept)"),
+                "http://hl7.org/fhir/SearchParameter/medications-code"
+            ),
+            param!(
+                "identifier",
+                Token,
+                ["identifier"],
+                None,
+                concat!($t, ".identifier"),
+                "http://hl7.org/fhir/SearchParameter/medications-identifier"
+            ),
+            param!(
+                "patient",
+                Reference,
+                ["subject"],
+                PATIENT,
+                concat!($t, ".subject.where(resolve() is Patient)"),
+                "http://hl7.org/fhir/SearchParameter/medications-patient"
+            ),
+            param!(
+                "status",
+                Token,
+                ["status"],
+                None,
+                concat!($t, ".status"),
+                "http://hl7.org/fhir/SearchParameter/medications-status"
+            ),
+            param!(
+                "subject",
+                Reference,
+                ["subject"],
+                None,
+                concat!($t, ".subject"),
+                concat!("http://hl7.org/fhir/SearchParameter/", $t, "-subject")
+            ),
+        ]
+    };
+}
+const MEDICATION_ADMINISTRATION: &[SearchParamDef] = medication_params!("MedicationAdministration");
+const MEDICATION_REQUEST: &[SearchParamDef] = medication_params!("MedicationRequest");
+const MEDICATION_STATEMENT: &[SearchParamDef] = medication_params!("MedicationStatement");
 const PROCEDURE: &[SearchParamDef] = &[
     param!(
         "code",

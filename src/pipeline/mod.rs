@@ -75,6 +75,8 @@ pub enum PipelineError {
     Assessment(Box<risk::AssessmentError>),
     #[error(transparent)]
     Cohort(Box<crate::cohort::CohortError>),
+    #[error("the patient is not held here and the EHR could not be asked: {0}")]
+    Ehr(Box<crate::ehr::EhrError>),
     #[error("Bundle.entry[{index}]: {source}")]
     BundleEntry {
         index: usize,
@@ -121,6 +123,10 @@ impl PipelineError {
             }
             PipelineError::BundleEntry { source, .. } => source.kind(),
             PipelineError::Cohort(_) => ErrorKind::Invalid,
+            PipelineError::Ehr(e) => match e.kind() {
+                ErrorKind::NotFound | ErrorKind::Internal => ErrorKind::Unavailable,
+                other => other,
+            },
             PipelineError::Assessment(e) => match e.as_ref() {
                 risk::AssessmentError::NoModel | risk::AssessmentError::UnknownModel { .. } => {
                     ErrorKind::Unavailable
@@ -128,7 +134,9 @@ impl PipelineError {
                 risk::AssessmentError::UnknownHorizon { .. }
                 | risk::AssessmentError::BadStudy(_) => ErrorKind::Invalid,
                 risk::AssessmentError::NoInputs(_) => ErrorKind::Unprocessable,
-                risk::AssessmentError::Predict(_) => ErrorKind::Internal,
+                risk::AssessmentError::Predict(_) | risk::AssessmentError::Ids(_) => {
+                    ErrorKind::Internal
+                }
             },
         }
     }

@@ -15,7 +15,7 @@ use chrono::Utc;
 use sha2::{Digest, Sha256};
 
 use super::{Pipeline, PipelineError};
-use crate::domain::{ResourceId, ResourceType};
+use crate::domain::{IdError, ResourceId, ResourceType};
 use crate::features::{FeatureSet, PatientContext, build_features};
 use crate::fusion::{BundleError, Inputs, Model, PredictError};
 use crate::report::risk::{
@@ -156,6 +156,8 @@ pub enum AssessmentError {
     NoInputs(String),
     #[error(transparent)]
     Predict(#[from] PredictError),
+    #[error("an assessment id could not be made: {0}")]
+    Ids(IdError),
 }
 
 impl Pipeline {
@@ -232,16 +234,7 @@ impl Pipeline {
         let horizon_count = horizons.len();
         let observation_count =
             horizon_count + 1 + usize::from(prediction.triage_probability.is_some());
-        let id = |suffix: &str| ResourceId::parse(&format!("risk-{short}{suffix}"));
-        let ids = AssessmentIds {
-            report: id("").map_err(|e| AssessmentError::NoInputs(e.to_string()))?,
-            risk_assessment: id("").map_err(|e| AssessmentError::NoInputs(e.to_string()))?,
-            provenance: id("").map_err(|e| AssessmentError::NoInputs(e.to_string()))?,
-            observations: (0..observation_count)
-                .map(|i| id(&format!("-{i}")))
-                .collect::<Result<_, _>>()
-                .map_err(|e| AssessmentError::NoInputs(e.to_string()))?,
-        };
+        let ids = assessment_ids(short, observation_count).map_err(AssessmentError::Ids)?;
         let unit = risk.time_unit();
         let content = AssessmentContent {
             patient: request.patient.clone(),
@@ -419,6 +412,20 @@ fn select_horizons(risk: &RiskModel, asked_days: &[f64]) -> Result<Vec<usize>, A
                 })
         })
         .collect()
+}
+
+/// The ids of an assessment's resources, from its key: `risk-{key}` for the report, the
+/// RiskAssessment and the Provenance (different types), `risk-{key}-{n}` for the Observations.
+fn assessment_ids(key: &str, observations: usize) -> Result<AssessmentIds, IdError> {
+    let id = |suffix: &str| ResourceId::parse(&format!("risk-{key}{suffix}"));
+    Ok(AssessmentIds {
+        report: id("")?,
+        risk_assessment: id("")?,
+        provenance: id("")?,
+        observations: (0..observations)
+            .map(|i| id(&format!("-{i}")))
+            .collect::<Result<_, _>>()?,
+    })
 }
 
 /// What could not be filled, feature by feature.

@@ -66,6 +66,7 @@ impl Pipeline {
             Err(e) => return Err(e.into()),
         };
         let mut pulled = None;
+        let mut ehr_failure = None;
         if let Some(client) = &self.ehr {
             match pull_patient(client, id.as_ref()).await {
                 Ok(found) => {
@@ -83,8 +84,14 @@ impl Pipeline {
                     record.warnings.push(format!(
                         "the EHR could not be reached ({e}); the assessment used what this service holds"
                     ));
+                    ehr_failure = Some(e);
                 }
             }
+        }
+        // Not here, and the EHR that might know the patient did not answer: say so, rather than
+        // that the patient does not exist.
+        if let (None, None, Some(e)) = (&local, &pulled, ehr_failure) {
+            return Err(PipelineError::Ehr(Box::new(e)));
         }
         let patient_version = match (local, &pulled) {
             (Some(stored), _) => {

@@ -465,6 +465,21 @@ async fn an_ehr_patient_is_assessed_from_the_ehr_and_the_feeds_filed_here() {
         "{diagnostics}"
     );
     assert_eq!(of_type(&bundle, "RiskAssessment").len(), 1);
+    // A patient held only by the EHR, while it is away: 503 naming the EHR, not 404.
+    let away = assess(
+        &app,
+        "cancer-patient-john-anyperson",
+        &json!({"resourceType": "Parameters"}),
+    )
+    .await;
+    let outcome = assert_outcome(away, 503).await;
+    assert!(
+        outcome["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("EHR could not be asked"),
+        "{outcome}"
+    );
 }
 
 /// With one assessment allowed at a time, a second one while the first waits on a slow EHR is
