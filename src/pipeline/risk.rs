@@ -228,6 +228,19 @@ impl Pipeline {
                 reasons.join("; ")
             ));
         }
+        // Facts missing from a modality that is there: the model treats them as unknown.
+        let partial: Vec<String> = features
+            .unfilled
+            .iter()
+            .filter(|u| !prediction.missing.contains(&u.modality))
+            .map(|u| format!("{}: {}", u.feature, u.reason))
+            .collect();
+        if !partial.is_empty() {
+            warnings.push(format!(
+                "inputs not on record, taken as unknown: {}",
+                partial.join("; ")
+            ));
+        }
 
         let key = assessment_key(&risk.description, &basis, &features, &horizons);
         let short = &key[..40];

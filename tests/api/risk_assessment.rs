@@ -424,6 +424,12 @@ async fn an_ehr_patient_is_assessed_from_the_ehr_and_the_feeds_filed_here() {
     assert_eq!(response.status(), 200);
     let bundle: Value = response.json().await.unwrap();
     assert_valid_fhir("an assessment from the EHR", std::slice::from_ref(&bundle));
+    // What she lacks (menopausal status, grade …) is named, though both modalities are there.
+    let issues = of_type(&bundle, "OperationOutcome")[0]["issue"].to_string();
+    assert!(
+        issues.contains("inputs not on record") && issues.contains("menostat"),
+        "{issues}"
+    );
     let risk = of_type(&bundle, "RiskAssessment")[0];
     let basis = basis_of(risk);
     // Her Patient, copied here so that the results have a subject; the tumour size from the
