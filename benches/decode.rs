@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use prognostics::ingest::decode_image;
+use prognostics::dicom::decode_image;
 
 fn main() {
     let args: Vec<String> = std::env::args()

@@ -12,6 +12,8 @@
 //! `BENCH_THREADS` (wrk threads, 2), `BENCH_WORKERS` (server workers for both servers, 2),
 //! `BENCH_PATIENTS` (1000; each gets 10 Observations), `BENCH_READ_CACHE` (entries of the read
 //! cache; default: the service's default, on for SQLite and off for PostgreSQL).
+// A load generator is the service's client: its tasks need no request span.
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use std::fmt::Write as _;

@@ -16,6 +16,8 @@
 //! Settings: `BENCH_WARM_PER_CLIENT` (warm requests per client, default 12, at least 48 per
 //! level), `BENCH_COLD_SERIES` (cold requests at concurrency 1, default 3; 0 skips the cold
 //! scenario).
+// A load generator is the service's client: its tasks need no request span.
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 mod common;
@@ -24,6 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use prognostics::config::Settings;
+use prognostics::domain::{Horizon, TimeUnit};
 use prognostics::features::InputSpec;
 use prognostics::fusion::TrainSettings;
 use prognostics::startup::Application;
@@ -92,12 +95,11 @@ fn train_model(dir: &std::path::Path) -> std::path::PathBuf {
             ..TrainSettings::default()
         },
         test_fraction: 0.2,
-        horizons: vec![
-            ("1 year".into(), 365.25),
-            ("3 years".into(), 1095.75),
-            ("5 years".into(), 1826.25),
-        ],
-        time_unit: "days".into(),
+        horizons: [1.0, 3.0, 5.0]
+            .into_iter()
+            .map(|years| Horizon::new(years, TimeUnit::Years).unwrap())
+            .collect(),
+        time_unit: TimeUnit::Days,
         triage_recall: 0.9,
         subgroups: vec![],
         inputs: Some(spec),

@@ -7,6 +7,8 @@
 //! Usage: `stow FILE` (a single-frame DICOM file, re-identified into each slice).
 //! Settings: `BENCH_SERIES` (series sent, default 10), `BENCH_EMBED` (`0` to not load the
 //! encoder, for the ingest figure alone).
+// A load generator is the service's client: its tasks need no request span.
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 mod common;

@@ -33,6 +33,40 @@ pub enum ErrorKind {
     Internal,
 }
 
+impl ErrorKind {
+    const NAMES: [(ErrorKind, &'static str); 13] = [
+        (ErrorKind::Invalid, "invalid"),
+        (ErrorKind::Unprocessable, "unprocessable"),
+        (ErrorKind::NotFound, "not-found"),
+        (ErrorKind::Gone, "gone"),
+        (ErrorKind::Conflict, "conflict"),
+        (ErrorKind::PreconditionFailed, "precondition-failed"),
+        (ErrorKind::PayloadTooLarge, "payload-too-large"),
+        (ErrorKind::UnsupportedMediaType, "unsupported-media-type"),
+        (ErrorKind::NotAcceptable, "not-acceptable"),
+        (ErrorKind::MethodNotAllowed, "method-not-allowed"),
+        (ErrorKind::Overloaded, "overloaded"),
+        (ErrorKind::Unavailable, "unavailable"),
+        (ErrorKind::Internal, "internal"),
+    ];
+
+    /// A stable name, for what is recorded (a failed job's kind).
+    pub fn name(self) -> &'static str {
+        Self::NAMES
+            .iter()
+            .find(|(kind, _)| *kind == self)
+            .map_or("internal", |(_, name)| name)
+    }
+
+    /// The kind a [`ErrorKind::name`] names.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::NAMES
+            .iter()
+            .find(|(_, n)| *n == name)
+            .map(|(kind, _)| *kind)
+    }
+}
+
 /// An error and its sources on one line, for logs and stored reasons. Layer errors carry ids
 /// and positions, never values, so the chain is safe to log.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
@@ -44,4 +78,18 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorKind;
+
+    #[test]
+    fn every_kind_has_a_name_that_reads_back() {
+        for (kind, name) in ErrorKind::NAMES {
+            assert_eq!(kind.name(), name);
+            assert_eq!(ErrorKind::from_name(name), Some(kind));
+        }
+        assert_eq!(ErrorKind::from_name("teapot"), None);
+    }
 }

@@ -12,7 +12,7 @@ use utoipa::OpenApi;
 use utoipa_actix_web::AppExt;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::api::{self, ApiDoc, ApiState, RiskRequests};
+use crate::api::{self, ApiDoc, ApiState};
 use crate::config::{InferenceDevice, InferenceSettings, RiskSettings, Settings};
 use crate::dimse::StorageScp;
 use crate::encoders::{
@@ -20,10 +20,12 @@ use crate::encoders::{
     fetch_weights, select_device,
 };
 use crate::hl7::datetime::SiteZone;
-use crate::mllp::MllpListener;
+use crate::mllp_listener::MllpListener;
 use crate::pipeline::risk::RiskModel;
+use crate::pipeline::risk_jobs::RiskAdmission;
 use crate::pipeline::{Hl7Options, ImagingOptions, PageSizes, Pipeline};
 use crate::store::{FileStore, Store, StoreError};
+use crate::telemetry::{spawn_blocking_with_tracing, spawn_with_tracing};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -78,12 +80,16 @@ impl Application {
         if let Some(encoder) = start_image_encoder(&settings.inference).await? {
             pipeline = pipeline.with_image_encoder(encoder);
             if settings.inference.embed_on_receipt {
-                background.push(tokio::spawn(pipeline.clone().run_embedding_worker()));
+                background.push(spawn_with_tracing(pipeline.clone().run_embedding_worker()));
             }
         }
         if let Some(model) = load_risk_model(&settings.risk).await? {
             pipeline = pipeline.with_risk_model(model);
         }
+        pipeline = pipeline.with_risk_admission(RiskAdmission::new(
+            settings.risk.max_concurrent,
+            std::time::Duration::from_secs(settings.risk.time_limit_secs),
+        ));
         if settings.ehr.base_url.is_some() {
             pipeline =
                 pipeline.with_ehr_client(crate::ehr::client_from_settings(&settings.ehr, None)?);
@@ -114,7 +120,7 @@ impl Application {
             })?;
             tracing::info!(port = addr.port(), ae_title = %settings.dicom.ae_title, "DICOM storage SCP listening");
             dicom_port = Some(addr.port());
-            background.push(tokio::spawn(scp.run()));
+            background.push(spawn_with_tracing(scp.run()));
         }
         let mut mllp_port = None;
         if settings.hl7.enabled {
@@ -128,12 +134,12 @@ impl Application {
             let addr = mllp.local_addr().map_err(bind_error)?;
             tracing::info!(port = addr.port(), "HL7 v2 MLLP listener listening");
             mllp_port = Some(addr.port());
-            background.push(tokio::spawn(mllp.run()));
+            background.push(spawn_with_tracing(mllp.run()));
         }
         // Studies left stale by an interruption (stored instances, ImagingStudy not yet
         // written) are brought up to date in the background.
         let refresher = pipeline.clone();
-        background.push(tokio::spawn(async move {
+        background.push(spawn_with_tracing(async move {
             if let Err(e) = refresher.refresh_imaging_studies().await {
                 tracing::error!(error = %e, "ImagingStudy refresh at start failed");
             }
@@ -148,17 +154,12 @@ impl Application {
             max_body_bytes: settings.server.max_body_bytes,
             dicomweb_max_body_bytes: settings.dicom.max_stow_bytes,
             hl7_max_message_bytes: settings.hl7.max_message_bytes,
-            risk: RiskRequests::new(
-                settings.risk.max_concurrent,
-                std::time::Duration::from_secs(settings.risk.time_limit_secs),
-            ),
         };
         // Asynchronous assessments a stop left running are run again.
         {
             let pipeline = state.pipeline.clone();
-            let requests = state.risk.clone();
-            background.push(tokio::spawn(async move {
-                api::resume_risk_jobs(&pipeline, &requests).await;
+            background.push(spawn_with_tracing(async move {
+                pipeline.resume_risk_jobs().await;
             }));
         }
         let server =
@@ -260,7 +261,7 @@ pub async fn load_risk_model(
         return Ok(None);
     }
     let dir = settings.model.clone();
-    let loaded = tokio::task::spawn_blocking(move || RiskModel::load(&dir))
+    let loaded = spawn_blocking_with_tracing(move || RiskModel::load(&dir))
         .await
         .map_err(|e| StartupError::InferenceThread(std::io::Error::other(e)))??;
     tracing::info!(
@@ -295,7 +296,7 @@ pub async fn start_image_encoder(
     }
     let name = name.to_owned();
     let settings = settings.clone();
-    let loaded = tokio::task::spawn_blocking(move || {
+    let loaded = spawn_blocking_with_tracing(move || {
         let name = name.as_str();
         let (_, entry) = manifest.image_encoder(Some(name))?;
         let device = select_device(match settings.device {

@@ -1,6 +1,7 @@
 //! Logging set-up. Logs carry identifiers, counts and timings only: never resource content,
 //! query strings or secrets. Imports `config`.
 
+use tracing::Instrument;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, fmt};
@@ -21,7 +22,9 @@ pub fn init(settings: &LogSettings) {
                     .json()
                     .flatten_event(true)
                     .with_current_span(true)
-                    .with_span_list(false)
+                    // Every enclosing span's fields, so that a line logged inside a nested span
+                    // still carries the request id of the request span around it.
+                    .with_span_list(true)
                     .with_writer(std::io::stderr),
             )
             .try_init(),
@@ -33,7 +36,10 @@ pub fn init(settings: &LogSettings) {
     let _ = result;
 }
 
-/// Runs blocking work on tokio's blocking pool inside the caller's span.
+/// Runs blocking work on tokio's blocking pool inside the caller's span, so that its log lines
+/// carry the request id. The bare `tokio::task::spawn_blocking` is refused by clippy
+/// (`clippy.toml`): use this.
+#[allow(clippy::disallowed_methods)]
 pub fn spawn_blocking_with_tracing<F, R>(f: F) -> tokio::task::JoinHandle<R>
 where
     F: FnOnce() -> R + Send + 'static,
@@ -41,4 +47,16 @@ where
 {
     let span = tracing::Span::current();
     tokio::task::spawn_blocking(move || span.in_scope(f))
+}
+
+/// Spawns a task inside the caller's span, so that what it logs (an assessment finishing after
+/// its request was answered, a connection's messages) carries the caller's request id. The bare
+/// `tokio::spawn` is refused by clippy (`clippy.toml`): use this.
+#[allow(clippy::disallowed_methods)]
+pub fn spawn_with_tracing<F>(future: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    tokio::spawn(future.instrument(tracing::Span::current()))
 }

@@ -92,7 +92,11 @@ impl fmt::Display for ApiError {
 
 impl From<PipelineError> for ApiError {
     fn from(e: PipelineError) -> Self {
-        Self::from_source(e.kind(), e.to_string(), e.expression(), &e)
+        let error = Self::from_source(e.kind(), e.to_string(), e.expression(), &e);
+        match e.retry_after() {
+            Some(seconds) => error.retry_after(seconds),
+            None => error,
+        }
     }
 }
 

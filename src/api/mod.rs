@@ -20,7 +20,6 @@ use utoipa_actix_web::service_config::ServiceConfig;
 
 pub use error::{ApiError, FHIR_JSON};
 pub use fallback::{not_found_or_not_allowed, render_plain_errors};
-pub use fhir::{RiskRequests, resume_risk_jobs};
 use request::{query_pairs, read_body};
 pub use request_id::{REQUEST_ID_HEADER, request_id_middleware};
 
@@ -37,8 +36,6 @@ pub struct ApiState {
     pub dicomweb_max_body_bytes: usize,
     /// Largest HL7 v2 message.
     pub hl7_max_message_bytes: usize,
-    /// `$risk-assessment` requests in flight and asynchronous ones' results.
-    pub risk: RiskRequests,
 }
 
 #[derive(OpenApi)]

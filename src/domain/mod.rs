@@ -4,6 +4,7 @@
 mod ids;
 mod imaging;
 mod instant;
+mod time;
 
 pub use ids::{IdError, ResourceId, ResourceType, VersionId};
 pub use imaging::{
@@ -11,3 +12,4 @@ pub use imaging::{
     SeriesAttributes, StoreOutcome, StudyAttributes, UidError,
 };
 pub use instant::Instant;
+pub use time::{DAYS_PER_YEAR, DurationError, Horizon, TimeUnit};

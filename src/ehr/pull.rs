@@ -8,8 +8,8 @@
 use serde_json::Value;
 
 use super::{EhrError, FhirClient};
-use crate::features::codes::{STAGE_GROUPS, TUMOUR_MARKERS, VARIANT};
-use crate::features::context::{codes_of, reference};
+use crate::fhir::codes::{STAGE_GROUPS, TUMOUR_MARKERS, VARIANT};
+use crate::fhir::json::{codes_of, reference};
 
 /// Something the pull could not get, and why.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

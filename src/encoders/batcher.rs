@@ -110,6 +110,8 @@ pub enum Admission {
 struct Job<I> {
     input: I,
     reply: oneshot::Sender<Result<Vec<f32>, Arc<EncoderError>>>,
+    /// The caller's span: what the inference thread logs about this input is logged in it.
+    span: tracing::Span,
     /// Held while queued; released when the job is taken into a batch.
     _permit: OwnedSemaphorePermit,
 }
@@ -260,6 +262,7 @@ impl<M: BatchModel> Batched<M> {
             }
         };
         let mut replies = Vec::with_capacity(inputs.len());
+        let span = tracing::Span::current();
         for input in inputs {
             let (reply, receiver) = oneshot::channel();
             let permit = permits.split(1).ok_or(EncoderError::QueueFull)?;
@@ -267,6 +270,7 @@ impl<M: BatchModel> Batched<M> {
                 .send(Job {
                     input,
                     reply,
+                    span: span.clone(),
                     _permit: permit,
                 })
                 .map_err(|_| EncoderError::Stopped)?;
@@ -313,9 +317,15 @@ fn run_batches<M: BatchModel>(
         let n = batch.len();
         let mut inputs = Vec::with_capacity(n);
         let mut replies = Vec::with_capacity(n);
+        // Each caller's span once: the batch is logged in every one of them, so that each
+        // request's log has the inference it waited for.
+        let mut spans: Vec<tracing::Span> = Vec::new();
         for job in batch {
             inputs.push(job.input);
             replies.push(job.reply);
+            if !spans.iter().any(|s| s.id() == job.span.id()) {
+                spans.push(job.span);
+            }
         }
         let result = encoder.embed_batch(inputs);
         stats.batches.fetch_add(1, Ordering::Relaxed);
@@ -327,22 +337,25 @@ fn run_batches<M: BatchModel>(
                 }
             }
             Err(e) => {
-                tracing::error!(error = %crate::error::error_chain(&e), batch = n, "inference batch failed");
+                let error = crate::error::error_chain(&e);
+                for span in &spans {
+                    span.in_scope(|| tracing::error!(error, batch = n, "inference batch failed"));
+                }
                 let e = Arc::new(e);
                 for reply in replies {
                     let _ = reply.send(Err(e.clone()));
                 }
             }
         }
-        tracing::debug!(
-            batch = n,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "inference batch"
-        );
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        for span in &spans {
+            span.in_scope(|| tracing::debug!(batch = n, elapsed_ms, "inference batch"));
+        }
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
     use crate::encoders::{ModelManifest, write_random_model};

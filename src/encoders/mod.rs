@@ -1,22 +1,21 @@
-//! Image encoders in Candle: a model described by `models/manifest.toml` (architecture, weights
-//! file and sha256, input size, normalisation, embedding size), its weights checked and loaded,
-//! and decoded DICOM frames turned into embeddings. Imports `domain` (nothing clinical) and
-//! `error`; owns candle. The one place that picks the device is [`device`].
+//! Image and text encoders in Candle: a model described by `models/manifest.toml`
+//! (architecture, weights file and sha256, input size, normalisation, embedding size), its
+//! weights checked and loaded, and decoded DICOM frames or note texts turned into embeddings.
+//! Laid out as text-embeddings-inference lays out its backend: `models/` holds the model
+//! definitions (architectures and weight names), `layers/` the kernels they are built from, and
+//! `batcher` the thread that batches concurrent callers' work; the manifest, weights fetching,
+//! `.pth` reading, preprocessing and the text encoder's tokenizer sit beside them. Imports
+//! `error` only; owns candle. The one place that picks the device is [`device`].
 
 mod batcher;
-mod efficientnet;
 mod fetch;
-mod fused;
-mod im2col;
 mod layers;
 mod manifest;
-mod packed_bert;
+mod models;
 mod preprocess;
 mod pth;
 mod random;
-mod resnet;
 mod text;
-mod vit;
 
 use std::path::PathBuf;
 
@@ -25,14 +24,14 @@ use candle_core::{Device, Tensor};
 pub use batcher::{
     Admission, BatchModel, BatchSettings, Batched, BatchedEncoder, BatchedTextEncoder,
 };
-pub use efficientnet::{EfficientNet, EfficientNetConfig, random_state_dict};
 pub use fetch::{fetch_text_model, fetch_weights};
 pub use manifest::{ImageModelEntry, ModelManifest, Normalisation, PackagedFile, TextModelEntry};
+pub use models::efficientnet::{EfficientNet, EfficientNetConfig, random_state_dict};
+pub use models::resnet::{ResNet, ResNetBlock, ResNetConfig, random_resnet};
+pub use models::vit::{Vit, VitConfig, VitPooling, random_vit};
 pub use preprocess::{Frame, preprocess};
 pub use random::write_random_model;
-pub use resnet::{ResNet, ResNetBlock, ResNetConfig, random_resnet};
 pub use text::TextEncoder;
-pub use vit::{Vit, VitConfig, VitPooling, random_vit};
 
 use crate::error::ErrorKind;
 
@@ -198,7 +197,7 @@ impl ImageEncoder {
         tensors: &std::collections::HashMap<String, Tensor>,
         device: &Device,
     ) -> Result<Self, EncoderError> {
-        let weights = layers::Weights::new(tensors, device);
+        let weights = layers::conv::Weights::new(tensors, device);
         let config_error = |e: toml::de::Error| EncoderError::Manifest {
             path: PathBuf::from("manifest.toml"),
             reason: format!("config of {}: {e}", entry.architecture),

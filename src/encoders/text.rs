@@ -19,7 +19,7 @@ use tokenizers::Tokenizer;
 
 use super::EncoderError;
 use super::manifest::{self, ModelManifest, TextModelEntry};
-use super::packed_bert::PackedBert;
+use super::models::packed_bert::PackedBert;
 
 /// The BERT forward in use: the packed one on the CPU, candle-transformers' elsewhere.
 enum Forward {

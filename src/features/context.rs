@@ -10,10 +10,11 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
 
-use super::codes::{self, StageKind};
 use super::notes::attachment_text;
 use super::treatments::{Treatment, read_treatment};
+use crate::fhir::codes::{self, StageKind};
 use crate::fhir::date::parse_date_range;
+use crate::fhir::json::{codes_of, codings, reference};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -145,31 +146,6 @@ pub struct PatientContext {
     /// Medications and procedures on record, given or explicitly not given.
     pub treatments: Vec<Treatment>,
     pub skipped: Vec<Skipped>,
-}
-
-/// `{resourceType}/{id}` of a resource.
-pub fn reference(resource: &Value) -> String {
-    format!(
-        "{}/{}",
-        resource["resourceType"].as_str().unwrap_or_default(),
-        resource["id"].as_str().unwrap_or_default()
-    )
-}
-
-fn codings(concept: &Value) -> impl Iterator<Item = &Value> {
-    concept
-        .get("coding")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-}
-
-/// The codes of a CodeableConcept's codings.
-pub fn codes_of(concept: &Value) -> Vec<String> {
-    codings(concept)
-        .filter_map(|c| c.get("code").and_then(Value::as_str))
-        .map(str::to_owned)
-        .collect()
 }
 
 pub(super) fn instant(value: Option<&Value>) -> Option<DateTime<Utc>> {

@@ -1,11 +1,10 @@
 //! From what the EHR and the feeds say about a patient to what a model takes in: a
-//! `PatientContext` read out of FHIR resources (`context`, with the codes it recognises in
-//! `codes`, note texts from attachments in `notes`, UCUM conversions in `units`), and the
+//! `PatientContext` read out of FHIR resources (`context`, with the codes it recognises from
+//! `fhir::codes`, note texts from attachments in `notes`, UCUM conversions in `units`), and the
 //! typed, masked features a model's input spec (`spec`) declares (`builder`). Pure functions
-//! over JSON: imports `fhir` (dates) only.
+//! over JSON: imports `fhir` (codes, dates, element readers) only.
 
 pub mod builder;
-pub mod codes;
 pub mod context;
 pub mod notes;
 pub mod spec;

@@ -6,7 +6,8 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::context::{codes_of, instant};
+use super::context::instant;
+use crate::fhir::json::codes_of;
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Treatment {

@@ -3,7 +3,9 @@
 //! entries they produce, and the parsing of search queries and FHIR dates. Imports `domain` and
 //! `error`; owns fhir-sdk's models for reading (building output is `report`'s job).
 
+pub mod codes;
 pub mod date;
+pub mod json;
 mod query;
 mod reference;
 mod search_params;

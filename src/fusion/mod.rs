@@ -1,23 +1,23 @@
 //! The prognostic model: a fusion network over the modalities a patient has (candle), its
-//! training (Cox partial likelihood, modality dropout, early stopping), its bundle on disk
+//! training (Cox partial likelihood, modality dropout, early stopping), its package on disk
 //! (safetensors weights and a manifest) and its predictions with their explanations.
 
-mod bundle;
 mod layout;
 mod network;
+mod package;
 mod pca;
 mod predict;
 mod rng;
 mod train;
 
-pub use bundle::{
-    BundleError, FORMAT, Horizon, MANIFEST_FILE, Manifest, Model, Outcome, Triage, WEIGHTS_FILE,
-};
 pub use layout::{
     Feature, FeatureLayout, Inputs, LayoutError, ModalityInputs, ModalityKind, ModalityLayout,
     Source,
 };
 pub use network::{Architecture, Batch, FusionNet};
+pub use package::{
+    FORMAT, Horizon, MANIFEST_FILE, Manifest, Model, Outcome, PackageError, Triage, WEIGHTS_FILE,
+};
 pub use pca::Projection;
 pub use predict::{
     FeatureAttribution, HorizonProbability, ModalityContribution, PredictError, Prediction,

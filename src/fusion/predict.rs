@@ -8,9 +8,9 @@
 use candle_core::{Device, Tensor, Var};
 use serde::Serialize;
 
-use super::bundle::Model;
 use super::layout::{Inputs, ModalityKind};
 use super::network::{Batch, Forward};
+use super::package::Model;
 use crate::features::Modality;
 
 const INTEGRATION_STEPS: usize = 32;

@@ -100,7 +100,7 @@ fn fitted(seed: u64) -> (Model, Inputs, Targets) {
         outcome: Outcome {
             time_column: "time".into(),
             event_column: "event".into(),
-            time_unit: "years".into(),
+            time_unit: crate::domain::TimeUnit::Years,
         },
         layout: layout.clone(),
         architecture: trained.architecture.clone(),
@@ -235,7 +235,7 @@ fn a_bundle_round_trips_and_refuses_weights_that_are_not_its_own() {
     bytes[last] ^= 1;
     std::fs::write(&weights, &bytes).unwrap();
     let err = Model::load(dir.path()).err().unwrap();
-    assert!(matches!(err, BundleError::Mismatch { .. }), "{err}");
+    assert!(matches!(err, PackageError::Mismatch { .. }), "{err}");
     assert!(err.to_string().contains("sha256"), "{err}");
     bytes[last] ^= 1;
     std::fs::write(&weights, &bytes).unwrap();

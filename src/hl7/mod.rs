@@ -1,4 +1,4 @@
-//! HL7 v2: MLLP framing (`mllp`), reading and checking a message (`message`), the
+//! HL7 v2: MLLP framing (`mllp_framing`), reading and checking a message (`message`), the
 //! acknowledgements that answer it (`ack`), and the clinical content read out of it
 //! (`content`: the patient from PID, results from ORU^R01 in `oru`, orders from ORM^O01 and
 //! OMI^O23 in `order`). `hl7-parser` parses the structure; framing, validation, reading and
@@ -10,7 +10,7 @@ pub mod content;
 pub mod datetime;
 mod fields;
 pub mod message;
-pub mod mllp;
+pub mod mllp_framing;
 pub mod order;
 pub mod oru;
 pub mod patient;

@@ -18,10 +18,10 @@ use futures_util::StreamExt;
 use serde::Serialize;
 
 use super::{Pipeline, PipelineError};
+use crate::dicom::{self, DecodedImage};
 use crate::domain::{DicomUid, ModelVersion};
 use crate::encoders::{Admission, BatchedEncoder, Frame, ImageEncoder, preprocess};
 use crate::error::error_chain;
-use crate::ingest::{self, DecodedImage};
 use crate::store::{InstanceToEmbed, StudyEmbeddings};
 use crate::telemetry::spawn_blocking_with_tracing;
 
@@ -49,7 +49,7 @@ pub fn embed_dicom(
     model: &str,
     bytes: &[u8],
 ) -> Result<InstanceEmbedding, PipelineError> {
-    let image = ingest::decode_image(bytes)?;
+    let image = dicom::decode_image(bytes)?;
     let frames = frames_of(&image);
     let mut sum = MeanAccumulator::new(encoder.entry.embedding_size);
     for chunk in frames.chunks(FRAMES_PER_PASS) {
@@ -128,7 +128,7 @@ impl Pipeline {
     /// queue is full. Nothing is stored.
     pub async fn embed_upload(&self, bytes: Vec<u8>) -> Result<InstanceEmbedding, PipelineError> {
         let encoder = self.encoder()?.clone();
-        let image = spawn_blocking_with_tracing(move || ingest::decode_image(&bytes))
+        let image = spawn_blocking_with_tracing(move || dicom::decode_image(&bytes))
             .await
             .map_err(PipelineError::Blocking)??;
         let (frames, embedding) = embed_image(&encoder, Arc::new(image), Admission::Reject).await?;
@@ -263,7 +263,7 @@ impl Pipeline {
         let hash = instance.sha256.clone();
         let decoded = spawn_blocking_with_tracing(move || {
             let bytes = files.read(&hash).map_err(PipelineError::FileStore)?;
-            Ok::<_, PipelineError>(ingest::decode_image(&bytes)?)
+            Ok::<_, PipelineError>(dicom::decode_image(&bytes)?)
         })
         .await
         .map_err(PipelineError::Blocking)?;

@@ -5,10 +5,10 @@
 use super::lookup::{find_patient, object};
 use super::resources::update_in;
 use super::{Pipeline, PipelineError};
+use crate::dicom::{self, DicomStatus};
 use crate::domain::{DicomUid, PixelStatus, ResourceId, ResourceType, StoreOutcome};
 use crate::error::error_chain;
 use crate::fhir::validate_resource;
-use crate::ingest::{self, DicomStatus};
 use crate::report::{self, DICOM_UID_SYSTEM, ImagingStudyContent, SeriesContent};
 use crate::store::{StoreTransaction, StoredStudy, StudyFilter, StudySummary};
 use crate::telemetry::spawn_blocking_with_tracing;
@@ -43,7 +43,7 @@ impl InstanceFailure {
         }
     }
 
-    fn from_ingest(error: ingest::IngestError) -> Self {
+    fn from_dicom_error(error: dicom::DicomError) -> Self {
         let uids = error.identified().map(|(c, i)| (c.clone(), i.clone()));
         Self {
             sop_class_uid: uids.as_ref().map(|u| u.0.clone()),
@@ -55,7 +55,7 @@ impl InstanceFailure {
     /// The DICOM status (C-STORE-RSP, STOW-RS Failure Reason) for this failure.
     pub fn dicom_status(&self) -> DicomStatus {
         match &self.error {
-            PipelineError::Ingest(e) => e.dicom_status(),
+            PipelineError::Dicom(e) => e.dicom_status(),
             other => DicomStatus::for_kind(other.kind()),
         }
     }
@@ -74,7 +74,8 @@ impl Pipeline {
         let expected = expected_study.cloned();
         let size = bytes.len() as u64;
         let read = spawn_blocking_with_tracing(move || {
-            let instance = ingest::read_instance(&bytes).map_err(InstanceFailure::from_ingest)?;
+            let instance =
+                dicom::read_instance(&bytes).map_err(InstanceFailure::from_dicom_error)?;
             let fail = |error: PipelineError| InstanceFailure {
                 sop_class_uid: Some(instance.sop_class_uid.clone()),
                 sop_instance_uid: Some(instance.sop_instance_uid.clone()),
@@ -89,7 +90,7 @@ impl Pipeline {
             // The file is safe whatever the decoder says: an instance no decoder handles is
             // kept, and marked so that later stages skip it with a reason.
             let pixels = if instance.has_pixel_data {
-                match ingest::decode_image(&bytes) {
+                match dicom::decode_image(&bytes) {
                     Ok(_) => PixelStatus::Decodable,
                     Err(e) => PixelStatus::Undecodable {
                         reason: error_chain(&e),
@@ -144,12 +145,12 @@ impl Pipeline {
         sop_instance_uid: &str,
         transfer_syntax: &str,
     ) -> Result<IngestedInstance, InstanceFailure> {
-        let file = ingest::part10_file(data_set, sop_class_uid, sop_instance_uid, transfer_syntax)
+        let file = dicom::part10_file(data_set, sop_class_uid, sop_instance_uid, transfer_syntax)
             .map_err(|e| InstanceFailure {
-                sop_class_uid: DicomUid::parse(sop_class_uid).ok(),
-                sop_instance_uid: DicomUid::parse(sop_instance_uid).ok(),
-                error: e.into(),
-            })?;
+            sop_class_uid: DicomUid::parse(sop_class_uid).ok(),
+            sop_instance_uid: DicomUid::parse(sop_instance_uid).ok(),
+            error: e.into(),
+        })?;
         self.ingest_dicom(file, None).await
     }
 

@@ -1,10 +1,11 @@
 //! The use cases, one async function each, that the edges call: the FHIR resource store's
 //! create/update/delete/search and transaction or batch Bundles; DICOM ingest and the
-//! ImagingStudy resources it keeps. Later stages (encoders, fusion) join here. Imports every
-//! layer below it; knows nothing about HTTP or DIMSE.
+//! ImagingStudy resources it keeps; HL7 v2 filing; image embedding; and the risk assessment
+//! (`risk`: inputs, prediction, filing; `risk_jobs`: admission, synchronous and asynchronous
+//! delivery, resumption). Imports the layers below it; knows nothing about HTTP, DIMSE or MLLP,
+//! nor about cohorts and training (offline work is the command line's).
 
 mod bundle;
-pub mod cohort_embeddings;
 mod embedding;
 pub mod features;
 mod hl7;
@@ -14,7 +15,7 @@ mod lookup;
 mod resources;
 pub mod risk;
 mod risk_inputs;
-pub mod synthetic_cohort;
+pub mod risk_jobs;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,13 +24,13 @@ use crate::domain::{ResourceType, VersionId};
 use crate::error::ErrorKind;
 use crate::hl7::datetime::SiteZone;
 
+use crate::dicom::DicomError;
 use crate::encoders::{BatchedEncoder, EncoderError};
 use crate::fhir::FhirError;
-use crate::ingest::IngestError;
 use crate::report::ReportError;
 use crate::store::{FileStore, Store, StoreError};
 
-pub use crate::ingest::DicomStatus;
+pub use crate::dicom::DicomStatus;
 pub use bundle::BundleOutcome;
 pub use embedding::{InstanceEmbedding, StudyEmbeddingReport, embed_dicom};
 pub use hl7::{Hl7Answer, SUPPORTED_MESSAGES};
@@ -45,7 +46,7 @@ pub enum PipelineError {
     #[error(transparent)]
     Report(#[from] ReportError),
     #[error(transparent)]
-    Ingest(#[from] IngestError),
+    Dicom(#[from] DicomError),
     #[error(transparent)]
     Encoder(Box<EncoderError>),
     #[error("could not write to or read from the DICOM file store")]
@@ -74,7 +75,7 @@ pub enum PipelineError {
     #[error(transparent)]
     Assessment(Box<risk::AssessmentError>),
     #[error(transparent)]
-    Cohort(Box<crate::cohort::CohortError>),
+    RiskJob(Box<risk_jobs::RiskJobError>),
     #[error("the patient is not held here and the EHR could not be asked: {0}")]
     Ehr(Box<crate::ehr::EhrError>),
     #[error("Bundle.entry[{index}]: {source}")]
@@ -85,9 +86,9 @@ pub enum PipelineError {
     },
 }
 
-impl From<crate::cohort::CohortError> for PipelineError {
-    fn from(e: crate::cohort::CohortError) -> Self {
-        PipelineError::Cohort(Box::new(e))
+impl From<risk_jobs::RiskJobError> for PipelineError {
+    fn from(e: risk_jobs::RiskJobError) -> Self {
+        PipelineError::RiskJob(Box::new(e))
     }
 }
 
@@ -109,7 +110,7 @@ impl PipelineError {
             PipelineError::Fhir(e) => e.kind(),
             PipelineError::Store(e) => e.kind(),
             PipelineError::Report(e) => e.kind(),
-            PipelineError::Ingest(e) => e.kind(),
+            PipelineError::Dicom(e) => e.kind(),
             PipelineError::Encoder(e) => e.kind(),
             PipelineError::FileStore(_) | PipelineError::EncoderDisabled => ErrorKind::Unavailable,
             PipelineError::Blocking(_) => ErrorKind::Internal,
@@ -122,7 +123,7 @@ impl PipelineError {
                 ErrorKind::PreconditionFailed
             }
             PipelineError::BundleEntry { source, .. } => source.kind(),
-            PipelineError::Cohort(_) => ErrorKind::Invalid,
+            PipelineError::RiskJob(e) => e.kind(),
             PipelineError::Ehr(e) => match e.kind() {
                 ErrorKind::NotFound | ErrorKind::Internal => ErrorKind::Unavailable,
                 other => other,
@@ -138,6 +139,14 @@ impl PipelineError {
                     ErrorKind::Internal
                 }
             },
+        }
+    }
+
+    /// Seconds after which the caller may ask again and find what it asked for, when known.
+    pub fn retry_after(&self) -> Option<u32> {
+        match self {
+            PipelineError::RiskJob(e) => e.retry_after(),
+            _ => None,
         }
     }
 
@@ -174,6 +183,8 @@ pub struct Pipeline {
     risk_model: Option<Arc<risk::RiskModel>>,
     /// The EHR an assessment pulls the patient's record from, when one is configured.
     ehr: Option<crate::ehr::FhirClient>,
+    /// How many assessments run at once, and how long a synchronous caller waits.
+    risk_admission: risk_jobs::RiskAdmission,
 }
 
 /// How HL7 v2 content maps onto FHIR (see `Hl7Settings`).
@@ -227,6 +238,7 @@ impl Pipeline {
             patient_matching: Arc::new(tokio::sync::Mutex::new(())),
             risk_model: None,
             ehr: None,
+            risk_admission: risk_jobs::RiskAdmission::default(),
         }
     }
 
@@ -239,6 +251,12 @@ impl Pipeline {
     /// Assesses risk with `model` (see [`Pipeline::assess_risk`]).
     pub fn with_risk_model(mut self, model: Arc<risk::RiskModel>) -> Self {
         self.risk_model = Some(model);
+        self
+    }
+
+    /// Admits assessments within these limits (see [`Pipeline::submit_assessment`]).
+    pub fn with_risk_admission(mut self, admission: risk_jobs::RiskAdmission) -> Self {
+        self.risk_admission = admission;
         self
     }
 

@@ -15,13 +15,14 @@ use chrono::Utc;
 use sha2::{Digest, Sha256};
 
 use super::{Pipeline, PipelineError};
-use crate::domain::{IdError, ResourceId, ResourceType};
+use crate::domain::{Horizon, IdError, ResourceId, ResourceType, TimeUnit};
 use crate::features::{FeatureSet, PatientContext, build_features};
-use crate::fusion::{BundleError, Inputs, Model, PredictError};
+use crate::fusion::{Inputs, Model, PackageError, PredictError};
 use crate::report::risk::{
     AssessmentContent, AssessmentIds, HorizonRisk, ModelDescription, assessment_resources,
 };
 use crate::store::StoreError;
+use crate::telemetry::spawn_blocking_with_tracing;
 
 /// A model the service serves: a bundle with an input spec, and how it is named in FHIR.
 pub struct RiskModel {
@@ -40,7 +41,7 @@ impl std::fmt::Debug for RiskModel {
 #[derive(Debug, thiserror::Error)]
 pub enum RiskModelError {
     #[error(transparent)]
-    Bundle(#[from] BundleError),
+    Package(#[from] PackageError),
     #[error("{0}: the model has no input spec, so its inputs cannot be read from FHIR")]
     NoInputSpec(String),
 }
@@ -83,11 +84,7 @@ impl RiskModel {
 
     /// UCUM unit of the model's follow-up times.
     fn time_unit(&self) -> &'static str {
-        match self.model.manifest.outcome.time_unit.as_str() {
-            "years" => "a",
-            "months" => "mo",
-            _ => "d",
-        }
+        self.model.manifest.outcome.time_unit.ucum()
     }
 }
 
@@ -99,20 +96,24 @@ pub struct AssessmentRequest {
     pub model: Option<String>,
     /// A Study Instance UID or `ImagingStudy/{id}`; none: the patient's latest.
     pub study: Option<String>,
-    /// Horizons in days, each one the model predicts at; none: all of the model's.
-    pub horizons_days: Vec<f64>,
+    /// Horizons, each one the model predicts at; none: all of the model's.
+    pub horizons: Vec<Horizon>,
 }
 
 impl AssessmentRequest {
     /// The request as JSON, to record an asynchronous one (ids and parameters only).
     pub fn to_json(&self) -> String {
+        self.to_value().to_string()
+    }
+
+    /// The request as a JSON object (see [`AssessmentRequest::to_json`]).
+    pub fn to_value(&self) -> Value {
         serde_json::json!({
             "patient": self.patient.as_ref(),
             "model": self.model,
             "study": self.study,
-            "horizons_days": self.horizons_days,
+            "horizons": self.horizons.iter().map(Horizon::to_string).collect::<Vec<_>>(),
         })
-        .to_string()
     }
 
     /// A request recorded by [`AssessmentRequest::to_json`].
@@ -123,12 +124,20 @@ impl AssessmentRequest {
             patient: ResourceId::parse(value.get("patient")?.as_str()?).ok()?,
             model: text("model"),
             study: text("study"),
-            horizons_days: value
-                .get("horizons_days")?
-                .as_array()?
-                .iter()
-                .filter_map(Value::as_f64)
-                .collect(),
+            horizons: match value.get("horizons") {
+                Some(horizons) => horizons
+                    .as_array()?
+                    .iter()
+                    .map(|h| Horizon::parse(h.as_str()?, None).ok())
+                    .collect::<Option<_>>()?,
+                // As recorded before horizons had units: days.
+                None => value
+                    .get("horizons_days")?
+                    .as_array()?
+                    .iter()
+                    .map(|d| Horizon::new(d.as_f64()?, TimeUnit::Days).ok())
+                    .collect::<Option<_>>()?,
+            },
         })
     }
 }
@@ -168,7 +177,7 @@ impl Pipeline {
     ) -> Result<Assessment, PipelineError> {
         let risk = self.risk_model.clone().ok_or(AssessmentError::NoModel)?;
         check_model_name(&risk, request.model.as_deref())?;
-        let horizons = select_horizons(&risk, &request.horizons_days)?;
+        let horizons = select_horizons(&risk, &request.horizons)?;
 
         let record = self.gather_record(&request.patient).await?;
         let context = PatientContext::from_resources(&record.patient, record.resources.iter());
@@ -191,7 +200,7 @@ impl Pipeline {
             return Err(AssessmentError::NoInputs(unfilled_summary(&features)).into());
         }
         let model = Arc::clone(&risk);
-        let explained = tokio::task::spawn_blocking(move || model.model.predict(&inputs, true))
+        let explained = spawn_blocking_with_tracing(move || model.model.predict(&inputs, true))
             .await
             .map_err(PipelineError::Blocking)?
             .map_err(AssessmentError::from)?;
@@ -398,25 +407,24 @@ fn check_model_name(risk: &RiskModel, asked: Option<&str>) -> Result<(), Assessm
     }
 }
 
-/// Indices of the model's horizons asked for (all when none are).
-fn select_horizons(risk: &RiskModel, asked_days: &[f64]) -> Result<Vec<usize>, AssessmentError> {
+/// Indices of the model's horizons asked for (all when none are); a horizon within a day and a
+/// half of one of the model's is that one.
+fn select_horizons(risk: &RiskModel, asked: &[Horizon]) -> Result<Vec<usize>, AssessmentError> {
     let horizons = &risk.model.manifest.horizons;
-    if asked_days.is_empty() {
+    if asked.is_empty() {
         return Ok((0..horizons.len()).collect());
     }
-    let per_day = match risk.model.manifest.outcome.time_unit.as_str() {
-        "years" => 1.0 / 365.25,
-        "months" => 12.0 / 365.25,
-        _ => 1.0,
-    };
-    asked_days
+    let unit = risk.model.manifest.outcome.time_unit;
+    let tolerance = 1.5 / unit.days();
+    asked
         .iter()
-        .map(|&days| {
+        .map(|horizon| {
+            let time = horizon.in_unit(unit);
             horizons
                 .iter()
-                .position(|h| (h.time - days * per_day).abs() <= 1.5 * per_day)
+                .position(|h| (h.time - time).abs() <= tolerance)
                 .ok_or_else(|| AssessmentError::UnknownHorizon {
-                    asked: format!("{days} days"),
+                    asked: format!("{} days", horizon.days()),
                     offered: horizons
                         .iter()
                         .map(|h| h.label.as_str())

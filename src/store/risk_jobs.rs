@@ -6,6 +6,7 @@ use sqlx::Row;
 
 use super::{Store, StoreError};
 use crate::domain::Instant;
+use crate::error::ErrorKind;
 
 /// How long a finished request's result is kept.
 const KEEP_MS: i64 = 24 * 3600 * 1000;
@@ -17,9 +18,9 @@ pub enum RiskJobState {
     Done {
         bundle: String,
     },
-    /// The HTTP status and message of the error it ended with.
+    /// The kind and message of the error it ended with.
     Failed {
-        status: u16,
+        kind: ErrorKind,
         message: String,
     },
 }
@@ -28,7 +29,7 @@ pub enum RiskJobState {
 #[derive(Debug, Clone)]
 pub struct PendingRiskJob {
     pub id: String,
-    /// The request as the edge recorded it (JSON).
+    /// The request as it was recorded (JSON).
     pub request: String,
     /// The FHIR base its Bundle's URLs use.
     pub base: String,
@@ -62,23 +63,20 @@ impl Store {
 
     /// Records how a request ended.
     pub async fn finish_risk_job(&self, id: &str, state: &RiskJobState) -> Result<(), StoreError> {
-        let (status, result, error_status, error) = match state {
+        let (status, result, error_kind, error) = match state {
             RiskJobState::Running => return Ok(()),
             RiskJobState::Done { bundle } => ("done", Some(bundle.as_str()), None, None),
-            RiskJobState::Failed { status, message } => (
-                "failed",
-                None,
-                Some(i64::from(*status)),
-                Some(message.as_str()),
-            ),
+            RiskJobState::Failed { kind, message } => {
+                ("failed", None, Some(kind.name()), Some(message.as_str()))
+            }
         };
         sqlx::query(
-            "UPDATE risk_jobs SET status = $1, result = $2, error_status = $3, error = $4, \
+            "UPDATE risk_jobs SET status = $1, result = $2, error_kind = $3, error = $4, \
                finished_ms = $5 WHERE id = $6",
         )
         .bind(status)
         .bind(result)
-        .bind(error_status)
+        .bind(error_kind)
         .bind(error)
         .bind(Instant::now().epoch_millis())
         .bind(id)
@@ -90,7 +88,7 @@ impl Store {
     /// A request's state; None for an unknown (or expired) id.
     pub async fn risk_job(&self, id: &str) -> Result<Option<RiskJobState>, StoreError> {
         let row =
-            sqlx::query("SELECT status, result, error_status, error FROM risk_jobs WHERE id = $1")
+            sqlx::query("SELECT status, result, error_kind, error FROM risk_jobs WHERE id = $1")
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await?;
@@ -103,10 +101,11 @@ impl Store {
                     .unwrap_or_default(),
             },
             "failed" => RiskJobState::Failed {
-                status: row
-                    .try_get::<Option<i64>, _>("error_status")?
-                    .and_then(|s| u16::try_from(s).ok())
-                    .unwrap_or(500),
+                kind: row
+                    .try_get::<Option<String>, _>("error_kind")?
+                    .as_deref()
+                    .and_then(ErrorKind::from_name)
+                    .unwrap_or(ErrorKind::Internal),
                 message: row
                     .try_get::<Option<String>, _>("error")?
                     .unwrap_or_default(),

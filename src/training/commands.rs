@@ -18,6 +18,7 @@ use super::plot::reliability_svg;
 use super::split::{complement, stratified_folds, stratified_split};
 use super::subgroups::{Subgroups, default_subgroup_columns, subgroup_metrics};
 use crate::cohort::{Cohort, CohortError, Survival, Values, read_cohort};
+use crate::domain::{Horizon, TimeUnit};
 use crate::features::InputSpec;
 use crate::fusion::{EpochReport, Model, Rng, TrainSettings};
 
@@ -30,8 +31,9 @@ pub struct TrainOptions {
     pub settings: TrainSettings,
     /// Share of patients held out for the model card's metrics.
     pub test_fraction: f64,
-    pub horizons: Vec<(String, f64)>,
-    pub time_unit: String,
+    pub horizons: Vec<Horizon>,
+    /// The unit of the cohort's follow-up times.
+    pub time_unit: TimeUnit,
     pub triage_recall: f64,
     /// Subgroup columns [default: sex/gender and age columns].
     pub subgroups: Vec<String>,
@@ -191,7 +193,7 @@ pub fn train(
         name: options.name.clone(),
         settings: options.settings.clone(),
         horizons: options.horizons.clone(),
-        time_unit: options.time_unit.clone(),
+        time_unit: options.time_unit,
         triage_recall: options.triage_recall,
     };
     let fitted = fit(&cohort, &survival, &roles, &rest, &fit_options, progress)?;
@@ -249,8 +251,9 @@ pub struct EvaluateOptions {
     /// (repeats, folds).
     pub cv: (usize, usize),
     pub settings: TrainSettings,
-    pub horizons: Vec<(String, f64)>,
-    pub time_unit: String,
+    pub horizons: Vec<Horizon>,
+    /// The unit of the cohort's follow-up times.
+    pub time_unit: TimeUnit,
     pub triage_recall: f64,
     pub subgroups: Vec<String>,
     /// Where to write the reliability plot (SVG) of a bundle's evaluation.
@@ -404,7 +407,7 @@ fn cross_validate(
         name: "cross-validation".into(),
         settings: options.settings.clone(),
         horizons: options.horizons.clone(),
-        time_unit: options.time_unit.clone(),
+        time_unit: options.time_unit,
         triage_recall: options.triage_recall,
     };
     let total = repeats * k;
@@ -457,7 +460,7 @@ fn cross_validate(
             .horizons
             .iter()
             .enumerate()
-            .map(|(h, (label, _))| {
+            .map(|(h, horizon)| {
                 let at = |f: &dyn Fn(&super::metrics::HorizonMetrics) -> Option<f64>| {
                     Spread::of(
                         results
@@ -466,7 +469,7 @@ fn cross_validate(
                     )
                 };
                 HorizonSpread {
-                    label: label.clone(),
+                    label: horizon.label(),
                     auc: at(&|m| m.auc),
                     calibration_slope: at(&|m| m.calibration_slope),
                     calibration_intercept: at(&|m| m.calibration_intercept),

@@ -11,6 +11,7 @@ use super::dataset::{ColumnRoles, cohort_inputs, plan_layout, triage_labels};
 use super::metrics::threshold_for_recall;
 use super::split::{complement, stratified_folds, stratified_split};
 use crate::cohort::{Cohort, Survival};
+use crate::domain::{Horizon as HorizonSpec, TimeUnit};
 use crate::fusion::{
     self, EpochReport, Horizon, Manifest, Model, Outcome, Rng, Targets, TrainSettings, Triage,
 };
@@ -23,9 +24,9 @@ const MIN_CALIBRATION_ROWS: usize = 20;
 pub struct FitOptions {
     pub name: String,
     pub settings: TrainSettings,
-    /// (label, time in the cohort's unit).
-    pub horizons: Vec<(String, f64)>,
-    pub time_unit: String,
+    pub horizons: Vec<HorizonSpec>,
+    /// The unit of the cohort's follow-up times.
+    pub time_unit: TimeUnit,
     /// Recall of urgent findings the triage threshold is chosen for, on validation rows.
     pub triage_recall: f64,
 }
@@ -132,7 +133,7 @@ pub fn fit(
         outcome: Outcome {
             time_column: roles.time.clone(),
             event_column: roles.event.clone(),
-            time_unit: options.time_unit.clone(),
+            time_unit: options.time_unit,
         },
         layout,
         architecture,
@@ -144,9 +145,9 @@ pub fn fit(
         horizons: options
             .horizons
             .iter()
-            .map(|(label, time)| Horizon {
-                time: *time,
-                label: label.clone(),
+            .map(|h| Horizon {
+                time: h.in_unit(options.time_unit),
+                label: h.label(),
                 calibration: None,
             })
             .collect(),

@@ -21,7 +21,7 @@ pub use commands::{EvaluateOptions, TrainOptions, evaluate, train};
 pub use dataset::ColumnRoles;
 
 use crate::cohort::CohortError;
-use crate::fusion::{BundleError, PredictError, TrainError};
+use crate::fusion::{PackageError, PredictError, TrainError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainingError {
@@ -32,7 +32,7 @@ pub enum TrainingError {
     #[error(transparent)]
     Predict(#[from] PredictError),
     #[error(transparent)]
-    Bundle(#[from] BundleError),
+    Package(#[from] PackageError),
     #[error("{0}")]
     Options(String),
     #[error("{path}: {reason}")]

@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use prognostics::domain::{Horizon, TimeUnit};
 use prognostics::features::InputSpec;
 use prognostics::fusion::TrainSettings;
 use prognostics::training::{ColumnRoles, TrainOptions, train};
@@ -18,6 +19,10 @@ use crate::helpers::{assert_valid_fhir, pydicom_path, spawn_app_with};
 
 const MRN_SYSTEM: &str = "http://hospital.example.org";
 const PATIENT: &str = "cancer-patient-jenny-m";
+
+fn years(n: f64) -> Horizon {
+    Horizon::new(n, TimeUnit::Years).unwrap()
+}
 
 /// A small cohort of random patients (age, LDH, a 64-wide image embedding), and a model
 /// trained on it whose input spec reads them from FHIR: age from the birth date, LDH by LOINC
@@ -85,8 +90,8 @@ fn train_model(dir: &Path) -> PathBuf {
             ..TrainSettings::default()
         },
         test_fraction: 0.2,
-        horizons: vec![("1 year".into(), 365.25), ("3 years".into(), 1095.75)],
-        time_unit: "days".into(),
+        horizons: vec![years(1.0), years(3.0)],
+        time_unit: TimeUnit::Days,
         triage_recall: 0.9,
         subgroups: vec![],
         inputs: Some(spec),

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine;
+use prognostics::cli::stored_cohort::attach_stored_embeddings;
 use prognostics::cohort::{Values, read_cohort};
 use prognostics::config::Settings;
 use prognostics::domain::ModelVersion;
@@ -128,14 +129,14 @@ async fn studies_and_notes_held_here_become_a_cohorts_embedding_columns() {
         name: "tiny".into(),
         version: "random-1".into(),
     };
-    let report = pipeline
-        .attach_stored_embeddings(
-            &mut cohort,
-            Some(("study", &tiny)),
-            Some(("note", &notes_encoder)),
-        )
-        .await
-        .unwrap();
+    let report = attach_stored_embeddings(
+        pipeline.store(),
+        &mut cohort,
+        Some(("study", &tiny)),
+        Some(("note", &notes_encoder)),
+    )
+    .await
+    .unwrap();
     pipeline.store().close().await;
     // The database is locked while any handle to it lives; the command below opens it.
     drop(pipeline);

@@ -6,10 +6,10 @@
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use prognostics::ehr::pull_patient;
-use prognostics::features::codes::StageKind;
 use prognostics::features::{
     Embedded, Embeddings, InputSpec, Modality, PatientContext, build_features, notes_to_embed,
 };
+use prognostics::fhir::codes::StageKind;
 use serde_json::json;
 
 use crate::ehr::fhir_server_and_client;

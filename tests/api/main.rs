@@ -1,6 +1,7 @@
 //! Integration tests: the service on a real port over a temporary SQLite file, or on
 //! PostgreSQL when `TEST_DATABASE_URL` is set (one fresh database per test).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+// Tests are the service's clients: their own tasks need no request span.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
 mod acceptance;
 mod bad_input;
@@ -22,5 +23,6 @@ mod hl7;
 mod hl7_filing;
 mod import;
 mod openapi;
+mod request_log;
 mod risk_assessment;
 mod search;

@@ -556,7 +556,9 @@ async fn an_accepted_request_left_running_by_a_stop_is_run_at_the_next_start() {
         patient: prognostics::domain::ResourceId::parse(&patient).unwrap(),
         model: None,
         study: None,
-        horizons_days: vec![1826.25],
+        horizons: vec![
+            prognostics::domain::Horizon::new(5.0, prognostics::domain::TimeUnit::Years).unwrap(),
+        ],
     };
     store
         .insert_risk_job(

@@ -5,16 +5,21 @@
 
 use std::path::{Path, PathBuf};
 
+use prognostics::cli::synthesize::synthesize_cohort;
 use prognostics::cohort::{Values, read_cohort};
+use prognostics::domain::{Horizon, TimeUnit};
 use prognostics::encoders::{ImageEncoder, ModelManifest, TextEncoder};
 use prognostics::features::Modality;
 use prognostics::fusion::TrainSettings;
-use prognostics::pipeline::synthetic_cohort::synthesize_cohort;
 use prognostics::training::ColumnRoles;
 use prognostics::training::ablation::ablation;
 use prognostics::training::commands::load_cohort;
 use prognostics::training::dataset::plan_layout;
 use prognostics::training::fit::FitOptions;
+
+fn years(n: f64) -> Horizon {
+    Horizon::new(n, TimeUnit::Years).unwrap()
+}
 
 fn ready() -> Option<(ModelManifest, Vec<PathBuf>)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -127,8 +132,8 @@ fn the_synthetic_cohort_is_written_whole_and_the_same_for_a_seed() {
             max_epochs: 20,
             ..TrainSettings::default()
         },
-        horizons: vec![("1 year".into(), 365.25)],
-        time_unit: "days".into(),
+        horizons: vec![years(1.0)],
+        time_unit: TimeUnit::Days,
         triage_recall: 0.9,
     };
     let result = ablation(

@@ -5,11 +5,16 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use prognostics::domain::{Horizon, TimeUnit};
 use prognostics::fusion::{Model, TrainSettings};
 use prognostics::training::commands::Evaluation;
 use prognostics::training::{ColumnRoles, EvaluateOptions, TrainOptions, evaluate, train};
 
 use crate::data::gbsg2_path;
+
+fn years(n: f64) -> Horizon {
+    Horizon::new(n, TimeUnit::Years).unwrap()
+}
 
 fn prognostics(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_prognostics"))
@@ -153,8 +158,8 @@ fn cross_validation_trains_and_scores_every_fold() {
         roles: roles("time", "cens"),
         cv: (2, 3),
         settings: quick(1),
-        horizons: vec![("1 year".into(), 365.25), ("3 years".into(), 1095.75)],
-        time_unit: "days".into(),
+        horizons: vec![years(1.0), years(3.0)],
+        time_unit: TimeUnit::Days,
         triage_recall: 0.9,
         subgroups: vec!["menostat".into()],
         plot: None,
@@ -201,8 +206,8 @@ fn train_options(cohort: &Path, roles: ColumnRoles, out: PathBuf) -> TrainOption
         name: "small".into(),
         settings: quick(0),
         test_fraction: 0.2,
-        horizons: vec![("1 year".into(), 365.25)],
-        time_unit: "days".into(),
+        horizons: vec![years(1.0)],
+        time_unit: TimeUnit::Days,
         triage_recall: 0.9,
         subgroups: vec![],
         inputs: None,

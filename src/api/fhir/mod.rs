@@ -22,7 +22,6 @@ use crate::error::ErrorKind;
 pub(crate) use bundle::post_bundle;
 pub(crate) use instance::{delete_resource, history, read, update, vread};
 pub(crate) use metadata::metadata as capabilities;
-pub use risk_assessment::{RiskRequests, resume_risk_jobs};
 pub(crate) use risk_assessment::{
     patient_risk_assessment, risk_assessment_status, type_risk_assessment,
 };

@@ -25,7 +25,7 @@ const TILE_PIXELS: usize = 512;
 
 /// The geometry of one dense convolution.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct ConvGeometry {
+pub(in crate::encoders) struct ConvGeometry {
     pub kernel: usize,
     pub stride: usize,
     /// (output size, padding before) for rows and for columns.
@@ -36,7 +36,7 @@ pub(super) struct ConvGeometry {
 /// A dense convolution's weight as an `(out, in·k·k)` matrix in PyTorch's `(c, ky, kx)` order,
 /// with its bias.
 #[derive(Debug)]
-pub(super) struct ConvMatrix {
+pub(in crate::encoders) struct ConvMatrix {
     pub weight: Vec<f32>,
     pub bias: Vec<f32>,
     pub out_channels: usize,
@@ -53,7 +53,7 @@ struct Tile {
 }
 
 /// `activation(conv(x) + bias)` for `x` of shape `(n, c, h, w)` on the CPU.
-pub(super) fn dense_conv(
+pub(in crate::encoders) fn dense_conv(
     x: &Tensor,
     matrix: &ConvMatrix,
     geometry: ConvGeometry,

@@ -10,9 +10,9 @@ use std::collections::HashMap;
 use candle_core::{D, Module, Tensor};
 use candle_nn::Linear;
 
-use super::EncoderError;
-use super::fused::Activation;
-use super::layers::{ConvBn, ConvSpec, Padding, RandomWeights, Weights};
+use crate::encoders::EncoderError;
+use crate::encoders::layers::conv::{ConvBn, ConvSpec, Padding, RandomWeights, Weights};
+use crate::encoders::layers::fused::Activation;
 
 /// One stage of MBConv blocks: (repeats, kernel, stride, expand ratio, input, output channels).
 type Stage = (usize, usize, usize, usize, usize, usize);
@@ -102,7 +102,7 @@ pub struct EfficientNet {
 }
 
 impl EfficientNet {
-    pub(super) fn load(
+    pub(in crate::encoders) fn load(
         weights: &Weights<'_>,
         config: &EfficientNetConfig,
     ) -> Result<Self, EncoderError> {

@@ -35,7 +35,7 @@ struct Norm {
     bias: Vec<f32>,
 }
 
-pub(super) struct PackedBert {
+pub(in crate::encoders) struct PackedBert {
     words: Tensor,
     positions: Tensor,
     token_type: Tensor,
@@ -46,7 +46,10 @@ pub(super) struct PackedBert {
 }
 
 impl PackedBert {
-    pub(super) fn load(vb: VarBuilder<'_>, config: &Config) -> candle_core::Result<Self> {
+    pub(in crate::encoders) fn load(
+        vb: VarBuilder<'_>,
+        config: &Config,
+    ) -> candle_core::Result<Self> {
         let hidden = config.hidden_size;
         let heads = config.num_attention_heads;
         if heads == 0 || !hidden.is_multiple_of(heads) {
@@ -112,7 +115,10 @@ impl PackedBert {
     }
 
     /// The mean over its tokens of each window's last hidden states.
-    pub(super) fn mean_pooled(&self, windows: &[&[u32]]) -> candle_core::Result<Vec<Vec<f32>>> {
+    pub(in crate::encoders) fn mean_pooled(
+        &self,
+        windows: &[&[u32]],
+    ) -> candle_core::Result<Vec<Vec<f32>>> {
         let device = self.words.device();
         let ids: Vec<u32> = windows.iter().flat_map(|w| w.iter().copied()).collect();
         let positions: Vec<u32> = windows.iter().flat_map(|w| 0..w.len() as u32).collect();

@@ -16,7 +16,7 @@ use dicom_object::{DefaultDicomObject, InMemDicomObject};
 use dicom_pixeldata::PhotometricInterpretation;
 use rayon::prelude::*;
 
-use super::IngestError;
+use super::DicomError;
 use super::jpeg::{Decompressor, JpegError};
 
 /// A data set's element value (pixel data here).
@@ -59,7 +59,7 @@ pub(super) fn can_read(object: &DefaultDicomObject) -> bool {
 /// Reads the stored values of every frame (see the module doc for what it covers).
 pub(super) fn read_stored_samples(
     object: &DefaultDicomObject,
-) -> Result<StoredSamples, IngestError> {
+) -> Result<StoredSamples, DicomError> {
     let layout = Layout::read(object)?;
     let syntax = transfer_syntax(object);
     let pixel_data = object
@@ -91,8 +91,8 @@ pub(super) fn read_stored_samples(
     })
 }
 
-fn fail(reason: impl Into<String>) -> IngestError {
-    IngestError::Codec {
+fn fail(reason: impl Into<String>) -> DicomError {
+    DicomError::Codec {
         reason: reason.into(),
     }
 }
@@ -135,9 +135,9 @@ struct Layout {
 }
 
 impl Layout {
-    fn read(object: &DefaultDicomObject) -> Result<Self, IngestError> {
+    fn read(object: &DefaultDicomObject) -> Result<Self, DicomError> {
         let required = |tag, attribute| {
-            u16_attribute(object, tag).ok_or(IngestError::MissingAttribute { attribute })
+            u16_attribute(object, tag).ok_or(DicomError::MissingAttribute { attribute })
         };
         let rows = required(tags::ROWS, "Rows")?;
         let columns = required(tags::COLUMNS, "Columns")?;
@@ -155,7 +155,7 @@ impl Layout {
             .get(tags::PHOTOMETRIC_INTERPRETATION)
             .and_then(|e| e.to_str().ok())
             .map(|v| PhotometricInterpretation::from(v.trim()))
-            .ok_or(IngestError::MissingAttribute {
+            .ok_or(DicomError::MissingAttribute {
                 attribute: "PhotometricInterpretation",
             })?;
         if rows == 0 || columns == 0 || !matches!(samples_per_pixel, 1 | 3) {
@@ -230,7 +230,7 @@ fn frame_fragments<'a>(
     value: &'a Value,
     frames: usize,
     starts_frame: impl Fn(&[u8]) -> bool,
-) -> Result<Vec<Cow<'a, [u8]>>, IngestError> {
+) -> Result<Vec<Cow<'a, [u8]>>, DicomError> {
     let (Some(fragments), Some(offsets)) = (value.fragments(), value.offset_table()) else {
         return Err(fail("pixel data is not encapsulated"));
     };
@@ -287,7 +287,7 @@ fn frame_fragments<'a>(
         .collect())
 }
 
-fn jpeg_frames(value: &Value, layout: &Layout) -> Result<Vec<Vec<u32>>, IngestError> {
+fn jpeg_frames(value: &Value, layout: &Layout) -> Result<Vec<Vec<u32>>, DicomError> {
     let is_soi = |f: &[u8]| f.starts_with(&[0xFF, 0xD8]);
     let fragments = frame_fragments(value, layout.frames, is_soi)?;
     fragments
@@ -319,13 +319,13 @@ fn jpeg_frames(value: &Value, layout: &Layout) -> Result<Vec<Vec<u32>>, IngestEr
         .collect()
 }
 
-fn jpeg_fail(error: JpegError) -> IngestError {
+fn jpeg_fail(error: JpegError) -> DicomError {
     fail(format!("JPEG: {error}"))
 }
 
 /// One RLE Lossless frame (PS3.5 Annex G): a header of segment offsets, then one PackBits
 /// segment per byte plane, most significant byte first, sample by sample.
-fn rle_frame(data: &[u8], layout: &Layout) -> Result<Vec<u32>, IngestError> {
+fn rle_frame(data: &[u8], layout: &Layout) -> Result<Vec<u32>, DicomError> {
     let bytes_per_sample = usize::from(layout.bits_allocated.div_ceil(8));
     let expected = layout.samples_per_pixel * bytes_per_sample;
     let header = data.get(..64).ok_or_else(|| fail("RLE header truncated"))?;
@@ -368,7 +368,7 @@ fn rle_frame(data: &[u8], layout: &Layout) -> Result<Vec<u32>, IngestError> {
 
 /// PackBits: a header byte n in 0..=127 copies n + 1 literal bytes; -127..=-1 repeats the next
 /// byte 1 - n times; -128 is skipped. Output is exactly `len` bytes.
-fn unpack_bits(mut encoded: &[u8], len: usize) -> Result<Vec<u8>, IngestError> {
+fn unpack_bits(mut encoded: &[u8], len: usize) -> Result<Vec<u8>, DicomError> {
     let mut out = Vec::with_capacity(len);
     while out.len() < len {
         let Some((&header, rest)) = encoded.split_first() else {
@@ -398,7 +398,7 @@ fn native_frames(
     value: &Value,
     layout: &Layout,
     big_endian: bool,
-) -> Result<Vec<Vec<u32>>, IngestError> {
+) -> Result<Vec<Vec<u32>>, DicomError> {
     let Value::Primitive(primitive) = value else {
         return Err(fail("native pixel data is encapsulated"));
     };

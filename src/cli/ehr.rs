@@ -1,22 +1,46 @@
-//! The `pull` and `features` commands: what the service gathers about a patient from the EHR,
-//! and the features a model's input spec gets from it, shown to a person (or as JSON).
-//! Returns whether everything was had, so that the command can exit 2 when not.
+//! The commands that talk to the EHR: `pull` and `features` (what the service gathers about a
+//! patient, and the features a model's input spec gets from it, shown to a person or as JSON;
+//! exit 2 when part of it could not be had) and `ehr-jwks` (the public key to register for
+//! SMART Backend Services).
 
 use std::io::Write;
+use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::cli::{FeaturesArgs, PullArgs};
+use super::{FeaturesArgs, PullArgs};
 use crate::config::Settings;
 use crate::domain::{DicomUid, ModelVersion};
-use crate::ehr::{client_from_settings, pull_patient};
+use crate::ehr::{Authorization, authorization_from_settings, client_from_settings, pull_patient};
 use crate::encoders::{ModelManifest, TextEncoder, fetch_text_model};
 use crate::features::{Embeddings, InputSpec, PatientContext, build_features};
 use crate::pipeline::features::{embed_notes, stored_study_embedding};
 use crate::startup::open_store;
 
-/// `prognostics pull`: false when part of the pull failed.
-pub async fn pull(settings: &Settings, args: PullArgs) -> anyhow::Result<bool> {
+/// Exit status 2: part of what was asked for could not be had.
+fn complete_or_2(complete: bool) -> ExitCode {
+    if complete {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    }
+}
+
+/// `prognostics ehr-jwks`: the JWK Set of `ehr.smart.private_key_file`.
+pub fn jwks(settings: &Settings) -> anyhow::Result<ExitCode> {
+    match authorization_from_settings(&settings.ehr)? {
+        Authorization::Smart(smart) => {
+            println!("{}", serde_json::to_string_pretty(&smart.jwks())?);
+            Ok(ExitCode::SUCCESS)
+        }
+        _ => anyhow::bail!(
+            "no SMART client configured: set ehr.smart.client_id and ehr.smart.private_key_file"
+        ),
+    }
+}
+
+/// `prognostics pull`: exit 2 when part of the pull failed.
+pub async fn pull(settings: &Settings, args: PullArgs) -> anyhow::Result<ExitCode> {
     let client = client_from_settings(&settings.ehr, args.base_url)?;
     let record = pull_patient(&client, &args.patient_id).await?;
     let mut out = std::io::stdout().lock();
@@ -44,11 +68,11 @@ pub async fn pull(settings: &Settings, args: PullArgs) -> anyhow::Result<bool> {
             writeln!(out, "  missing {}: {}", missing.what, missing.reason)?;
         }
     }
-    Ok(record.missing.is_empty())
+    Ok(complete_or_2(record.missing.is_empty()))
 }
 
-/// `prognostics features`: false when a feature could not be filled or the pull was partial.
-pub async fn features(settings: &Settings, args: FeaturesArgs) -> anyhow::Result<bool> {
+/// `prognostics features`: exit 2 when a feature could not be filled or the pull was partial.
+pub async fn features(settings: &Settings, args: FeaturesArgs) -> anyhow::Result<ExitCode> {
     let text = std::fs::read_to_string(&args.spec)
         .with_context(|| format!("could not read {}", args.spec.display()))?;
     let spec: InputSpec = toml::from_str(&text)
@@ -151,5 +175,7 @@ pub async fn features(settings: &Settings, args: FeaturesArgs) -> anyhow::Result
             )?;
         }
     }
-    Ok(features.unfilled.is_empty() && record.missing.is_empty())
+    Ok(complete_or_2(
+        features.unfilled.is_empty() && record.missing.is_empty(),
+    ))
 }

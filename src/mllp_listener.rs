@@ -2,7 +2,7 @@
 //! carry any number of messages, one after another; each message goes through
 //! `pipeline::receive_hl7` and its ACK is written only once the message is stored. A connection
 //! that sends bytes outside a frame, or stays silent past the idle timeout, is closed. Imports
-//! `hl7::mllp` (framing), `pipeline` and `config`.
+//! `hl7::mllp_framing`, `pipeline` and `config`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,7 +12,7 @@ use tokio::io::BufReader;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::config::Hl7Settings;
-use crate::hl7::mllp::{Frame, FrameError, read_frame, write_frame};
+use crate::hl7::mllp_framing::{Frame, FrameError, read_frame, write_frame};
 use crate::pipeline::Pipeline;
 
 /// A bound, not yet serving, MLLP listener.

@@ -9,9 +9,9 @@ use std::collections::HashMap;
 use candle_core::{D, Tensor};
 use serde::Deserialize;
 
-use super::EncoderError;
-use super::fused::{Activation, max_pool_3x3_stride_2};
-use super::layers::{ConvBn, ConvSpec, Padding, RandomWeights, Weights};
+use crate::encoders::EncoderError;
+use crate::encoders::layers::conv::{ConvBn, ConvSpec, Padding, RandomWeights, Weights};
+use crate::encoders::layers::fused::{Activation, max_pool_3x3_stride_2};
 
 const BATCH_NORM_EPS: f64 = 1e-5;
 
@@ -105,7 +105,10 @@ fn spec<'a>(conv: &'a str, bn: &'a str, stride: usize, padding: usize) -> ConvSp
 }
 
 impl ResNet {
-    pub(super) fn load(weights: &Weights<'_>, config: &ResNetConfig) -> Result<Self, EncoderError> {
+    pub(in crate::encoders) fn load(
+        weights: &Weights<'_>,
+        config: &ResNetConfig,
+    ) -> Result<Self, EncoderError> {
         let stem = ConvBn::load(weights, spec("conv1", "bn1", 2, 3))?;
         let mut blocks = Vec::new();
         let expansion = config.expansion();

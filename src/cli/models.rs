@@ -1,49 +1,25 @@
-//! The `train` and `evaluate` commands at the command line: arguments into options, a
-//! progress bar, and the results as tables (or JSON).
+//! The `train` and `evaluate` commands: arguments into options, a progress bar, and the
+//! results as tables (or JSON).
 
+use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::cli::{CohortArgs, EvaluateArgs, ModelArgs, SynthesizeArgs, TimeUnit, TrainArgs};
-use crate::encoders::{ImageEncoder, ModelManifest, TextEncoder};
+use super::stored_cohort::prepare_cohort;
+use super::{CohortArgs, EvaluateArgs, ModelArgs, TrainArgs};
+use crate::config::Settings;
+use crate::domain::Horizon;
 use crate::features::{InputSpec, Modality};
 use crate::fusion::{Model, TrainSettings};
-use crate::pipeline::synthetic_cohort::synthesize_cohort;
 use crate::training::ablation::ablation;
 use crate::training::commands::load_cohort;
 use crate::training::commands::{Evaluation, Spread};
 use crate::training::fit::FitOptions;
 use crate::training::metrics::Metrics;
 use crate::training::subgroups::Subgroups;
-use crate::training::{ColumnRoles, EvaluateOptions, TrainOptions, evaluate, train};
-
-/// "1y" → (label "1 year", 365.25 days in `unit`); "6m", "90d"; a bare number is in `unit`.
-pub fn parse_horizon(text: &str, unit: TimeUnit) -> anyhow::Result<(String, f64)> {
-    let text = text.trim();
-    let (number, days_per, singular) = match text.char_indices().last() {
-        Some((at, 'y')) => (&text[..at], 365.25, "year"),
-        Some((at, 'm')) => (&text[..at], 365.25 / 12.0, "month"),
-        Some((at, 'd')) => (&text[..at], 1.0, "day"),
-        _ => (text, unit.days(), ""),
-    };
-    let value: f64 = number
-        .parse()
-        .ok()
-        .filter(|v: &f64| v.is_finite() && *v > 0.0)
-        .with_context(|| {
-            format!("horizon `{text}`: expected e.g. 1y, 6m, 90d or a positive number")
-        })?;
-    let label = if singular.is_empty() {
-        format!("{value} {}", unit.name())
-    } else if value == 1.0 {
-        format!("1 {singular}")
-    } else {
-        format!("{value} {singular}s")
-    };
-    Ok((label, value * days_per / unit.days()))
-}
+use crate::training::{self, ColumnRoles, EvaluateOptions, TrainOptions};
 
 fn roles(args: &CohortArgs, time: String, event: String) -> anyhow::Result<ColumnRoles> {
     let mut modalities = Vec::new();
@@ -97,14 +73,16 @@ fn settings(args: &ModelArgs) -> anyhow::Result<TrainSettings> {
     })
 }
 
-fn horizons(args: &ModelArgs) -> anyhow::Result<Vec<(String, f64)>> {
+fn horizons(args: &ModelArgs) -> anyhow::Result<Vec<Horizon>> {
     let mut horizons = args
         .horizons
         .iter()
-        .map(|h| parse_horizon(h, args.time_unit))
+        .map(|h| {
+            Horizon::parse(h, Some(args.time_unit)).with_context(|| format!("--horizons `{h}`"))
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    horizons.sort_by(|a, b| a.1.total_cmp(&b.1));
-    horizons.dedup_by(|a, b| a.1 == b.1);
+    horizons.sort_by(|a, b| a.days().total_cmp(&b.days()));
+    horizons.dedup_by(|a, b| a.days() == b.days());
     if horizons.is_empty() {
         bail!("--horizons: at least one");
     }
@@ -119,7 +97,8 @@ fn fraction(name: &str, value: f64) -> anyhow::Result<f64> {
     }
 }
 
-fn bar(len: u64, quiet: bool, template: &str) -> ProgressBar {
+/// A progress bar on standard error, hidden with `--quiet`.
+pub(super) fn bar(len: u64, quiet: bool, template: &str) -> ProgressBar {
     let bar = if quiet {
         ProgressBar::hidden()
     } else {
@@ -141,7 +120,22 @@ fn read_input_spec(path: &std::path::Path) -> anyhow::Result<InputSpec> {
     Ok(spec)
 }
 
-pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
+/// `prognostics train`: with `--studies` or `--notes`, the embeddings those columns refer to are
+/// added from this service's store first.
+pub async fn train(settings: &Settings, mut args: TrainArgs) -> anyhow::Result<ExitCode> {
+    let _prepared = prepare_cohort(&mut args.cohort, settings).await?;
+    run_train(args)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `prognostics evaluate`, with stored embeddings as for `train`.
+pub async fn evaluate(settings: &Settings, mut args: EvaluateArgs) -> anyhow::Result<ExitCode> {
+    let _prepared = prepare_cohort(&mut args.cohort, settings).await?;
+    run_evaluate(args)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_train(args: TrainArgs) -> anyhow::Result<()> {
     let (Some(time), Some(event)) = (args.cohort.time.clone(), args.cohort.event.clone()) else {
         bail!("train needs --time COL and --event COL");
     };
@@ -158,7 +152,7 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
         settings: settings(&args.model)?,
         test_fraction: fraction("--test-fraction", args.test_fraction)?,
         horizons: horizons(&args.model)?,
-        time_unit: args.model.time_unit.name().into(),
+        time_unit: args.model.time_unit,
         triage_recall: fraction("--triage-recall", args.model.triage_recall)?,
         subgroups: args.cohort.subgroup.clone(),
         inputs: args.inputs.as_deref().map(read_input_spec).transpose()?,
@@ -169,7 +163,7 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
         args.quiet,
         "{spinner} [{elapsed_precise}] {prefix} {bar:40} epoch {pos}/{len} {msg}",
     );
-    let summary = train(&options, &mut |epoch| {
+    let summary = training::train(&options, &mut |epoch| {
         progress.set_prefix(format!("network {}/{}", epoch.member, epoch.members));
         progress.set_position(epoch.epoch as u64);
         progress.set_message(format!(
@@ -195,7 +189,7 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn run_evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
+fn run_evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
     // With a bundle, the outcome and triage columns default to the ones it was trained on.
     let manifest = match &args.bundle {
         Some(dir) => Some(Model::load(dir)?.manifest),
@@ -237,8 +231,8 @@ pub fn run_evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
         Some(m) => m
             .horizons
             .iter()
-            .map(|h| (h.label.clone(), h.time))
-            .collect(),
+            .map(|h| Horizon::new(h.time, m.outcome.time_unit))
+            .collect::<Result<_, _>>()?,
         None => horizons(&args.model)?,
     };
     let options = EvaluateOptions {
@@ -248,7 +242,7 @@ pub fn run_evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
         cv,
         settings: settings(&args.model)?,
         horizons,
-        time_unit: args.model.time_unit.name().into(),
+        time_unit: args.model.time_unit,
         triage_recall: fraction("--triage-recall", args.model.triage_recall)?,
         subgroups: args.cohort.subgroup.clone(),
         plot: args.plot.clone(),
@@ -259,7 +253,8 @@ pub fn run_evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
         args.quiet || args.bundle.is_some(),
         "{spinner} [{elapsed_precise}] {bar:40} fold {pos}/{len}",
     );
-    let evaluation = evaluate(&options, &mut |done, _| progress.set_position(done as u64))?;
+    let evaluation =
+        training::evaluate(&options, &mut |done, _| progress.set_position(done as u64))?;
     progress.finish_and_clear();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&evaluation)?);
@@ -333,7 +328,7 @@ fn run_ablation(args: &EvaluateArgs, roles: ColumnRoles) -> anyhow::Result<()> {
         name: "ablation".into(),
         settings: settings(&args.model)?,
         horizons: horizons(&args.model)?,
-        time_unit: args.model.time_unit.name().into(),
+        time_unit: args.model.time_unit,
         triage_recall: fraction("--triage-recall", args.model.triage_recall)?,
     };
     let progress = bar(
@@ -395,65 +390,6 @@ fn run_ablation(args: &EvaluateArgs, roles: ColumnRoles) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The pydicom test images (scripts/fetch-test-data) the synthetic lesions are painted on by
-/// default: a CT, two MR images and a radiograph.
-const DEFAULT_BACKGROUNDS: [&str; 4] = [
-    ".cache/test-data/pydicom-3.0.2/pydicom/data/test_files/CT_small.dcm",
-    ".cache/test-data/pydicom-3.0.2/pydicom/data/test_files/MR_small.dcm",
-    ".cache/test-data/pydicom-data-1.0.0/data_store/data/MR2_UNCR.dcm",
-    ".cache/test-data/pydicom-data-1.0.0/data_store/data/RG1_UNCR.dcm",
-];
-
-pub fn run_synthesize(args: SynthesizeArgs, manifest: &ModelManifest) -> anyhow::Result<()> {
-    let backgrounds: Vec<std::path::PathBuf> = if args.background.is_empty() {
-        DEFAULT_BACKGROUNDS.iter().map(Into::into).collect()
-    } else {
-        args.background.clone()
-    };
-    if let Some(missing) = backgrounds.iter().find(|p| !p.exists()) {
-        bail!(
-            "{}: no such background image (run scripts/fetch-test-data, or give --background FILE)",
-            missing.display()
-        );
-    }
-    let device = crate::encoders::device();
-    let (_, entry) = manifest.image_encoder(None)?;
-    let image = ImageEncoder::load(manifest, entry, &device)?;
-    let text = TextEncoder::load(manifest, None, &device)?;
-    let progress = bar(
-        0,
-        args.quiet,
-        "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} embedded",
-    );
-    let started = Instant::now();
-    let written = synthesize_cohort(
-        &args.out,
-        args.patients,
-        args.seed,
-        &backgrounds,
-        &image,
-        &text,
-        &mut |done, total| {
-            progress.set_length(total as u64);
-            progress.set_position(done as u64);
-        },
-    )?;
-    progress.finish_and_clear();
-    let events = written.patients.iter().filter(|p| p.event).count();
-    println!(
-        "wrote {} patients ({events} events), {} columns, to {} in {:.1} s",
-        written.patients.len(),
-        written.columns,
-        args.out.display(),
-        started.elapsed().as_secs_f64()
-    );
-    println!(
-        "train with: prognostics train --cohort {} --time time --event event --triage urgent --patient id --exclude true_log_hazard --modality labs=ldh,albumin --modality genomics=tp53,brca2 --out DIR",
-        args.out.display()
-    );
-    Ok(())
-}
-
 fn print_metrics(what: &str, m: &Metrics) {
     let f = |v: Option<f64>| v.map_or("—".to_owned(), |v| format!("{v:.4}"));
     println!("{what}: {} patients, {} events", m.rows, m.events);
@@ -511,28 +447,5 @@ fn print_subgroups(subgroups: &[Subgroups]) {
             f(s.gaps.uno_c),
             f(s.gaps.integrated_brier_score)
         );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn horizons_in_any_unit() {
-        assert_eq!(
-            parse_horizon("1y", TimeUnit::Days).unwrap(),
-            ("1 year".into(), 365.25)
-        );
-        assert_eq!(
-            parse_horizon("6m", TimeUnit::Years).unwrap(),
-            ("6 months".into(), 0.5)
-        );
-        assert_eq!(
-            parse_horizon("90", TimeUnit::Days).unwrap(),
-            ("90 days".into(), 90.0)
-        );
-        assert!(parse_horizon("soon", TimeUnit::Days).is_err());
-        assert!(parse_horizon("-1y", TimeUnit::Days).is_err());
     }
 }

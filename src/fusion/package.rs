@@ -1,15 +1,17 @@
-//! A model bundle: a directory with the network's weights (`model.safetensors`) and a
-//! manifest (`manifest.json`) saying everything needed to use them: the feature layout and
-//! how cohort columns become features, the architecture, the training settings, the outcome
-//! and its time unit, the Breslow baseline hazard, the horizons with their calibration, the
-//! triage head's threshold, optionally the FHIR input spec the service fills it from, and the
-//! weights' sha256. Loading checks the manifest against the weights, tensor by tensor, before
-//! anything is predicted.
+//! A model package, the folder `train` writes and the service loads (not a FHIR Bundle): the
+//! network's weights (`model.safetensors`) and a manifest (`manifest.json`) saying everything
+//! needed to use them: the feature layout and how cohort columns become features, the
+//! architecture, the training settings, the outcome and its time unit, the Breslow baseline
+//! hazard, the horizons with their calibration, the triage head's threshold, optionally the FHIR
+//! input spec the service fills it from, and the weights' sha256. Loading checks the manifest
+//! against the weights, tensor by tensor, before anything is predicted.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device};
+
+use crate::domain::TimeUnit;
 use candle_nn::{VarBuilder, VarMap};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -30,8 +32,8 @@ pub const WEIGHTS_FILE: &str = "model.safetensors";
 pub struct Outcome {
     pub time_column: String,
     pub event_column: String,
-    /// The unit of follow-up times and horizons (days, months or years).
-    pub time_unit: String,
+    /// The unit of follow-up times and horizons; a manifest naming another is refused.
+    pub time_unit: TimeUnit,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -73,7 +75,7 @@ pub struct Manifest {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum BundleError {
+pub enum PackageError {
     #[error("{path}: {reason}")]
     Io { path: PathBuf, reason: String },
     #[error("{path}: not a model manifest: {reason}")]
@@ -91,8 +93,8 @@ pub struct Model {
     vars: VarMap,
 }
 
-fn io(path: &Path) -> impl Fn(std::io::Error) -> BundleError + '_ {
-    move |e| BundleError::Io {
+fn io(path: &Path) -> impl Fn(std::io::Error) -> PackageError + '_ {
+    move |e| PackageError::Io {
         path: path.to_owned(),
         reason: e.to_string(),
     }
@@ -101,7 +103,10 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> BundleError + '_ {
 impl Model {
     /// A model from trained networks, each with its own variables; they are stored
     /// together under `member.<k>.`.
-    pub fn new(manifest: Manifest, members: Vec<(FusionNet, VarMap)>) -> Result<Self, BundleError> {
+    pub fn new(
+        manifest: Manifest,
+        members: Vec<(FusionNet, VarMap)>,
+    ) -> Result<Self, PackageError> {
         let vars = VarMap::new();
         let mut networks = Vec::with_capacity(members.len());
         {
@@ -129,7 +134,7 @@ impl Model {
 
     /// Writes the bundle into `dir` (created if needed); the manifest records the weights'
     /// sha256.
-    pub fn save(&mut self, dir: &Path) -> Result<(), BundleError> {
+    pub fn save(&mut self, dir: &Path) -> Result<(), PackageError> {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let weights = dir.join(WEIGHTS_FILE);
         self.vars.save(&weights)?;
@@ -137,7 +142,7 @@ impl Model {
         self.manifest.weights_sha256 = hex(&Sha256::digest(&bytes));
         let manifest = dir.join(MANIFEST_FILE);
         let json =
-            serde_json::to_string_pretty(&self.manifest).map_err(|e| BundleError::Manifest {
+            serde_json::to_string_pretty(&self.manifest).map_err(|e| PackageError::Manifest {
                 path: manifest.clone(),
                 reason: e.to_string(),
             })?;
@@ -146,16 +151,16 @@ impl Model {
 
     /// Reads a bundle, refusing one whose weights are not the manifest's (checksum, tensor
     /// names, shapes).
-    pub fn load(dir: &Path) -> Result<Self, BundleError> {
+    pub fn load(dir: &Path) -> Result<Self, PackageError> {
         let manifest_path = dir.join(MANIFEST_FILE);
         let text = std::fs::read_to_string(&manifest_path).map_err(io(&manifest_path))?;
         let manifest: Manifest =
-            serde_json::from_str(&text).map_err(|e| BundleError::Manifest {
+            serde_json::from_str(&text).map_err(|e| PackageError::Manifest {
                 path: manifest_path.clone(),
                 reason: e.to_string(),
             })?;
         if manifest.format != FORMAT {
-            return Err(BundleError::Manifest {
+            return Err(PackageError::Manifest {
                 path: manifest_path,
                 reason: format!(
                     "format `{}`, this version reads `{FORMAT}`",
@@ -164,7 +169,7 @@ impl Model {
             });
         }
         if let Some(spec) = &manifest.inputs {
-            let refuse = |reason: String| BundleError::Manifest {
+            let refuse = |reason: String| PackageError::Manifest {
                 path: manifest_path.clone(),
                 reason,
             };
@@ -182,7 +187,7 @@ impl Model {
         }
         let weights = dir.join(WEIGHTS_FILE);
         let bytes = std::fs::read(&weights).map_err(io(&weights))?;
-        let mismatch = |reason: String| BundleError::Mismatch {
+        let mismatch = |reason: String| PackageError::Mismatch {
             path: weights.clone(),
             reason,
         };

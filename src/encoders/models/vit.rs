@@ -13,8 +13,8 @@ use candle_core::{D, Module, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, LayerNorm, Linear};
 use serde::Deserialize;
 
-use super::EncoderError;
-use super::layers::{RandomWeights, Weights};
+use crate::encoders::EncoderError;
+use crate::encoders::layers::conv::{RandomWeights, Weights};
 
 /// What the embedding is made of.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -126,7 +126,7 @@ pub struct Vit {
 
 impl Vit {
     /// Loads the weights; `input_size` must give the patch grid the position embeddings cover.
-    pub(super) fn load(
+    pub(in crate::encoders) fn load(
         weights: &Weights<'_>,
         config: &VitConfig,
         input_size: usize,

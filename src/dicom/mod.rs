@@ -4,19 +4,19 @@
 //!
 //! [`DicomInstance`]: crate::domain::DicomInstance
 
-mod dicom;
 mod jpeg;
+mod part10;
 mod pixels;
 mod samples;
 
-pub use dicom::{DicomStatus, part10_file, read_instance};
+pub use part10::{DicomStatus, part10_file, read_instance};
 pub use pixels::{DecodedImage, decode_image, decode_modality_values};
 
 use crate::domain::DicomUid;
 use crate::error::ErrorKind;
 
 #[derive(Debug, thiserror::Error)]
-pub enum IngestError {
+pub enum DicomError {
     #[error("not a DICOM Part 10 file (no DICM prefix)")]
     NotDicom,
     #[error("the DICOM file meta information could not be read")]
@@ -48,29 +48,29 @@ pub enum IngestError {
     WriteMeta(#[source] Box<dicom_object::meta::Error>),
 }
 
-impl IngestError {
+impl DicomError {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            IngestError::NotDicom
-            | IngestError::UnreadableMeta(_)
-            | IngestError::Unreadable(_)
-            | IngestError::MissingAttribute { .. }
-            | IngestError::MissingPixelData { .. }
-            | IngestError::InvalidUid { .. } => ErrorKind::Invalid,
-            IngestError::UnsupportedTransferSyntax { .. }
-            | IngestError::NotStorage { .. }
-            | IngestError::Undecodable(_)
-            | IngestError::Codec { .. }
-            | IngestError::NoFrames
-            | IngestError::UnsupportedPhotometric { .. } => ErrorKind::Unprocessable,
-            IngestError::WriteMeta(_) => ErrorKind::Internal,
+            DicomError::NotDicom
+            | DicomError::UnreadableMeta(_)
+            | DicomError::Unreadable(_)
+            | DicomError::MissingAttribute { .. }
+            | DicomError::MissingPixelData { .. }
+            | DicomError::InvalidUid { .. } => ErrorKind::Invalid,
+            DicomError::UnsupportedTransferSyntax { .. }
+            | DicomError::NotStorage { .. }
+            | DicomError::Undecodable(_)
+            | DicomError::Codec { .. }
+            | DicomError::NoFrames
+            | DicomError::UnsupportedPhotometric { .. } => ErrorKind::Unprocessable,
+            DicomError::WriteMeta(_) => ErrorKind::Internal,
         }
     }
 
     /// The instance's SOP Class and SOP Instance UIDs, when they were read before it failed.
     pub fn identified(&self) -> Option<(&DicomUid, &DicomUid)> {
         match self {
-            IngestError::MissingPixelData {
+            DicomError::MissingPixelData {
                 sop_class_uid,
                 sop_instance_uid,
             } => Some((sop_class_uid, sop_instance_uid)),
@@ -81,27 +81,27 @@ impl IngestError {
     /// Not a DICOM instance at all (no `DICM` prefix), or not a stored kind of object (a
     /// DICOMDIR, a non-storage SOP class): an import skips such files.
     pub fn is_not_an_instance(&self) -> bool {
-        matches!(self, IngestError::NotDicom | IngestError::NotStorage { .. })
+        matches!(self, DicomError::NotDicom | DicomError::NotStorage { .. })
     }
 
     /// The DICOM status a storage SCP or STOW-RS origin server reports for this failure.
     pub fn dicom_status(&self) -> DicomStatus {
         match self {
-            IngestError::NotDicom | IngestError::UnreadableMeta(_) | IngestError::Unreadable(_) => {
+            DicomError::NotDicom | DicomError::UnreadableMeta(_) | DicomError::Unreadable(_) => {
                 DicomStatus::CANNOT_UNDERSTAND
             }
-            IngestError::MissingAttribute { .. }
-            | IngestError::MissingPixelData { .. }
-            | IngestError::InvalidUid { .. } => DicomStatus::DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
-            IngestError::UnsupportedTransferSyntax { .. } => {
+            DicomError::MissingAttribute { .. }
+            | DicomError::MissingPixelData { .. }
+            | DicomError::InvalidUid { .. } => DicomStatus::DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
+            DicomError::UnsupportedTransferSyntax { .. } => {
                 DicomStatus::TRANSFER_SYNTAX_NOT_SUPPORTED
             }
-            IngestError::NotStorage { .. } => DicomStatus::SOP_CLASS_NOT_SUPPORTED,
-            IngestError::Undecodable(_)
-            | IngestError::Codec { .. }
-            | IngestError::NoFrames
-            | IngestError::UnsupportedPhotometric { .. } => DicomStatus::CANNOT_UNDERSTAND,
-            IngestError::WriteMeta(_) => DicomStatus::PROCESSING_FAILURE,
+            DicomError::NotStorage { .. } => DicomStatus::SOP_CLASS_NOT_SUPPORTED,
+            DicomError::Undecodable(_)
+            | DicomError::Codec { .. }
+            | DicomError::NoFrames
+            | DicomError::UnsupportedPhotometric { .. } => DicomStatus::CANNOT_UNDERSTAND,
+            DicomError::WriteMeta(_) => DicomStatus::PROCESSING_FAILURE,
         }
     }
 }

@@ -1,15 +1,21 @@
 //! `prognostics import PATH…`: DICOM files and folders (walked recursively) stored exactly as
 //! STOW-RS and C-STORE store them, with a progress bar and a summary. Files that are not DICOM
-//! instances (a README, a DICOMDIR) are skipped, not failed. Imports `pipeline`, `domain`.
+//! instances (a README, a DICOMDIR) are skipped, not failed; the command fails (exit 1) when a
+//! DICOM file could not be stored.
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::Instant;
 
+use anyhow::Context;
 use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::ImportArgs;
+use crate::config::Settings;
 use crate::domain::StoreOutcome;
 use crate::pipeline::{InstanceFailure, Pipeline, PipelineError};
+use crate::startup::open_pipeline;
 
 /// Files read and stored at once: enough to overlap disk, parsing and the database.
 const CONCURRENCY: usize = 4;
@@ -33,6 +39,42 @@ impl ImportReport {
     pub fn stored(&self) -> usize {
         self.created + self.unchanged + self.replaced
     }
+}
+
+/// Imports the files and folders named, then prints what was stored, skipped and failed.
+pub async fn run(settings: &Settings, args: ImportArgs) -> anyhow::Result<ExitCode> {
+    let files = collect_files(&args.paths).context("could not list the files to import")?;
+    let pipeline = open_pipeline(settings)
+        .await
+        .context("could not open the database")?;
+    let progress = !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let report = import(&pipeline, files, progress).await;
+    pipeline.store().close().await;
+    println!(
+        "stored {} instances ({} new, {} unchanged, {} replaced; {} with pixel data that cannot be decoded) in {:.1} s; skipped {} files that are not DICOM instances; {} failed",
+        report.stored(),
+        report.created,
+        report.unchanged,
+        report.replaced,
+        report.undecodable.len(),
+        report.seconds,
+        report.skipped.len(),
+        report.failed.len()
+    );
+    for (path, reason) in &report.failed {
+        println!("failed: {}: {reason}", path.display());
+    }
+    for (path, reason) in &report.undecodable {
+        println!(
+            "stored, pixel data not decodable: {}: {reason}",
+            path.display()
+        );
+    }
+    Ok(if report.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Every regular file under `paths`, in a stable order.
@@ -115,5 +157,5 @@ pub async fn import(pipeline: &Pipeline, files: Vec<PathBuf>, progress: bool) ->
 }
 
 fn is_not_an_instance(error: &PipelineError) -> bool {
-    matches!(error, PipelineError::Ingest(e) if e.is_not_an_instance())
+    matches!(error, PipelineError::Dicom(e) if e.is_not_an_instance())
 }

@@ -17,8 +17,8 @@ use dicom_pixeldata::{
 };
 use rayon::prelude::*;
 
-use super::IngestError;
-use super::dicom::open;
+use super::DicomError;
+use super::part10::open;
 use super::samples::{self, StoredSamples};
 
 /// CT soft-tissue window (centre, width) in HU, used when a CT image carries no window.
@@ -43,7 +43,7 @@ pub struct DecodedImage {
 /// frame (falling back to decoding it whole when its encoding does not allow that). What
 /// dicom-pixeldata cannot decode and `samples` can (12-bit JPEG, 32-bit and 1-bit samples) is
 /// read there and normalised the same way.
-pub fn decode_image(bytes: &[u8]) -> Result<DecodedImage, IngestError> {
+pub fn decode_image(bytes: &[u8]) -> Result<DecodedImage, DicomError> {
     let object = open(bytes)?;
     let context = FrameContext {
         window: file_window(&object).or_else(|| modality_window(&object)),
@@ -52,7 +52,7 @@ pub fn decode_image(bytes: &[u8]) -> Result<DecodedImage, IngestError> {
             .transpose()?,
     };
     match decode_with_pixeldata(&object, &context) {
-        Err(IngestError::Undecodable(_)) if samples::can_read(&object) => {
+        Err(DicomError::Undecodable(_)) if samples::can_read(&object) => {
             let stored = samples::read_stored_samples(&object)?;
             assemble(context.normalise_all(&stored)?)
         }
@@ -63,18 +63,18 @@ pub fn decode_image(bytes: &[u8]) -> Result<DecodedImage, IngestError> {
 fn decode_with_pixeldata(
     object: &DefaultDicomObject,
     context: &FrameContext,
-) -> Result<DecodedImage, IngestError> {
+) -> Result<DecodedImage, DicomError> {
     let declared_frames = object
         .get(tags::NUMBER_OF_FRAMES)
         .and_then(|e| e.to_int::<u32>().ok())
         .unwrap_or(1);
     if declared_frames > 1 {
-        let frames: Result<Vec<_>, IngestError> = (0..declared_frames)
+        let frames: Result<Vec<_>, DicomError> = (0..declared_frames)
             .into_par_iter()
             .map(|frame| {
                 let pixels = object
                     .decode_pixel_data_frame(frame)
-                    .map_err(|e| IngestError::Undecodable(Box::new(e)))?;
+                    .map_err(|e| DicomError::Undecodable(Box::new(e)))?;
                 context.normalise(&pixels, 0)
             })
             .collect();
@@ -84,7 +84,7 @@ fn decode_with_pixeldata(
     }
     let pixels = object
         .decode_pixel_data()
-        .map_err(|e| IngestError::Undecodable(Box::new(e)))?;
+        .map_err(|e| DicomError::Undecodable(Box::new(e)))?;
     assemble(context.normalise_all(&pixels)?)
 }
 
@@ -98,9 +98,9 @@ fn is_palette(object: &DefaultDicomObject) -> bool {
 /// One normalised frame: rows, columns, channels, values.
 type Normalised = (u32, u32, u8, Vec<f32>);
 
-fn assemble(frames: Vec<Normalised>) -> Result<DecodedImage, IngestError> {
+fn assemble(frames: Vec<Normalised>) -> Result<DecodedImage, DicomError> {
     let Some(&(rows, columns, channels, _)) = frames.first() else {
-        return Err(IngestError::NoFrames);
+        return Err(DicomError::NoFrames);
     };
     Ok(DecodedImage {
         rows,
@@ -117,14 +117,14 @@ struct FrameContext {
 }
 
 impl FrameContext {
-    fn normalise_all(&self, pixels: &impl FrameSource) -> Result<Vec<Normalised>, IngestError> {
+    fn normalise_all(&self, pixels: &impl FrameSource) -> Result<Vec<Normalised>, DicomError> {
         (0..pixels.frame_count())
             .into_par_iter()
             .map(|frame| self.normalise(pixels, frame))
             .collect()
     }
 
-    fn normalise(&self, pixels: &impl FrameSource, frame: u32) -> Result<Normalised, IngestError> {
+    fn normalise(&self, pixels: &impl FrameSource, frame: u32) -> Result<Normalised, DicomError> {
         let (rows, columns) = (pixels.rows(), pixels.columns());
         let photometric = pixels.photometric();
         match photometric {
@@ -162,13 +162,13 @@ impl FrameContext {
                 let palette =
                     self.palette
                         .as_ref()
-                        .ok_or_else(|| IngestError::UnsupportedPhotometric {
+                        .ok_or_else(|| DicomError::UnsupportedPhotometric {
                             value: "PALETTE COLOR without palette color LUTs".to_owned(),
                         })?;
                 let indices = pixels.raw_frame(frame)?;
                 Ok((rows, columns, 3, palette.apply(&indices)))
             }
-            other => Err(IngestError::UnsupportedPhotometric {
+            other => Err(DicomError::UnsupportedPhotometric {
                 value: other.to_string(),
             }),
         }
@@ -177,7 +177,7 @@ impl FrameContext {
 
 /// The frames' values after the modality LUT only (Hounsfield units for CT), the form in which
 /// differently encoded copies of an image must agree. Monochrome images only.
-pub fn decode_modality_values(bytes: &[u8]) -> Result<Vec<Vec<f32>>, IngestError> {
+pub fn decode_modality_values(bytes: &[u8]) -> Result<Vec<Vec<f32>>, DicomError> {
     let object = open(bytes)?;
     let all_frames = |pixels: &dyn FrameSource| {
         (0..pixels.frame_count())
@@ -186,10 +186,10 @@ pub fn decode_modality_values(bytes: &[u8]) -> Result<Vec<Vec<f32>>, IngestError
     };
     let decoded = object
         .decode_pixel_data()
-        .map_err(|e| IngestError::Undecodable(Box::new(e)))
+        .map_err(|e| DicomError::Undecodable(Box::new(e)))
         .and_then(|pixels| all_frames(&pixels));
     match decoded {
-        Err(IngestError::Undecodable(_)) if samples::can_read(&object) => {
+        Err(DicomError::Undecodable(_)) if samples::can_read(&object) => {
             all_frames(&samples::read_stored_samples(&object)?)
         }
         result => result,
@@ -204,11 +204,11 @@ trait FrameSource: Sync {
     fn bits_stored(&self) -> u16;
     fn frame_count(&self) -> u32;
     /// Values after the modality LUT (monochrome images).
-    fn modality_frame(&self, frame: u32) -> Result<Vec<f32>, IngestError>;
+    fn modality_frame(&self, frame: u32) -> Result<Vec<f32>, DicomError>;
     /// Colour samples as stored, interleaved per pixel, as full triplets.
-    fn colour_frame(&self, frame: u32) -> Result<Vec<f32>, IngestError>;
+    fn colour_frame(&self, frame: u32) -> Result<Vec<f32>, DicomError>;
     /// Stored values without any LUT (palette indices).
-    fn raw_frame(&self, frame: u32) -> Result<Vec<f32>, IngestError>;
+    fn raw_frame(&self, frame: u32) -> Result<Vec<f32>, DicomError>;
 }
 
 impl FrameSource for DecodedPixelData<'_> {
@@ -227,16 +227,16 @@ impl FrameSource for DecodedPixelData<'_> {
     fn frame_count(&self) -> u32 {
         self.number_of_frames()
     }
-    fn modality_frame(&self, frame: u32) -> Result<Vec<f32>, IngestError> {
+    fn modality_frame(&self, frame: u32) -> Result<Vec<f32>, DicomError> {
         modality_frame(self, frame)
     }
-    fn colour_frame(&self, frame: u32) -> Result<Vec<f32>, IngestError> {
+    fn colour_frame(&self, frame: u32) -> Result<Vec<f32>, DicomError> {
         match subsampled_ybr_frame(self, frame) {
             Some(values) => Ok(values),
             None => colour_frame(self, frame),
         }
     }
-    fn raw_frame(&self, frame: u32) -> Result<Vec<f32>, IngestError> {
+    fn raw_frame(&self, frame: u32) -> Result<Vec<f32>, DicomError> {
         raw_frame(self, frame)
     }
 }
@@ -257,7 +257,7 @@ impl FrameSource for StoredSamples {
     fn frame_count(&self) -> u32 {
         self.frames.len() as u32
     }
-    fn modality_frame(&self, frame: u32) -> Result<Vec<f32>, IngestError> {
+    fn modality_frame(&self, frame: u32) -> Result<Vec<f32>, DicomError> {
         let (slope, intercept) = self.rescale;
         Ok(self
             .stored(frame)?
@@ -265,30 +265,30 @@ impl FrameSource for StoredSamples {
             .map(|&v| v * slope + intercept)
             .collect())
     }
-    fn colour_frame(&self, frame: u32) -> Result<Vec<f32>, IngestError> {
+    fn colour_frame(&self, frame: u32) -> Result<Vec<f32>, DicomError> {
         self.stored(frame).map(<[f32]>::to_vec)
     }
-    fn raw_frame(&self, frame: u32) -> Result<Vec<f32>, IngestError> {
+    fn raw_frame(&self, frame: u32) -> Result<Vec<f32>, DicomError> {
         self.stored(frame).map(<[f32]>::to_vec)
     }
 }
 
 impl StoredSamples {
-    fn stored(&self, frame: u32) -> Result<&[f32], IngestError> {
+    fn stored(&self, frame: u32) -> Result<&[f32], DicomError> {
         self.frames
             .get(frame as usize)
             .map(Vec::as_slice)
-            .ok_or(IngestError::NoFrames)
+            .ok_or(DicomError::NoFrames)
     }
 }
 
-fn modality_frame(pixels: &DecodedPixelData<'_>, frame: u32) -> Result<Vec<f32>, IngestError> {
+fn modality_frame(pixels: &DecodedPixelData<'_>, frame: u32) -> Result<Vec<f32>, DicomError> {
     let options = ConvertOptions::new()
         .with_modality_lut(ModalityLutOption::Default)
         .with_voi_lut(VoiLutOption::Identity);
     pixels
         .to_vec_frame_with_options::<f32>(frame, &options)
-        .map_err(|e| IngestError::Undecodable(Box::new(e)))
+        .map_err(|e| DicomError::Undecodable(Box::new(e)))
 }
 
 /// Uncompressed YBR_FULL_422 (8 bit): each pair of pixels is stored as Y1 Y2 Cb Cr (PS3.3
@@ -315,13 +315,13 @@ fn subsampled_ybr_frame(pixels: &DecodedPixelData<'_>, frame: u32) -> Option<Vec
 }
 
 /// Stored values, without any LUT.
-fn raw_frame(pixels: &DecodedPixelData<'_>, frame: u32) -> Result<Vec<f32>, IngestError> {
+fn raw_frame(pixels: &DecodedPixelData<'_>, frame: u32) -> Result<Vec<f32>, DicomError> {
     let options = ConvertOptions::new()
         .with_modality_lut(ModalityLutOption::None)
         .with_voi_lut(VoiLutOption::Identity);
     pixels
         .to_vec_frame_with_options::<f32>(frame, &options)
-        .map_err(|e| IngestError::Undecodable(Box::new(e)))
+        .map_err(|e| DicomError::Undecodable(Box::new(e)))
 }
 
 /// The Red, Green and Blue Palette Color LUTs (PS3.3 C.7.6.3.1.5-6), each entry scaled to [0, 1].
@@ -332,8 +332,8 @@ struct Palette {
 }
 
 impl Palette {
-    fn read(object: &DefaultDicomObject) -> Result<Self, IngestError> {
-        let unsupported = || IngestError::UnsupportedPhotometric {
+    fn read(object: &DefaultDicomObject) -> Result<Self, DicomError> {
+        let unsupported = || DicomError::UnsupportedPhotometric {
             value: "PALETTE COLOR without complete palette color LUTs".to_owned(),
         };
         let descriptors = [
@@ -458,19 +458,19 @@ fn expand_segmented_lut(words: &[u16], count: usize) -> Option<Vec<u16>> {
 }
 
 /// A colour frame as interleaved samples, whatever the planar configuration.
-fn colour_frame(pixels: &DecodedPixelData<'_>, frame: u32) -> Result<Vec<f32>, IngestError> {
+fn colour_frame(pixels: &DecodedPixelData<'_>, frame: u32) -> Result<Vec<f32>, DicomError> {
     let options = ConvertOptions::new()
         .with_modality_lut(ModalityLutOption::None)
         .with_voi_lut(VoiLutOption::Identity);
     if pixels.planar_configuration() == PlanarConfiguration::Standard {
         return pixels
             .to_vec_frame_with_options::<f32>(frame, &options)
-            .map_err(|e| IngestError::Undecodable(Box::new(e)));
+            .map_err(|e| DicomError::Undecodable(Box::new(e)));
     }
     // Planar (RRR…GGG…BBB…): read the raw samples and interleave them here.
     let raw = pixels
         .frame_data(frame)
-        .map_err(|e| IngestError::Undecodable(Box::new(e)))?;
+        .map_err(|e| DicomError::Undecodable(Box::new(e)))?;
     let samples: Vec<f32> = if pixels.bits_allocated() > 8 {
         raw.chunks_exact(2)
             .map(|c| f32::from(u16::from_le_bytes([c[0], c[1]])))

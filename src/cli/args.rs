@@ -1,70 +1,14 @@
-//! The command line: `prognostics serve` (the default), `prognostics migrate` and
-//! `prognostics import`. Flags override the configuration file and environment. Imports
-//! `config` only.
+//! The argument types of every command: what each flag means and its default. Values with a
+//! grammar of their own parse into the domain's types (a time unit here; horizons, whose bare
+//! numbers are in `--time-unit`, with `Horizon::parse` by the command).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
-use secrecy::SecretString;
+use clap::{Args, Subcommand};
 
-use crate::config::{ConfigError, LogFormat, Settings};
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "prognostics",
-    version,
-    about = "Multimodal prognostic risk scores for oncology, served as FHIR R4",
-    long_about = "Multimodal prognostic risk scores for oncology, served as FHIR R4.\n\n\
-        Configuration is read from built-in defaults, then the TOML file given with --config, \
-        then PROGNOSTICS_<SECTION>__<KEY> environment variables (for example \
-        PROGNOSTICS_DATABASE__URL), then the flags below."
-)]
-pub struct Cli {
-    #[command(flatten)]
-    pub common: CommonArgs,
-
-    #[command(subcommand)]
-    pub command: Option<Command>,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Run the HTTP service (the default when no command is given).
-    Serve(ServeArgs),
-    /// Apply database migrations and exit.
-    Migrate,
-    /// Store DICOM files (and every file under the folders given) as STOW-RS and C-STORE
-    /// would, then exit. Files that are not DICOM instances are skipped.
-    Import(ImportArgs),
-    /// Pull what the EHR's FHIR server (`ehr.base_url`) holds about a patient and show it:
-    /// labs, vital signs, tumour markers, variants, conditions, notes, imaging studies, and
-    /// whatever could not be had.
-    Pull(PullArgs),
-    /// Build the features a model's input spec declares for a patient pulled from the EHR, and
-    /// say which could not be filled and why. Notes are embedded with the spec's text encoder
-    /// (fetched when missing); imaging comes from a study already received and embedded here.
-    Features(FeaturesArgs),
-    /// Print the public key of `ehr.smart.private_key_file` as a JWK Set, with its `kid` and
-    /// algorithm: what to register with the EHR for SMART Backend Services.
-    EhrJwks,
-    /// Train a prognostic model on a cohort file (CSV or ARFF; one row per patient with a
-    /// follow-up time, an event indicator and features) and write a model bundle: weights,
-    /// manifest, calibration, and a model card (JSON, Markdown) with its held-out metrics.
-    Train(TrainArgs),
-    /// Evaluate a model bundle on a cohort (`--model`), or cross-validate training on a cohort
-    /// (`--cv 5x5`): c-indices, time-dependent AUC, integrated Brier score, calibration,
-    /// triage metrics, by subgroup.
-    Evaluate(EvaluateArgs),
-    /// Write a synthetic multimodal cohort with a known hazard (CSV): a lesion on a real DICOM
-    /// background (embedded by the image encoder), a radiology sentence (embedded by the text
-    /// encoder), laboratory, genomic and clinical columns, follow-up, an urgent-finding label
-    /// and the true log hazard. See `training::synthetic` for how it is made.
-    Synthesize(SynthesizeArgs),
-    /// Compute embeddings and print them as JSON, one object per line.
-    #[command(subcommand)]
-    Embed(EmbedCommand),
-}
+use crate::config::LogFormat;
+use crate::domain::TimeUnit;
 
 #[derive(Debug, Subcommand)]
 pub enum EmbedCommand {
@@ -192,7 +136,8 @@ pub struct ModelArgs {
     /// same model.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Horizons of the survival probabilities: 1y, 6m, 90d, or a number in --time-unit.
+    /// Horizons of the survival probabilities: 5y, 6mo, 2wk, 90d (UCUM a, mo, wk, d, or the
+    /// words), or a number in --time-unit.
     #[arg(
         long,
         value_name = "H,...",
@@ -200,8 +145,8 @@ pub struct ModelArgs {
         default_value = "1y,3y,5y"
     )]
     pub horizons: Vec<String>,
-    /// Unit of the follow-up times.
-    #[arg(long, value_enum, default_value = "days")]
+    /// Unit of the follow-up times: days, weeks, months or years.
+    #[arg(long, value_name = "UNIT", default_value = "days")]
     pub time_unit: TimeUnit,
     /// Networks in the ensemble: the training patients are cut into this many folds, each
     /// network early-stops on one and learns from the others; calibration uses every
@@ -240,32 +185,6 @@ pub struct ModelArgs {
     /// Recall of urgent findings the triage threshold is set for, on validation patients.
     #[arg(long, default_value_t = 0.9)]
     pub triage_recall: f64,
-}
-
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum TimeUnit {
-    Days,
-    Months,
-    Years,
-}
-
-impl TimeUnit {
-    pub fn name(self) -> &'static str {
-        match self {
-            TimeUnit::Days => "days",
-            TimeUnit::Months => "months",
-            TimeUnit::Years => "years",
-        }
-    }
-
-    /// Days in one unit.
-    pub fn days(self) -> f64 {
-        match self {
-            TimeUnit::Days => 1.0,
-            TimeUnit::Months => 365.25 / 12.0,
-            TimeUnit::Years => 365.25,
-        }
-    }
 }
 
 #[derive(Debug, Args)]
@@ -396,75 +315,4 @@ pub struct ServeArgs {
     /// Do not run the MLLP listener.
     #[arg(long, conflicts_with = "mllp_listen")]
     pub no_mllp: bool,
-}
-
-impl Cli {
-    /// Layers this command line over the file and environment configuration.
-    pub fn settings(&self) -> Result<Settings, ConfigError> {
-        let mut settings = Settings::load(self.common.config.as_deref())?;
-        if let Some(url) = &self.common.database {
-            settings.database.url = Some(SecretString::from(url.clone()));
-        }
-        if let Some(dir) = &self.common.data_dir {
-            settings.storage.data_dir = dir.clone();
-        }
-        if let Some(format) = self.common.log_format {
-            settings.log.format = format;
-        }
-        if let Some(Command::Serve(serve)) = &self.command {
-            if let Some(listen) = serve.listen {
-                settings.server.listen = listen;
-            }
-            if let Some(listen) = serve.dicom_listen {
-                settings.dicom.listen = listen;
-                settings.dicom.enabled = true;
-            }
-            if serve.no_dicom {
-                settings.dicom.enabled = false;
-            }
-            if let Some(listen) = serve.mllp_listen {
-                settings.hl7.listen = listen;
-                settings.hl7.enabled = true;
-            }
-            if serve.no_mllp {
-                settings.hl7.enabled = false;
-            }
-        }
-        Ok(settings)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::CommandFactory;
-
-    #[test]
-    fn the_command_line_is_well_formed() {
-        Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn flags_override_configuration() {
-        let cli = Cli::parse_from([
-            "prognostics",
-            "--data-dir",
-            "/tmp/x",
-            "serve",
-            "--listen",
-            "127.0.0.1:9999",
-            "--dicom-listen",
-            "0.0.0.0:4242",
-        ]);
-        let s = cli.settings().unwrap();
-        assert_eq!(s.server.listen.port(), 9999);
-        assert_eq!(s.dicom.listen.to_string(), "0.0.0.0:4242");
-        assert_eq!(s.storage.data_dir, PathBuf::from("/tmp/x"));
-    }
-
-    #[test]
-    fn no_command_means_serve() {
-        let cli = Cli::parse_from(["prognostics"]);
-        assert!(cli.command.is_none());
-    }
 }

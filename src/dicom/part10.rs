@@ -7,7 +7,7 @@ use dicom_object::file::ReadPreamble;
 use dicom_object::{DefaultDicomObject, FileMetaTable, FileMetaTableBuilder, OpenFileOptions, Tag};
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
-use super::IngestError;
+use super::DicomError;
 use crate::domain::{
     DicomInstance, DicomUid, PatientAttributes, SeriesAttributes, StudyAttributes,
 };
@@ -61,7 +61,7 @@ impl DicomStatus {
 /// Reads a complete Part 10 file (with or without its 128-byte preamble) and returns what the
 /// service records of it. The whole data set is parsed, pixel data included, so that a
 /// truncated file fails here rather than after it was acknowledged.
-pub fn read_instance(bytes: &[u8]) -> Result<DicomInstance, IngestError> {
+pub fn read_instance(bytes: &[u8]) -> Result<DicomInstance, DicomError> {
     let object = open(bytes)?;
     let ts_uid = object
         .meta()
@@ -73,10 +73,10 @@ pub fn read_instance(bytes: &[u8]) -> Result<DicomInstance, IngestError> {
 
 /// Parses a complete Part 10 file, refusing DICOMDIRs and transfer syntaxes the parser cannot
 /// read before the data set is touched.
-pub(super) fn open(bytes: &[u8]) -> Result<DefaultDicomObject, IngestError> {
+pub(super) fn open(bytes: &[u8]) -> Result<DefaultDicomObject, DicomError> {
     let body = without_preamble(bytes)?;
     let meta =
-        FileMetaTable::from_reader(body).map_err(|e| IngestError::UnreadableMeta(Box::new(e)))?;
+        FileMetaTable::from_reader(body).map_err(|e| DicomError::UnreadableMeta(Box::new(e)))?;
     let ts_uid = meta
         .transfer_syntax()
         .trim_end_matches(['\0', ' '])
@@ -85,18 +85,18 @@ pub(super) fn open(bytes: &[u8]) -> Result<DefaultDicomObject, IngestError> {
         .media_storage_sop_class_uid()
         .trim_end_matches(['\0', ' ']);
     if media_class == MEDIA_STORAGE_DIRECTORY {
-        return Err(IngestError::NotStorage {
+        return Err(DicomError::NotStorage {
             uid: media_class.to_owned(),
         });
     }
     match TransferSyntaxRegistry.get(&ts_uid) {
         Some(ts) if !ts.is_unsupported() => {}
-        _ => return Err(IngestError::UnsupportedTransferSyntax { uid: ts_uid }),
+        _ => return Err(DicomError::UnsupportedTransferSyntax { uid: ts_uid }),
     }
     OpenFileOptions::new()
         .read_preamble(ReadPreamble::Never)
         .from_reader(body)
-        .map_err(|e| IngestError::Unreadable(Box::new(e)))
+        .map_err(|e| DicomError::Unreadable(Box::new(e)))
 }
 
 /// Wraps a data set received over DIMSE, encoded in `transfer_syntax`, into a Part 10 file:
@@ -106,7 +106,7 @@ pub fn part10_file(
     sop_class_uid: &str,
     sop_instance_uid: &str,
     transfer_syntax: &str,
-) -> Result<Vec<u8>, IngestError> {
+) -> Result<Vec<u8>, DicomError> {
     let meta = FileMetaTableBuilder::new()
         .media_storage_sop_class_uid(sop_class_uid)
         .media_storage_sop_instance_uid(sop_instance_uid)
@@ -114,37 +114,34 @@ pub fn part10_file(
         .implementation_class_uid(IMPLEMENTATION_CLASS_UID)
         .implementation_version_name(IMPLEMENTATION_VERSION_NAME)
         .build()
-        .map_err(|e| IngestError::WriteMeta(Box::new(e)))?;
+        .map_err(|e| DicomError::WriteMeta(Box::new(e)))?;
     let mut out = Vec::with_capacity(data_set.len() + 512);
     out.extend_from_slice(&[0u8; 128]);
     out.extend_from_slice(b"DICM");
     meta.write(&mut out)
-        .map_err(|e| IngestError::WriteMeta(Box::new(e)))?;
+        .map_err(|e| DicomError::WriteMeta(Box::new(e)))?;
     out.extend_from_slice(data_set);
     Ok(out)
 }
 
-fn without_preamble(bytes: &[u8]) -> Result<&[u8], IngestError> {
+fn without_preamble(bytes: &[u8]) -> Result<&[u8], DicomError> {
     if bytes.len() >= 132 && &bytes[128..132] == b"DICM" {
         Ok(&bytes[128..])
     } else if bytes.starts_with(b"DICM") {
         Ok(bytes)
     } else {
-        Err(IngestError::NotDicom)
+        Err(DicomError::NotDicom)
     }
 }
 
-fn instance_from(
-    object: &DefaultDicomObject,
-    ts_uid: String,
-) -> Result<DicomInstance, IngestError> {
+fn instance_from(object: &DefaultDicomObject, ts_uid: String) -> Result<DicomInstance, DicomError> {
     let sop_class_uid = uid(object, tags::SOP_CLASS_UID, "SOPClassUID")?;
     let sop_instance_uid = uid(object, tags::SOP_INSTANCE_UID, "SOPInstanceUID")?;
     let class = sop_class_uid.as_str();
     if class == MEDIA_STORAGE_DIRECTORY
         || (class.starts_with(STANDARD_ROOT) && !class.starts_with(STANDARD_STORAGE_ROOT))
     {
-        return Err(IngestError::NotStorage {
+        return Err(DicomError::NotStorage {
             uid: class.to_owned(),
         });
     }
@@ -161,7 +158,7 @@ fn instance_from(
     // An image (it has Rows) must carry its pixels; other objects (SR, RT plans, waveforms)
     // legitimately have none.
     if rows.is_some() && !has_pixel_data {
-        return Err(IngestError::MissingPixelData {
+        return Err(DicomError::MissingPixelData {
             sop_class_uid,
             sop_instance_uid,
         });
@@ -215,7 +212,7 @@ fn uid(
     object: &DefaultDicomObject,
     tag: Tag,
     attribute: &'static str,
-) -> Result<DicomUid, IngestError> {
-    let value = text(object, tag).ok_or(IngestError::MissingAttribute { attribute })?;
-    DicomUid::parse(&value).map_err(|_| IngestError::InvalidUid { attribute })
+) -> Result<DicomUid, DicomError> {
+    let value = text(object, tag).ok_or(DicomError::MissingAttribute { attribute })?;
+    DicomUid::parse(&value).map_err(|_| DicomError::InvalidUid { attribute })
 }

@@ -11,7 +11,7 @@ const PARALLEL_MIN: usize = 1 << 14;
 
 /// The activation that follows a convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Activation {
+pub(in crate::encoders) enum Activation {
     None,
     Relu,
     Relu6,
@@ -19,7 +19,7 @@ pub(super) enum Activation {
 
 impl Activation {
     #[inline(always)]
-    pub(super) fn apply(self, x: f32) -> f32 {
+    pub(in crate::encoders) fn apply(self, x: f32) -> f32 {
         match self {
             Activation::None => x,
             Activation::Relu => x.max(0.0),
@@ -28,7 +28,7 @@ impl Activation {
     }
 
     /// The activation with candle's ops (any device).
-    pub(super) fn on(self, x: Tensor) -> candle_core::Result<Tensor> {
+    pub(in crate::encoders) fn on(self, x: Tensor) -> candle_core::Result<Tensor> {
         match self {
             Activation::None => Ok(x),
             Activation::Relu => x.relu(),
@@ -115,7 +115,7 @@ impl pulp::WithSimd for BiasJob<'_> {
 
 /// `activation(x + bias[channel] + residual)` for `x` of shape `(n, channels, …)` that the
 /// caller owns (a fresh result): in place on the CPU, with candle's ops elsewhere.
-pub(super) fn bias_activation(
+pub(in crate::encoders) fn bias_activation(
     x: Tensor,
     bias: Option<(&[f32], &Tensor)>,
     residual: Option<&Tensor>,
@@ -223,7 +223,7 @@ impl candle_core::CustomOp1 for MaxPool3x3Stride2 {
 }
 
 /// 3 × 3 max pooling, stride 2, padding 1, as PyTorch's `MaxPool2d(3, 2, 1)`.
-pub(super) fn max_pool_3x3_stride_2(x: &Tensor) -> candle_core::Result<Tensor> {
+pub(in crate::encoders) fn max_pool_3x3_stride_2(x: &Tensor) -> candle_core::Result<Tensor> {
     if x.device().is_cpu() {
         return x.contiguous()?.apply_op1_no_bwd(&MaxPool3x3Stride2);
     }
@@ -236,7 +236,7 @@ pub(super) fn max_pool_3x3_stride_2(x: &Tensor) -> candle_core::Result<Tensor> {
 }
 
 /// A depthwise convolution's parameters, with its output geometry.
-pub(super) struct Depthwise<'a> {
+pub(in crate::encoders) struct Depthwise<'a> {
     pub weight: &'a [f32],
     pub bias: &'a [f32],
     pub kernel: usize,

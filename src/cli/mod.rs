@@ -1,0 +1,169 @@
+//! The command line: one `Command` per task, each run by the file of its family (`serve`,
+//! `import`, `embed`, `ehr`, `models`, `synthesize`; argument types in `args`). Flags override the
+//! configuration file and environment. The edge of the offline commands: it may import every
+//! layer, as `startup` does for the service.
+
+mod args;
+mod ehr;
+mod embed;
+mod import;
+mod models;
+mod serve;
+pub mod stored_cohort;
+pub mod synthesize;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use secrecy::SecretString;
+
+pub use args::{
+    CohortArgs, CommonArgs, EmbedCommand, EmbedImageArgs, EmbedTextArgs, EvaluateArgs,
+    FeaturesArgs, ImportArgs, ModelArgs, PullArgs, ServeArgs, SynthesizeArgs, TrainArgs,
+};
+
+use crate::config::{ConfigError, Settings};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "prognostics",
+    version,
+    about = "Multimodal prognostic risk scores for oncology, served as FHIR R4",
+    long_about = "Multimodal prognostic risk scores for oncology, served as FHIR R4.\n\n\
+        Configuration is read from built-in defaults, then the TOML file given with --config, \
+        then PROGNOSTICS_<SECTION>__<KEY> environment variables (for example \
+        PROGNOSTICS_DATABASE__URL), then the flags below."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP service (the default when no command is given).
+    Serve(ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Store DICOM files (and every file under the folders given) as STOW-RS and C-STORE
+    /// would, then exit. Files that are not DICOM instances are skipped.
+    Import(ImportArgs),
+    /// Pull what the EHR's FHIR server (`ehr.base_url`) holds about a patient and show it:
+    /// labs, vital signs, tumour markers, variants, conditions, notes, imaging studies, and
+    /// whatever could not be had.
+    Pull(PullArgs),
+    /// Build the features a model's input spec declares for a patient pulled from the EHR, and
+    /// say which could not be filled and why. Notes are embedded with the spec's text encoder
+    /// (fetched when missing); imaging comes from a study already received and embedded here.
+    Features(FeaturesArgs),
+    /// Print the public key of `ehr.smart.private_key_file` as a JWK Set, with its `kid` and
+    /// algorithm: what to register with the EHR for SMART Backend Services.
+    EhrJwks,
+    /// Train a prognostic model on a cohort file (CSV or ARFF; one row per patient with a
+    /// follow-up time, an event indicator and features) and write a model bundle: weights,
+    /// manifest, calibration, and a model card (JSON, Markdown) with its held-out metrics.
+    Train(TrainArgs),
+    /// Evaluate a model bundle on a cohort (`--model`), or cross-validate training on a cohort
+    /// (`--cv 5x5`): c-indices, time-dependent AUC, integrated Brier score, calibration,
+    /// triage metrics, by subgroup.
+    Evaluate(EvaluateArgs),
+    /// Write a synthetic multimodal cohort with a known hazard (CSV): a lesion on a real DICOM
+    /// background (embedded by the image encoder), a radiology sentence (embedded by the text
+    /// encoder), laboratory, genomic and clinical columns, follow-up, an urgent-finding label
+    /// and the true log hazard. See `training::synthetic` for how it is made.
+    Synthesize(SynthesizeArgs),
+    /// Compute embeddings and print them as JSON, one object per line.
+    #[command(subcommand)]
+    Embed(EmbedCommand),
+}
+
+impl Cli {
+    /// Layers this command line over the file and environment configuration.
+    pub fn settings(&self) -> Result<Settings, ConfigError> {
+        let mut settings = Settings::load(self.common.config.as_deref())?;
+        if let Some(url) = &self.common.database {
+            settings.database.url = Some(SecretString::from(url.clone()));
+        }
+        if let Some(dir) = &self.common.data_dir {
+            settings.storage.data_dir = dir.clone();
+        }
+        if let Some(format) = self.common.log_format {
+            settings.log.format = format;
+        }
+        if let Some(Command::Serve(serve)) = &self.command {
+            if let Some(listen) = serve.listen {
+                settings.server.listen = listen;
+            }
+            if let Some(listen) = serve.dicom_listen {
+                settings.dicom.listen = listen;
+                settings.dicom.enabled = true;
+            }
+            if serve.no_dicom {
+                settings.dicom.enabled = false;
+            }
+            if let Some(listen) = serve.mllp_listen {
+                settings.hl7.listen = listen;
+                settings.hl7.enabled = true;
+            }
+            if serve.no_mllp {
+                settings.hl7.enabled = false;
+            }
+        }
+        Ok(settings)
+    }
+}
+
+/// Runs the command with the settings it was given (serving when there is none).
+pub async fn run(command: Option<Command>, settings: Settings) -> anyhow::Result<ExitCode> {
+    match command {
+        Some(Command::Serve(_)) | None => serve::serve(&settings).await,
+        Some(Command::Migrate) => serve::migrate(&settings).await,
+        Some(Command::Import(args)) => import::run(&settings, args).await,
+        Some(Command::Embed(EmbedCommand::Image(args))) => embed::image(args),
+        Some(Command::Embed(EmbedCommand::Text(args))) => embed::text(args).await,
+        Some(Command::Train(args)) => models::train(&settings, args).await,
+        Some(Command::Evaluate(args)) => models::evaluate(&settings, args).await,
+        Some(Command::Synthesize(args)) => synthesize::run(args).await,
+        Some(Command::Pull(args)) => ehr::pull(&settings, args).await,
+        Some(Command::Features(args)) => ehr::features(&settings, args).await,
+        Some(Command::EhrJwks) => ehr::jwks(&settings),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn flags_override_configuration() {
+        let cli = Cli::parse_from([
+            "prognostics",
+            "--data-dir",
+            "/tmp/x",
+            "serve",
+            "--listen",
+            "127.0.0.1:9999",
+            "--dicom-listen",
+            "0.0.0.0:4242",
+        ]);
+        let s = cli.settings().unwrap();
+        assert_eq!(s.server.listen.port(), 9999);
+        assert_eq!(s.dicom.listen.to_string(), "0.0.0.0:4242");
+        assert_eq!(s.storage.data_dir, std::path::PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn no_command_means_serve() {
+        let cli = Cli::parse_from(["prognostics"]);
+        assert!(cli.command.is_none());
+    }
+}

@@ -1,0 +1,307 @@
+//! `$risk-assessment` as every edge runs it (the FHIR operation now, CDS Hooks next): admission
+//! (a bounded number of assessments in flight; more are refused as overloaded), then either a
+//! synchronous answer within the time limit (past it the assessment goes on and is filed, and
+//! asking again returns it) or an asynchronous job, recorded before it is accepted, run, and
+//! found again by its status. Jobs a stop left running are run again at the next start. The
+//! answer is a collection Bundle of the filed resources, with an OperationOutcome when the
+//! prediction was made without part of the inputs. A failed job records the kind of its error,
+//! which each edge maps to its own protocol. Every task runs in the span of the request that
+//! started it, so that what it logs carries that request's id.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tracing::Instrument;
+
+use super::risk::{Assessment, AssessmentRequest};
+use super::{Pipeline, PipelineError};
+use crate::error::{ErrorKind, error_chain};
+use crate::report::{
+    BundleEntry, BundleKind, IssueCode, IssueSeverity, OutcomeIssue, ReportError, bundle,
+    operation_outcome, resource_url,
+};
+use crate::store::RiskJobState;
+use crate::telemetry::spawn_with_tracing;
+
+/// How many assessments may run at once (synchronous and asynchronous together) and how long
+/// a synchronous caller waits for one.
+#[derive(Clone)]
+pub struct RiskAdmission {
+    slots: Arc<Semaphore>,
+    time_limit: Duration,
+}
+
+impl std::fmt::Debug for RiskAdmission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RiskAdmission")
+            .field("available", &self.slots.available_permits())
+            .field("time_limit", &self.time_limit)
+            .finish()
+    }
+}
+
+impl Default for RiskAdmission {
+    /// The defaults of the `risk` settings: 64 at once, 30 s.
+    fn default() -> Self {
+        Self::new(64, Duration::from_secs(30))
+    }
+}
+
+impl RiskAdmission {
+    pub fn new(max_concurrent: usize, time_limit: Duration) -> Self {
+        Self {
+            slots: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            time_limit,
+        }
+    }
+
+    fn slot(&self) -> Result<OwnedSemaphorePermit, RiskJobError> {
+        Arc::clone(&self.slots)
+            .try_acquire_owned()
+            .map_err(|_| RiskJobError::Busy)
+    }
+}
+
+/// How the caller takes the answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Waits for the Bundle, up to the time limit.
+    Wait,
+    /// Is told the job's id at once and asks for its status.
+    Job,
+}
+
+/// What a submitted assessment gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Submitted {
+    /// The answer Bundle (JSON).
+    Answered(String),
+    /// Recorded and running: its status is asked for by this id.
+    Accepted { job: String },
+}
+
+/// Where an asynchronous assessment stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobStatus {
+    Running,
+    /// Its answer Bundle (JSON).
+    Done(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RiskJobError {
+    #[error("too many risk assessments are running; retry shortly")]
+    Busy,
+    #[error(
+        "the assessment took longer than {secs} s; it goes on and is filed, and asking again returns it (or use Prefer: respond-async)"
+    )]
+    TimedOut { secs: u64 },
+    #[error("no such request (results are kept a day; asking again returns the filed assessment)")]
+    UnknownJob,
+    /// How a job recorded as failed ended.
+    #[error("{message}")]
+    Failed { kind: ErrorKind, message: String },
+    #[error("the assessment stopped before it finished")]
+    Stopped(#[source] tokio::task::JoinError),
+}
+
+impl RiskJobError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            RiskJobError::Busy => ErrorKind::Overloaded,
+            RiskJobError::TimedOut { .. } => ErrorKind::Unavailable,
+            RiskJobError::UnknownJob => ErrorKind::NotFound,
+            RiskJobError::Failed { kind, .. } => *kind,
+            RiskJobError::Stopped(_) => ErrorKind::Internal,
+        }
+    }
+
+    /// Seconds after which asking again should find the answer.
+    pub fn retry_after(&self) -> Option<u32> {
+        matches!(self, RiskJobError::TimedOut { .. }).then_some(5)
+    }
+}
+
+impl Pipeline {
+    /// Assesses `request` as the caller wants it delivered. `base` is the FHIR base URL the
+    /// Bundle's entries are named under; `request_id` is recorded with a job, so that a job
+    /// resumed after a stop still logs under the id its caller was told.
+    pub async fn submit_assessment(
+        &self,
+        request: AssessmentRequest,
+        base: &str,
+        delivery: Delivery,
+        request_id: Option<&str>,
+    ) -> Result<Submitted, PipelineError> {
+        let permit = self.risk_admission.slot()?;
+        match delivery {
+            Delivery::Job => {
+                let job = uuid::Uuid::new_v4().to_string();
+                let mut record = request.to_value();
+                if let Some(id) = request_id {
+                    record["request_id"] = Value::String(id.to_owned());
+                }
+                self.store
+                    .insert_risk_job(&job, &record.to_string(), base)
+                    .await?;
+                tracing::info!(job, "assessment accepted");
+                spawn_with_tracing(self.clone().run_job(
+                    job.clone(),
+                    request,
+                    base.to_owned(),
+                    permit,
+                ));
+                Ok(Submitted::Accepted { job })
+            }
+            Delivery::Wait => {
+                let pipeline = self.clone();
+                let task = spawn_with_tracing(async move {
+                    let _permit = permit;
+                    pipeline.assess_risk(&request).await
+                });
+                let time_limit = self.risk_admission.time_limit;
+                let assessment = match tokio::time::timeout(time_limit, task).await {
+                    Ok(Ok(assessment)) => assessment?,
+                    Ok(Err(stopped)) => return Err(RiskJobError::Stopped(stopped).into()),
+                    Err(_) => {
+                        tracing::warn!(
+                            time_limit_secs = time_limit.as_secs(),
+                            "assessment past its time limit; it goes on"
+                        );
+                        return Err(RiskJobError::TimedOut {
+                            secs: time_limit.as_secs(),
+                        }
+                        .into());
+                    }
+                };
+                Ok(Submitted::Answered(assessment_bundle(base, &assessment)?))
+            }
+        }
+    }
+
+    /// The state of an asynchronous assessment: running, its Bundle, or the error it ended
+    /// with ([`RiskJobError::Failed`]); unknown or expired: [`RiskJobError::UnknownJob`].
+    pub async fn assessment_status(&self, job: &str) -> Result<JobStatus, PipelineError> {
+        match self.store.risk_job(job).await? {
+            None => Err(RiskJobError::UnknownJob.into()),
+            Some(RiskJobState::Running) => Ok(JobStatus::Running),
+            Some(RiskJobState::Done { bundle }) => Ok(JobStatus::Done(bundle)),
+            Some(RiskJobState::Failed { kind, message }) => {
+                Err(RiskJobError::Failed { kind, message }.into())
+            }
+        }
+    }
+
+    /// Runs again the asynchronous assessments a stop left running (at start, before serving),
+    /// each in a span carrying the request id it was accepted under.
+    pub async fn resume_risk_jobs(&self) {
+        let pending = match self.store.pending_risk_jobs().await {
+            Ok(pending) => pending,
+            Err(e) => {
+                tracing::error!(error = %error_chain(&e), "could not read the pending assessments");
+                return;
+            }
+        };
+        for job in pending {
+            let recorded: Option<Value> = serde_json::from_str(&job.request).ok();
+            let request_id = recorded
+                .as_ref()
+                .and_then(|r| r.get("request_id"))
+                .and_then(Value::as_str)
+                .unwrap_or(&job.id)
+                .to_owned();
+            let span = tracing::info_span!("request", request_id = %request_id, job = %job.id);
+            let Some(request) = AssessmentRequest::from_json(&job.request) else {
+                span.in_scope(|| tracing::error!("a recorded assessment could not be read"));
+                let failed = RiskJobState::Failed {
+                    kind: ErrorKind::Internal,
+                    message: "the recorded request could not be read".into(),
+                };
+                if let Err(e) = self.store.finish_risk_job(&job.id, &failed).await {
+                    span.in_scope(|| {
+                        tracing::error!(error = %error_chain(&e), "could not record how an assessment ended");
+                    });
+                }
+                continue;
+            };
+            let Ok(permit) = Arc::clone(&self.risk_admission.slots).acquire_owned().await else {
+                return;
+            };
+            span.in_scope(|| tracing::info!("resuming an assessment left running"));
+            spawn_with_tracing(
+                self.clone()
+                    .run_job(job.id, request, job.base, permit)
+                    .instrument(span),
+            );
+        }
+    }
+
+    /// Runs an asynchronous assessment and records how it ended.
+    async fn run_job(
+        self,
+        job: String,
+        request: AssessmentRequest,
+        base: String,
+        permit: OwnedSemaphorePermit,
+    ) {
+        let result = match self.assess_risk(&request).await {
+            Ok(assessment) => assessment_bundle(&base, &assessment).map_err(PipelineError::from),
+            Err(e) => Err(e),
+        };
+        drop(permit);
+        let state = match result {
+            Ok(bundle) => RiskJobState::Done { bundle },
+            Err(e) => {
+                let kind = e.kind();
+                if kind == ErrorKind::Internal {
+                    tracing::error!(job, error = %error_chain(&e), "assessment failed");
+                } else {
+                    tracing::info!(job, error_kind = kind.name(), "assessment refused");
+                }
+                RiskJobState::Failed {
+                    kind,
+                    message: if kind == ErrorKind::Internal {
+                        "the assessment failed; the service log has the cause".into()
+                    } else {
+                        e.to_string()
+                    },
+                }
+            }
+        };
+        if let Err(e) = self.store.finish_risk_job(&job, &state).await {
+            tracing::error!(job, error = %error_chain(&e), "could not record how an assessment ended");
+        }
+    }
+}
+
+/// The Bundle an assessment answers with: its filed resources under `base`, and its warnings
+/// as an OperationOutcome.
+fn assessment_bundle(base: &str, assessment: &Assessment) -> Result<String, ReportError> {
+    let mut entries: Vec<BundleEntry> = assessment
+        .resources
+        .iter()
+        .map(|(t, id, content)| {
+            BundleEntry::with_resource(Some(resource_url(base, *t, id)), content)
+        })
+        .collect();
+    if !assessment.warnings.is_empty() {
+        let issues: Vec<OutcomeIssue> = assessment
+            .warnings
+            .iter()
+            .map(|w| OutcomeIssue {
+                severity: IssueSeverity::Warning,
+                code: IssueCode::Incomplete,
+                diagnostics: w.clone(),
+                expression: None,
+            })
+            .collect();
+        let outcome = operation_outcome(&issues)?;
+        entries.push(BundleEntry::with_resource(
+            Some(format!("urn:uuid:{}", uuid::Uuid::new_v4())),
+            &outcome.to_string(),
+        ));
+    }
+    bundle(BundleKind::Collection, None, &[], &entries)
+}

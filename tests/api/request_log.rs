@@ -1,0 +1,212 @@
+//! The JSON log of the `prognostics` binary: every line logged while a `$risk-assessment` is
+//! served, synchronously and asynchronously (its job finishing after the 202), carries the
+//! request id the client sent, so that a client quoting it finds the whole story.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::helpers::fresh_postgres_database;
+
+/// The service as a separate process, its standard error read line by line.
+struct Service {
+    child: Child,
+    lines: Arc<Mutex<Vec<Value>>>,
+    address: String,
+    _data: tempfile::TempDir,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Service {
+    async fn start() -> Service {
+        let data = tempfile::tempdir().unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_prognostics"));
+        command
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("RUST_LOG", "info,prognostics=debug")
+            .env("PROGNOSTICS_INFERENCE__ENABLED", "false")
+            .arg("--log-format")
+            .arg("json")
+            .arg("--data-dir")
+            .arg(data.path());
+        if let Some(url) = fresh_postgres_database().await {
+            command.arg("--database").arg(url);
+        }
+        let mut child = command
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--no-dicom",
+                "--no-mllp",
+            ])
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let lines: Arc<Mutex<Vec<Value>>> = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let value = serde_json::from_str(&line)
+                    .unwrap_or_else(|_| panic!("a log line that is not JSON: {line}"));
+                sink.lock().unwrap().push(value);
+            }
+        });
+        let mut port = None;
+        for _ in 0..600 {
+            port = lines
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l["message"] == "service listening")
+                .and_then(|l| l["port"].as_u64());
+            if port.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let port = port.expect("the service says where it listens");
+        Service {
+            child,
+            lines,
+            address: format!("http://127.0.0.1:{port}"),
+            _data: data,
+        }
+    }
+
+    fn logged(&self) -> usize {
+        self.lines.lock().unwrap().len()
+    }
+
+    /// Lines logged since `from`.
+    fn since(&self, from: usize) -> Vec<Value> {
+        self.lines.lock().unwrap()[from..].to_vec()
+    }
+}
+
+/// The request ids of a line's spans.
+fn request_ids(line: &Value) -> Vec<String> {
+    line["spans"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["request_id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Waits for the service to log nothing more for a moment (its start-up work done, or an
+/// assessment's last line written).
+async fn settle(service: &Service) {
+    let mut seen = service.logged();
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = service.logged();
+        if now == seen {
+            return;
+        }
+        seen = now;
+    }
+}
+
+#[tokio::test]
+async fn every_line_of_an_assessment_carries_its_request_id() {
+    let service = Service::start().await;
+    let client = reqwest::Client::new();
+    let fhir = |path: &str| format!("{}/fhir/{path}", service.address);
+    let patient: Value = client
+        .post(fhir("Patient"))
+        .header("Content-Type", "application/fhir+json")
+        .json(&json!({"resourceType": "Patient", "gender": "female", "birthDate": "1960-05-01"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = patient["id"].as_str().unwrap();
+    settle(&service).await;
+
+    // Synchronous: answered with the Bundle.
+    let from = service.logged();
+    let response = client
+        .post(fhir(&format!("Patient/{id}/$risk-assessment")))
+        .header("Content-Type", "application/fhir+json")
+        .header("X-Request-Id", "sync-assessment-1")
+        .json(&json!({"resourceType": "Parameters"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    settle(&service).await;
+    let sync_lines = service.since(from);
+
+    // Asynchronous: 202, then the job runs on and files after the request was answered.
+    let from = service.logged();
+    let response = client
+        .post(fhir(&format!("Patient/{id}/$risk-assessment")))
+        .header("Content-Type", "application/fhir+json")
+        .header("Prefer", "respond-async")
+        .header("X-Request-Id", "async-assessment-1")
+        .json(&json!({"resourceType": "Parameters", "parameter": [
+            {"name": "horizon", "valueString": "3y"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let status_url = response.headers()["content-location"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let mut done = false;
+    for poll in 0..200 {
+        let polled = client
+            .get(&status_url)
+            .header("X-Request-Id", format!("poll-{poll}"))
+            .send()
+            .await
+            .unwrap();
+        if polled.status() == 200 {
+            done = true;
+            break;
+        }
+        assert_eq!(polled.status(), 202);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(done, "the asynchronous assessment finished");
+    settle(&service).await;
+    let async_lines = service.since(from);
+
+    for (id, lines) in [
+        ("sync-assessment-1", &sync_lines),
+        ("async-assessment-1", &async_lines),
+    ] {
+        let filed = lines
+            .iter()
+            .filter(|l| l["message"] == "risk assessment filed")
+            .collect::<Vec<_>>();
+        assert_eq!(filed.len(), 1, "{id}: one assessment filed: {lines:#?}");
+        for line in lines {
+            let ids = request_ids(line);
+            let polling = ids.iter().any(|i| i.starts_with("poll-"));
+            assert!(
+                ids.iter().any(|i| i == id) || (polling && id.starts_with("async")),
+                "{id}: a line without the request id: {line}"
+            );
+        }
+        assert!(
+            request_ids(filed[0]).iter().any(|i| i == id),
+            "{id}: the assessment is filed under its request id"
+        );
+    }
+}
