@@ -150,13 +150,30 @@ pub struct Embeddings {
     pub imaging: Option<Embedded>,
 }
 
-fn within(when: Option<DateTime<Utc>>, as_of: DateTime<Utc>, lookback_days: Option<u32>) -> bool {
+/// The moment features describe a patient at: ages are counted to `at`, look-back windows
+/// end at `at`, and facts recorded up to `until` are taken as describing the patient at `at`
+/// (a model whose index date is a diagnosis reads the pathology reported weeks later). For a
+/// prediction "now" both are the same moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct AsOf {
+    pub at: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+}
+
+impl From<DateTime<Utc>> for AsOf {
+    fn from(at: DateTime<Utc>) -> Self {
+        AsOf { at, until: at }
+    }
+}
+
+fn within(when: Option<DateTime<Utc>>, as_of: AsOf, lookback_days: Option<u32>) -> bool {
     match when {
         // Undated facts are taken as current only when there is no window to respect.
         None => lookback_days.is_none(),
         Some(when) => {
-            when <= as_of
-                && lookback_days.is_none_or(|days| when >= as_of - Duration::days(i64::from(days)))
+            when <= as_of.until
+                && lookback_days
+                    .is_none_or(|days| when >= as_of.at - Duration::days(i64::from(days)))
         }
     }
 }
@@ -165,8 +182,9 @@ fn within(when: Option<DateTime<Utc>>, as_of: DateTime<Utc>, lookback_days: Opti
 pub fn notes_to_embed<'a>(
     spec: &EmbeddingSpec,
     context: &'a PatientContext,
-    as_of: DateTime<Utc>,
+    as_of: impl Into<AsOf>,
 ) -> Vec<&'a Note> {
+    let as_of = as_of.into();
     let mut notes: Vec<&Note> = context
         .notes
         .iter()
@@ -197,11 +215,12 @@ pub fn build_features(
     spec: &InputSpec,
     context: &PatientContext,
     embeddings: &Embeddings,
-    as_of: DateTime<Utc>,
+    as_of: impl Into<AsOf>,
 ) -> FeatureSet {
+    let as_of = as_of.into();
     let mut set = FeatureSet {
         patient: context.patient.clone(),
-        as_of,
+        as_of: as_of.at,
         modalities: Vec::new(),
         unfilled: Vec::new(),
     };
@@ -218,8 +237,8 @@ pub fn build_features(
         let mut features = ModalityFeatures::new(Modality::Clinical);
         if clinical.age {
             match context.birth_date {
-                Some(born) if born <= as_of.date_naive() => {
-                    let years = (as_of.date_naive() - born).num_days() as f64 / 365.2425;
+                Some(born) if born <= as_of.at.date_naive() => {
+                    let years = (as_of.at.date_naive() - born).num_days() as f64 / 365.2425;
                     features.known("age", years, Some(&context.patient));
                 }
                 Some(_) => {
@@ -451,7 +470,7 @@ fn one_hot<'a>(
 fn latest_level<'a>(
     results: &'a [CodedResult],
     category: &CategorySpec,
-    as_of: DateTime<Utc>,
+    as_of: AsOf,
 ) -> Result<(String, &'a str), String> {
     let mut candidates: Vec<&CodedResult> = results
         .iter()
@@ -479,7 +498,7 @@ fn latest_level<'a>(
 fn treatment_level<'a>(
     context: &'a PatientContext,
     treatment: &TreatmentSpec,
-    as_of: DateTime<Utc>,
+    as_of: AsOf,
 ) -> Result<(String, &'a str), String> {
     let records: Vec<_> = context
         .treatments
@@ -500,12 +519,12 @@ fn treatment_level<'a>(
 fn latest_marker<'a>(
     results: &'a [CodedResult],
     loinc: &[String],
-    as_of: DateTime<Utc>,
+    as_of: AsOf,
 ) -> Result<&'a CodedResult, String> {
     let mut candidates: Vec<&CodedResult> = results
         .iter()
         .filter(|r| r.codes.iter().any(|c| loinc.contains(c)))
-        .filter(|r| r.effective.is_none_or(|e| e <= as_of))
+        .filter(|r| r.effective.is_none_or(|e| e <= as_of.until))
         .collect();
     if candidates.is_empty() {
         return Err("no result with these codes".into());
@@ -521,7 +540,7 @@ fn latest_marker<'a>(
 fn latest_lab<'a>(
     measurements: &'a [Measurement],
     lab: &LabSpec,
-    as_of: DateTime<Utc>,
+    as_of: AsOf,
 ) -> Result<(f64, &'a str), String> {
     let mut coded: Vec<&Measurement> = measurements
         .iter()

@@ -16,7 +16,7 @@ use crate::fhir::codes::{self, StageKind};
 use crate::fhir::date::parse_date_range;
 use crate::fhir::json::{codes_of, codings, reference};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Sex {
     Female,
@@ -119,6 +119,44 @@ pub struct StudyRef {
     pub started: Option<DateTime<Utc>>,
 }
 
+/// A coding: its system (when stated) and code.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Coding {
+    pub system: Option<String>,
+    pub code: String,
+}
+
+impl Coding {
+    /// The codings of a CodeableConcept.
+    pub fn of(concept: &Value) -> Vec<Coding> {
+        codings(concept)
+            .filter_map(|c| {
+                Some(Coding {
+                    system: c.get("system").and_then(Value::as_str).map(str::to_owned),
+                    code: c.get("code")?.as_str()?.to_owned(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// A diagnosis on record (a Condition neither refuted nor entered in error).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Diagnosis {
+    pub source: String,
+    pub code: Vec<Coding>,
+    /// `onset[x]` (the start of a period or range); none when only an age or words are given.
+    pub onset: Option<DateTime<Utc>>,
+    pub recorded: Option<DateTime<Utc>>,
+}
+
+impl Diagnosis {
+    /// When it was diagnosed, as well as the record says: the onset, else the recorded date.
+    pub fn date(&self) -> Option<DateTime<Utc>> {
+        self.onset.or(self.recorded)
+    }
+}
+
 /// Something read but not usable, and why.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Skipped {
@@ -133,6 +171,10 @@ pub struct PatientContext {
     pub patient: String,
     pub birth_date: Option<NaiveDate>,
     pub sex: Option<Sex>,
+    /// `Patient.deceased[x]`: died (with the date when given).
+    pub deceased: Option<Option<DateTime<Utc>>>,
+    /// Diagnoses on record (Conditions).
+    pub diagnoses: Vec<Diagnosis>,
     pub measurements: Vec<Measurement>,
     pub coded_results: Vec<CodedResult>,
     /// Every stage group found, latest first (pathologic before clinical on the same day).
@@ -188,6 +230,14 @@ impl PatientContext {
                 Some("other") => Some(Sex::Other),
                 _ => None,
             },
+            deceased: match (
+                patient.get("deceasedBoolean"),
+                patient.get("deceasedDateTime"),
+            ) {
+                (Some(Value::Bool(true)), _) => Some(None),
+                (_, Some(date)) => Some(instant(Some(date))),
+                _ => None,
+            },
             ..PatientContext::default()
         };
         let mut condition_stages = Vec::new();
@@ -236,6 +286,24 @@ impl PatientContext {
                     started: instant(resource.get("started")),
                 }),
                 Some("Condition") => {
+                    let verification = codes_of(&resource["verificationStatus"]);
+                    if verification
+                        .iter()
+                        .any(|v| v == "refuted" || v == "entered-in-error")
+                    {
+                        context.skipped.push(Skipped {
+                            source: reference(resource),
+                            reason: format!("verification status {}", verification.join(", ")),
+                        });
+                        continue;
+                    }
+                    context.diagnoses.push(Diagnosis {
+                        source: reference(resource),
+                        code: Coding::of(&resource["code"]),
+                        onset: instant(resource.get("onsetDateTime"))
+                            .or_else(|| instant(resource.pointer("/onsetPeriod/start"))),
+                        recorded: instant(resource.get("recordedDate")),
+                    });
                     // A stage summary on the Condition itself: used when no stage-group
                     // Observation is found.
                     for stage in resource

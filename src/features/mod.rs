@@ -7,12 +7,13 @@
 pub mod builder;
 pub mod context;
 pub mod notes;
+pub mod population;
 pub mod spec;
 pub mod treatments;
 pub mod units;
 
 pub use builder::{
-    Embedded, Embeddings, FeatureSet, Modality, ModalityFeatures, Unfilled, build_features,
+    AsOf, Embedded, Embeddings, FeatureSet, Modality, ModalityFeatures, Unfilled, build_features,
     notes_to_embed, pool_embeddings,
 };
 pub use context::PatientContext;

@@ -48,6 +48,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
 
+use super::population::PopulationSpec;
+
 #[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct InputSpec {
@@ -59,6 +61,8 @@ pub struct InputSpec {
     pub imaging: Option<EmbeddingSpec>,
     /// What the model predicts, as the service's outcome code (its FHIR code system).
     pub outcome: Option<OutcomeSpec>,
+    /// Who the model is for and from when its risk counts; none: anyone, from now.
+    pub population: Option<PopulationSpec>,
 }
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
@@ -243,6 +247,11 @@ impl InputSpec {
             if spec.as_ref().is_some_and(|s| s.dimension == 0) {
                 return Err(SpecError(format!("{what}: the dimension must be positive")));
             }
+        }
+        if let Some(population) = &self.population {
+            population
+                .validate()
+                .map_err(|e| SpecError(format!("population: {e}")))?;
         }
         Ok(())
     }

@@ -9,6 +9,7 @@ pub mod json;
 mod query;
 mod reference;
 mod search_params;
+pub mod terminology;
 mod validate;
 
 pub use date::{DateRange, parse_date_range};

@@ -128,6 +128,34 @@ impl Model {
             .collect()
     }
 
+    /// The probability of the event within `horizon` of a moment `elapsed` after the time
+    /// origin, given none by then: 1 − S(elapsed + horizon) / S(elapsed), from the Breslow
+    /// survival (the horizons' calibrations were fitted from the origin and do not apply).
+    /// None when `elapsed + horizon` lies past the last event time of the training data: the
+    /// model knows nothing of the hazard there.
+    pub fn conditional_event_probability(
+        &self,
+        risk: f64,
+        elapsed: f64,
+        horizon: f64,
+    ) -> Option<f64> {
+        let baseline = &self.manifest.baseline;
+        if elapsed + horizon > self.follow_up_limit() {
+            return None;
+        }
+        let before = baseline.survival(risk, elapsed);
+        if before <= 0.0 {
+            return None;
+        }
+        Some((1.0 - baseline.survival(risk, elapsed + horizon) / before).clamp(0.0, 1.0))
+    }
+
+    /// The last event time of the training data, in the model's time unit: the model's
+    /// survival curve says nothing beyond it.
+    pub fn follow_up_limit(&self) -> f64 {
+        self.manifest.baseline.times.last().copied().unwrap_or(0.0)
+    }
+
     /// Calibrated triage probability from the head's logit.
     fn triage_probability(&self, logit: f64) -> f64 {
         let p = 1.0 / (1.0 + (-logit).exp());

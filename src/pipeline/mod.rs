@@ -14,6 +14,7 @@ mod imaging;
 mod lookup;
 mod resources;
 pub mod risk;
+mod risk_clock;
 mod risk_inputs;
 pub mod risk_jobs;
 
@@ -134,7 +135,9 @@ impl PipelineError {
                 }
                 risk::AssessmentError::UnknownHorizon { .. }
                 | risk::AssessmentError::BadStudy(_) => ErrorKind::Invalid,
-                risk::AssessmentError::NoInputs(_) => ErrorKind::Unprocessable,
+                risk::AssessmentError::NoInputs(_)
+                | risk::AssessmentError::OutsidePopulation { .. }
+                | risk::AssessmentError::BeyondFollowUp { .. } => ErrorKind::Unprocessable,
                 risk::AssessmentError::Predict(_) | risk::AssessmentError::Ids(_) => {
                     ErrorKind::Internal
                 }

@@ -11,15 +11,15 @@ use std::path::Path;
 use serde_json::Value;
 use std::sync::Arc;
 
-use chrono::Utc;
 use sha2::{Digest, Sha256};
 
+use super::risk_clock::{Clock, horizon_risks};
 use super::{Pipeline, PipelineError};
 use crate::domain::{Horizon, IdError, ResourceId, ResourceType, TimeUnit};
 use crate::features::{FeatureSet, PatientContext, build_features};
 use crate::fusion::{Inputs, Model, PackageError, PredictError};
 use crate::report::risk::{
-    AssessmentContent, AssessmentIds, HorizonRisk, ModelDescription, assessment_resources,
+    AssessmentContent, AssessmentIds, ModelDescription, assessment_resources,
 };
 use crate::store::StoreError;
 use crate::telemetry::spawn_blocking_with_tracing;
@@ -80,11 +80,6 @@ impl RiskModel {
                 format!("Event ({})", self.model.manifest.outcome.event_column),
             ),
         }
-    }
-
-    /// UCUM unit of the model's follow-up times.
-    fn time_unit(&self) -> &'static str {
-        self.model.manifest.outcome.time_unit.ucum()
     }
 }
 
@@ -163,6 +158,18 @@ pub enum AssessmentError {
     BadStudy(String),
     #[error("no usable inputs for the model: {0}")]
     NoInputs(String),
+    #[error(
+        "the model is not made for this patient: {}{}",
+        reasons.join("; "),
+        if record_warnings.is_empty() { String::new() } else { format!(" (as far as the record read shows: {})", record_warnings.join("; ")) }
+    )]
+    OutsidePopulation {
+        reasons: Vec<String>,
+        /// What limited the record read (an EHR that did not answer).
+        record_warnings: Vec<String>,
+    },
+    #[error("nothing the model can predict: {}", reasons.join("; "))]
+    BeyondFollowUp { reasons: Vec<String> },
     #[error(transparent)]
     Predict(#[from] PredictError),
     #[error("an assessment id could not be made: {0}")]
@@ -181,18 +188,21 @@ impl Pipeline {
 
         let record = self.gather_record(&request.patient).await?;
         let context = PatientContext::from_resources(&record.patient, record.resources.iter());
-        let now = Utc::now();
         let spec = risk
             .model
             .manifest
             .inputs
             .as_ref()
             .ok_or(AssessmentError::NoModel)?;
+        let clock = self
+            .assessment_clock(&risk, spec, &context, &request.patient, &record.warnings)
+            .await?;
+        let now = clock.now;
         let mut warnings = record.warnings.clone();
         let (embeddings, study) = self
             .assessment_embeddings(spec, &context, request.study.as_deref(), &mut warnings)
             .await?;
-        let features = build_features(spec, &context, &embeddings, now);
+        let features = build_features(spec, &context, &embeddings, clock.as_of());
         let inputs =
             Inputs::from_feature_sets(&risk.model.manifest.layout, std::slice::from_ref(&features))
                 .map_err(|e| AssessmentError::NoInputs(e.to_string()))?;
@@ -251,32 +261,27 @@ impl Pipeline {
             ));
         }
 
-        let key = assessment_key(&risk.description, &basis, &features, &horizons);
+        let (horizon_risks, cautions) = horizon_risks(&risk, &prediction, &horizons, &clock)?;
+        warnings.extend(cautions.iter().cloned());
+        let key = assessment_key(&risk.description, &basis, &features, &horizons, &clock);
         let short = &key[..40];
-        let horizon_count = horizons.len();
+        let horizon_count = horizon_risks.len();
         let observation_count =
             horizon_count + 1 + usize::from(prediction.triage_probability.is_some());
         let ids = assessment_ids(short, observation_count).map_err(AssessmentError::Ids)?;
-        let unit = risk.time_unit();
         let content = AssessmentContent {
             patient: request.patient.clone(),
             model: risk.description.clone(),
             outcome: risk.outcome(),
-            effective: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            effective: clock
+                .as_of()
+                .at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             issued: now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             log_hazard_ratio: prediction.risk,
-            horizons: horizons
-                .iter()
-                .map(|&at| {
-                    let h = &prediction.horizons[at];
-                    HorizonRisk {
-                        label: h.label.clone(),
-                        time: h.time,
-                        unit,
-                        probability: h.event_probability,
-                    }
-                })
-                .collect(),
+            horizons: horizon_risks,
+            origin: clock.describe(),
+            cautions,
             triage: prediction.triage_probability.zip(prediction.urgent),
             contributions: prediction
                 .modalities
@@ -468,6 +473,7 @@ fn assessment_key(
     basis: &[String],
     features: &FeatureSet,
     horizons: &[usize],
+    clock: &Clock,
 ) -> String {
     let mut hash = Sha256::new();
     hash.update(model.weights_sha256.as_bytes());
@@ -489,6 +495,10 @@ fn assessment_key(
     }
     for h in horizons {
         hash.update((*h as u64).to_le_bytes());
+    }
+    // Probabilities conditional on the time since the origin change from day to day.
+    if clock.eligible.is_some() {
+        hash.update(clock.now.format("%Y-%m-%d").to_string().as_bytes());
     }
     hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }

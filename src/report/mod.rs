@@ -7,6 +7,7 @@
 //! resources are written as JSON too, for speed (see `v2`). Imports `domain`, `fhir`, `hl7`
 //! (the content read from messages) and `error`; computes nothing clinical.
 
+mod audit;
 mod bundle;
 mod capability;
 mod imaging_study;
@@ -17,6 +18,7 @@ pub mod risk;
 mod service_request;
 mod v2;
 
+pub use audit::refused_operation_audit;
 pub use bundle::{BundleEntry, BundleKind, BundleLink, EntryResponse, bundle, resource_url};
 pub use capability::{CapabilityOptions, capability_statement};
 pub use imaging_study::{

@@ -64,6 +64,8 @@ pub struct HorizonRisk {
     pub time: f64,
     pub unit: &'static str,
     pub probability: f64,
+    /// The calendar dates it spans: from the assessment to the horizon (`YYYY-MM-DD`).
+    pub period: (String, String),
 }
 
 /// What the model said and why, in words and numbers the resources carry.
@@ -79,6 +81,11 @@ pub struct AssessmentContent {
     pub issued: String,
     pub log_hazard_ratio: f64,
     pub horizons: Vec<HorizonRisk>,
+    /// From when the risk counts, in words ("Counted from diagnosis on 2018-03-16 …"); none
+    /// for a model without a time origin.
+    pub origin: Option<String>,
+    /// What lies outside the model's experience or cannot be told, in words.
+    pub cautions: Vec<String>,
     /// (probability, flagged urgent)
     pub triage: Option<(f64, bool)>,
     /// (modality, gate weight, contribution to the log hazard when it can be told apart)
@@ -214,7 +221,7 @@ pub fn assessment_resources(c: &AssessmentContent, ids: &AssessmentIds) -> Asses
             json!({
                 "outcome": outcome,
                 "probabilityDecimal": (h.probability * 1e4).round() / 1e4,
-                "whenRange": {"high": {"value": h.time, "unit": h.unit, "system": UCUM, "code": h.unit}},
+                "whenPeriod": {"start": h.period.0, "end": h.period.1},
                 "qualitativeRisk": {"coding": [{"system": RISK_PROBABILITY, "code": q, "display": display}]},
                 "rationale": rationale,
             })
@@ -312,9 +319,13 @@ pub fn assessment_resources(c: &AssessmentContent, ids: &AssessmentIds) -> Asses
     }
 }
 
-/// Why: each modality's contribution, the features that moved the risk most, what was missing.
+/// Why: the time origin, each modality's contribution, the features that moved the risk most,
+/// what was missing, and what the model has not seen.
 fn rationale(c: &AssessmentContent) -> String {
     let mut parts = Vec::new();
+    if let Some(origin) = &c.origin {
+        parts.push(origin.clone());
+    }
     if !c.contributions.is_empty() {
         let list: Vec<String> = c
             .contributions
@@ -344,6 +355,9 @@ fn rationale(c: &AssessmentContent) -> String {
         let list: Vec<&str> = c.missing.iter().map(|(m, _)| m.as_str()).collect();
         parts.push(format!("Missing modalities: {}.", list.join(", ")));
     }
+    for caution in &c.cautions {
+        parts.push(format!("Caution: {caution}."));
+    }
     parts.join(" ")
 }
 
@@ -372,6 +386,12 @@ fn conclusion(c: &AssessmentContent) -> String {
     if !c.missing.is_empty() {
         let list: Vec<&str> = c.missing.iter().map(|(m, _)| m.as_str()).collect();
         text += &format!(" Assessed without: {}.", list.join(", "));
+    }
+    if let Some(origin) = &c.origin {
+        text += &format!(" {origin}");
+    }
+    for caution in &c.cautions {
+        text += &format!(" Caution: {caution}.");
     }
     text
 }

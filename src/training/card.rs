@@ -84,6 +84,9 @@ pub struct ModelCard {
     pub version: String,
     pub created: DateTime<Utc>,
     pub intended_use: String,
+    /// Who the model is for and from when, in words drawn from the criteria the service
+    /// checks (none: the spec declares no population).
+    pub population: Option<String>,
     pub limitations: Vec<String>,
     pub outcome: Outcome,
     pub data: CohortSummary,
@@ -158,6 +161,11 @@ impl ModelCard {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
+            population: manifest
+                .inputs
+                .as_ref()
+                .and_then(|spec| spec.population.as_ref())
+                .map(|p| p.describe()),
             limitations,
             outcome: manifest.outcome.clone(),
             data,
@@ -195,6 +203,13 @@ impl ModelCard {
             self.created.format("%Y-%m-%d"),
             self.intended_use
         );
+        md += "## Intended population\n\n";
+        md += &match &self.population {
+            Some(words) => format!(
+                "{words} The service checks these criteria on the patient's record and answers a patient outside them with the unmet criterion, never a score.\n\n"
+            ),
+            None => "Not declared: the service cannot check who the model is for.\n\n".into(),
+        };
         md += "## Limitations\n\n";
         for l in &self.limitations {
             md += &format!("- {l}\n");

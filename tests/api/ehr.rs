@@ -97,6 +97,14 @@ fn client(base_url: &str) -> FhirClient {
 }
 
 /// The FHIR test server (kept running while the first value lives) and a client of it.
+/// Server options that move the examples' dates so that the mCODE breast-cancer patient
+/// (diagnosed 2018-03-16) was diagnosed a year ago: within a prognostic model's follow-up.
+pub fn diagnosed_a_year_ago() -> Vec<String> {
+    let diagnosis = chrono::NaiveDate::from_ymd_opt(2018, 3, 16).unwrap();
+    let days = (chrono::Utc::now().date_naive() - diagnosis).num_days() - 365;
+    vec!["--shift-days".into(), days.to_string()]
+}
+
 pub async fn fhir_server_and_client() -> Option<(FhirServer, FhirClient)> {
     let server = tokio::task::spawn_blocking(|| start_fhir_server(&[]))
         .await

