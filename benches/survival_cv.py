@@ -11,8 +11,9 @@ early stopping and calibration) and scores all three models on the fold with the
 functions: scikit-survival's concordance_index_censored (Harrell) and concordance_index_ipcw
 (Uno, truncated at 5 years, censoring from the fold's training rows).
 
-Usage: survival_cv.py PROGNOSTICS_BINARY COHORT.arff TIME_COL EVENT_COL SEED [REPEATSxFOLDS]
-Prints one JSON object.
+Usage: survival_cv.py PROGNOSTICS_BINARY COHORT.arff TIME_COL EVENT_COL SEED [REPEATSxFOLDS
+[EVALUATE_OPTION ...]]: options after the folds go to `prognostics evaluate` (an input spec
+with `--inputs`, `--feature-dropout` …). Prints one JSON object.
 """
 
 import json
@@ -43,11 +44,12 @@ def design(frame, train_index):
 def main():
     binary, cohort, time_col, event_col, seed = sys.argv[1:6]
     cv = sys.argv[6] if len(sys.argv) > 6 else "5x5"
+    extra = sys.argv[7:]
     started = time.perf_counter()
     ours = json.loads(
         subprocess.run(
             [binary, "evaluate", "--cohort", cohort, "--time", time_col, "--event", event_col,
-             "--cv", cv, "--seed", seed, "--json", "--quiet"],
+             "--cv", cv, "--seed", seed, "--json", "--quiet", *extra],
             check=True, capture_output=True, text=True,
         ).stdout
     )

@@ -236,6 +236,10 @@ pub struct EvaluateArgs {
     /// Write the reliability diagram (SVG) here (with --model).
     #[arg(long, value_name = "FILE")]
     pub plot: Option<PathBuf>,
+    /// With --cv: the input spec each fold's model is trained with (as `train --inputs`), so
+    /// that the cross-validation measures the model `train` would make.
+    #[arg(long, value_name = "FILE", conflicts_with = "bundle")]
+    pub inputs: Option<PathBuf>,
     /// Print the whole evaluation as JSON instead of tables.
     #[arg(long)]
     pub json: bool,

@@ -246,6 +246,7 @@ fn run_evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
         triage_recall: fraction("--triage-recall", args.model.triage_recall)?,
         subgroups: args.cohort.subgroup.clone(),
         plot: args.plot.clone(),
+        inputs: args.inputs.as_deref().map(read_input_spec).transpose()?,
     };
     let started = Instant::now();
     let progress = bar(

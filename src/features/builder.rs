@@ -13,7 +13,9 @@
 use chrono::{DateTime, Duration, Utc};
 
 use super::context::{CodedResult, Measurement, Note, PatientContext, Sex};
-use super::spec::{CategorySpec, EmbeddingSpec, InputSpec, LabSpec, TreatmentSpec};
+use super::recorded;
+use super::spec::{EmbeddingSpec, InputSpec, LabSpec};
+
 use super::units::convert;
 
 #[derive(
@@ -120,6 +122,8 @@ pub struct FeatureSet {
     /// imaging.
     pub modalities: Vec<ModalityFeatures>,
     pub unfilled: Vec<Unfilled>,
+    /// Values not read as recorded but derived (a level from the age), in words.
+    pub notes: Vec<String>,
 }
 
 impl FeatureSet {
@@ -166,7 +170,7 @@ impl From<DateTime<Utc>> for AsOf {
     }
 }
 
-fn within(when: Option<DateTime<Utc>>, as_of: AsOf, lookback_days: Option<u32>) -> bool {
+pub(super) fn within(when: Option<DateTime<Utc>>, as_of: AsOf, lookback_days: Option<u32>) -> bool {
     match when {
         // Undated facts are taken as current only when there is no window to respect.
         None => lookback_days.is_none(),
@@ -223,6 +227,7 @@ pub fn build_features(
         as_of: as_of.at,
         modalities: Vec::new(),
         unfilled: Vec::new(),
+        notes: Vec::new(),
     };
     let mut unfilled = |modality, feature: &str, reason: String| {
         set.unfilled.push(Unfilled {
@@ -316,34 +321,44 @@ pub fn build_features(
                 }
             }
         }
-        for category in &clinical.categories {
-            let level = latest_level(&context.coded_results, category, as_of);
+        let readings = clinical
+            .categories
+            .iter()
+            .map(|c| {
+                let levels: Vec<&str> = c.levels.keys().map(String::as_str).collect();
+                (&c.name, levels, recorded::category_level(context, c, as_of))
+            })
+            .chain(clinical.treatments.iter().map(|t| {
+                (
+                    &t.name,
+                    vec![t.given.as_str(), t.not_given.as_str()],
+                    recorded::treatment_level(context, t, as_of),
+                )
+            }))
+            .chain(clinical.statuses.iter().map(|s| {
+                (
+                    &s.name,
+                    vec!["positive", "negative"],
+                    recorded::status_level(context, s, as_of),
+                )
+            }))
+            .chain(clinical.ranges.iter().map(|r| {
+                (
+                    &r.name,
+                    r.levels.iter().map(|l| l.name.as_str()).collect(),
+                    recorded::range_level(context, r, as_of),
+                )
+            }));
+        for (name, levels, reading) in readings {
             one_hot(
                 &mut features,
-                &category.name,
-                category.levels.keys(),
-                level
-                    .as_ref()
-                    .ok()
-                    .map(|(level, source)| (level.as_str(), *source)),
+                name,
+                levels,
+                reading.as_ref().ok().map(|r| (r.level.as_str(), r.source)),
             );
-            if let Err(reason) = level {
-                unfilled(Modality::Clinical, &category.name, reason);
-            }
-        }
-        for treatment in &clinical.treatments {
-            let level = treatment_level(context, treatment, as_of);
-            one_hot(
-                &mut features,
-                &treatment.name,
-                [&treatment.given, &treatment.not_given],
-                level
-                    .as_ref()
-                    .ok()
-                    .map(|(level, source)| (level.as_str(), *source)),
-            );
-            if let Err(reason) = level {
-                unfilled(Modality::Clinical, &treatment.name, reason);
+            match reading {
+                Ok(reading) => set.notes.extend(reading.derived),
+                Err(reason) => unfilled(Modality::Clinical, name, reason),
             }
         }
         modalities.push(features);
@@ -452,7 +467,7 @@ pub fn spec_features(spec: &InputSpec) -> Vec<(Modality, String)> {
 fn one_hot<'a>(
     features: &mut ModalityFeatures,
     name: &str,
-    levels: impl IntoIterator<Item = &'a String>,
+    levels: impl IntoIterator<Item = &'a str>,
     found: Option<(&str, &str)>,
 ) {
     for level in levels {
@@ -463,55 +478,6 @@ fn one_hot<'a>(
             }
             None => features.unknown(feature),
         }
-    }
-}
-
-/// The level of the latest finding with one of the category's codes whose answer names a level.
-fn latest_level<'a>(
-    results: &'a [CodedResult],
-    category: &CategorySpec,
-    as_of: AsOf,
-) -> Result<(String, &'a str), String> {
-    let mut candidates: Vec<&CodedResult> = results
-        .iter()
-        .filter(|r| r.codes.iter().any(|c| category.codes.contains(c)))
-        .filter(|r| within(r.effective, as_of, None))
-        .collect();
-    if candidates.is_empty() {
-        return Err("no finding with these codes".into());
-    }
-    candidates.sort_by_key(|r| std::cmp::Reverse(r.effective));
-    candidates
-        .into_iter()
-        .find_map(|r| {
-            let (level, _) = category
-                .levels
-                .iter()
-                .find(|(_, codes)| r.answer.iter().any(|a| codes.contains(a)))?;
-            Some((level.clone(), r.source.as_str()))
-        })
-        .ok_or_else(|| "findings recorded, none answered with a known level".into())
-}
-
-/// `given` when any record up to `as_of` says the treatment was given; `not_given` when records
-/// only say it was not; unknown without a record.
-fn treatment_level<'a>(
-    context: &'a PatientContext,
-    treatment: &TreatmentSpec,
-    as_of: AsOf,
-) -> Result<(String, &'a str), String> {
-    let records: Vec<_> = context
-        .treatments
-        .iter()
-        .filter(|t| t.codes.iter().any(|c| treatment.codes.contains(c)))
-        .filter(|t| within(t.date, as_of, None))
-        .collect();
-    if let Some(given) = records.iter().find(|t| t.given) {
-        Ok((treatment.given.clone(), &given.source))
-    } else if let Some(refused) = records.first() {
-        Ok((treatment.not_given.clone(), &refused.source))
-    } else {
-        Err("no record of it being given or not given".into())
     }
 }
 
@@ -683,6 +649,7 @@ mod tests {
             source: format!("Observation/{id}"),
             codes: vec![code.into()],
             answer: vec![answer.into()],
+            answer_text: None,
             effective: Some(at(when)),
         }
     }

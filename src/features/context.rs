@@ -44,6 +44,8 @@ pub struct CodedResult {
     pub codes: Vec<String>,
     /// Codes of the answer (`valueCodeableConcept`) and of `interpretation`.
     pub answer: Vec<String>,
+    /// The answer in words (its text, else its first display).
+    pub answer_text: Option<String>,
     pub effective: Option<DateTime<Utc>>,
 }
 
@@ -417,8 +419,9 @@ impl PatientContext {
                     effective,
                 );
             }
-        } else if let Some(answer) = resource.get("valueCodeableConcept") {
-            let mut answer = codes_of(answer);
+        } else if let Some(concept) = resource.get("valueCodeableConcept") {
+            let answer_text = describe(concept);
+            let mut answer = codes_of(concept);
             for interpretation in resource
                 .get("interpretation")
                 .and_then(Value::as_array)
@@ -431,6 +434,7 @@ impl PatientContext {
                 source,
                 codes: code,
                 answer,
+                answer_text,
                 effective,
             });
         }

@@ -8,6 +8,7 @@ pub mod builder;
 pub mod context;
 pub mod notes;
 pub mod population;
+pub mod recorded;
 pub mod spec;
 pub mod treatments;
 pub mod units;

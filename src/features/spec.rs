@@ -49,6 +49,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Deserialize;
 
 use super::population::PopulationSpec;
+use crate::fhir::terminology::{concept_map, value_set};
 
 #[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
@@ -63,6 +64,9 @@ pub struct InputSpec {
     pub outcome: Option<OutcomeSpec>,
     /// Who the model is for and from when its risk counts; none: anyone, from now.
     pub population: Option<PopulationSpec>,
+    /// Inputs (column names) without which the model does not answer.
+    #[serde(default)]
+    pub required: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
@@ -95,6 +99,80 @@ pub struct ClinicalSpec {
     /// Treatments recorded as given or explicitly not given.
     #[serde(default)]
     pub treatments: Vec<TreatmentSpec>,
+    /// Positive/negative statuses (receptors), from a qualitative result or a level.
+    #[serde(default)]
+    pub statuses: Vec<StatusSpec>,
+    /// Counts taken as the range they fall in, from a count or a category standing for one.
+    #[serde(default)]
+    pub ranges: Vec<RangeSpec>,
+}
+
+/// A status with the levels `positive` and `negative` (features `{name}=positive`,
+/// `{name}=negative`), from the latest result with a code of the `results` ValueSet: a
+/// positive or negative answer, or a level compared with the threshold of its unit. The first
+/// threshold is in the training cohort's unit: a numeric cohort column is recoded with it.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusSpec {
+    pub name: String,
+    /// ValueSet of the result's Observation codes.
+    pub results: String,
+    /// A level at or above one of these (in its unit) is positive.
+    pub positive_at: Vec<Threshold>,
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Threshold {
+    pub value: f64,
+    /// UCUM.
+    pub unit: String,
+}
+
+/// A count as the range it falls in (features `{name}={level}`): from the latest count with
+/// one of `counts`, else from the latest category (an Observation of the `categories` ValueSet,
+/// pathological before clinical) whose answer the `category_map` ConceptMap, or the AJCC
+/// notation of its words, translates to a range's `code`. A range is used as such, never as a
+/// guessed number. A numeric cohort column is recoded into the levels at training.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RangeSpec {
+    pub name: String,
+    /// LOINC codes of the count.
+    pub counts: Vec<String>,
+    /// ValueSet of the category Observations' codes.
+    pub categories: Option<String>,
+    /// ConceptMap of category answers to the ranges' codes.
+    pub category_map: Option<String>,
+    pub levels: Vec<RangeLevel>,
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RangeLevel {
+    pub name: String,
+    /// Inclusive bounds; none: unbounded.
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    /// The code a category translates to for this range.
+    pub code: Option<String>,
+}
+
+impl RangeLevel {
+    pub fn contains(&self, value: f64) -> bool {
+        self.min.is_none_or(|min| value >= min) && self.max.is_none_or(|max| value <= max)
+    }
+}
+
+/// A level taken from the age at the index date when no finding is on record.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgeLevel {
+    pub level: String,
+    /// Years, inclusive.
+    pub from: Option<f64>,
+    /// Years, exclusive.
+    pub below: Option<f64>,
 }
 
 /// A categorical column filled from the latest Observation with one of `codes`, whose answer
@@ -105,9 +183,17 @@ pub struct ClinicalSpec {
 pub struct CategorySpec {
     pub name: String,
     /// Observation codes (LOINC or SNOMED CT), any of which identifies the finding.
+    #[serde(default)]
     pub codes: Vec<String>,
+    /// A ValueSet of further Observation codes identifying it.
+    pub findings: Option<String>,
     /// Level → the answer codes meaning it.
     pub levels: BTreeMap<String, Vec<String>>,
+    /// A ConceptMap translating other answers into the levels' codes.
+    pub answers: Option<String>,
+    /// Without a finding on record: the level the age at the index date implies, if any.
+    #[serde(default)]
+    pub from_age: Vec<AgeLevel>,
 }
 
 /// A categorical column with two levels: `given` when a MedicationRequest, MedicationStatement,
@@ -119,7 +205,10 @@ pub struct CategorySpec {
 pub struct TreatmentSpec {
     pub name: String,
     /// Medication codes (RxNorm, SNOMED CT) or procedure codes.
+    #[serde(default)]
     pub codes: Vec<String>,
+    /// A ValueSet of them (a drug class: ingredients, an ATC branch).
+    pub value_set: Option<String>,
     pub given: String,
     pub not_given: String,
 }
@@ -176,8 +265,26 @@ pub struct EmbeddingSpec {
 #[error("the model's input spec is not usable: {0}")]
 pub struct SpecError(String);
 
+fn known_value_set(url: &Option<String>) -> Result<(), SpecError> {
+    match url {
+        Some(url) if value_set(url).is_none() => Err(SpecError(format!(
+            "the ValueSet {url} is not one the service has"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn known_concept_map(url: &Option<String>) -> Result<(), SpecError> {
+    match url {
+        Some(url) if concept_map(url).is_none() => Err(SpecError(format!(
+            "the ConceptMap {url} is not one the service has"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 impl InputSpec {
-    /// Checks what serde cannot: names unique, codes given.
+    /// Checks what serde cannot: names unique, codes given, ValueSets and ConceptMaps known.
     pub fn validate(&self) -> Result<(), SpecError> {
         let mut names = BTreeSet::new();
         let mut unique = |name: &str| {
@@ -203,7 +310,21 @@ impl InputSpec {
             }
             for category in &clinical.categories {
                 unique(&category.name)?;
-                coded("category", &category.name, &category.codes)?;
+                if category.findings.is_none() {
+                    coded("category", &category.name, &category.codes)?;
+                }
+                known_value_set(&category.findings)?;
+                known_concept_map(&category.answers)?;
+                if let Some(age) = category
+                    .from_age
+                    .iter()
+                    .find(|a| !category.levels.contains_key(&a.level))
+                {
+                    return Err(SpecError(format!(
+                        "category `{}`: `from_age` names the level `{}`, which it lacks",
+                        category.name, age.level
+                    )));
+                }
                 if category.levels.is_empty() {
                     return Err(SpecError(format!(
                         "category `{}` has no levels",
@@ -223,12 +344,39 @@ impl InputSpec {
             }
             for treatment in &clinical.treatments {
                 unique(&treatment.name)?;
-                coded("treatment", &treatment.name, &treatment.codes)?;
+                if treatment.value_set.is_none() {
+                    coded("treatment", &treatment.name, &treatment.codes)?;
+                }
+                known_value_set(&treatment.value_set)?;
                 if treatment.given == treatment.not_given {
                     return Err(SpecError(format!(
                         "treatment `{}`: `given` and `not_given` are the same level",
                         treatment.name
                     )));
+                }
+            }
+        }
+        if let Some(clinical) = &self.clinical {
+            for status in &clinical.statuses {
+                unique(&status.name)?;
+                known_value_set(&Some(status.results.clone()))?;
+                if status.positive_at.is_empty() {
+                    return Err(SpecError(format!(
+                        "status `{}` has no `positive_at` threshold",
+                        status.name
+                    )));
+                }
+                for threshold in &status.positive_at {
+                    super::units::Unit::parse(&threshold.unit)
+                        .map_err(|e| SpecError(format!("status `{}`: {e}", status.name)))?;
+                }
+            }
+            for range in &clinical.ranges {
+                unique(&range.name)?;
+                known_value_set(&range.categories)?;
+                known_concept_map(&range.category_map)?;
+                if range.levels.is_empty() {
+                    return Err(SpecError(format!("range `{}` has no levels", range.name)));
                 }
             }
         }
@@ -246,6 +394,20 @@ impl InputSpec {
         for (what, spec) in [("notes", &self.notes), ("imaging", &self.imaging)] {
             if spec.as_ref().is_some_and(|s| s.dimension == 0) {
                 return Err(SpecError(format!("{what}: the dimension must be positive")));
+            }
+        }
+        if !self.required.is_empty() {
+            let filled: BTreeSet<String> = super::builder::spec_features(self)
+                .into_iter()
+                .map(|(_, name)| {
+                    name.split_once('=')
+                        .map_or(name.clone(), |(c, _)| c.to_owned())
+                })
+                .collect();
+            if let Some(unknown) = self.required.iter().find(|r| !filled.contains(*r)) {
+                return Err(SpecError(format!(
+                    "`required` names `{unknown}`, which the spec does not fill"
+                )));
             }
         }
         if let Some(population) = &self.population {
@@ -284,12 +446,53 @@ impl InputSpec {
                 ));
             }
             if let Some(category) = clinical.categories.iter().find(|c| c.name == column) {
-                let answers = category.levels.get(level?)?;
+                let level = level?;
+                let answers = category.levels.get(level)?;
+                let mut findings = codes(&category.codes);
+                if let Some(url) = &category.findings {
+                    let title = value_set(url).map_or(url.as_str(), |v| &v.title);
+                    findings = if findings.is_empty() {
+                        format!("a {title} finding")
+                    } else {
+                        format!("{findings} or a {title} finding")
+                    };
+                }
+                let mut text = format!("Observation {findings} answered {}", codes(answers));
+                if let Some(map) = category.answers.as_deref().and_then(concept_map) {
+                    text += &format!(" (or an answer the ConceptMap {} maps there)", map.title);
+                }
+                if let Some(rule) = category.from_age.iter().find(|a| a.level == level) {
+                    let bounds = match (rule.from, rule.below) {
+                        (Some(from), Some(below)) => format!("aged {from} to under {below}"),
+                        (Some(from), None) => format!("aged {from} or more"),
+                        (None, Some(below)) => format!("aged under {below}"),
+                        (None, None) => "any age".into(),
+                    };
+                    text += &format!("; without a finding, {bounds} at the index date");
+                }
+                return Some(text);
+            }
+            if let Some(status) = clinical.statuses.iter().find(|s| s.name == column) {
+                let thresholds: Vec<String> = status
+                    .positive_at
+                    .iter()
+                    .map(|t| format!("{} {}", t.value, t.unit))
+                    .collect();
                 return Some(format!(
-                    "Observation {} answered {}",
-                    codes(&category.codes),
-                    codes(answers)
+                    "{}: a positive/negative result, or a level at or above {}",
+                    value_set(&status.results).map_or(status.results.as_str(), |v| &v.title),
+                    thresholds.join(" or ")
                 ));
+            }
+            if let Some(range) = clinical.ranges.iter().find(|r| r.name == column) {
+                let mut from = format!("Observation LOINC {} (a count)", codes(&range.counts));
+                if let Some(categories) = &range.categories {
+                    from += &format!(
+                        ", else the {}",
+                        value_set(categories).map_or(categories.as_str(), |v| &v.title)
+                    );
+                }
+                return Some(format!("{from}, as the range {}", level?));
             }
             if let Some(treatment) = clinical.treatments.iter().find(|t| t.name == column) {
                 let how = if level? == treatment.given {
@@ -297,7 +500,11 @@ impl InputSpec {
                 } else {
                     "recorded as not given"
                 };
-                return Some(format!("{} {how}", codes(&treatment.codes)));
+                let what = match &treatment.value_set {
+                    Some(url) => value_set(url).map_or(url.clone(), |v| v.title.clone()),
+                    None => codes(&treatment.codes),
+                };
+                return Some(format!("{what} {how}"));
             }
         }
         if let Some(lab) = self.labs.iter().find(|l| l.name == feature) {

@@ -53,6 +53,48 @@ pub enum StageKind {
     Pathologic,
 }
 
+/// Codes of a pathological (rather than clinical) regional nodes category: SNOMED CT pN
+/// category, LOINC "Regional lymph nodes.pathology [Class] Cancer".
+pub const PATHOLOGIC_N_CATEGORY: &[&str] = &["371494008", "21894-1"];
+
+/// The service's codes (CodeSystem prognostics) of the positive regional lymph node ranges that
+/// breast cancer's N0 to N3 categories stand for (AJCC 8th edition), by N.
+pub const NODE_RANGE_CODES: [&str; 4] = [
+    "positive-nodes-0",
+    "positive-nodes-1-3",
+    "positive-nodes-4-9",
+    "positive-nodes-10-plus",
+];
+
+/// The N (0 to 3) a node range code stands for.
+pub fn node_range_category(code: &str) -> Option<u8> {
+    NODE_RANGE_CODES
+        .iter()
+        .position(|c| *c == code)
+        .and_then(|n| u8::try_from(n).ok())
+}
+
+/// The N of an AJCC regional nodes category in words: "American Joint Committee on Cancer
+/// pN1a (qualifier value)", "cN2", "ypN0(i+)", "N3c". None for NX or no category.
+pub fn parse_n_category(text: &str) -> Option<u8> {
+    let bytes = text.as_bytes();
+    (0..bytes.len()).find_map(|at| {
+        let prefix_ok = at == 0
+            || !bytes[at - 1].is_ascii_alphabetic()
+            || (matches!(bytes[at - 1], b'c' | b'p' | b'y')
+                && (at < 2
+                    || !bytes[at - 2].is_ascii_alphabetic()
+                    || (bytes[at - 2] == b'y' && bytes[at - 1] == b'p')));
+        if bytes[at] != b'N' || !prefix_ok {
+            return None;
+        }
+        match bytes.get(at + 1) {
+            Some(d @ b'0'..=b'3') => Some(d - b'0'),
+            _ => None,
+        }
+    })
+}
+
 /// Answers meaning "positive" / "negative" (LOINC and SNOMED CT), for tumour markers.
 pub const POSITIVE: &[&str] = &["LA6576-8", "10828004", "POS"];
 pub const NEGATIVE: &[&str] = &["LA6577-6", "260385009", "NEG"];
@@ -119,5 +161,32 @@ mod tests {
         for (text, expected) in cases {
             assert_eq!(parse_stage_group(text), expected, "{text}");
         }
+    }
+}
+
+#[cfg(test)]
+mod n_category_tests {
+    use super::*;
+
+    #[test]
+    fn n_categories_are_read_in_ajcc_notation() {
+        let cases = [
+            (
+                "American Joint Committee on Cancer pN1a (qualifier value)",
+                Some(1),
+            ),
+            ("cN0", Some(0)),
+            ("ypN2", Some(2)),
+            ("N3c", Some(3)),
+            ("pN0(i+)", Some(0)),
+            ("pNX", None),
+            ("Nottingham grade 2", None),
+            ("T2N1M0", Some(1)),
+            ("stage IIA", None),
+        ];
+        for (text, n) in cases {
+            assert_eq!(parse_n_category(text), n, "{text}");
+        }
+        assert_eq!(node_range_category("positive-nodes-4-9"), Some(2));
     }
 }

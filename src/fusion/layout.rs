@@ -75,6 +75,23 @@ pub struct Feature {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<Source>,
+    /// What the training rows held (for a tabular feature): to tell a patient unlike them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seen: Option<Seen>,
+}
+
+/// A tabular feature in the training rows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Seen {
+    pub rows: usize,
+    /// Rows where it was known.
+    pub known: usize,
+    /// A numeric feature's smallest and largest value, as the cohort recorded them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range: Option<(f64, f64)>,
+    /// A level: the rows that had it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -2,6 +2,7 @@
 //! training (Cox partial likelihood, modality dropout, early stopping), its package on disk
 //! (safetensors weights and a manifest) and its predictions with their explanations.
 
+mod familiarity;
 mod layout;
 mod network;
 mod package;
@@ -10,9 +11,10 @@ mod predict;
 mod rng;
 mod train;
 
+pub use familiarity::Familiarity;
 pub use layout::{
     Feature, FeatureLayout, Inputs, LayoutError, ModalityInputs, ModalityKind, ModalityLayout,
-    Source,
+    Seen, Source,
 };
 pub use network::{Architecture, Batch, FusionNet};
 pub use package::{

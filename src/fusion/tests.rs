@@ -18,6 +18,7 @@ fn synthetic(n: usize, seed: u64) -> (FeatureLayout, Inputs, Targets) {
                     .map(|n| Feature {
                         name: (*n).into(),
                         source: None,
+                        seen: None,
                     })
                     .collect(),
                 projection: None,
@@ -29,6 +30,7 @@ fn synthetic(n: usize, seed: u64) -> (FeatureLayout, Inputs, Targets) {
                     .map(|i| Feature {
                         name: format!("notes_{i}"),
                         source: None,
+                        seen: None,
                     })
                     .collect(),
                 projection: None,

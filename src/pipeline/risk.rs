@@ -206,6 +206,19 @@ impl Pipeline {
         let inputs =
             Inputs::from_feature_sets(&risk.model.manifest.layout, std::slice::from_ref(&features))
                 .map_err(|e| AssessmentError::NoInputs(e.to_string()))?;
+        let refused: Vec<String> = features
+            .unfilled
+            .iter()
+            .filter(|u| spec.required.contains(&u.feature))
+            .map(|u| format!("{}: {}", u.feature, u.reason))
+            .collect();
+        if !refused.is_empty() {
+            return Err(AssessmentError::NoInputs(format!(
+                "the model does not answer without {}",
+                refused.join("; ")
+            ))
+            .into());
+        }
         if !inputs.any_present(0) {
             return Err(AssessmentError::NoInputs(unfilled_summary(&features)).into());
         }
@@ -260,8 +273,13 @@ impl Pipeline {
                 partial.join("; ")
             ));
         }
+        for note in &features.notes {
+            warnings.push(format!("an input derived, not recorded: {note}"));
+        }
 
-        let (horizon_risks, cautions) = horizon_risks(&risk, &prediction, &horizons, &clock)?;
+        let (horizon_risks, mut cautions) = horizon_risks(&risk, &prediction, &horizons, &clock)?;
+        let familiarity = risk.model.familiarity(&features);
+        cautions.extend(familiarity.cautions());
         warnings.extend(cautions.iter().cloned());
         let key = assessment_key(&risk.description, &basis, &features, &horizons, &clock);
         let short = &key[..40];
@@ -282,6 +300,7 @@ impl Pipeline {
             horizons: horizon_risks,
             origin: clock.describe(),
             cautions,
+            outside_training: familiarity.outside_training(),
             triage: prediction.triage_probability.zip(prediction.urgent),
             contributions: prediction
                 .modalities

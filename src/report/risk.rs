@@ -86,6 +86,8 @@ pub struct AssessmentContent {
     pub origin: Option<String>,
     /// What lies outside the model's experience or cannot be told, in words.
     pub cautions: Vec<String>,
+    /// An input lies outside the training data: no risk band, but that.
+    pub outside_training: bool,
     /// (probability, flagged urgent)
     pub triage: Option<(f64, bool)>,
     /// (modality, gate weight, contribution to the log hazard when it can be told apart)
@@ -217,12 +219,11 @@ pub fn assessment_resources(c: &AssessmentContent, ids: &AssessmentIds) -> Asses
         .horizons
         .iter()
         .map(|h| {
-            let (q, display) = qualitative_risk(h.probability);
             json!({
                 "outcome": outcome,
                 "probabilityDecimal": (h.probability * 1e4).round() / 1e4,
                 "whenPeriod": {"start": h.period.0, "end": h.period.1},
-                "qualitativeRisk": {"coding": [{"system": RISK_PROBABILITY, "code": q, "display": display}]},
+                "qualitativeRisk": qualitative(c, h.probability),
                 "rationale": rationale,
             })
         })
@@ -274,9 +275,7 @@ pub fn assessment_resources(c: &AssessmentContent, ids: &AssessmentIds) -> Asses
         "conclusion": conclusion,
     });
     if let Some(h) = last {
-        let (q, display) = qualitative_risk(h.probability);
-        report["conclusionCode"] =
-            json!([{"coding": [{"system": RISK_PROBABILITY, "code": q, "display": display}]}]);
+        report["conclusionCode"] = json!([qualitative(c, h.probability)]);
     }
     if let Some(study) = &c.imaging_study {
         report["imagingStudy"] = json!([reference("ImagingStudy", study)]);
@@ -318,6 +317,20 @@ pub fn assessment_resources(c: &AssessmentContent, ids: &AssessmentIds) -> Asses
         provenance,
     }
 }
+
+/// The qualitative risk: its band, or for a patient outside the training data that (in words,
+/// no band: the model's probability bands do not hold there).
+fn qualitative(c: &AssessmentContent, probability: f64) -> Value {
+    if c.outside_training {
+        json!({"text": OUTSIDE_TRAINING})
+    } else {
+        let (q, display) = qualitative_risk(probability);
+        json!({"coding": [{"system": RISK_PROBABILITY, "code": q, "display": display}]})
+    }
+}
+
+/// The qualitative risk of a patient unlike the training patients.
+pub const OUTSIDE_TRAINING: &str = "Outside the model's training population";
 
 /// Why: the time origin, each modality's contribution, the features that moved the risk most,
 /// what was missing, and what the model has not seen.
@@ -373,7 +386,11 @@ fn conclusion(c: &AssessmentContent) -> String {
         by.join(", ")
     );
     if let Some(h) = c.horizons.last() {
-        text += &format!(" ({} risk)", qualitative_risk(h.probability).0);
+        if c.outside_training {
+            text += " (outside the model's training population: no risk band)";
+        } else {
+            text += &format!(" ({} risk)", qualitative_risk(h.probability).0);
+        }
     }
     text += &format!(". Model {} {}.", c.model.name, c.model.version);
     if let Some((p, urgent)) = c.triage {

@@ -12,7 +12,7 @@ use super::dataset::{
     ColumnRoles, check_embedding_widths, first_row_without_features, triage_labels,
 };
 use super::fit::{FitOptions, Scores, fit, score};
-use super::inputs::roles_for_spec;
+use super::inputs::{recode_for_spec, roles_for_spec};
 use super::metrics::{Metrics, Scored, TriageScores};
 use super::plot::reliability_svg;
 use super::split::{complement, stratified_folds, stratified_split};
@@ -167,15 +167,30 @@ fn judge(
     Ok((metrics, subgroups, scores))
 }
 
+/// Reads a cohort; with an input spec, recoded as the spec reads charts, and the roles the
+/// spec gives.
+fn cohort_for_spec(
+    path: &Path,
+    roles: &ColumnRoles,
+    spec: Option<&InputSpec>,
+) -> Result<(Cohort, ColumnRoles), TrainingError> {
+    let mut cohort = read_cohort(path)?;
+    match spec {
+        Some(spec) => {
+            recode_for_spec(&mut cohort, spec)?;
+            let roles = roles_for_spec(&cohort, roles, spec)?;
+            Ok((cohort, roles))
+        }
+        None => Ok((cohort, roles.clone())),
+    }
+}
+
 pub fn train(
     options: &TrainOptions,
     progress: &mut dyn FnMut(&EpochReport),
 ) -> Result<TrainSummary, TrainingError> {
-    let cohort = read_cohort(&options.cohort)?;
-    let roles = match &options.inputs {
-        Some(spec) => roles_for_spec(&cohort, &options.roles, spec)?,
-        None => options.roles.clone(),
-    };
+    let (cohort, roles) =
+        cohort_for_spec(&options.cohort, &options.roles, options.inputs.as_ref())?;
     let (cohort, survival) = check_cohort(cohort, &roles)?;
     let seed = options.settings.seed;
     let (rest, test) = stratified_split(
@@ -258,6 +273,9 @@ pub struct EvaluateOptions {
     pub subgroups: Vec<String>,
     /// Where to write the reliability plot (SVG) of a bundle's evaluation.
     pub plot: Option<PathBuf>,
+    /// For cross-validation: the input spec to train each fold with (as `train --inputs`).
+    /// A bundle's own spec recodes the cohort when a bundle is evaluated.
+    pub inputs: Option<InputSpec>,
 }
 
 /// Mean and spread of one metric over the folds where it exists.
@@ -357,7 +375,11 @@ pub fn evaluate(
 
 fn evaluate_bundle(options: &EvaluateOptions, bundle: &Path) -> Result<Evaluation, TrainingError> {
     let model = Model::load(bundle)?;
-    let (cohort, survival) = load_cohort(&options.cohort, &options.roles)?;
+    let mut cohort = read_cohort(&options.cohort)?;
+    if let Some(spec) = &model.manifest.inputs {
+        recode_for_spec(&mut cohort, spec)?;
+    }
+    let (cohort, survival) = check_cohort(cohort, &options.roles)?;
     check_embedding_widths(&cohort, &model.manifest.layout, &options.roles)?;
     let rows: Vec<usize> = (0..cohort.rows).collect();
     let subgroup_columns = subgroup_columns(&cohort, &options.subgroups);
@@ -394,7 +416,9 @@ fn cross_validate(
     options: &EvaluateOptions,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Evaluation, TrainingError> {
-    let (cohort, survival) = load_cohort(&options.cohort, &options.roles)?;
+    let (cohort, roles) =
+        cohort_for_spec(&options.cohort, &options.roles, options.inputs.as_ref())?;
+    let (cohort, survival) = check_cohort(cohort, &roles)?;
     let (repeats, k) = options.cv;
     if k < 2 || repeats < 1 {
         return Err(TrainingError::Options(
@@ -420,14 +444,7 @@ fn cross_validate(
         );
         for (f, test) in folds.iter().enumerate() {
             let rest = complement(cohort.rows, test);
-            let fitted = fit(
-                &cohort,
-                &survival,
-                &options.roles,
-                &rest,
-                &fit_options,
-                &mut |_| {},
-            )?;
+            let fitted = fit(&cohort, &survival, &roles, &rest, &fit_options, &mut |_| {})?;
             let (train_time, train_event) = select(&survival, &rest);
             let (metrics, subgroups, scores) = judge(
                 &fitted.model,

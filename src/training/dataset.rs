@@ -11,7 +11,7 @@
 use crate::cohort::{Cohort, CohortError, Column, Values};
 use crate::features::Modality;
 use crate::fusion::{
-    Feature, FeatureLayout, Inputs, ModalityKind, ModalityLayout, Projection, Rng, Source,
+    Feature, FeatureLayout, Inputs, ModalityKind, ModalityLayout, Projection, Rng, Seen, Source,
 };
 
 /// Which columns the model uses, and how.
@@ -183,6 +183,7 @@ fn column_features(
             source: Some(Source::Raw {
                 column: column.name.clone(),
             }),
+            seen: None,
         }]),
         (Values::Numeric(values), ModalityKind::Tabular) => {
             let mut known: Vec<f64> = rows.iter().filter_map(|&r| values[r]).collect();
@@ -192,6 +193,15 @@ fn column_features(
                     reason: format!("column `{}` has no value in the training rows", column.name),
                 });
             }
+            let seen = Seen {
+                rows: rows.len(),
+                known: known.len(),
+                range: Some((
+                    known.iter().copied().fold(f64::INFINITY, f64::min),
+                    known.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                )),
+                count: None,
+            };
             let log = skewed(&known);
             if log {
                 known.iter_mut().for_each(|v| *v = v.ln_1p());
@@ -205,18 +215,29 @@ fn column_features(
                     sd,
                     log,
                 }),
+                seen: Some(seen),
             }])
         }
-        (Values::Categorical { levels, .. }, ModalityKind::Tabular) => Ok(levels
-            .iter()
-            .map(|level| Feature {
-                name: format!("{}={level}", column.name),
-                source: Some(Source::Level {
-                    column: column.name.clone(),
-                    level: level.clone(),
-                }),
-            })
-            .collect()),
+        (Values::Categorical { levels, codes }, ModalityKind::Tabular) => {
+            let known = rows.iter().filter(|&&r| codes[r].is_some()).count();
+            Ok(levels
+                .iter()
+                .enumerate()
+                .map(|(at, level)| Feature {
+                    name: format!("{}={level}", column.name),
+                    source: Some(Source::Level {
+                        column: column.name.clone(),
+                        level: level.clone(),
+                    }),
+                    seen: Some(Seen {
+                        rows: rows.len(),
+                        known,
+                        range: None,
+                        count: Some(rows.iter().filter(|&&r| codes[r] == Some(at)).count()),
+                    }),
+                })
+                .collect())
+        }
         (Values::Categorical { levels, codes }, ModalityKind::Embedding) => {
             let (row, value) = codes
                 .iter()

@@ -22,6 +22,7 @@ mod helpers;
 mod hl7;
 mod hl7_filing;
 mod import;
+mod mcode_patients;
 mod openapi;
 mod population;
 mod request_log;

@@ -197,6 +197,7 @@ async fn a_patient_event_free_for_three_years_has_a_lower_risk_from_now() {
     std::fs::write(&cohort, falling_hazard_cohort(800)).unwrap();
     let inputs: InputSpec = toml::from_str(
         r#"
+        required = ["age"]
         [population]
         sex = ["female"]
         require = ["https://prognostics.example.org/fhir/ValueSet/primary-breast-cancer"]
@@ -266,6 +267,29 @@ async fn a_patient_event_free_for_three_years_has_a_lower_risk_from_now() {
             .unwrap();
         risks.push((risk, log_hazard_ratio(&bundle)));
     }
+    // Without a birth date its only input is unknown, and it declares that it does not answer
+    // without it.
+    let ageless = app
+        .create(&json!({"resourceType": "Patient", "gender": "female"}))
+        .await;
+    let ageless = ageless["id"].as_str().unwrap().to_owned();
+    app.create(&json!({"resourceType": "Condition",
+        "subject": {"reference": format!("Patient/{ageless}")},
+        "code": coded(SNOMED, "372064008"), "onsetDateTime": diagnosed(30)}))
+        .await;
+    let outcome = assert_outcome(
+        assess(&app, &ageless, &json!({"resourceType": "Parameters"})).await,
+        422,
+    )
+    .await;
+    assert!(
+        outcome["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("does not answer without age"),
+        "{outcome}"
+    );
+
     let [(at_diagnosis, _), (three_years_on, log_hazard)] = risks[..] else {
         unreachable!()
     };

@@ -12,6 +12,7 @@ use prognostics::cohort::read_cohort;
 use prognostics::features::{Embeddings, Modality, PatientContext, build_features};
 use prognostics::fusion::{Inputs, Model};
 use prognostics::training::dataset::cohort_inputs;
+use prognostics::training::inputs::recode_for_spec;
 use serde_json::{Value, json};
 
 use crate::data::gbsg2_path;
@@ -137,7 +138,9 @@ fn a_patient_from_fhir_gets_the_prediction_her_cohort_row_gets() {
         format!("horTh,age,menostat,tsize,tgrade,pnodes,progrec,estrec,time,cens\nno,{age},Post,21,II,3,48,66,1000,0\n"),
     )
     .unwrap();
-    let cohort = read_cohort(&csv).unwrap();
+    let mut cohort = read_cohort(&csv).unwrap();
+    // Recoded as training recoded GBSG2: receptor levels at 10 fmol/mg, nodes as ranges.
+    recode_for_spec(&mut cohort, model.manifest.inputs.as_ref().unwrap()).unwrap();
     let (from_row, unseen) = cohort_inputs(&cohort, &model.manifest.layout, &[0]).unwrap();
     assert_eq!(unseen, 0);
     for (a, b) in from_fhir.modalities.iter().zip(&from_row.modalities) {
@@ -173,7 +176,7 @@ fn without_the_pathology_results_the_prediction_names_what_is_missing() {
         .iter()
         .map(|u| u.feature.as_str())
         .collect();
-    assert_eq!(unfilled, ["tsize", "pnodes", "progrec", "estrec"]);
+    assert_eq!(unfilled, ["progrec", "estrec", "pnodes", "tsize"]);
     let prediction = model.predict(&inputs, true).unwrap().remove(0);
     assert_eq!(prediction.missing, [Modality::Labs]);
     assert!(
@@ -199,7 +202,8 @@ fn the_documented_command_reproduces_the_default_model() {
     let committed = Model::load(&bundle_dir()).unwrap();
     let retrained = Model::load(&bundle).unwrap();
     assert_eq!(retrained.manifest.layout, committed.manifest.layout);
-    let cohort = read_cohort(&gbsg2).unwrap();
+    let mut cohort = read_cohort(&gbsg2).unwrap();
+    recode_for_spec(&mut cohort, committed.manifest.inputs.as_ref().unwrap()).unwrap();
     let rows: Vec<usize> = (0..cohort.rows).collect();
     let (inputs, _) = cohort_inputs(&cohort, &committed.manifest.layout, &rows).unwrap();
     let a = committed.risk(&inputs).unwrap();

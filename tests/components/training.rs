@@ -163,6 +163,7 @@ fn cross_validation_trains_and_scores_every_fold() {
         triage_recall: 0.9,
         subgroups: vec!["menostat".into()],
         plot: None,
+        inputs: None,
     };
     let mut seen = Vec::new();
     let Evaluation::CrossValidation {
