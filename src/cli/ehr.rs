@@ -67,8 +67,13 @@ pub async fn pull(settings: &Settings, args: PullArgs) -> anyhow::Result<ExitCod
         for missing in &record.missing {
             writeln!(out, "  missing {}: {}", missing.what, missing.reason)?;
         }
+        for short in &record.incomplete {
+            writeln!(out, "  incomplete {}: {}", short.what, short.reason)?;
+        }
     }
-    Ok(complete_or_2(record.missing.is_empty()))
+    Ok(complete_or_2(
+        record.missing.is_empty() && record.incomplete.is_empty(),
+    ))
 }
 
 /// `prognostics features`: exit 2 when a feature could not be filled or the pull was partial.

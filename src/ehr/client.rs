@@ -36,6 +36,15 @@ pub struct ClientSettings {
     pub page_size: usize,
 }
 
+/// What a search gave.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Searched {
+    pub resources: Vec<Value>,
+    /// (the total the server announced, the matches its pages gave) when they differ and no
+    /// `next` link was left to follow.
+    pub shortfall: Option<(u64, usize)>,
+}
+
 /// A FHIR client; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct FhirClient {
@@ -77,18 +86,23 @@ impl FhirClient {
         self.get(&self.url(&format!("{resource_type}/{id}"))).await
     }
 
-    /// Every match of a search, page after page.
+    /// Every match of a search, page after page, and whether the server gave fewer than the
+    /// `total` it announced.
     pub async fn search_all(
         &self,
         resource_type: &str,
         params: &[(&str, &str)],
-    ) -> Result<Vec<Value>, EhrError> {
+    ) -> Result<Searched, EhrError> {
         let mut url = reqwest::Url::parse_with_params(&self.url(resource_type), params)
             .map_err(|e| EhrError::Client(e.to_string()))?
             .to_string();
         let mut found = Vec::new();
+        let mut total = None;
         for _ in 0..self.settings.max_pages {
             let bundle = self.get(&url).await?;
+            if total.is_none() {
+                total = bundle.get("total").and_then(Value::as_u64);
+            }
             if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
                 return Err(EhrError::Malformed {
                     url,
@@ -119,7 +133,14 @@ impl FhirClient {
                 .and_then(|l| l.get("url").and_then(Value::as_str));
             match next {
                 Some(next) => url = next.to_owned(),
-                None => return Ok(found),
+                None => {
+                    return Ok(Searched {
+                        shortfall: total
+                            .filter(|&t| t > found.len() as u64)
+                            .map(|announced| (announced, found.len())),
+                        resources: found,
+                    });
+                }
             }
         }
         Err(EhrError::TooManyPages {

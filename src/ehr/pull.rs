@@ -7,8 +7,8 @@
 
 use serde_json::Value;
 
-use super::{EhrError, FhirClient};
-use crate::fhir::codes::{STAGE_GROUPS, TUMOUR_MARKERS, VARIANT};
+use super::{EhrError, FhirClient, Searched};
+use crate::fhir::codes::{STAGE_GROUPS, STAGING, TUMOUR_MARKERS, VARIANT};
 use crate::fhir::json::{codes_of, reference};
 
 /// Something the pull could not get, and why.
@@ -38,6 +38,8 @@ pub struct PatientRecord {
     pub reports: Vec<Value>,
     pub imaging_studies: Vec<Value>,
     pub missing: Vec<Missing>,
+    /// Searches whose pages gave fewer matches than the total the server announced.
+    pub incomplete: Vec<Missing>,
 }
 
 /// Pulls patient `id`. Fails only when the Patient cannot be read.
@@ -63,8 +65,24 @@ pub async fn pull_patient(client: &FhirClient, id: &str) -> Result<PatientRecord
         patient,
         ..PatientRecord::default()
     };
-    let mut keep = |what: &str, result: Result<Vec<Value>, EhrError>| match result {
-        Ok(found) => found,
+    let mut keep = |what: &str, result: Result<Searched, EhrError>| match result {
+        Ok(found) => {
+            if let Some((announced, given)) = found.shortfall {
+                tracing::warn!(
+                    what,
+                    announced,
+                    given,
+                    "an EHR search gave fewer than its total"
+                );
+                record.incomplete.push(Missing {
+                    what: what.to_owned(),
+                    reason: format!(
+                        "the server announced {announced} matches and its pages gave {given}"
+                    ),
+                });
+            }
+            found.resources
+        }
         Err(e) => {
             tracing::warn!(what, error = %e, "part of a patient pull failed");
             record.missing.push(Missing {
@@ -105,7 +123,7 @@ pub async fn pull_patient(client: &FhirClient, id: &str) -> Result<PatientRecord
             record.tumour_markers.push(observation);
         } else if code
             .iter()
-            .any(|c| STAGE_GROUPS.iter().any(|(s, _)| s == c))
+            .any(|c| STAGING.contains(c) || STAGE_GROUPS.iter().any(|(s, _)| s == c))
         {
             record.staging.push(observation);
         } else if category.contains(&"vital-signs") {

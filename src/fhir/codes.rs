@@ -53,9 +53,98 @@ pub enum StageKind {
     Pathologic,
 }
 
+/// Codes of staging Observations whatever their category: mCODE's cancer stage types (TNM
+/// categories and stage groups, FIGO, lymphoma, Dukes, Gleason, Binet, Rai, ISS … in SNOMED CT
+/// and NCIt) and the LOINC TNM classes of mCODE 1.
+pub const STAGING: &[&str] = &[
+    // SNOMED CT: TNM.
+    "399566009",
+    "78873005",
+    "277206009",
+    "277208005",
+    "399703000",
+    "399437009",
+    "399458003",
+    "399556001",
+    "106248000",
+    "399387003",
+    "399534004",
+    "399504009",
+    "106249008",
+    "371497001",
+    "371494008",
+    "384625004",
+    "399390009",
+    "399537006",
+    "399588009",
+    // SNOMED CT: other staging systems.
+    "385361009",
+    "385363007",
+    "385365000",
+    "385367008",
+    "385375002",
+    "385369006",
+    "385373009",
+    "385388004",
+    "385349001",
+    "103420007",
+    "385357003",
+    "17964000",
+    "371495009",
+    "409720004",
+    "405931009",
+    "405916000",
+    "385377005",
+    "1342413004",
+    "106243009",
+    "103419001",
+    // NCIt.
+    "C134969",
+    "C90529",
+    "C90530",
+    "C177555",
+    "C177556",
+    "C132248",
+    "C180901",
+    "C177558",
+    "C177559",
+    "C141138",
+    "C115134",
+    "C141212",
+    "C141207",
+    "C139445",
+    "C139446",
+    "C139006",
+    "C141099",
+    "C186618",
+    "C186617",
+    "C157232",
+    "C28067",
+    "C139007",
+    "C141392",
+    "C141147",
+    "C143151",
+    "C146847",
+    "C16899",
+    "C174125",
+    "C141461",
+    "C133427",
+    "C198190",
+    // LOINC TNM (pathology T, N, M, stage; clinical T, N, M, stage; stage unspecified).
+    "21899-0",
+    "21900-6",
+    "21901-4",
+    "21902-2",
+    "21905-5",
+    "21906-3",
+    "21907-1",
+    "21908-9",
+    "21914-7",
+];
+
 /// Codes of a pathological (rather than clinical) regional nodes category: SNOMED CT pN
 /// category, LOINC "Regional lymph nodes.pathology [Class] Cancer".
-pub const PATHOLOGIC_N_CATEGORY: &[&str] = &["371494008", "21894-1"];
+pub const PATHOLOGIC_N_CATEGORY: &[&str] = &["371494008", "21900-6"];
 
 /// The service's codes (CodeSystem prognostics) of the positive regional lymph node ranges that
 /// breast cancer's N0 to N3 categories stand for (AJCC 8th edition), by N.

@@ -76,6 +76,12 @@ impl Pipeline {
                             missing.what, missing.reason
                         ));
                     }
+                    for short in &found.incomplete {
+                        record.warnings.push(format!(
+                            "the EHR's {} search may be incomplete ({}); the assessment used what it gave",
+                            short.what, short.reason
+                        ));
+                    }
                     pulled = Some(found);
                 }
                 Err(e) if e.kind() == crate::error::ErrorKind::NotFound => {}

@@ -142,7 +142,8 @@ async fn an_mcode_patient_is_pulled_from_a_real_fhir_server() {
             &[("patient", "Patient/cancer-patient-john-anyperson")],
         )
         .await
-        .unwrap();
+        .unwrap()
+        .resources;
     let sorted = record.labs.len()
         + record.vital_signs.len()
         + record.tumour_markers.len()
@@ -150,6 +151,24 @@ async fn an_mcode_patient_is_pulled_from_a_real_fhir_server() {
         + record.variants.len()
         + record.other_observations.len();
     assert_eq!(sorted, all.len());
+    // Staging is staging whatever its category: her TNM categories (filed as "imaging") and
+    // stage groups.
+    let jenny = pull_patient(&client, "cancer-patient-jenny-m")
+        .await
+        .unwrap();
+    let staging: Vec<&str> = jenny
+        .staging
+        .iter()
+        .map(|o| o["id"].as_str().unwrap())
+        .collect();
+    for id in [
+        "tnm-clinical-stage-group-jenny-m",
+        "tnm-pathologic-regional-nodes-category-jenny-m",
+        "tnm-clinical-primary-tumor-category-jenny-m",
+    ] {
+        assert!(staging.contains(&id), "{id}: {staging:?}");
+    }
+    assert!(jenny.incomplete.is_empty(), "{:?}", jenny.incomplete);
     // An unknown patient is an error naming HTTP 404, not an empty record.
     let error = pull_patient(&client, "nobody").await.unwrap_err();
     assert!(error.to_string().contains("404"), "{error}");
@@ -190,11 +209,13 @@ async fn searches_follow_next_links_through_every_page() {
     let one_page = client
         .search_all("Observation", &[("_count", "1000")])
         .await
-        .unwrap();
+        .unwrap()
+        .resources;
     let paged = client
         .search_all("Observation", &[("_count", "7")])
         .await
-        .unwrap();
+        .unwrap()
+        .resources;
     assert!(one_page.len() > 50);
     assert_eq!(paged.len(), one_page.len());
     let ids = |v: &[serde_json::Value]| {
@@ -295,6 +316,32 @@ async fn overloaded_and_failing_servers_are_retried_then_named_in_a_partial_reco
             .iter()
             .any(|(w, r)| *w == "DocumentReference" && r.contains("in time"))
     );
+
+    // A server whose pages give fewer matches than the total it announced, with no next link:
+    // kept, and said.
+    let (base, _) = scripted(|_, line| {
+        if line.contains("/Patient/") {
+            (200, PATIENT.to_owned(), Duration::ZERO)
+        } else if line.contains("/Observation") {
+            let short = r#"{"resourceType": "Bundle", "type": "searchset", "total": 5, "entry": [
+                {"resource": {"resourceType": "Observation", "id": "o1", "status": "final", "code": {"text": "x"}}},
+                {"resource": {"resourceType": "Observation", "id": "o2", "status": "final", "code": {"text": "x"}}}]}"#;
+            (200, short.to_owned(), Duration::ZERO)
+        } else {
+            (200, EMPTY_BUNDLE.to_owned(), Duration::ZERO)
+        }
+    })
+    .await;
+    let searched = client(&base).search_all("Observation", &[]).await.unwrap();
+    assert_eq!(
+        (searched.resources.len(), searched.shortfall),
+        (2, Some((5, 2)))
+    );
+    let record = pull_patient(&client(&base), "p1").await.unwrap();
+    assert!(record.missing.is_empty());
+    assert_eq!(record.incomplete.len(), 1, "{:?}", record.incomplete);
+    assert_eq!(record.incomplete[0].what, "Observation");
+    assert!(record.incomplete[0].reason.contains("announced 5"));
 
     // A search answered with something that is not a Bundle is an error, not an empty list.
     let (base, _) = scripted(|_, _| (200, PATIENT.to_owned(), Duration::ZERO)).await;
