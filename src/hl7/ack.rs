@@ -131,6 +131,15 @@ impl Default for Header {
 }
 
 impl Header {
+    /// Whether the message is itself an acknowledgement (MSH-9 ACK, or MCF of v2.1).
+    pub fn is_acknowledgement(&self) -> bool {
+        let component = self.encoding_characters.chars().next().unwrap_or('^');
+        matches!(
+            self.message_type.split(component).next().map(str::trim),
+            Some("ACK" | "MCF")
+        )
+    }
+
     /// Whether the sender wants to hear about this outcome (MSH-16, else MSH-15; original
     /// mode, where both are empty, always acknowledges). NE: never; ER: only failures; SU:
     /// only successes; AL or anything else: always.
@@ -226,23 +235,34 @@ pub fn acknowledgement(
     ack
 }
 
-/// HL7 escape sequences for the separators in free text (\F\ \S\ \R\ \E\ \T\).
+/// HL7 escape sequences for the delimiters in free text (\F\ \S\ \R\ \E\ \T\, and \P\
+/// for v2.7's truncation character), with the message's own encoding characters: only those
+/// its MSH-2 declares are delimiters. Without an escape character nothing can be escaped, and a
+/// delimiter in the text becomes a space.
 fn escape(text: &str, header: &Header) -> String {
-    let mut chars = header.encoding_characters.chars();
-    let component = chars.next().unwrap_or('^');
-    let repetition = chars.next().unwrap_or('~');
-    let escape = chars.next().unwrap_or('\\');
-    let subcomponent = chars.next().unwrap_or('&');
+    let declared: Vec<char> = header.encoding_characters.chars().collect();
+    let at = |i: usize| declared.get(i).copied();
+    let escape = at(2);
+    let delimiters = [
+        (Some(header.field_separator), 'F'),
+        (at(0), 'S'),
+        (at(1), 'R'),
+        (escape, 'E'),
+        (at(3), 'T'),
+        (at(4), 'P'),
+    ];
     let mut out = String::with_capacity(text.len());
     for ch in text.chars() {
-        match ch {
-            c if c == escape => out.extend([escape, 'E', escape]),
-            c if c == header.field_separator => out.extend([escape, 'F', escape]),
-            c if c == component => out.extend([escape, 'S', escape]),
-            c if c == repetition => out.extend([escape, 'R', escape]),
-            c if c == subcomponent => out.extend([escape, 'T', escape]),
-            '\r' | '\n' => out.push(' '),
-            c => out.push(c),
+        if ch == '\r' || ch == '\n' {
+            out.push(' ');
+            continue;
+        }
+        match delimiters.iter().find(|(d, _)| *d == Some(ch)) {
+            Some((_, name)) => match escape {
+                Some(e) => out.extend([e, *name, e]),
+                None => out.push(' '),
+            },
+            None => out.push(ch),
         }
     }
     out
@@ -263,6 +283,26 @@ mod tests {
             version: "2.5.1".into(),
             ..Header::default()
         }
+    }
+
+    #[test]
+    fn text_is_escaped_with_the_messages_own_delimiters() {
+        let with = |field: char, encoding: &str| Header {
+            field_separator: field,
+            encoding_characters: encoding.into(),
+            ..Header::default()
+        };
+        let text = "a|b^c~d\\e&f#g$h";
+        assert_eq!(
+            escape(text, &header()),
+            "a\\F\\b\\S\\c\\R\\d\\E\\e\\T\\f#g$h"
+        );
+        // Unusual delimiters: # for fields, $ as the escape character, v2.7's truncation %.
+        assert_eq!(escape("a#b$c%d|e", &with('#', "^~$&%")), "a$F$b$E$c$P$d|e");
+        // No subcomponent separator declared: & is text.
+        assert_eq!(escape("a&b^c", &with('|', "^~\\")), "a&b\\S\\c");
+        // No escape character: a delimiter cannot be escaped, and is not passed on as one.
+        assert_eq!(escape("a^b\\c", &with('|', "^~")), "a b\\c");
     }
 
     #[test]

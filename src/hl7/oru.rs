@@ -64,7 +64,11 @@ impl Unit {
 pub struct ObservationDraft {
     /// 1-based OBX occurrence in the message.
     pub occurrence: usize,
+    /// OBX-3's identifier; its alternate triplet when only that is given.
     pub code: Hl7Code,
+    /// OBX-3's alternate identifier (components 4 to 6) beside a primary one: often the LOINC
+    /// code of a local test code.
+    pub alternate_code: Option<Hl7Code>,
     /// OBX-4, which tells apart observations with the same code under one order.
     pub sub_id: String,
     pub value: Option<ObservationValue>,
@@ -173,11 +177,16 @@ fn read_obx(
     dates: &DateContext,
     warnings: &mut Vec<MessageProblem>,
 ) -> Result<ObservationDraft, MessageProblem> {
-    let code = obx
+    let (primary, alternate) = obx
         .repeats(3)
         .first()
-        .map(|r| coded(obx, r, 1))
+        .map(|r| (coded(obx, r, 1), coded(obx, r, 4)))
         .unwrap_or_default();
+    let (code, alternate_code) = match (primary.code.is_empty(), alternate.code.is_empty()) {
+        (true, _) => (alternate, None),
+        (false, true) => (primary, None),
+        (false, false) => (primary, Some(alternate)),
+    };
     if code.code.is_empty() {
         return Err(obx.problem(
             ErrorCondition::RequiredFieldMissing,
@@ -185,7 +194,9 @@ fn read_obx(
             "OBX-3 (observation identifier) is required",
         ));
     }
-    if code.system.eq_ignore_ascii_case("LN") && !is_well_formed_loinc(&code.code) {
+    let loinc_malformed =
+        |c: &Hl7Code| c.system.eq_ignore_ascii_case("LN") && !is_well_formed_loinc(&c.code);
+    if loinc_malformed(&code) || alternate_code.as_ref().is_some_and(loinc_malformed) {
         warnings.push(obx.problem(
             ErrorCondition::TableValueNotFound,
             3,
@@ -250,6 +261,7 @@ fn read_obx(
     Ok(ObservationDraft {
         occurrence: obx.occurrence,
         code,
+        alternate_code,
         sub_id: obx.text(4).trim().to_owned(),
         value,
         // Some senders add low and high as components (`0-100^0^100`): the text is the first.
@@ -446,6 +458,32 @@ OBX|6|TS|21612-7^Date^LN||20231224\r";
         // 11111-1 fails LOINC's check digit; the SN quantity of OBX 2 has a unit.
         assert_eq!(read.warnings.len(), 1, "{:?}", read.warnings);
         assert_eq!(read.warnings[0].location.as_ref().unwrap().occurrence, 4);
+    }
+
+    #[test]
+    fn an_identifier_in_the_alternate_components_is_read() {
+        // Only the alternate triplet: it is the code.
+        let read_only =
+            read(&ORU.replace("|2093-3^Cholesterol^LN|", "|^^^2093-3^Cholesterol^LN|")).unwrap();
+        let code = &read_only.observations[0].code;
+        assert_eq!((code.code.as_str(), code.system.as_str()), ("2093-3", "LN"));
+        assert_eq!(read_only.observations[0].alternate_code, None);
+        // A local code with its LOINC alternate: both kept (the Observation codes both).
+        let both = read(&ORU.replace(
+            "|2093-3^Cholesterol^LN|",
+            "|CHOL^Cholesterol^L^2093-3^Cholesterol, total^LN|",
+        ))
+        .unwrap();
+        let obs = &both.observations[0];
+        assert_eq!(obs.code.code, "CHOL");
+        assert_eq!(obs.alternate_code.as_ref().unwrap().code, "2093-3");
+        assert!(
+            both.warnings
+                .iter()
+                .all(|w| w.location.as_ref().unwrap().occurrence != 1),
+            "{:?}",
+            both.warnings
+        );
     }
 
     #[test]

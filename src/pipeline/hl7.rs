@@ -78,6 +78,16 @@ impl Pipeline {
         };
         let header = &message.header;
         let kind = message_kind(header);
+        if header.is_acknowledgement() {
+            // An acknowledgement is never acknowledged (that would loop between two systems);
+            // it is not stored either: it answers a message this service did not send.
+            tracing::warn!(control_id = %header.control_id, kind = %kind, "HL7 acknowledgement received and not answered");
+            return Hl7Answer {
+                code: AckCode::Accept,
+                ack: None,
+                message_id: None,
+            };
+        }
         if !SUPPORTED_MESSAGES.contains(&kind.as_str()) {
             let known_type = SUPPORTED_MESSAGES
                 .iter()
@@ -198,7 +208,8 @@ fn answer(
     warnings: &[MessageProblem],
     message_id: Option<String>,
 ) -> Hl7Answer {
-    let ack = header.wants_ack(code).then(|| {
+    // An acknowledgement, even one that could not be read, is never acknowledged.
+    let ack = (header.wants_ack(code) && !header.is_acknowledgement()).then(|| {
         let now = chrono::Utc::now();
         ack::acknowledgement(
             header,

@@ -4,8 +4,8 @@
 use serde_json::{Value, json};
 
 use super::v2::{
-    Element, IdentifierSystems, annotations, codeable_concept, concept, identifier,
-    patient_reference,
+    Element, IdentifierSystems, annotations, codeable_concept, codeable_concept_of, concept,
+    identifier, patient_reference,
 };
 use crate::domain::ResourceId;
 use crate::hl7::codes::{fhir_system, interpretation};
@@ -79,7 +79,14 @@ pub fn observation_from_hl7(draft: &ObservationDraft, context: &ResultContext<'_
             "category",
             json!([concept(CATEGORIES, category.0, category.1)]),
         )
-        .set("code", codeable_concept(&draft.code))
+        .set(
+            "code",
+            codeable_concept_of(
+                &std::iter::once(&draft.code)
+                    .chain(draft.alternate_code.as_ref())
+                    .collect::<Vec<_>>(),
+            ),
+        )
         .set("subject", patient_reference(context.subject))
         // Times as converted from HL7, at the precision sent; `issued` is an instant.
         .text("effectiveDateTime", &draft.effective);

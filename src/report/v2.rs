@@ -84,16 +84,33 @@ impl Element {
 /// A v2 coded element as a CodeableConcept: a coding (its system when the v2 coding system is
 /// one the service knows) and the text sent.
 pub fn codeable_concept(code: &Hl7Code) -> Value {
+    codeable_concept_of(&[code])
+}
+
+/// A CodeableConcept of several codes of the same concept (a CE's identifier and its
+/// alternate): a coding each, the text from the first with a display.
+pub fn codeable_concept_of(codes: &[&Hl7Code]) -> Value {
+    let codings: Vec<Value> = codes
+        .iter()
+        .filter(|c| !c.code.is_empty())
+        .map(|code| {
+            Element::new()
+                .some("system", fhir_system(&code.system).map(Value::String))
+                .set("code", code.code.as_str())
+                .text("display", &code.display)
+                .build()
+        })
+        .collect();
     let mut concept = Element::new();
-    if !code.code.is_empty() {
-        let coding = Element::new()
-            .some("system", fhir_system(&code.system).map(Value::String))
-            .set("code", code.code.as_str())
-            .text("display", &code.display)
-            .build();
-        concept = concept.set("coding", json!([coding]));
+    if !codings.is_empty() {
+        concept = concept.set("coding", Value::Array(codings));
     }
-    concept.text("text", &code.display).build()
+    let text = codes
+        .iter()
+        .map(|c| c.display.as_str())
+        .find(|d| !d.is_empty())
+        .unwrap_or_default();
+    concept.text("text", text).build()
 }
 
 /// A CodeableConcept of one coding.
@@ -134,4 +151,28 @@ pub fn patient_reference(id: &ResourceId) -> Value {
 /// Free-text comments (NTE) as notes.
 pub fn annotations<'a>(texts: impl Iterator<Item = &'a String>) -> Vec<Value> {
     texts.map(|text| json!({ "text": text })).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_local_code_and_its_loinc_alternate_are_both_codings() {
+        let local = Hl7Code {
+            code: "CHOL".into(),
+            display: String::new(),
+            system: "L".into(),
+        };
+        let loinc = Hl7Code {
+            code: "2093-3".into(),
+            display: "Cholesterol".into(),
+            system: "LN".into(),
+        };
+        let concept = codeable_concept_of(&[&local, &loinc]);
+        assert_eq!(concept["coding"][0]["code"], "CHOL");
+        assert_eq!(concept["coding"][1]["system"], "http://loinc.org");
+        assert_eq!(concept["coding"][1]["code"], "2093-3");
+        assert_eq!(concept["text"], "Cholesterol");
+    }
 }

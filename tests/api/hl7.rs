@@ -149,6 +149,29 @@ async fn enhanced_mode_never_acknowledges_when_asked_not_to() {
 }
 
 #[tokio::test]
+async fn an_acknowledgement_is_never_acknowledged() {
+    let app = spawn_app().await;
+    let mut stream = connect(&app).await;
+    // An ACK (a sender confused about who answers whom) and a malformed one: neither gets an
+    // answer, nor is stored; the next message's ACK is the next frame.
+    for unanswered in [
+        "MSH|^~\\&|LAB|HOSP|PROGNOSTICS|ONC|20240105083000||ACK^R01^ACK|A1|P|2.5.1\rMSA|AA|MSG9\r",
+        "MSH|^~\\&|LAB|HOSP|PROGNOSTICS|ONC|20240105083000||ACK|A2|P|2.5.1\rMSA\r",
+    ] {
+        let mut framed = vec![0x0b];
+        framed.extend_from_slice(unanswered.as_bytes());
+        framed.extend_from_slice(&[0x1c, 0x0d]);
+        stream.write_all(&framed).await.unwrap();
+    }
+    let ack = exchange(&mut stream, ORU.as_bytes()).await;
+    assert_eq!(&segment(&ack, "MSA")[1..3], ["AA", "MSG0001"]);
+    assert_eq!(
+        app.query_count("SELECT COUNT(*) FROM hl7_messages").await,
+        1
+    );
+}
+
+#[tokio::test]
 async fn messages_posted_over_http_are_answered_with_their_ack() {
     let app = spawn_app().await;
     let url = format!("{}/hl7/v2", app.address);
