@@ -173,11 +173,11 @@ fn instance_from(object: &DefaultDicomObject, ts_uid: String) -> Result<DicomIns
             id: text(object, tags::PATIENT_ID),
             issuer: text(object, tags::ISSUER_OF_PATIENT_ID),
             name: text(object, tags::PATIENT_NAME),
-            birth_date: text(object, tags::PATIENT_BIRTH_DATE),
+            birth_date: date(object, tags::PATIENT_BIRTH_DATE),
             sex: text(object, tags::PATIENT_SEX),
         },
         study: StudyAttributes {
-            date: text(object, tags::STUDY_DATE),
+            date: date(object, tags::STUDY_DATE),
             time: text(object, tags::STUDY_TIME),
             accession_number: text(object, tags::ACCESSION_NUMBER),
             description: text(object, tags::STUDY_DESCRIPTION),
@@ -202,6 +202,13 @@ fn text(object: &DefaultDicomObject, tag: Tag) -> Option<String> {
     let value = object.get(tag)?.to_str().ok()?;
     let trimmed = value.trim_matches([' ', '\0']);
     (!trimmed.is_empty()).then(|| trimmed.to_owned())
+}
+
+/// A DA element as `YYYYMMDD` (legacy `YYYY.MM.DD` rewritten); kept as written when it is
+/// neither, so that nothing the file said is lost.
+fn date(object: &DefaultDicomObject, tag: Tag) -> Option<String> {
+    let written = text(object, tag)?;
+    Some(crate::domain::dicom_date(&written).unwrap_or(written))
 }
 
 fn int(object: &DefaultDicomObject, tag: Tag) -> Option<i64> {

@@ -73,6 +73,24 @@ impl fmt::Display for ContentHash {
     }
 }
 
+/// A date in DICOM's DA form (`YYYYMMDD`), from DA as files carry it: `YYYYMMDD`, or the
+/// ACR-NEMA `YYYY.MM.DD` that older files still hold. None for anything else (a range, a
+/// partial or an impossible date).
+pub fn dicom_date(text: &str) -> Option<String> {
+    let text = text.trim();
+    let digits: String = match text.len() {
+        8 => text.to_owned(),
+        10 if text.as_bytes()[4] == b'.' && text.as_bytes()[7] == b'.' => text.replace('.', ""),
+        _ => return None,
+    };
+    if digits.len() != 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let (y, m, d) = (&digits[..4], &digits[4..6], &digits[6..]);
+    chrono::NaiveDate::from_ymd_opt(y.parse().ok()?, m.parse().ok()?, d.parse().ok()?)?;
+    Some(digits)
+}
+
 /// Patient-level attributes of an instance (PS3.3 C.7.1.1), as encoded: the name in DICOM PN
 /// form (`Family^Given^Middle^Prefix^Suffix`), the birth date as `YYYYMMDD`, sex `M`/`F`/`O`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -170,4 +188,20 @@ pub enum StoreOutcome {
 pub struct ModelVersion {
     pub name: String,
     pub version: String,
+}
+
+#[cfg(test)]
+mod date_tests {
+    use super::dicom_date;
+
+    #[test]
+    fn dates_are_written_as_da_whatever_form_the_file_had() {
+        assert_eq!(dicom_date("19950626").as_deref(), Some("19950626"));
+        assert_eq!(dicom_date("1995.06.26").as_deref(), Some("19950626"));
+        assert_eq!(dicom_date(" 1995.06.26 ").as_deref(), Some("19950626"));
+        assert_eq!(dicom_date("1995.13.26"), None);
+        assert_eq!(dicom_date("19950631"), None);
+        assert_eq!(dicom_date("1995-06-26"), None);
+        assert_eq!(dicom_date("19950626-19950630"), None);
+    }
 }

@@ -9,7 +9,7 @@ mod time;
 pub use ids::{IdError, ResourceId, ResourceType, VersionId};
 pub use imaging::{
     ContentHash, DicomInstance, DicomUid, ModelVersion, PatientAttributes, PixelStatus,
-    SeriesAttributes, StoreOutcome, StudyAttributes, UidError,
+    SeriesAttributes, StoreOutcome, StudyAttributes, UidError, dicom_date,
 };
 pub use instant::Instant;
 pub use time::{DAYS_PER_YEAR, DurationError, Horizon, TimeUnit};

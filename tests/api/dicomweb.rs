@@ -271,3 +271,20 @@ async fn every_transfer_syntax_family_of_the_corpus_is_accepted() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(sequence(&body, "00081199").len(), names.len());
 }
+
+/// A file written with ACR-NEMA's `YYYY.MM.DD` dates (pydicom's ExplVR_BigEnd.dcm: 1997.04.24)
+/// is answered in QIDO-RS with DICOM's DA form, as DICOM JSON requires.
+#[tokio::test]
+async fn qido_answers_legacy_dates_in_da_form() {
+    let Some(file) = pydicom_file("ExplVR_BigEnd.dcm") else {
+        return;
+    };
+    let app = spawn_app().await;
+    let response = stow(&app, "/studies", multipart(&[&file])).await;
+    assert_eq!(response.status(), 200);
+    let studies = app.qido("").await;
+    assert_eq!(studies.len(), 1, "{studies:?}");
+    let date = &studies[0]["00080020"];
+    assert_eq!(date["vr"], "DA");
+    assert_eq!(date["Value"][0], "19970424", "{date}");
+}

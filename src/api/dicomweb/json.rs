@@ -112,7 +112,13 @@ pub fn study_match(s: &StudySummary) -> Value {
     let mut put = |tag: &str, v: Value| {
         out.insert(tag.to_owned(), v);
     };
-    put("00080020", text("DA", s.study.date.as_deref()));
+    // DA as DICOM JSON requires, even from a file that wrote the legacy `YYYY.MM.DD`; a value
+    // that is no date at all is left out rather than passed on.
+    let da = |d: Option<&str>| d.and_then(crate::domain::dicom_date);
+    put(
+        "00080020",
+        text("DA", da(s.study.date.as_deref()).as_deref()),
+    );
     put("00080030", text("TM", s.study.time.as_deref()));
     put("00080050", text("SH", s.study.accession_number.as_deref()));
     put(
@@ -132,7 +138,10 @@ pub fn study_match(s: &StudySummary) -> Value {
     put("00081030", text("LO", s.study.description.as_deref()));
     put("00100010", person_name(s.patient.name.as_deref()));
     put("00100020", text("LO", s.patient.id.as_deref()));
-    put("00100030", text("DA", s.patient.birth_date.as_deref()));
+    put(
+        "00100030",
+        text("DA", da(s.patient.birth_date.as_deref()).as_deref()),
+    );
     put("00100040", text("CS", s.patient.sex.as_deref()));
     put("0020000D", text("UI", Some(s.study_uid.as_str())));
     put("00200010", text("SH", s.study.study_id.as_deref()));
