@@ -256,17 +256,27 @@ pub async fn load_risk_model(
         tracing::info!("no risk model configured; $risk-assessment answers 503");
         return Ok(None);
     }
-    if !settings.model.join("manifest.json").exists() {
+    let built_in = !settings.model.join("manifest.json").exists();
+    if built_in && settings.model != RiskSettings::default().model {
         tracing::warn!(path = %settings.model.display(), "the risk model's bundle is missing; $risk-assessment answers 503");
         return Ok(None);
     }
+    // The default path with no bundle there (a service started outside the repository): the
+    // default model as built into the binary.
     let dir = settings.model.clone();
-    let loaded = spawn_blocking_with_tracing(move || RiskModel::load(&dir))
-        .await
-        .map_err(|e| StartupError::InferenceThread(std::io::Error::other(e)))??;
+    let loaded = spawn_blocking_with_tracing(move || {
+        if built_in {
+            RiskModel::built_in_default()
+        } else {
+            RiskModel::load(&dir)
+        }
+    })
+    .await
+    .map_err(|e| StartupError::InferenceThread(std::io::Error::other(e)))??;
     tracing::info!(
         model = %loaded.description.name,
         version = %loaded.description.version,
+        built_in,
         "risk model loaded"
     );
     Ok(Some(Arc::new(loaded)))

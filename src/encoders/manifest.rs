@@ -111,15 +111,26 @@ pub struct Normalisation {
     pub std: [f32; 3],
 }
 
+/// `models/manifest.toml` as the binary was built with it.
+const BUILT_IN: &str = include_str!("../../models/manifest.toml");
+
 impl ModelManifest {
-    /// Reads `DIR/manifest.toml`.
+    /// Reads `DIR/manifest.toml`; without one (a service started outside the repository), the
+    /// manifest built into the binary, whose weights are then fetched into `DIR/weights/`.
     pub fn read(dir: &Path) -> Result<Self, EncoderError> {
         let path = dir.join("manifest.toml");
         let invalid = |reason: String| EncoderError::Manifest {
             path: path.clone(),
             reason,
         };
-        let text = std::fs::read_to_string(&path).map_err(|e| invalid(e.to_string()))?;
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                tracing::info!(path = %path.display(), "no model manifest there: using the built-in one");
+                BUILT_IN.to_owned()
+            }
+            Err(e) => return Err(invalid(e.to_string())),
+        };
         let file: ManifestFile = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
         if !file.image_encoder.contains_key(&file.default_image_encoder) {
             return Err(invalid(format!(

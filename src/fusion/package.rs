@@ -154,8 +154,17 @@ impl Model {
     pub fn load(dir: &Path) -> Result<Self, PackageError> {
         let manifest_path = dir.join(MANIFEST_FILE);
         let text = std::fs::read_to_string(&manifest_path).map_err(io(&manifest_path))?;
+        let weights = dir.join(WEIGHTS_FILE);
+        let bytes = std::fs::read(&weights).map_err(io(&weights))?;
+        Self::from_package(dir, &text, &bytes)
+    }
+
+    /// A bundle given as its manifest's text and its weights' bytes (one built into the
+    /// binary); `dir` names it in errors. The same checks as [`Model::load`].
+    pub fn from_package(dir: &Path, text: &str, bytes: &[u8]) -> Result<Self, PackageError> {
+        let manifest_path = dir.join(MANIFEST_FILE);
         let manifest: Manifest =
-            serde_json::from_str(&text).map_err(|e| PackageError::Manifest {
+            serde_json::from_str(text).map_err(|e| PackageError::Manifest {
                 path: manifest_path.clone(),
                 reason: e.to_string(),
             })?;
@@ -186,12 +195,11 @@ impl Model {
             }
         }
         let weights = dir.join(WEIGHTS_FILE);
-        let bytes = std::fs::read(&weights).map_err(io(&weights))?;
         let mismatch = |reason: String| PackageError::Mismatch {
             path: weights.clone(),
             reason,
         };
-        let digest = hex(&Sha256::digest(&bytes));
+        let digest = hex(&Sha256::digest(bytes));
         if digest != manifest.weights_sha256 {
             return Err(mismatch(format!(
                 "sha256 {digest}, the manifest says {}",
@@ -199,7 +207,7 @@ impl Model {
             )));
         }
         let device = Device::Cpu;
-        let stored = candle_core::safetensors::load_buffer(&bytes, &device)?;
+        let stored = candle_core::safetensors::load_buffer(bytes, &device)?;
         let vars = VarMap::new();
         if manifest.architecture.members == 0 {
             return Err(mismatch(

@@ -49,7 +49,22 @@ pub enum RiskModelError {
 impl RiskModel {
     /// Loads a bundle (checksum and layout checked) that the service can fill from FHIR.
     pub fn load(dir: &Path) -> Result<Self, RiskModelError> {
-        let model = Model::load(dir)?;
+        Self::describe(Model::load(dir)?, dir)
+    }
+
+    /// The default model as it was built into the binary (`models/risk/gbsg2-recurrence`),
+    /// for a service started outside the repository; the same checks as a bundle on disk.
+    pub fn built_in_default() -> Result<Self, RiskModelError> {
+        let dir = Path::new("built-in:models/risk/gbsg2-recurrence");
+        let model = Model::from_package(
+            dir,
+            include_str!("../../models/risk/gbsg2-recurrence/manifest.json"),
+            include_bytes!("../../models/risk/gbsg2-recurrence/model.safetensors"),
+        )?;
+        Self::describe(model, dir)
+    }
+
+    fn describe(model: Model, dir: &Path) -> Result<Self, RiskModelError> {
         if model.manifest.inputs.is_none() {
             return Err(RiskModelError::NoInputSpec(dir.display().to_string()));
         }

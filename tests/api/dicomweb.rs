@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::helpers::{TestApp, assert_outcome, pydicom_file, spawn_app};
+use crate::helpers::{TestApp, assert_outcome, pydicom_file, pydicom_path, spawn_app};
 
 const BOUNDARY: &str = "DICOMwebBoundary7d1f";
 const CANNOT_UNDERSTAND: u64 = 0xC000;
@@ -287,4 +287,34 @@ async fn qido_answers_legacy_dates_in_da_form() {
     let date = &studies[0]["00080020"];
     assert_eq!(date["vr"], "DA");
     assert_eq!(date["Value"][0], "19970424", "{date}");
+}
+
+/// The README's STOW-RS recipe: `scripts/stow-rs` builds the multipart body with bash and posts
+/// it with curl.
+#[tokio::test]
+async fn the_stow_script_sends_files_in_one_request() {
+    let (Some(ct), Some(mr)) = (pydicom_path("CT_small.dcm"), pydicom_path("MR_small.dcm")) else {
+        return;
+    };
+    let app = spawn_app().await;
+    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/stow-rs");
+    let url = format!("{}/dicomweb/studies", app.address);
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(script)
+            .args(["--url", &url])
+            .arg(ct)
+            .arg(mr)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let answer: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(sequence(&answer, "00081199").len(), 2, "{answer}");
+    assert_eq!(app.qido("").await.len(), 2);
 }

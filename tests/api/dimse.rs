@@ -153,3 +153,54 @@ async fn an_image_without_pixel_data_gets_a_failure_status_and_is_not_stored() {
     assert_eq!(app.search("ImagingStudy").await["total"], 0);
     assert!(app.qido("PatientID=1CT1").await.is_empty());
 }
+
+/// The README's way to send a study of mixed transfer syntaxes as it is: `scripts/send-dicom`
+/// groups the files by syntax and sends each group with the storescu option proposing it.
+#[tokio::test]
+async fn the_send_script_stores_a_study_of_mixed_transfer_syntaxes_as_it_is() {
+    if !dcmtk_available() {
+        return;
+    }
+    let names = [
+        "CT_small.dcm",
+        "JPEG-lossy.dcm",
+        "MR_small_jp2klossless.dcm",
+        "MR_small_RLE.dcm",
+        "MR_small_jpeg_ls_lossless.dcm",
+        "image_dfl.dcm",
+    ];
+    let Some(files) = names
+        .iter()
+        .map(|n| pydicom_path(n))
+        .collect::<Option<Vec<PathBuf>>>()
+    else {
+        return;
+    };
+    let study = tempfile::tempdir().unwrap();
+    for file in &files {
+        std::fs::copy(file, study.path().join(file.file_name().unwrap())).unwrap();
+    }
+    let app = spawn_app().await;
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/send-dicom");
+    let args = vec![
+        "--port".to_owned(),
+        app.dicom_port.unwrap().to_string(),
+        study.path().display().to_string(),
+    ];
+    let output = tokio::task::spawn_blocking(move || run(script.to_str().unwrap(), &args))
+        .await
+        .unwrap();
+    assert!(output.status.success());
+    // Every file stored: the JPEG 2000, RLE and JPEG-LS copies of MR_small are one instance.
+    let studies = app.qido("").await;
+    let instances: u64 = studies
+        .iter()
+        .map(|s| s["00201208"]["Value"][0].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        app.query_count("SELECT COUNT(*) FROM dicom_instances")
+            .await,
+        instances as i64
+    );
+    assert!(instances >= 4, "{studies:?}");
+}

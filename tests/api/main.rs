@@ -28,3 +28,4 @@ mod population;
 mod request_log;
 mod risk_assessment;
 mod search;
+mod standalone;

@@ -12,10 +12,10 @@ use serde_json::{Value, json};
 use crate::helpers::fresh_postgres_database;
 
 /// The service as a separate process, its standard error read line by line.
-struct Service {
+pub(crate) struct Service {
     child: Child,
     lines: Arc<Mutex<Vec<Value>>>,
-    address: String,
+    pub(crate) address: String,
     _data: tempfile::TempDir,
 }
 
@@ -28,12 +28,21 @@ impl Drop for Service {
 
 impl Service {
     async fn start() -> Service {
+        Service::start_in(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")),
+            &[("PROGNOSTICS_INFERENCE__ENABLED", "false")],
+        )
+        .await
+    }
+
+    /// The service started in `dir` with the environment `env` added.
+    pub(crate) async fn start_in(dir: &std::path::Path, env: &[(&str, &str)]) -> Service {
         let data = tempfile::tempdir().unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_prognostics"));
         command
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .current_dir(dir)
             .env("RUST_LOG", "info,prognostics=debug")
-            .env("PROGNOSTICS_INFERENCE__ENABLED", "false")
+            .envs(env.iter().copied())
             .arg("--log-format")
             .arg("json")
             .arg("--data-dir")
@@ -85,12 +94,12 @@ impl Service {
         }
     }
 
-    fn logged(&self) -> usize {
+    pub(crate) fn logged(&self) -> usize {
         self.lines.lock().unwrap().len()
     }
 
     /// Lines logged since `from`.
-    fn since(&self, from: usize) -> Vec<Value> {
+    pub(crate) fn since(&self, from: usize) -> Vec<Value> {
         self.lines.lock().unwrap()[from..].to_vec()
     }
 }
