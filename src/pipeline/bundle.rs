@@ -111,13 +111,37 @@ impl Pipeline {
                     }
                     Some(id)
                 }
+                // An update named by a urn: fullUrl is referred to by its Type/id.
+                (Method::Put, Target::Instance(t, id)) => {
+                    if let Some(full_url) =
+                        entry.full_url.as_ref().filter(|u| u.starts_with("urn:"))
+                    {
+                        assigned.insert(full_url.clone(), format!("{t}/{id}"));
+                    }
+                    None
+                }
                 _ => None,
             };
             new_ids.push(new_id);
         }
-        for entry in &mut entries {
+        for (index, entry) in entries.iter_mut().enumerate() {
             if let Some(resource) = &mut entry.resource {
                 rewrite_references(resource, &assigned);
+                // A urn: reference left over names nothing in this Bundle, nor anything a
+                // server could resolve: refused, naming where it is.
+                let kind = resource
+                    .get("resourceType")
+                    .and_then(Value::as_str)
+                    .unwrap_or("resource")
+                    .to_owned();
+                if let Some((path, reference)) = dangling_reference(resource, &kind) {
+                    return Err(at(
+                        index,
+                        invalid(&format!(
+                            "{path} refers to {reference}, which is the fullUrl of no entry of this Bundle"
+                        )),
+                    ));
+                }
             }
         }
         let mut order: Vec<usize> = (0..entries.len()).collect();
@@ -418,6 +442,27 @@ fn parse_target(url: &str, base_url: &str) -> Result<Target, PipelineError> {
             "entry.request.url is not a supported form (Type, Type/id, Type/id/_history/v or Type?query)",
         )),
     }
+}
+
+/// The first `reference` still in `urn:uuid:` or `urn:oid:` form, with its element path.
+fn dangling_reference(value: &Map<String, Value>, path: &str) -> Option<(String, String)> {
+    value.iter().find_map(|(key, child)| {
+        let here = format!("{path}.{key}");
+        match child {
+            Value::String(s)
+                if key == "reference"
+                    && (s.starts_with("urn:uuid:") || s.starts_with("urn:oid:")) =>
+            {
+                Some((here, s.clone()))
+            }
+            Value::Object(map) => dangling_reference(map, &here),
+            Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| match item {
+                Value::Object(map) => dangling_reference(map, &format!("{here}[{i}]")),
+                _ => None,
+            }),
+            _ => None,
+        }
+    })
 }
 
 /// Replaces every `reference` that names a `fullUrl` of this Bundle with the server's `Type/id`.

@@ -77,6 +77,56 @@ async fn a_failing_transaction_writes_nothing() {
     assert_eq!(app.get("Patient/keep").await.status(), 200);
 }
 
+/// A reference to a urn:uuid that is the fullUrl of no entry is 400 naming the entry and the
+/// element; nothing is written. One to an update's urn: fullUrl resolves to its Type/id.
+#[tokio::test]
+async fn a_dangling_urn_uuid_reference_is_refused_naming_the_entry() {
+    let app = spawn_app().await;
+    let bundle = json!({
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"fullUrl": "urn:uuid:0c1a2b3c-0000-4000-8000-000000000001",
+             "resource": {"resourceType": "Patient"}, "request": {"method": "POST", "url": "Patient"}},
+            {"resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                "subject": {"reference": "urn:uuid:0c1a2b3c-0000-4000-8000-000000000001"},
+                "performer": [{"reference": "urn:uuid:0c1a2b3c-0000-4000-8000-00000000dead"}]},
+             "request": {"method": "POST", "url": "Observation"}}
+        ]
+    });
+    let outcome = assert_outcome(app.post("", &bundle).await, 400).await;
+    let diagnostics = outcome["issue"][0]["diagnostics"].as_str().unwrap();
+    assert!(
+        diagnostics.contains("entry 1")
+            || outcome["issue"][0]["expression"][0]
+                .as_str()
+                .is_some_and(|e| e.contains("entry[1]")),
+        "{outcome}"
+    );
+    assert!(
+        diagnostics.contains("Observation.performer[0].reference")
+            && diagnostics.contains("00000000dead"),
+        "{diagnostics}"
+    );
+    assert_eq!(app.search("Patient").await["total"], 0);
+
+    let bundle = json!({
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"fullUrl": "urn:uuid:0c1a2b3c-0000-4000-8000-000000000002",
+             "resource": {"resourceType": "Patient", "id": "p-put"}, "request": {"method": "PUT", "url": "Patient/p-put"}},
+            {"resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                "subject": {"reference": "urn:uuid:0c1a2b3c-0000-4000-8000-000000000002"}},
+             "request": {"method": "POST", "url": "Observation"}}
+        ]
+    });
+    let response = app.post("", &bundle).await;
+    assert_eq!(response.status(), 200);
+    let found = app.search("Observation?subject=Patient/p-put").await;
+    assert_eq!(found["total"], 1, "{found}");
+}
+
 #[tokio::test]
 async fn a_transaction_with_a_stale_if_match_fails_as_a_whole() {
     let app = spawn_app().await;
