@@ -109,8 +109,8 @@ async fn an_mcode_patient_becomes_the_features_a_model_declares() {
     assert!(record.missing.is_empty(), "{:?}", record.missing);
     assert_eq!(
         record.staging.len(),
-        2,
-        "clinical and pathologic TNM stage groups"
+        8,
+        "the clinical and pathologic TNM stage groups and their T, N and M categories"
     );
     let context = PatientContext::from_resources(&record.patient, record.resources());
     let texts: Vec<&str> = context.notes.iter().map(|n| n.text.as_str()).collect();
