@@ -128,21 +128,38 @@ macro_rules! resource_types {
 }
 
 resource_types!(
+    AllergyIntolerance,
     AuditEvent,
+    BodyStructure,
+    CarePlan,
+    CareTeam,
     Condition,
     Device,
     DiagnosticReport,
     DocumentReference,
+    Encounter,
+    FamilyMemberHistory,
+    Goal,
+    Group,
     ImagingStudy,
+    Immunization,
+    Location,
+    Medication,
     MedicationAdministration,
     MedicationRequest,
     MedicationStatement,
+    MolecularSequence,
     Observation,
+    Organization,
     Patient,
+    Practitioner,
+    PractitionerRole,
     Procedure,
     Provenance,
     RiskAssessment,
     ServiceRequest,
+    Specimen,
+    Task,
 );
 
 impl fmt::Display for ResourceType {
@@ -182,7 +199,7 @@ mod tests {
         for t in ResourceType::ALL {
             assert_eq!(t.as_str().parse::<ResourceType>().unwrap(), *t);
         }
-        assert!("Encounter".parse::<ResourceType>().is_err());
+        assert!("Claim".parse::<ResourceType>().is_err());
         assert!("patient".parse::<ResourceType>().is_err());
     }
 }

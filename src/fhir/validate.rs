@@ -93,6 +93,31 @@ pub fn validate_resource(
         ResourceType::Provenance => check_model::<r4b::Provenance>(resource_type, &value),
         ResourceType::RiskAssessment => check_model::<r4b::RiskAssessment>(resource_type, &value),
         ResourceType::ServiceRequest => check_model::<r4b::ServiceRequest>(resource_type, &value),
+        ResourceType::AllergyIntolerance => {
+            check_model::<r4b::AllergyIntolerance>(resource_type, &value)
+        }
+        ResourceType::BodyStructure => check_model::<r4b::BodyStructure>(resource_type, &value),
+        ResourceType::CarePlan => check_model::<r4b::CarePlan>(resource_type, &value),
+        ResourceType::CareTeam => check_model::<r4b::CareTeam>(resource_type, &value),
+        ResourceType::Encounter => check_model::<r4b::Encounter>(resource_type, &value),
+        ResourceType::FamilyMemberHistory => {
+            check_model::<r4b::FamilyMemberHistory>(resource_type, &value)
+        }
+        ResourceType::Goal => check_model::<r4b::Goal>(resource_type, &value),
+        ResourceType::Group => check_model::<r4b::Group>(resource_type, &value),
+        ResourceType::Immunization => check_model::<r4b::Immunization>(resource_type, &value),
+        ResourceType::Location => check_model::<r4b::Location>(resource_type, &value),
+        ResourceType::Medication => check_model::<r4b::Medication>(resource_type, &value),
+        ResourceType::MolecularSequence => {
+            check_model::<r4b::MolecularSequence>(resource_type, &value)
+        }
+        ResourceType::Organization => check_model::<r4b::Organization>(resource_type, &value),
+        ResourceType::Practitioner => check_model::<r4b::Practitioner>(resource_type, &value),
+        ResourceType::PractitionerRole => {
+            check_model::<r4b::PractitionerRole>(resource_type, &value)
+        }
+        ResourceType::Specimen => check_model::<r4b::Specimen>(resource_type, &value),
+        ResourceType::Task => check_model::<r4b::Task>(resource_type, &value),
     }?;
     Ok(resource_type)
 }
@@ -277,7 +302,7 @@ mod tests {
             validate(p, Some(ResourceType::Observation)),
             Err(FhirError::ResourceTypeMismatch { .. })
         ));
-        let e = json!({"resourceType": "Encounter", "status": "planned", "class": {"code": "x"}});
+        let e = json!({"resourceType": "Claim", "status": "active"});
         assert!(matches!(
             validate(e, None),
             Err(FhirError::UnsupportedResourceType { .. })

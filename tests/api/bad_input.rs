@@ -107,8 +107,8 @@ async fn ids_that_are_not_fhir_ids_are_refused() {
 #[tokio::test]
 async fn unknown_types_ids_and_routes_are_404() {
     let app = spawn_app().await;
-    assert_outcome(app.get("Encounter/1").await, 404).await;
-    assert_outcome(app.get("Encounter").await, 404).await;
+    assert_outcome(app.get("Claim/1").await, 404).await;
+    assert_outcome(app.get("Claim").await, 404).await;
     assert_outcome(app.get("Patient/nobody").await, 404).await;
     assert_outcome(app.get("Patient/nobody/_history/1").await, 404).await;
     let r = app

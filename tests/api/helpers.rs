@@ -316,6 +316,23 @@ pub fn minimal_resources(patient_id: &str) -> Vec<Value> {
         json!({"resourceType": "Provenance", "target": [{"reference": format!("Patient/{patient_id}")}], "recorded": "2026-01-01T00:00:00Z", "agent": [{"who": {"display": "prognostics"}}]}),
         json!({"resourceType": "Device", "status": "active", "patient": subject}),
         json!({"resourceType": "AuditEvent", "type": {"code": "rest"}, "recorded": "2026-01-01T00:00:00Z", "agent": [{"requestor": true, "who": subject}], "source": {"observer": {"display": "prognostics"}}}),
+        json!({"resourceType": "AllergyIntolerance", "patient": subject, "code": {"coding": [{"system": "http://snomed.info/sct", "code": "91936005"}]}}),
+        json!({"resourceType": "BodyStructure", "patient": subject, "location": {"coding": [{"system": "http://snomed.info/sct", "code": "80248007"}]}}),
+        json!({"resourceType": "CarePlan", "status": "active", "intent": "plan", "subject": subject}),
+        json!({"resourceType": "CareTeam", "status": "active", "subject": subject}),
+        json!({"resourceType": "Encounter", "status": "finished", "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"}, "subject": subject}),
+        json!({"resourceType": "FamilyMemberHistory", "status": "completed", "patient": subject, "relationship": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-RoleCode", "code": "MTH"}]}}),
+        json!({"resourceType": "Goal", "lifecycleStatus": "active", "description": {"text": "remission"}, "subject": subject}),
+        json!({"resourceType": "Group", "type": "person", "actual": true, "member": [{"entity": subject}]}),
+        json!({"resourceType": "Immunization", "status": "completed", "vaccineCode": {"text": "influenza"}, "patient": subject, "occurrenceDateTime": "2025-10-01"}),
+        json!({"resourceType": "Location", "status": "active", "name": "Oncology clinic"}),
+        json!({"resourceType": "Medication", "code": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "84857"}]}}),
+        json!({"resourceType": "MolecularSequence", "coordinateSystem": 1, "patient": subject}),
+        json!({"resourceType": "Organization", "active": true, "name": "Hospital"}),
+        json!({"resourceType": "Practitioner", "active": true, "name": [{"family": "Onc"}]}),
+        json!({"resourceType": "PractitionerRole", "active": true}),
+        json!({"resourceType": "Specimen", "subject": subject, "collection": {"collectedDateTime": "2025-01-01"}}),
+        json!({"resourceType": "Task", "status": "requested", "intent": "order", "for": subject}),
     ]
 }
 

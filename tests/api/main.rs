@@ -15,6 +15,7 @@ mod ehr;
 mod ehr_smart;
 mod embed;
 mod embeddings;
+mod example_bundles;
 mod examples;
 mod features;
 mod health;
