@@ -131,6 +131,19 @@ impl FeatureSet {
         self.modalities.iter().find(|m| m.modality == modality)
     }
 
+    /// Takes every indicator of a categorical column (`{column}={level}`) as unknown.
+    pub fn forget_column(&mut self, column: &str) {
+        let prefix = format!("{column}=");
+        for modality in &mut self.modalities {
+            for (name, known) in modality.names.iter().zip(modality.mask.iter_mut()) {
+                if name.starts_with(&prefix) {
+                    *known = false;
+                }
+            }
+            modality.present = modality.mask.iter().any(|k| *k);
+        }
+    }
+
     /// (value, known) of a named feature.
     pub fn value(&self, name: &str) -> Option<(f32, bool)> {
         self.modalities.iter().find_map(|m| {

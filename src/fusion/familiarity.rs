@@ -11,6 +11,9 @@ use crate::features::FeatureSet;
 pub struct Familiarity {
     /// Inputs outside what the training data held, in words.
     pub outside: Vec<String>,
+    /// Categorical columns whose level no training patient had: the network never saw that
+    /// pattern of indicators, so the column is better given to it as unknown.
+    pub unseen_levels: Vec<String>,
     /// Inputs unknown for the patient that every training patient had.
     pub unknown_but_always_seen: Vec<String>,
 }
@@ -83,9 +86,10 @@ impl Model {
                         ));
                     }
                     (Source::Level { level, .. }, _, Some(0)) if value > 0.5 => {
-                        familiarity
-                            .outside
-                            .push(format!("{column} {level}: no training patient had it"));
+                        familiarity.outside.push(format!(
+                            "{column} {level}: no training patient had it, so it was taken as unknown"
+                        ));
+                        familiarity.unseen_levels.push(column.to_owned());
                     }
                     _ => {}
                 }

@@ -217,7 +217,13 @@ impl Pipeline {
         let (embeddings, study) = self
             .assessment_embeddings(spec, &context, request.study.as_deref(), &mut warnings)
             .await?;
-        let features = build_features(spec, &context, &embeddings, clock.as_of());
+        let mut features = build_features(spec, &context, &embeddings, clock.as_of());
+        // Compared with the training data before the model sees them: a level no training
+        // patient had is given to it as unknown (and said, below).
+        let familiarity = risk.model.familiarity(&features);
+        for column in &familiarity.unseen_levels {
+            features.forget_column(column);
+        }
         let inputs =
             Inputs::from_feature_sets(&risk.model.manifest.layout, std::slice::from_ref(&features))
                 .map_err(|e| AssessmentError::NoInputs(e.to_string()))?;
@@ -293,7 +299,6 @@ impl Pipeline {
         }
 
         let (horizon_risks, mut cautions) = horizon_risks(&risk, &prediction, &horizons, &clock)?;
-        let familiarity = risk.model.familiarity(&features);
         cautions.extend(familiarity.cautions());
         warnings.extend(cautions.iter().cloned());
         let key = assessment_key(&risk.description, &basis, &features, &horizons, &clock);

@@ -140,10 +140,20 @@ fn check_jenny(bundle: &Value) {
         );
     }
     assert!(
-        issues.contains("pnodes 0: no training patient had it"),
+        issues.contains("pnodes 0: no training patient had it, so it was taken as unknown"),
         "{issues}"
     );
     let prediction = &risk["prediction"][0];
+    let probabilities: Vec<String> = risk["prediction"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| format!("{} by {}", p["probabilityDecimal"], p["whenPeriod"]["end"]))
+        .collect();
+    eprintln!(
+        "cancer-patient-jenny-m: {}; {issues}",
+        probabilities.join(", ")
+    );
     assert_eq!(
         prediction["qualitativeRisk"]["text"],
         "Outside the model's training population"
