@@ -65,11 +65,13 @@ macro_rules! param {
 }
 
 mod administrative;
+mod care;
 mod clinical;
 
 /// The type-specific search parameters of `resource_type`, sorted by name.
 pub fn search_params_for(resource_type: ResourceType) -> &'static [SearchParamDef] {
     clinical::params(resource_type)
+        .or_else(|| care::params(resource_type))
         .or_else(|| administrative::params(resource_type))
         .unwrap_or(&[])
 }

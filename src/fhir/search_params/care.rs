@@ -1,0 +1,517 @@
+//! The standard search parameters (R4) of the care record beside what models read: encounters,
+//! specimens, family history, care plans and teams, goals, allergies, immunizations, body
+//! structures and molecular sequences. Token, reference and date parameters.
+
+use super::clinical::PATIENT;
+use super::{SearchParamDef, SearchParamKind};
+use crate::domain::ResourceType;
+
+const ALLERGY_INTOLERANCE: &[SearchParamDef] = &[
+    param!(
+        "clinical-status",
+        Token,
+        ["clinicalStatus"],
+        None,
+        "AllergyIntolerance.clinicalStatus",
+        "http://hl7.org/fhir/SearchParameter/AllergyIntolerance-clinical-status"
+    ),
+    param!(
+        "code",
+        Token,
+        ["code", "reaction.substance"],
+        None,
+        "AllergyIntolerance.code | AllergyIntolerance.reaction.substance",
+        "http://hl7.org/fhir/SearchParameter/clinical-code"
+    ),
+    param!(
+        "date",
+        Date,
+        ["recordedDate"],
+        None,
+        "AllergyIntolerance.recordedDate",
+        "http://hl7.org/fhir/SearchParameter/clinical-date"
+    ),
+    param!(
+        "identifier",
+        Token,
+        ["identifier"],
+        None,
+        "AllergyIntolerance.identifier",
+        "http://hl7.org/fhir/SearchParameter/clinical-identifier"
+    ),
+    param!(
+        "patient",
+        Reference,
+        ["patient"],
+        PATIENT,
+        "AllergyIntolerance.patient",
+        "http://hl7.org/fhir/SearchParameter/clinical-patient"
+    ),
+];
+const BODY_STRUCTURE: &[SearchParamDef] = &[
+    param!(
+        "identifier",
+        Token,
+        ["identifier"],
+        None,
+        "BodyStructure.identifier",
+        "http://hl7.org/fhir/SearchParameter/BodyStructure-identifier"
+    ),
+    param!(
+        "location",
+        Token,
+        ["location"],
+        None,
+        "BodyStructure.location",
+        "http://hl7.org/fhir/SearchParameter/BodyStructure-location"
+    ),
+    param!(
+        "morphology",
+        Token,
+        ["morphology"],
+        None,
+        "BodyStructure.morphology",
+        "http://hl7.org/fhir/SearchParameter/BodyStructure-morphology"
+    ),
+    param!(
+        "patient",
+        Reference,
+        ["patient"],
+        PATIENT,
+        "BodyStructure.patient",
+        "http://hl7.org/fhir/SearchParameter/BodyStructure-patient"
+    ),
+];
+const CARE_PLAN: &[SearchParamDef] = &[
+    param!(
+        "category",
+        Token,
+        ["category"],
+        None,
+        "CarePlan.category",
+        "http://hl7.org/fhir/SearchParameter/CarePlan-category"
+    ),
+    param!(
+        "date",
+        Date,
+        ["period"],
+        None,
+        "CarePlan.period",
+        "http://hl7.org/fhir/SearchParameter/clinical-date"
+    ),
+    param!(
+        "encounter",
+        Reference,
+        ["encounter"],
+        None,
+        "CarePlan.encounter",
+        "http://hl7.org/fhir/SearchParameter/clinical-encounter"
+    ),
+    param!(
+        "identifier",
+        Token,
+        ["identifier"],
+        None,
+        "CarePlan.identifier",
+        "http://hl7.org/fhir/SearchParameter/clinical-identifier"
+    ),
+    param!(
+        "patient",
+        Reference,
+        ["subject"],
+        PATIENT,
+        "CarePlan.subject.where(resolve() is Patient)",
+        "http://hl7.org/fhir/SearchParameter/clinical-patient"
+    ),
+    param!(
+        "status",
+        Token,
+        ["status"],
+        None,
+        "CarePlan.status",
+        "http://hl7.org/fhir/SearchParameter/CarePlan-status"
+    ),
+    param!(
+        "subject",
+        Reference,
+        ["subject"],
+        None,
+        "CarePlan.subject",
+        "http://hl7.org/fhir/SearchParameter/CarePlan-subject"
+    ),
+];
+const CARE_TEAM: &[SearchParamDef] = &[
+    param!(
+        "category",
+        Token,
+        ["category"],
+        None,
+        "CareTeam.category",
+        "http://hl7.org/fhir/SearchParameter/CareTeam-category"
+    ),
+    param!(
+        "date",
+        Date,
+        ["period"],
+        None,
+        "CareTeam.period",
+        "http://hl7.org/fhir/SearchParameter/clinical-date"
+    ),
+    param!(
+        "identifier",
+        Token,
+        ["identifier"],
+        None,
+        "CareTeam.identifier",
+        "http://hl7.org/fhir/SearchParameter/clinical-identifier"
+    ),
+    param!(
+        "participant",
+        Reference,
+        ["participant.member"],
+        None,
+        "CareTeam.participant.member",
+        "http://hl7.org/fhir/SearchParameter/CareTeam-participant"
+    ),
+    param!(
+        "patient",
+        Reference,
+        ["subject"],
+        PATIENT,
+        "CareTeam.subject.where(resolve() is Patient)",
+        "http://hl7.org/fhir/SearchParameter/clinical-patient"
+    ),
+    param!(
+        "status",
+        Token,
+        ["status"],
+        None,
+        "CareTeam.status",
+        "http://hl7.org/fhir/SearchParameter/CareTeam-status"
+    ),
+    param!(
+        "subject",
+        Reference,
+        ["subject"],
+        None,
+        "CareTeam.subject",
+        "http://hl7.org/fhir/SearchParameter/CareTeam-subject"
+    ),
+];
+const ENCOUNTER: &[SearchParamDef] = &[
+    param!(
+        "class",
+        Token,
+        ["class"],
+        None,
+        "Encounter.class",
+        "http://hl7.org/fhir/SearchParameter/Encounter-class"
+    ),
+    param!(
+        "date",
+        Date,
+        ["period"],
+        None,
+        "Encounter.period",
+        "http://hl7.org/fhir/SearchParameter/clinical-date"
+    ),
+    param!(
+        "identifier",
+        Token,
+        ["identifier"],
+        None,
+        "Encounter.identifier",
+        "http://hl7.org/fhir/SearchParameter/clinical-identifier"
+    ),
+    param!(
+        "participant",
+        Reference,
+        ["participant.individual"],
+        None,
+        "Encounter.participant.individual",
+        "http://hl7.org/fhir/SearchParameter/Encounter-participant"
+    ),
+    param!(
+        "patient",
+        Reference,
+        ["subject"],
+        PATIENT,
+        "Encounter.subject.where(resolve() is Patient)",
+        "http://hl7.org/fhir/SearchParameter/clinical-patient"
+    ),
+    param!(
+        "service-provider",
+        Reference,
+        ["serviceProvider"],
+        None,
+        "Encounter.serviceProvider",
+        "http://hl7.org/fhir/SearchParameter/Encounter-service-provider"
+    ),
+    param!(
+        "status",
+        Token,
+        ["status"],
+        None,
+        "Encounter.status",
+        "http://hl7.org/fhir/SearchParameter/Encounter-status"
+    ),
+    param!(
+        "subject",
+        Reference,
+        ["subject"],
+        None,
+        "Encounter.subject",
+        "http://hl7.org/fhir/SearchParameter/Encounter-subject"
+    ),
+    param!(
+        "type",
+        Token,
+        ["type"],
+        None,
+        "Encounter.type",
+        "http://hl7.org/fhir/SearchParameter/clinical-type"
+    ),
+];
+const FAMILY_MEMBER_HISTORY: &[SearchParamDef] = &[
+    param!(
+        "code",
+        Token,
+        ["condition.code"],
+        None,
+        "FamilyMemberHistory.condition.code",
+        "http://hl7.org/fhir/SearchParameter/clinical-code"
+    ),
+    param!(
+        "date",
+        Date,
+        ["date"],
+        None,
+        "FamilyMemberHistory.date",
+        "http://hl7.org/fhir/SearchParameter/clinical-date"
+    ),
+    param!(
+        "identifier",
+        Token,
+        ["identifier"],
+        None,
+        "FamilyMemberHistory.identifier",
+        "http://hl7.org/fhir/SearchParameter/clinical-identifier"
+    ),
+    param!(
+        "patient",
+        Reference,
+        ["patient"],
+        PATIENT,
+        "FamilyMemberHistory.patient",
+        "http://hl7.org/fhir/SearchParameter/clinical-patient"
+    ),
+    param!(
+        "relationship",
+        Token,
+        ["relationship"],
+        None,
+        "FamilyMemberHistory.relationship",
+        "http://hl7.org/fhir/SearchParameter/FamilyMemberHistory-relationship"
+    ),
+    param!(
+        "status",
+        Token,
+        ["status"],
+        None,
+        "FamilyMemberHistory.status",
+        "http://hl7.org/fhir/SearchParameter/FamilyMemberHistory-status"
+    ),
+];
+const GOAL: &[SearchParamDef] = &[
+    param!(
+        "category",
+        Token,
+        ["category"],
+        None,
+        "Goal.category",
+        "http://hl7.org/fhir/SearchParameter/Goal-category"
+    ),
+    param!(
+        "identifier",
+        Token,
+        ["identifier"],
+        None,
+        "Goal.identifier",
+        "http://hl7.org/fhir/SearchParameter/clinical-identifier"
+    ),
+    param!(
+        "lifecycle-status",
+        Token,
+        ["lifecycleStatus"],
+        None,
+        "Goal.lifecycleStatus",
+        "http://hl7.org/fhir/SearchParameter/Goal-lifecycle-status"
+    ),
+    param!(
+        "patient",
+        Reference,
+        ["subject"],
+        PATIENT,
+        "Goal.subject.where(resolve() is Patient)",
+        "http://hl7.org/fhir/SearchParameter/clinical-patient"
+    ),
+    param!(
+        "subject",
+        Reference,
+        ["subject"],
+        None,
+        "Goal.subject",
+        "http://hl7.org/fhir/SearchParameter/Goal-subject"
+    ),
+];
+const IMMUNIZATION: &[SearchParamDef] = &[
+    param!(
+        "date",
+        Date,
+        ["occurrenceDateTime"],
+        None,
+        "Immunization.occurrence",
+        "http://hl7.org/fhir/SearchParameter/clinical-date"
+    ),
+    param!(
+        "identifier",
+        Token,
+        ["identifier"],
+        None,
+        "Immunization.identifier",
+        "http://hl7.org/fhir/SearchParameter/clinical-identifier"
+    ),
+    param!(
+        "patient",
+        Reference,
+        ["patient"],
+        PATIENT,
+        "Immunization.patient",
+        "http://hl7.org/fhir/SearchParameter/clinical-patient"
+    ),
+    param!(
+        "status",
+        Token,
+        ["status"],
+        None,
+        "Immunization.status",
+        "http://hl7.org/fhir/SearchParameter/Immunization-status"
+    ),
+    param!(
+        "vaccine-code",
+        Token,
+        ["vaccineCode"],
+        None,
+        "Immunization.vaccineCode",
+        "http://hl7.org/fhir/SearchParameter/Immunization-vaccine-code"
+    ),
+];
+const MOLECULAR_SEQUENCE: &[SearchParamDef] = &[
+    param!(
+        "identifier",
+        Token,
+        ["identifier"],
+        None,
+        "MolecularSequence.identifier",
+        "http://hl7.org/fhir/SearchParameter/MolecularSequence-identifier"
+    ),
+    param!(
+        "patient",
+        Reference,
+        ["patient"],
+        PATIENT,
+        "MolecularSequence.patient",
+        "http://hl7.org/fhir/SearchParameter/MolecularSequence-patient"
+    ),
+    param!(
+        "type",
+        Token,
+        ["type"],
+        None,
+        "MolecularSequence.type",
+        "http://hl7.org/fhir/SearchParameter/MolecularSequence-type"
+    ),
+];
+const SPECIMEN: &[SearchParamDef] = &[
+    param!(
+        "accession",
+        Token,
+        ["accessionIdentifier"],
+        None,
+        "Specimen.accessionIdentifier",
+        "http://hl7.org/fhir/SearchParameter/Specimen-accession"
+    ),
+    param!(
+        "collected",
+        Date,
+        ["collection.collectedDateTime", "collection.collectedPeriod"],
+        None,
+        "Specimen.collection.collected",
+        "http://hl7.org/fhir/SearchParameter/Specimen-collected"
+    ),
+    param!(
+        "identifier",
+        Token,
+        ["identifier"],
+        None,
+        "Specimen.identifier",
+        "http://hl7.org/fhir/SearchParameter/Specimen-identifier"
+    ),
+    param!(
+        "parent",
+        Reference,
+        ["parent"],
+        None,
+        "Specimen.parent",
+        "http://hl7.org/fhir/SearchParameter/Specimen-parent"
+    ),
+    param!(
+        "patient",
+        Reference,
+        ["subject"],
+        PATIENT,
+        "Specimen.subject.where(resolve() is Patient)",
+        "http://hl7.org/fhir/SearchParameter/Specimen-patient"
+    ),
+    param!(
+        "status",
+        Token,
+        ["status"],
+        None,
+        "Specimen.status",
+        "http://hl7.org/fhir/SearchParameter/Specimen-status"
+    ),
+    param!(
+        "subject",
+        Reference,
+        ["subject"],
+        None,
+        "Specimen.subject",
+        "http://hl7.org/fhir/SearchParameter/Specimen-subject"
+    ),
+    param!(
+        "type",
+        Token,
+        ["type"],
+        None,
+        "Specimen.type",
+        "http://hl7.org/fhir/SearchParameter/Specimen-type"
+    ),
+];
+
+/// The parameters of `resource_type`, when it is one of this module's.
+pub(super) fn params(resource_type: ResourceType) -> Option<&'static [SearchParamDef]> {
+    Some(match resource_type {
+        ResourceType::AllergyIntolerance => ALLERGY_INTOLERANCE,
+        ResourceType::BodyStructure => BODY_STRUCTURE,
+        ResourceType::CarePlan => CARE_PLAN,
+        ResourceType::CareTeam => CARE_TEAM,
+        ResourceType::Encounter => ENCOUNTER,
+        ResourceType::FamilyMemberHistory => FAMILY_MEMBER_HISTORY,
+        ResourceType::Goal => GOAL,
+        ResourceType::Immunization => IMMUNIZATION,
+        ResourceType::MolecularSequence => MOLECULAR_SEQUENCE,
+        ResourceType::Specimen => SPECIMEN,
+        _ => return None,
+    })
+}
