@@ -9,6 +9,7 @@ pub mod json;
 mod query;
 mod reference;
 mod search_params;
+mod structure;
 pub mod terminology;
 mod validate;
 

@@ -1,8 +1,10 @@
-//! Validation of incoming resources. Structure, cardinality of required elements and
+//! Validation of incoming resources. For the types the service reads or writes itself (and the
+//! common ones real records carry), structure, cardinality of required elements and
 //! required-binding codes come from fhir-sdk's generated models: a resource must deserialise into
 //! its model. The models ignore elements they do not know, so a second pass compares the input
 //! with the model's own serialisation and refuses any element the model dropped (a misspelt
-//! element, a `null`, an empty object or array).
+//! element, a `null`, an empty object or array). Every other R4 type is checked against R4's
+//! own element definitions (`structure`).
 
 use fhir_sdk::r4b::resources as r4b;
 use serde::Serialize;
@@ -118,6 +120,8 @@ pub fn validate_resource(
         }
         ResourceType::Specimen => check_model::<r4b::Specimen>(resource_type, &value),
         ResourceType::Task => check_model::<r4b::Task>(resource_type, &value),
+        // The long tail of R4: checked against R4's own element definitions.
+        other => super::structure::validate_structure(resource, other.as_str()),
     }?;
     Ok(resource_type)
 }
@@ -302,7 +306,8 @@ mod tests {
             validate(p, Some(ResourceType::Observation)),
             Err(FhirError::ResourceTypeMismatch { .. })
         ));
-        let e = json!({"resourceType": "Claim", "status": "active"});
+        let e =
+            json!({"resourceType": "Parameters", "parameter": [{"name": "x", "valueString": "y"}]});
         assert!(matches!(
             validate(e, None),
             Err(FhirError::UnsupportedResourceType { .. })

@@ -526,7 +526,7 @@ mod tests {
             parse_target("Observation?code=1", base),
             Ok(Target::Search(_, _))
         ));
-        assert!(parse_target("Claim/e1", base).is_err());
+        assert!(parse_target("Parameters/e1", base).is_err());
         assert!(parse_target("Patient/bad id", base).is_err());
     }
 }

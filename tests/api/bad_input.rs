@@ -107,8 +107,8 @@ async fn ids_that_are_not_fhir_ids_are_refused() {
 #[tokio::test]
 async fn unknown_types_ids_and_routes_are_404() {
     let app = spawn_app().await;
-    assert_outcome(app.get("Claim/1").await, 404).await;
-    assert_outcome(app.get("Claim").await, 404).await;
+    assert_outcome(app.get("Parameters/1").await, 404).await;
+    assert_outcome(app.get("Parameters").await, 404).await;
     assert_outcome(app.get("Patient/nobody").await, 404).await;
     assert_outcome(app.get("Patient/nobody/_history/1").await, 404).await;
     let r = app
@@ -204,4 +204,31 @@ async fn hostile_content_is_not_echoed_in_errors() {
     let r = app.post("Observation", &json!({"resourceType": "Observation", "status": "Jane Doe MRN 12345", "code": {"text": "x"}})).await;
     let outcome = assert_outcome(r, 400).await;
     assert!(!outcome.to_string().contains("Jane Doe"), "{outcome}");
+}
+
+/// A resource of R4's long tail (no fhir-sdk model here) is checked against R4's element
+/// definitions: what R4 does not allow is 400 naming the element.
+#[tokio::test]
+async fn a_long_tail_resource_is_checked_against_r4s_definitions() {
+    let app = spawn_app().await;
+    let good = json!({"resourceType": "Appointment", "status": "booked",
+        "participant": [{"status": "accepted", "actor": {"reference": "Patient/p1"}}]});
+    assert_eq!(app.post("Appointment", &good).await.status(), 201);
+    for (bad, path) in [
+        (
+            json!({"resourceType": "Appointment", "status": "booked", "participant": [{"status": "accepted"}], "colour": "red"}),
+            "Appointment.colour",
+        ),
+        (
+            json!({"resourceType": "Appointment", "participant": [{"status": "accepted"}]}),
+            "Appointment.status",
+        ),
+        (
+            json!({"resourceType": "Appointment", "status": "booked", "start": "tomorrow", "participant": [{"status": "accepted"}]}),
+            "Appointment.start",
+        ),
+    ] {
+        let outcome = assert_outcome(app.post("Appointment", &bad).await, 400).await;
+        assert_eq!(outcome["issue"][0]["expression"][0], path, "{outcome}");
+    }
 }

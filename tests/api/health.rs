@@ -46,7 +46,7 @@ async fn the_capability_statement_lists_every_type_with_its_interactions_and_par
     assert_eq!(cs["resourceType"], "CapabilityStatement");
     assert_eq!(cs["fhirVersion"], "4.0.1");
     let resources = cs["rest"][0]["resource"].as_array().unwrap();
-    assert_eq!(resources.len(), 32);
+    assert_eq!(resources.len(), 145);
     let patient = resources.iter().find(|r| r["type"] == "Patient").unwrap();
     assert_eq!(patient["operation"][0]["name"], "risk-assessment");
     assert!(

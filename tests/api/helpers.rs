@@ -333,6 +333,10 @@ pub fn minimal_resources(patient_id: &str) -> Vec<Value> {
         json!({"resourceType": "PractitionerRole", "active": true}),
         json!({"resourceType": "Specimen", "subject": subject, "collection": {"collectedDateTime": "2025-01-01"}}),
         json!({"resourceType": "Task", "status": "requested", "intent": "order", "for": subject}),
+        json!({"resourceType": "Appointment", "status": "booked", "participant": [{"actor": subject, "status": "accepted"}]}),
+        json!({"resourceType": "Basic", "code": {"text": "note"}, "subject": subject}),
+        json!({"resourceType": "Claim", "status": "active", "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/claim-type", "code": "oral"}]}, "use": "claim", "patient": subject, "created": "2026-01-01", "provider": {"display": "Clinic"}, "priority": {"coding": [{"code": "normal"}]}, "insurance": [{"sequence": 1, "focal": true, "coverage": {"display": "Plan"}}]}),
+        json!({"resourceType": "Questionnaire", "status": "draft", "item": [{"linkId": "1", "type": "string", "text": "How are you?"}]}),
     ]
 }
 

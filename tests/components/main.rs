@@ -9,6 +9,7 @@ mod data;
 mod decoding;
 mod default_model;
 mod encoder_reference;
+mod r4_definitions;
 mod survival_reference;
 mod synthetic;
 mod text_encoder_reference;
