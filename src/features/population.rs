@@ -37,6 +37,9 @@ pub struct PopulationSpec {
     pub sex: Vec<Sex>,
     /// Age in years at the index date.
     pub age: Option<AgeRange>,
+    /// The TNM stage group (0 to 4) by the end of the index window, when one is on record (a
+    /// record without one is not refused for it).
+    pub stage: Option<StageRange>,
     /// ValueSets of diagnoses, one of each of which must be on record.
     #[serde(default)]
     pub require: Vec<String>,
@@ -54,6 +57,21 @@ pub struct PopulationSpec {
 pub struct AgeRange {
     pub min: Option<f64>,
     pub max: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageRange {
+    pub min: Option<u8>,
+    pub max: Option<u8>,
+}
+
+/// A stage group in roman numerals, as clinicians write it.
+fn roman(group: u8) -> &'static str {
+    ["0", "I", "II", "III", "IV"]
+        .get(usize::from(group))
+        .copied()
+        .unwrap_or("?")
 }
 
 /// Where the time origin is read from.
@@ -188,6 +206,16 @@ impl PopulationSpec {
         if !required.is_empty() {
             out.push_str(&format!(" with {}", required.join(" and ")));
         }
+        if let Some(stage) = self.stage {
+            match (stage.min, stage.max) {
+                (Some(min), Some(max)) => {
+                    out.push_str(&format!(" at stage {} to {}", roman(min), roman(max)));
+                }
+                (Some(min), None) => out.push_str(&format!(" at stage {} or beyond", roman(min))),
+                (None, Some(max)) => out.push_str(&format!(" at stage {} or below", roman(max))),
+                (None, None) => {}
+            }
+        }
         let excluded = titles(&self.exclude);
         if !excluded.is_empty() {
             out.push_str(&format!(", without {}", excluded.join(" or ")));
@@ -293,6 +321,23 @@ impl PopulationSpec {
             }
         }
 
+        if let Some(range) = self.stage
+            && let Some(stage) = context
+                .stage_groups
+                .iter()
+                .find(|s| s.effective.is_none_or(|t| t <= window_end))
+        {
+            let below = range.min.is_some_and(|min| stage.group < min);
+            let above = range.max.is_some_and(|max| stage.group > max);
+            if below || above {
+                reasons.push(format!(
+                    "stage {} ({}), outside the model's stages",
+                    roman(stage.group),
+                    stage.source
+                ));
+            }
+        }
+
         // The event after the index window; an excluded diagnosis before its end.
         let event_sets = sets(&self.event.diagnoses);
         for set in sets(&self.exclude) {
@@ -395,6 +440,7 @@ mod tests {
             r#"
             sex = ["female"]
             age = {{ min = 21, max = 80 }}
+            stage = {{ max = 3 }}
             require = ["{BREAST}"]
             exclude = ["{METASTASIS}"]
             [index]
@@ -505,6 +551,27 @@ mod tests {
     }
 
     #[test]
+    fn a_stage_outside_the_models_is_named() {
+        let mut context = woman_with_breast_cancer();
+        context
+            .stage_groups
+            .push(crate::features::context::StageGroup {
+                source: "Observation/s".into(),
+                kind: crate::fhir::codes::StageKind::Pathologic,
+                group: 4,
+                letter: None,
+                effective: Some(at("2018-04-01")),
+            });
+        let refused = spec().evaluate(&context, at("2024-01-01")).unwrap_err();
+        assert_eq!(
+            refused.reasons,
+            ["stage IV (Observation/s), outside the model's stages"]
+        );
+        context.stage_groups[0].group = 2;
+        assert!(spec().evaluate(&context, at("2024-01-01")).is_ok());
+    }
+
+    #[test]
     fn without_a_dated_diagnosis_the_surgery_is_the_origin() {
         let mut context = woman_with_breast_cancer();
         context.diagnoses[0].onset = None;
@@ -527,8 +594,8 @@ mod tests {
     fn the_description_is_drawn_from_the_criteria() {
         assert_eq!(
             spec().describe(),
-            "Women aged 21 to 80 at diagnosis with primary breast cancer, without distant \
-             metastasis. Risk is counted from the date of diagnosis, else of primary surgery, \
+            "Women aged 21 to 80 at diagnosis with primary breast cancer at stage III or below, \
+             without distant metastasis. Risk is counted from the date of diagnosis, else of primary surgery, \
              with facts recorded up to 90 days after it describing the patient at it; a patient \
              with death, distant metastasis already on record gets no prediction."
         );
