@@ -1,7 +1,9 @@
 //! FHIR R4 JSON as this server understands it, with no I/O: validating incoming resources
-//! through fhir-sdk's models, the search parameters each resource type supports and the index
-//! entries they produce, and the parsing of search queries and FHIR dates. Imports `domain` and
-//! `error`; owns fhir-sdk's models for reading (building output is `report`'s job).
+//! (through fhir-sdk's models for the common types, against R4's element definitions for the
+//! rest: `structure`), the search parameters each resource type supports and the index entries
+//! they produce, the parsing of search queries and FHIR dates, and the ValueSets and ConceptMaps
+//! the service evaluates itself (`terminology`). Imports `domain` and `error`; owns fhir-sdk's
+//! models for reading (building output is `report`'s job).
 
 pub mod codes;
 pub mod date;
