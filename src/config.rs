@@ -27,6 +27,26 @@ pub struct Settings {
     pub inference: InferenceSettings,
     pub risk: RiskSettings,
     pub log: LogSettings,
+    pub auth: AuthSettings,
+}
+
+/// Who may call the service. Until a token issuer is configured there is no authorization, so
+/// by default the service listens only on loopback addresses.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    pub mode: AuthMode,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// No authorization, so every listener must be on a loopback address (the default: a
+    /// laptop, a test, a reverse proxy on the same host that authorizes).
+    #[default]
+    Local,
+    /// No authorization on any address, chosen explicitly (said at every start).
+    Open,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -394,6 +414,15 @@ pub enum ConfigError {
     InvalidOffset(String),
     #[error("database URL must start with sqlite:// or postgres://")]
     UnsupportedDatabase,
+    #[error(
+        "{setting} = {addr} is not a loopback address, and no authorization is configured: anyone \
+         who can reach it could read and change every record. Listen on 127.0.0.1 (or ::1), or set \
+         auth.mode = \"open\" (PROGNOSTICS_AUTH__MODE=open) to serve without authorization on purpose"
+    )]
+    Exposed {
+        setting: &'static str,
+        addr: SocketAddr,
+    },
     #[error("data directory {path} cannot be used")]
     DataDir {
         path: PathBuf,
@@ -403,6 +432,34 @@ pub enum ConfigError {
 }
 
 impl Settings {
+    /// The listeners that will run: (setting, address).
+    pub fn listeners(&self) -> Vec<(&'static str, SocketAddr)> {
+        let mut out = vec![("server.listen", self.server.listen)];
+        if self.dicom.enabled {
+            out.push(("dicom.listen", self.dicom.listen));
+        }
+        if self.hl7.enabled {
+            out.push(("hl7.listen", self.hl7.listen));
+        }
+        out
+    }
+
+    /// Safe by default: without authorization, every listener must be on a loopback address,
+    /// unless open access was chosen (`auth.mode = "open"`).
+    pub fn check_exposure(&self) -> Result<(), ConfigError> {
+        if self.auth.mode == AuthMode::Open {
+            return Ok(());
+        }
+        match self
+            .listeners()
+            .into_iter()
+            .find(|(_, addr)| !addr.ip().is_loopback())
+        {
+            Some((setting, addr)) => Err(ConfigError::Exposed { setting, addr }),
+            None => Ok(()),
+        }
+    }
+
     /// Reads defaults, then `file` (when given), then `PROGNOSTICS_…` variables.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
         let mut figment = Figment::new();
@@ -477,6 +534,29 @@ mod tests {
             hl7.local_offset = bad.into();
             assert!(hl7.fixed_offset().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn without_authorization_only_loopback_addresses_are_served() {
+        let mut s = Settings::default();
+        assert!(s.check_exposure().is_ok());
+        s.server.listen = "0.0.0.0:8080".parse().unwrap();
+        let e = s.check_exposure().unwrap_err().to_string();
+        assert!(
+            e.contains("server.listen = 0.0.0.0:8080") && e.contains("auth.mode"),
+            "{e}"
+        );
+        s.server.listen = "[::1]:8080".parse().unwrap();
+        s.hl7.listen = "10.0.0.5:2575".parse().unwrap();
+        let e = s.check_exposure().unwrap_err().to_string();
+        assert!(e.contains("hl7.listen"), "{e}");
+        s.hl7.enabled = false;
+        assert!(s.check_exposure().is_ok());
+        s.server.listen = "0.0.0.0:8080".parse().unwrap();
+        s.auth.mode = AuthMode::Open;
+        assert!(s.check_exposure().is_ok());
+        assert!(from_toml("[auth]\nmode = \"open\"\n").is_ok());
+        assert!(from_toml("[auth]\nmode = \"anyone\"\n").is_err());
     }
 
     #[test]

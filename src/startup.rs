@@ -13,7 +13,7 @@ use utoipa_actix_web::AppExt;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::api::{self, ApiDoc, ApiState};
-use crate::config::{InferenceDevice, InferenceSettings, RiskSettings, Settings};
+use crate::config::{AuthMode, InferenceDevice, InferenceSettings, RiskSettings, Settings};
 use crate::dimse::StorageScp;
 use crate::encoders::{
     BatchSettings, BatchedEncoder, DeviceChoice, EncoderError, ImageEncoder, ModelManifest,
@@ -74,6 +74,16 @@ pub struct Application {
 impl Application {
     /// Opens (and migrates) the database and binds the listener.
     pub async fn build(settings: &Settings) -> Result<Self, StartupError> {
+        settings.check_exposure()?;
+        match settings.auth.mode {
+            AuthMode::Local => {
+                tracing::info!("no authorization configured: listening on loopback addresses only")
+            }
+            AuthMode::Open => tracing::warn!(
+                "auth.mode = open: NO AUTHORIZATION. Anyone who can reach the listeners can read \
+                 and change every record"
+            ),
+        }
         let mut pipeline = open_pipeline(settings).await?;
         let store = pipeline.store().clone();
         let mut background = Vec::new();

@@ -198,6 +198,7 @@ async fn messages_posted_over_http_are_answered_with_their_ack() {
     let response = app
         .client
         .post(&url)
+        .header("Content-Type", "application/hl7-v2")
         .body("MSH|^~\\&|LAB|HOSP|||20240105||ORU^R01||P|2.5\r")
         .send()
         .await
@@ -212,16 +213,32 @@ async fn messages_posted_over_http_are_answered_with_their_ack() {
     let response = app
         .client
         .post(&url)
+        .header("Content-Type", HL7)
         .body(vec![b'x'; 2 * 1024 * 1024])
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 413);
+
+    // A web page can post text/plain from any browser without a CORS preflight: refused, so
+    // that no page can file an ADT through a clinician's browser.
+    for media_type in ["text/plain", "application/x-www-form-urlencoded", ""] {
+        let mut request = app.client.post(&url).body(ADT_RENAME);
+        if !media_type.is_empty() {
+            request = request.header("Content-Type", media_type);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 415, "{media_type}");
+    }
     assert_eq!(
         app.query_count("SELECT COUNT(*) FROM hl7_messages").await,
         1
     );
 }
+
+const HL7: &str = "x-application/hl7-v2+er7";
+const ADT_RENAME: &str = "MSH|^~\\&|X|Y|PROGNOSTICS|ONC|20240105083000||ADT^A08|A9|P|2.5.1\r\
+PID|1||MRN123^^^HOSP^MR||EVIL^NAME||19650412|F\r";
 
 /// `mllp_send` from the PyPI package hl7 0.4.5 (`scripts/install-test-deps` puts it in
 /// `.cache/peers-venv`); missing, the test skips unless `TEST_REQUIRE_PEERS` is set.
@@ -302,6 +319,7 @@ async fn a_batch_file_is_answered_with_a_batch_of_acks() {
     let response = app
         .client
         .post(format!("{}/hl7/v2", app.address))
+        .header("Content-Type", HL7)
         .body(batch)
         .send()
         .await

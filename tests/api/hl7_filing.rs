@@ -20,6 +20,7 @@ async fn post_hl7(app: &TestApp, message: &str) -> String {
     let response = app
         .client
         .post(format!("{}/hl7/v2", app.address))
+        .header("Content-Type", "x-application/hl7-v2+er7")
         .body(message.to_owned())
         .send()
         .await
