@@ -84,8 +84,9 @@ pub struct DatabaseSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FhirSettings {
-    /// Public base URL used in `Location`, `fullUrl` and paging links. When absent, it is taken
-    /// from each request's `Host` header and scheme.
+    /// Public base URL used in `Location`, `fullUrl` and paging links. When absent, the address
+    /// the HTTP server bound (`http://127.0.0.1:8080/fhir`); never a request's `Host` or
+    /// `X-Forwarded-*` headers.
     pub base_url: Option<url::Url>,
     /// Page size when a search names no `_count`.
     pub default_page_size: u32,

@@ -53,6 +53,11 @@ pub enum StartupError {
     RiskModel(#[from] crate::pipeline::risk::RiskModelError),
     #[error("could not start the inference thread")]
     InferenceThread(#[source] std::io::Error),
+    #[error(
+        "server.listen = {addr} listens on every address, so links cannot be built from it: set \
+         fhir.base_url (PROGNOSTICS_FHIR__BASE_URL) to the URL clients reach the FHIR API at"
+    )]
+    NoPublicBase { addr: std::net::SocketAddr },
     #[error("could not listen on {addr}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -109,13 +114,21 @@ impl Application {
                 addr: settings.server.listen,
                 source,
             })?;
-        let port = listener
-            .local_addr()
-            .map_err(|source| StartupError::Bind {
-                addr: settings.server.listen,
-                source,
-            })?
-            .port();
+        let bound = listener.local_addr().map_err(|source| StartupError::Bind {
+            addr: settings.server.listen,
+            source,
+        })?;
+        let port = bound.port();
+        // Links are built from a base the operator chose, never from the Host or X-Forwarded-*
+        // headers a client sends: the configured public base, else the address bound (a
+        // loopback one unless open access was chosen, which then needs a public base).
+        let base_url = match &settings.fhir.base_url {
+            Some(url) => url.as_str().trim_end_matches('/').to_owned(),
+            None if bound.ip().is_unspecified() => {
+                return Err(StartupError::NoPublicBase { addr: bound });
+            }
+            None => format!("http://{bound}/fhir"),
+        };
         let mut dicom_port = None;
         if settings.dicom.enabled {
             let scp = StorageScp::bind(&settings.dicom, pipeline.clone())
@@ -156,11 +169,7 @@ impl Application {
         }));
         let state = ApiState {
             pipeline,
-            base_url: settings
-                .fhir
-                .base_url
-                .as_ref()
-                .map(|u| u.as_str().trim_end_matches('/').to_owned()),
+            base_url,
             max_body_bytes: settings.server.max_body_bytes,
             dicomweb_max_body_bytes: settings.dicom.max_stow_bytes,
             hl7_max_message_bytes: settings.hl7.max_message_bytes,

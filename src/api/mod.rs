@@ -29,8 +29,8 @@ use crate::pipeline::Pipeline;
 #[derive(Clone, Debug)]
 pub struct ApiState {
     pub pipeline: Pipeline,
-    /// Configured public FHIR base URL; `None` derives it from each request.
-    pub base_url: Option<String>,
+    /// The public FHIR base URL links are built from (configured, else the bound address).
+    pub base_url: String,
     pub max_body_bytes: usize,
     /// Largest STOW-RS body.
     pub dicomweb_max_body_bytes: usize,

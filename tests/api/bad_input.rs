@@ -232,3 +232,28 @@ async fn a_long_tail_resource_is_checked_against_r4s_definitions() {
         assert_eq!(outcome["issue"][0]["expression"][0], path, "{outcome}");
     }
 }
+
+/// Links are built from the service's own base, never from the Host or X-Forwarded-* headers a
+/// client sends (which would let one client plant links to another host in what others read).
+#[tokio::test]
+async fn links_ignore_the_host_a_client_claims() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .post(format!("{}/Patient", app.base))
+        .header("Content-Type", "application/fhir+json")
+        .header("Host", "evil.example.org")
+        .header("X-Forwarded-Host", "evil.example.org")
+        .header("X-Forwarded-Proto", "https")
+        .header("Forwarded", "host=evil.example.org;proto=https")
+        .body(r#"{"resourceType": "Patient"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with(&app.base), "{location}");
+    let found = app.search("Patient").await;
+    let links = found["link"].to_string() + &found["entry"].to_string();
+    assert!(!links.contains("evil"), "{links}");
+}

@@ -28,15 +28,10 @@ pub(crate) use risk_assessment::{
 pub(crate) use search::search as search_type;
 pub(crate) use type_level::create;
 
-/// The FHIR base URL for links: the configured one, or this request's scheme and host.
-fn base_url(req: &HttpRequest, state: &ApiState) -> String {
-    match &state.base_url {
-        Some(url) => url.trim_end_matches('/').to_owned(),
-        None => {
-            let info = req.connection_info();
-            format!("{}://{}/fhir", info.scheme(), info.host())
-        }
-    }
+/// The FHIR base URL for links: the configured public base, or the address the service bound;
+/// never what the request's Host or X-Forwarded-* headers claim.
+fn base_url(_req: &HttpRequest, state: &ApiState) -> String {
+    state.base_url.clone()
 }
 
 fn resource_type(raw: &str) -> Result<ResourceType, ApiError> {
