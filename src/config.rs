@@ -116,6 +116,77 @@ pub struct DicomSettings {
     /// Patient, typically the hospital's MRN system. When absent, Patients are matched on the
     /// identifier value alone and created with a value but no system.
     pub patient_id_system: Option<String>,
+    /// The modalities and PACS that may associate: a calling AE title each, optionally from
+    /// given addresses. Empty: any caller (only on loopback, unless `auth.mode` is open).
+    pub allowed_callers: Vec<AllowedCaller>,
+}
+
+/// A DICOM peer allowed to associate.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowedCaller {
+    pub ae_title: String,
+    /// Addresses or networks (`10.1.2.3`, `10.1.0.0/16`) it may call from; empty: any.
+    #[serde(default)]
+    pub addresses: Vec<AddressRule>,
+}
+
+/// An address or a network in CIDR notation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct AddressRule {
+    network: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl TryFrom<String> for AddressRule {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        let (address, prefix) = match text.split_once('/') {
+            Some((address, prefix)) => (address, Some(prefix)),
+            None => (text.as_str(), None),
+        };
+        let network: std::net::IpAddr = address
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{text}` is not an address or a network such as 10.0.0.0/8"))?;
+        let bits = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= bits)
+                .ok_or_else(|| format!("`{text}`: the prefix length must be 0 to {bits}"))?,
+            None => bits,
+        };
+        Ok(AddressRule { network, prefix })
+    }
+}
+
+impl AddressRule {
+    pub fn contains(&self, address: std::net::IpAddr) -> bool {
+        let address = match address {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.network, address) {
+            (std::net::IpAddr::V4(n), std::net::IpAddr::V4(a)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (std::net::IpAddr::V6(n), std::net::IpAddr::V6(a)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
 }
 
 /// HL7 v2 intake: the MLLP listener and message limits (MLLP and `POST /hl7/v2`).
@@ -138,6 +209,9 @@ pub struct Hl7Settings {
     /// an OID or URI need no entry; others without one keep only the namespace, as the
     /// identifier's assigner.
     pub identifier_systems: std::collections::BTreeMap<String, String>,
+    /// The interface engines that may connect: addresses or networks (`10.0.0.0/8`). Empty:
+    /// any (only on loopback, unless `auth.mode` is open).
+    pub allowed_sources: Vec<AddressRule>,
 }
 
 impl Hl7Settings {
@@ -357,6 +431,7 @@ impl Default for DicomSettings {
             max_instance_bytes: 1024 * 1024 * 1024,
             idle_timeout_secs: 300,
             max_stow_bytes: 1024 * 1024 * 1024,
+            allowed_callers: Vec::new(),
             patient_id_system: None,
         }
     }
@@ -371,6 +446,7 @@ impl Default for Hl7Settings {
             idle_timeout_secs: 300,
             local_offset: "local".to_owned(),
             identifier_systems: std::collections::BTreeMap::new(),
+            allowed_sources: Vec::new(),
         }
     }
 }
@@ -535,6 +611,34 @@ mod tests {
             hl7.local_offset = bad.into();
             assert!(hl7.fixed_offset().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn address_rules_match_addresses_and_networks() {
+        let rule = |t: &str| AddressRule::try_from(t.to_owned()).unwrap();
+        let ip = |t: &str| t.parse::<std::net::IpAddr>().unwrap();
+        assert!(rule("10.1.0.0/16").contains(ip("10.1.200.3")));
+        assert!(!rule("10.1.0.0/16").contains(ip("10.2.0.1")));
+        assert!(rule("10.1.2.3").contains(ip("10.1.2.3")));
+        assert!(!rule("10.1.2.3").contains(ip("10.1.2.4")));
+        assert!(rule("0.0.0.0/0").contains(ip("192.0.2.1")));
+        assert!(
+            rule("10.1.2.3").contains(ip("::ffff:10.1.2.3")),
+            "v4-mapped v6"
+        );
+        assert!(rule("fd00::/8").contains(ip("fd12::1")));
+        assert!(!rule("fd00::/8").contains(ip("10.0.0.1")));
+        for bad in ["10.1.2", "10.0.0.0/33", "host.example", "10.0.0.0/x"] {
+            assert!(AddressRule::try_from(bad.to_owned()).is_err(), "{bad}");
+        }
+        let s = from_toml(
+            "[dicom]\nallowed_callers = [{ ae_title = \"CT1\", addresses = [\"10.0.0.0/8\"] }]\n\
+             [hl7]\nallowed_sources = [\"192.0.2.10\"]\n",
+        )
+        .unwrap();
+        assert_eq!(s.dicom.allowed_callers[0].ae_title, "CT1");
+        assert_eq!(s.hl7.allowed_sources.len(), 1);
+        assert!(from_toml("[hl7]\nallowed_sources = [\"nonsense\"]\n").is_err());
     }
 
     #[test]

@@ -50,6 +50,17 @@ impl MllpListener {
 }
 
 async fn serve(stream: TcpStream, peer: SocketAddr, settings: &Hl7Settings, pipeline: &Pipeline) {
+    // An engine not on the allow-list is disconnected before a byte is read: nothing it sends
+    // is taken, and it learns nothing from an answer.
+    if !settings.allowed_sources.is_empty()
+        && !settings
+            .allowed_sources
+            .iter()
+            .any(|rule| rule.contains(peer.ip()))
+    {
+        tracing::warn!(%peer, "MLLP connection from an address not allowed: closed");
+        return;
+    }
     let _ = stream.set_nodelay(true);
     let (reader, mut writer) = stream.into_split();
     let mut reader = BufReader::new(reader);

@@ -9,11 +9,13 @@ use dicom_object::InMemDicomObject;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use dicom_transfer_syntax_registry::entries::IMPLICIT_VR_LITTLE_ENDIAN;
 use dicom_ul::Pdu;
+use dicom_ul::association::server::AccessControl;
 use dicom_ul::association::{Association, AsyncServerAssociation, ServerAssociationOptions};
+use dicom_ul::pdu::{AssociationRJServiceUserReason, UserIdentity};
 use dicom_ul::pdu::{PDataValue, PDataValueType};
 use tokio::net::TcpStream;
 
-use crate::config::DicomSettings;
+use crate::config::{AllowedCaller, DicomSettings};
 use crate::pipeline::{DicomStatus, Pipeline};
 
 /// The Verification SOP Class (C-ECHO).
@@ -40,6 +42,37 @@ struct PendingStore {
     overflowed: bool,
 }
 
+/// The calling AE titles (and their addresses) allowed to associate; anyone else is rejected
+/// with A-ASSOCIATE-RJ, rejected-permanent, calling AE title not recognized.
+struct Callers<'a> {
+    allowed: &'a [AllowedCaller],
+    peer: std::net::IpAddr,
+}
+
+impl AccessControl for Callers<'_> {
+    fn check_access(
+        &self,
+        _this_ae_title: &str,
+        calling_ae_title: &str,
+        _called_ae_title: &str,
+        _user_identity: Option<&UserIdentity>,
+    ) -> Result<(), AssociationRJServiceUserReason> {
+        let calling = calling_ae_title.trim();
+        let known = self.allowed.is_empty()
+            || self.allowed.iter().any(|caller| {
+                caller.ae_title.trim() == calling
+                    && (caller.addresses.is_empty()
+                        || caller.addresses.iter().any(|a| a.contains(self.peer)))
+            });
+        if known {
+            Ok(())
+        } else {
+            tracing::warn!(peer = %self.peer, calling_ae = %calling, "DICOM association from a caller not allowed: rejected");
+            Err(AssociationRJServiceUserReason::CallingAETitleNotRecognized)
+        }
+    }
+}
+
 pub(super) async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
@@ -47,7 +80,10 @@ pub(super) async fn serve(
     pipeline: &Pipeline,
 ) {
     let mut options = ServerAssociationOptions::new()
-        .accept_any()
+        .ae_access_control(Callers {
+            allowed: &settings.allowed_callers,
+            peer: peer.ip(),
+        })
         .ae_title(settings.ae_title.as_str())
         .max_pdu_length(settings.max_pdu_length)
         .promiscuous(true);

@@ -204,3 +204,35 @@ async fn the_send_script_stores_a_study_of_mixed_transfer_syntaxes_as_it_is() {
     );
     assert!(instances >= 4, "{studies:?}");
 }
+
+/// With an allow-list, a caller whose AE title is not on it is rejected at association
+/// (A-ASSOCIATE-RJ, calling AE title not recognized); one on it, from an allowed address, is
+/// answered.
+#[tokio::test]
+async fn only_allowed_calling_ae_titles_may_associate() {
+    if !dcmtk_available() {
+        return;
+    }
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.dicom.allowed_callers = vec![prognostics::config::AllowedCaller {
+            ae_title: "MODALITY1".into(),
+            addresses: vec!["127.0.0.0/8".to_owned().try_into().unwrap()],
+        }];
+    })
+    .await;
+    let port = app.dicom_port.unwrap().to_string();
+    let echo = |calling: &str| {
+        let args: Vec<String> = ["-aet", calling, "-aec", "PROGNOSTICS", "127.0.0.1", &port]
+            .map(String::from)
+            .to_vec();
+        tokio::task::spawn_blocking(move || run("echoscu", &args))
+    };
+    let refused = echo("INTRUDER").await.unwrap();
+    assert!(!refused.status.success());
+    let log = String::from_utf8_lossy(&refused.stderr).to_lowercase();
+    assert!(
+        log.contains("rejected") && log.contains("calling ae title not recognized"),
+        "{log}"
+    );
+    assert!(echo("MODALITY1").await.unwrap().status.success());
+}

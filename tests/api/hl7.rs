@@ -341,3 +341,37 @@ async fn a_batch_file_is_answered_with_a_batch_of_acks() {
         2
     );
 }
+
+/// With an allow-list of source addresses, a connection from elsewhere is closed before
+/// anything is read: no ACK, nothing stored.
+#[tokio::test]
+async fn only_allowed_sources_may_send_over_mllp() {
+    let elsewhere = crate::helpers::spawn_app_with(|s| {
+        s.hl7.allowed_sources = vec!["192.0.2.10".to_owned().try_into().unwrap()];
+    })
+    .await;
+    let mut stream = connect(&elsewhere).await;
+    let mut framed = vec![0x0b];
+    framed.extend_from_slice(ORU.as_bytes());
+    framed.extend_from_slice(&[0x1c, 0x0d]);
+    let _ = stream.write_all(&framed).await;
+    let mut buffer = [0u8; 16];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buffer))
+        .await
+        .expect("closed, not left hanging");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    assert_eq!(
+        elsewhere
+            .query_count("SELECT COUNT(*) FROM hl7_messages")
+            .await,
+        0
+    );
+
+    let here = crate::helpers::spawn_app_with(|s| {
+        s.hl7.allowed_sources = vec!["127.0.0.1".to_owned().try_into().unwrap()];
+    })
+    .await;
+    let mut stream = connect(&here).await;
+    let ack = exchange(&mut stream, ORU.as_bytes()).await;
+    assert_eq!(&segment(&ack, "MSA")[1..3], ["AA", "MSG0001"]);
+}
