@@ -1,7 +1,7 @@
 //! prognostics: multimodal prognostic risk scores for oncology, served as FHIR R4.
 //!
-//! Modules follow the data flow. `config`, `error` and `telemetry` serve every layer and
-//! `domain` is the shared vocabulary. Readers of outside formats: `dicom` (DICOM Part 10 and
+//! Modules follow the data flow. `config`, `error` and `telemetry` serve every layer,
+//! `domain` is the shared vocabulary and `auth` says who is calling and what they may do. Readers of outside formats: `dicom` (DICOM Part 10 and
 //! pixel data), `hl7` (HL7 v2 and its MLLP framing), `fhir` (FHIR JSON, codes, search), `ehr`
 //! (pulls from the EHR's FHIR server) and `cohort` (training cohorts: CSV, Parquet, ARFF).
 //! Models: `features` turns what is known about a patient into a model's inputs; `encoders`
@@ -19,6 +19,7 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod error;

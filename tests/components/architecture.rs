@@ -22,6 +22,11 @@ const MODULES: &[(&str, &str, &[&str])] = &[
     ),
     ("config", "`Settings`: defaults, file, environment", &[]),
     (
+        "auth",
+        "who is calling and what they may do: SMART scopes",
+        &["domain"],
+    ),
+    (
         "telemetry",
         "logging; spawning inside the caller's span",
         &["config"],
