@@ -23,7 +23,7 @@ const MODULES: &[(&str, &str, &[&str])] = &[
     ("config", "`Settings`: defaults, file, environment", &[]),
     (
         "auth",
-        "who is calling and what they may do: SMART scopes",
+        "who is calling and what they may do: SMART scopes, access tokens",
         &["domain"],
     ),
     (
@@ -186,7 +186,7 @@ const OWNERS: &[(&str, &[&str])] = &[
     ("candle", &["encoders", "fusion", "survival"]),
     ("tokenizers::", &["encoders"]),
     ("reqwest::", &["ehr", "encoders"]),
-    ("jsonwebtoken", &["ehr"]),
+    ("jsonwebtoken", &["auth", "ehr"]),
     ("csv::", &["cohort"]),
     ("parquet::", &["cohort"]),
     ("fhir_sdk::r4b::resources", &["report", "fhir"]),
