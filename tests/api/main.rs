@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
 mod acceptance;
+mod auth_keys;
 mod bad_input;
 mod bundles;
 mod cohort_embeddings;

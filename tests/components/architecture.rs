@@ -185,7 +185,7 @@ const OWNERS: &[(&str, &[&str])] = &[
     ("clap", &["cli", "config", "main"]),
     ("candle", &["encoders", "fusion", "survival"]),
     ("tokenizers::", &["encoders"]),
-    ("reqwest::", &["ehr", "encoders"]),
+    ("reqwest::", &["auth", "ehr", "encoders"]),
     ("jsonwebtoken", &["auth", "ehr"]),
     ("csv::", &["cohort"]),
     ("parquet::", &["cohort"]),

@@ -1,0 +1,184 @@
+//! The trusted issuers' signing keys, fetched and cached: each issuer's JWK Set from its
+//! configured `jwks_uri`, else the one its discovery document names
+//! (`.well-known/smart-configuration`, else `.well-known/openid-configuration`). Keys are kept
+//! until a token names a key id the set lacks; the set is then fetched again, at most once a
+//! minute per issuer (key rotation works; a flood of made-up key ids does not become a flood of
+//! fetches). Verified tokens are kept until they expire, so that a hot path does not check the
+//! same signature twice. Every fetch has a time limit: a slow or absent issuer fails a request,
+//! it never hangs it.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::jwk::JwkSet;
+use sha2::{Digest, Sha256};
+use tokio::sync::Mutex;
+
+use super::token::{Caller, Issuer, TokenError, claimed_issuer, header, verify};
+
+/// A trusted issuer and where its keys are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuerKeys {
+    pub issuer: Issuer,
+    /// None: from the issuer's discovery document.
+    pub jwks_uri: Option<String>,
+}
+
+/// Why a token could not be checked, or was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// The issuer's keys could not be had (its server down, slow or answering nonsense).
+    #[error("the issuer's keys could not be fetched: {0}")]
+    Unavailable(String),
+}
+
+const REFETCH_AT_MOST_EVERY: Duration = Duration::from_secs(60);
+/// Verified tokens remembered at once; past it the oldest half is forgotten.
+const VERIFIED_CAPACITY: usize = 10_000;
+
+struct Cached {
+    keys: JwkSet,
+    fetched: Instant,
+}
+
+pub struct KeyStore {
+    issuers: Vec<IssuerKeys>,
+    http: reqwest::Client,
+    keys: Mutex<HashMap<String, Cached>>,
+    /// sha256 of a token → its caller, while it is valid.
+    verified: Mutex<HashMap<[u8; 32], Caller>>,
+}
+
+impl std::fmt::Debug for KeyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyStore")
+            .field("issuers", &self.issuers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyStore {
+    /// `timeout` bounds each fetch.
+    pub fn new(issuers: Vec<IssuerKeys>, timeout: Duration) -> Result<Self, KeyError> {
+        let http = reqwest::ClientBuilder::new()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| KeyError::Unavailable(e.to_string()))?;
+        Ok(Self {
+            issuers,
+            http,
+            keys: Mutex::new(HashMap::new()),
+            verified: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The caller a token names, verified against its issuer's keys.
+    pub async fn verify(&self, token: &str) -> Result<Caller, KeyError> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let now = chrono::Utc::now().timestamp();
+        if let Some(caller) = self.verified.lock().await.get(&digest)
+            && caller.expires > now
+        {
+            return Ok(caller.clone());
+        }
+        let (kid, _) = header(token)?;
+        let claimed = claimed_issuer(token)?;
+        let issuer = self
+            .issuers
+            .iter()
+            .find(|i| i.issuer.issuer == claimed)
+            .ok_or(TokenError::UnknownIssuer)?;
+        let keys = self.keys_of(issuer, false).await?;
+        let knows_kid = kid.as_ref().is_none_or(|kid| keys.find(kid).is_some());
+        let keys = if knows_kid {
+            keys
+        } else {
+            self.keys_of(issuer, true).await?
+        };
+        let caller = verify(token, &issuer.issuer, &keys)?;
+        let mut verified = self.verified.lock().await;
+        if verified.len() >= VERIFIED_CAPACITY {
+            verified.retain(|_, c| c.expires > now);
+            if verified.len() >= VERIFIED_CAPACITY {
+                verified.clear();
+            }
+        }
+        verified.insert(digest, caller.clone());
+        Ok(caller)
+    }
+
+    /// The issuer's keys: cached, or fetched (again when `refresh` and the last fetch is over a
+    /// minute old).
+    async fn keys_of(&self, issuer: &IssuerKeys, refresh: bool) -> Result<JwkSet, KeyError> {
+        let name = &issuer.issuer.issuer;
+        {
+            let cache = self.keys.lock().await;
+            if let Some(cached) = cache.get(name)
+                && (!refresh || cached.fetched.elapsed() < REFETCH_AT_MOST_EVERY)
+            {
+                return Ok(cached.keys.clone());
+            }
+        }
+        let keys = self.fetch(issuer).await?;
+        tracing::info!(issuer = %name, keys = keys.keys.len(), "issuer keys fetched");
+        self.keys.lock().await.insert(
+            name.clone(),
+            Cached {
+                keys: keys.clone(),
+                fetched: Instant::now(),
+            },
+        );
+        Ok(keys)
+    }
+
+    async fn fetch(&self, issuer: &IssuerKeys) -> Result<JwkSet, KeyError> {
+        let jwks_uri = match &issuer.jwks_uri {
+            Some(uri) => uri.clone(),
+            None => self.discover(&issuer.issuer.issuer).await?,
+        };
+        self.get_json::<JwkSet>(&jwks_uri).await
+    }
+
+    /// The `jwks_uri` of the issuer's SMART configuration, else its OpenID configuration.
+    async fn discover(&self, issuer: &str) -> Result<String, KeyError> {
+        #[derive(serde::Deserialize)]
+        struct Discovery {
+            jwks_uri: Option<String>,
+        }
+        let base = issuer.trim_end_matches('/');
+        let mut reasons = Vec::new();
+        for document in ["smart-configuration", "openid-configuration"] {
+            let url = format!("{base}/.well-known/{document}");
+            match self.get_json::<Discovery>(&url).await {
+                Ok(Discovery {
+                    jwks_uri: Some(uri),
+                }) => return Ok(uri),
+                Ok(_) => reasons.push(format!("{document} names no jwks_uri")),
+                Err(e) => reasons.push(format!("{document}: {e}")),
+            }
+        }
+        Err(KeyError::Unavailable(reasons.join("; ")))
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, KeyError> {
+        let response = self
+            .http
+            .get(url)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| KeyError::Unavailable(format!("{url}: {e}")))?;
+        if !response.status().is_success() {
+            return Err(KeyError::Unavailable(format!(
+                "{url} answered {}",
+                response.status()
+            )));
+        }
+        response
+            .json::<T>()
+            .await
+            .map_err(|e| KeyError::Unavailable(format!("{url}: {e}")))
+    }
+}
