@@ -62,7 +62,8 @@ impl Clock {
         } else {
             format!(
                 "Counted from the date of {} ({date}, {}); event-free for {:.1} years since, \
-                 each probability is of the event within its horizon from {}, given none so far.",
+                 each probability is of the event within its horizon from {}, given none so far \
+                 (from the model's survival curve: its calibration was fitted at the origin only).",
                 e.origin.words(),
                 e.source,
                 elapsed / crate::domain::DAYS_PER_YEAR,
