@@ -58,6 +58,10 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
     /// Worker threads for the HTTP server; 0 means one per CPU core.
     pub workers: usize,
+    /// HTTPS: the certificate chain (PEM, the server's certificate first) …
+    pub tls_certificate: Option<PathBuf>,
+    /// … and its private key (PEM, PKCS #8, PKCS #1 or SEC1). Both or neither.
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -388,6 +392,8 @@ impl Default for ServerSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_body_bytes: 8 * 1024 * 1024,
             workers: 0,
+            tls_certificate: None,
+            tls_key: None,
         }
     }
 }

@@ -58,6 +58,8 @@ pub enum StartupError {
          fhir.base_url (PROGNOSTICS_FHIR__BASE_URL) to the URL clients reach the FHIR API at"
     )]
     NoPublicBase { addr: std::net::SocketAddr },
+    #[error("HTTPS cannot be set up: {0}")]
+    Tls(String),
     #[error("could not listen on {addr}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -122,12 +124,24 @@ impl Application {
         // Links are built from a base the operator chose, never from the Host or X-Forwarded-*
         // headers a client sends: the configured public base, else the address bound (a
         // loopback one unless open access was chosen, which then needs a public base).
+        let tls = match (&settings.server.tls_certificate, &settings.server.tls_key) {
+            (Some(certificate), Some(key)) => {
+                Some(tls_config(certificate, key).map_err(StartupError::Tls)?)
+            }
+            (None, None) => None,
+            _ => {
+                return Err(StartupError::Tls(
+                    "set both server.tls_certificate and server.tls_key, or neither".into(),
+                ));
+            }
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let base_url = match &settings.fhir.base_url {
             Some(url) => url.as_str().trim_end_matches('/').to_owned(),
             None if bound.ip().is_unspecified() => {
                 return Err(StartupError::NoPublicBase { addr: bound });
             }
-            None => format!("http://{bound}/fhir"),
+            None => format!("{scheme}://{bound}/fhir"),
         };
         let mut dicom_port = None;
         if settings.dicom.enabled {
@@ -181,12 +195,13 @@ impl Application {
                 pipeline.resume_risk_jobs().await;
             }));
         }
-        let server =
-            run(listener, state, settings.server.workers).map_err(|source| StartupError::Bind {
+        let server = run(listener, state, settings.server.workers, tls).map_err(|source| {
+            StartupError::Bind {
                 addr: settings.server.listen,
                 source,
-            })?;
-        tracing::info!(port, backend = ?store.backend(), "service listening");
+            }
+        })?;
+        tracing::info!(port, scheme, backend = ?store.backend(), "service listening");
         Ok(Self {
             port,
             dicom_port,
@@ -357,9 +372,36 @@ pub async fn start_image_encoder(
     }
 }
 
-fn run(listener: TcpListener, state: ApiState, workers: usize) -> std::io::Result<Server> {
+/// The HTTPS configuration from the certificate chain and key files.
+fn tls_config(
+    certificate: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<rustls::ServerConfig, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(certificate)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("{}: {e}", certificate.display()))?;
+    if chain.is_empty() {
+        return Err(format!("{}: no certificate", certificate.display()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+    rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .and_then(|builder| builder.with_no_client_auth().with_single_cert(chain, key))
+    .map_err(|e| e.to_string())
+}
+
+fn run(
+    listener: TcpListener,
+    state: ApiState,
+    workers: usize,
+    tls: Option<rustls::ServerConfig>,
+) -> std::io::Result<Server> {
     let data = Data::new(state);
-    let mut server = HttpServer::new(move || {
+    let server = HttpServer::new(move || {
         let (app, openapi) = App::new()
             .into_utoipa_app()
             .openapi(ApiDoc::openapi())
@@ -371,8 +413,11 @@ fn run(listener: TcpListener, state: ApiState, workers: usize) -> std::io::Resul
             .default_service(web::to(api::not_found_or_not_allowed))
             .wrap(ErrorHandlers::new().default_handler(api::render_plain_errors))
             .wrap(from_fn(api::request_id_middleware))
-    })
-    .listen(listener)?;
+    });
+    let mut server = match tls {
+        Some(config) => server.listen_rustls_0_23(listener, config)?,
+        None => server.listen(listener)?,
+    };
     if workers > 0 {
         server = server.workers(workers);
     }

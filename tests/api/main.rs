@@ -23,6 +23,7 @@ mod health;
 mod helpers;
 mod hl7;
 mod hl7_filing;
+mod https;
 mod import;
 mod mcode_patients;
 mod openapi;
