@@ -27,6 +27,7 @@ mod https;
 mod import;
 mod mcode_patients;
 mod openapi;
+mod phi_in_logs;
 mod population;
 mod request_log;
 mod risk_assessment;
