@@ -1,7 +1,7 @@
 //! No PHI in logs: a patient's made-up name, birth date and medical record number go through
-//! every HTTP door (FHIR create, search, update and invalid bodies; HL7 v2 good and bad; a
-//! DICOM study by STOW-RS; an assessment) and none of them appears in any log line, debug
-//! level included.
+//! every door (FHIR create, search, update and invalid bodies; HL7 v2 over HTTP, good and bad,
+//! and over MLLP; DICOM studies by STOW-RS and by C-STORE; an assessment) and none of them
+//! appears in any log line, debug level included.
 
 use serde_json::{Value, json};
 
@@ -16,9 +16,10 @@ const BIRTH_V2: &str = "19111111";
 
 #[tokio::test]
 async fn canary_values_sent_through_every_door_never_reach_the_log() {
-    let service = Service::start_in(
+    let service = Service::start_with(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")),
         &[("PROGNOSTICS_INFERENCE__ENABLED", "false")],
+        true,
     )
     .await;
     let client = reqwest::Client::new();
@@ -111,6 +112,43 @@ async fn canary_values_sent_through_every_door_never_reach_the_log() {
             .send()
             .await
             .unwrap();
+    }
+
+    // The same over MLLP, and the study over DIMSE with dcmtk's storescu.
+    let mllp = service.port_of("HL7 v2 MLLP listener listening");
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", mllp))
+        .await
+        .unwrap();
+    let ack = crate::hl7::exchange(&mut stream, adt("C3", BIRTH_V2).as_bytes()).await;
+    assert!(ack.contains("MSA|AA"), "{ack}");
+    if let Some(file) = crate::helpers::pydicom_path("MR_small.dcm")
+        && crate::dimse::dcmtk_available()
+    {
+        let mut mr = std::fs::read(file).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let canary_file = dir.path().join("canary.dcm");
+        // MR_small's PatientName is `CompressedSamples^MR1`: the canary takes its place.
+        let from = b"CompressedSamples^MR1";
+        let at = mr.windows(from.len()).position(|w| w == from).unwrap();
+        let canary = format!("{FAMILY}^{GIVEN}");
+        mr[at..at + from.len()].copy_from_slice(&canary.as_bytes()[..from.len()]);
+        std::fs::write(&canary_file, &mr).unwrap();
+        let dicom = service.port_of("DICOM storage SCP listening").to_string();
+        let output = tokio::task::spawn_blocking(move || {
+            crate::dimse::run(
+                "storescu",
+                &[
+                    "-aec".into(),
+                    "PROGNOSTICS".into(),
+                    "127.0.0.1".into(),
+                    dicom,
+                    canary_file.display().to_string(),
+                ],
+            )
+        })
+        .await
+        .unwrap();
+        assert!(output.status.success());
     }
 
     // An assessment of the patient (refused: no diagnosis on record; the refusal is logged).

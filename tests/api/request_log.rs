@@ -35,8 +35,18 @@ impl Service {
         .await
     }
 
-    /// The service started in `dir` with the environment `env` added.
+    /// The service started in `dir` with the environment `env` added (HTTP only).
     pub(crate) async fn start_in(dir: &std::path::Path, env: &[(&str, &str)]) -> Service {
+        Service::start_with(dir, env, false).await
+    }
+
+    /// The service started in `dir` with `env`; with `all_doors`, the DICOM and MLLP listeners
+    /// too, on free ports (see [`Service::port_of`]).
+    pub(crate) async fn start_with(
+        dir: &std::path::Path,
+        env: &[(&str, &str)],
+        all_doors: bool,
+    ) -> Service {
         let data = tempfile::tempdir().unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_prognostics"));
         command
@@ -50,14 +60,18 @@ impl Service {
         if let Some(url) = fresh_postgres_database().await {
             command.arg("--database").arg(url);
         }
-        let mut child = command
-            .args([
-                "serve",
-                "--listen",
+        command.args(["serve", "--listen", "127.0.0.1:0"]);
+        if all_doors {
+            command.args([
+                "--dicom-listen",
                 "127.0.0.1:0",
-                "--no-dicom",
-                "--no-mllp",
-            ])
+                "--mllp-listen",
+                "127.0.0.1:0",
+            ]);
+        } else {
+            command.args(["--no-dicom", "--no-mllp"]);
+        }
+        let mut child = command
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
@@ -92,6 +106,18 @@ impl Service {
             address: format!("http://127.0.0.1:{port}"),
             _data: data,
         }
+    }
+
+    /// The port a listener logged (`message` as it says it listens).
+    pub(crate) fn port_of(&self, message: &str) -> u16 {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|l| l["message"] == message)
+            .and_then(|l| l["port"].as_u64())
+            .and_then(|p| u16::try_from(p).ok())
+            .unwrap_or_else(|| panic!("no line `{message}` with a port"))
     }
 
     pub(crate) fn logged(&self) -> usize {
