@@ -256,7 +256,7 @@ pub fn build_features(
         if clinical.age {
             match context.birth_date {
                 Some(born) if born <= as_of.at.date_naive() => {
-                    let years = (as_of.at.date_naive() - born).num_days() as f64 / 365.2425;
+                    let years = super::context::age_in_years(born, as_of.at.date_naive());
                     features.known("age", years, Some(&context.patient));
                 }
                 Some(_) => {

@@ -192,6 +192,12 @@ pub struct PatientContext {
     pub skipped: Vec<Skipped>,
 }
 
+/// Age in years on `at` of someone born on `born` (the one definition the model inputs, the
+/// population's age criterion and levels derived from age share).
+pub fn age_in_years(born: NaiveDate, at: NaiveDate) -> f64 {
+    (at - born).num_days() as f64 / 365.2425
+}
+
 pub(super) fn instant(value: Option<&Value>) -> Option<DateTime<Utc>> {
     let range = parse_date_range(value?.as_str()?)?;
     DateTime::from_timestamp_millis(range.start_ms)

@@ -300,7 +300,7 @@ impl PopulationSpec {
         if let Some(age) = self.age {
             match context.birth_date {
                 Some(born) => {
-                    let years = (index.date_naive() - born).num_days() as f64 / 365.2425;
+                    let years = super::context::age_in_years(born, index.date_naive());
                     let at = origin.words();
                     if age.min.is_some_and(|min| years < min) {
                         reasons.push(format!(

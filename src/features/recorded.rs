@@ -90,7 +90,7 @@ fn level_from_age<'a>(
     as_of: AsOf,
 ) -> Option<Reading<'a>> {
     let born = context.birth_date?;
-    let years = (as_of.at.date_naive() - born).num_days() as f64 / 365.2425;
+    let years = super::context::age_in_years(born, as_of.at.date_naive());
     let rule = category.from_age.iter().find(|rule| {
         rule.from.is_none_or(|from| years >= from) && rule.below.is_none_or(|below| years < below)
     })?;
