@@ -30,12 +30,54 @@ pub struct Settings {
     pub auth: AuthSettings,
 }
 
-/// Who may call the service. Until a token issuer is configured there is no authorization, so
-/// by default the service listens only on loopback addresses.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// Who may call the service. Until token issuers are configured (`mode = "smart"`) there is no
+/// authorization, so by default the service listens only on loopback addresses.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthSettings {
     pub mode: AuthMode,
+    /// The authorization servers whose access tokens are accepted (`mode = "smart"`).
+    pub issuers: Vec<IssuerSettings>,
+    /// Milliseconds allowed for fetching an issuer's discovery document or keys, or for an
+    /// introspection call; past it the request is refused (401), never held.
+    pub fetch_timeout_ms: u64,
+    /// Requests per second each client (token client id, else address) may make on average …
+    pub rate_per_second: f64,
+    /// … and in one burst. 0 turns rate limiting off.
+    pub rate_burst: u32,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            mode: AuthMode::default(),
+            issuers: Vec::new(),
+            fetch_timeout_ms: 3_000,
+            rate_per_second: 50.0,
+            rate_burst: 200,
+        }
+    }
+}
+
+/// One trusted authorization server (`[[auth.issuers]]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerSettings {
+    /// Its URL, exactly as its tokens' `iss` claim names it.
+    pub issuer: String,
+    /// The `aud` its tokens must carry: this service's FHIR base URL.
+    pub audience: String,
+    /// Where its signing keys are; else found through its discovery document.
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    /// RFC 7662 endpoint for opaque (non-JWT) access tokens; none: only JWTs are accepted.
+    #[serde(default)]
+    pub introspection_endpoint: Option<String>,
+    /// The service's own client at that endpoint (HTTP Basic).
+    #[serde(default)]
+    pub introspection_client_id: Option<String>,
+    #[serde(default)]
+    pub introspection_client_secret: Option<SecretString>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -47,6 +89,8 @@ pub enum AuthMode {
     Local,
     /// No authorization on any address, chosen explicitly (said at every start).
     Open,
+    /// SMART on FHIR: a bearer access token from a configured issuer on every request.
+    Smart,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -506,6 +550,8 @@ pub enum ConfigError {
         setting: &'static str,
         addr: SocketAddr,
     },
+    #[error("auth: {0}")]
+    Auth(String),
     #[error("data directory {path} cannot be used")]
     DataDir {
         path: PathBuf,
@@ -530,8 +576,22 @@ impl Settings {
     /// Safe by default: without authorization, every listener must be on a loopback address,
     /// unless open access was chosen (`auth.mode = "open"`).
     pub fn check_exposure(&self) -> Result<(), ConfigError> {
-        if self.auth.mode == AuthMode::Open {
-            return Ok(());
+        match (self.auth.mode, self.auth.issuers.is_empty()) {
+            (AuthMode::Smart, true) => {
+                return Err(ConfigError::Auth(
+                    "auth.mode = \"smart\" needs at least one [[auth.issuers]] table".into(),
+                ));
+            }
+            (AuthMode::Local | AuthMode::Open, false) => {
+                return Err(ConfigError::Auth(
+                    "[[auth.issuers]] are configured but auth.mode is not \"smart\": set \
+                     auth.mode = \"smart\" to require their tokens"
+                        .into(),
+                ));
+            }
+            (AuthMode::Smart, false) => return Ok(()),
+            (AuthMode::Open, true) => return Ok(()),
+            (AuthMode::Local, true) => {}
         }
         match self
             .listeners()
@@ -668,6 +728,22 @@ mod tests {
         assert!(s.check_exposure().is_ok());
         assert!(from_toml("[auth]\nmode = \"open\"\n").is_ok());
         assert!(from_toml("[auth]\nmode = \"anyone\"\n").is_err());
+    }
+
+    #[test]
+    fn smart_mode_needs_issuers_and_issuers_need_smart_mode() {
+        let issuers = "[[auth.issuers]]\nissuer = \"https://auth.example.org\"\n\
+                       audience = \"https://prognostics.example.org/fhir\"\n";
+        let mut s = from_toml(&format!("[auth]\nmode = \"smart\"\n{issuers}")).unwrap();
+        assert_eq!(s.auth.issuers[0].jwks_uri, None);
+        s.server.listen = "0.0.0.0:8080".parse().unwrap();
+        assert!(s.check_exposure().is_ok(), "smart mode serves any address");
+        s.auth.mode = AuthMode::Local;
+        let e = s.check_exposure().unwrap_err().to_string();
+        assert!(e.contains("auth.mode"), "{e}");
+        let s = from_toml("[auth]\nmode = \"smart\"\n").unwrap();
+        let e = s.check_exposure().unwrap_err().to_string();
+        assert!(e.contains("[[auth.issuers]]"), "{e}");
     }
 
     #[test]

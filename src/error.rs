@@ -25,6 +25,10 @@ pub enum ErrorKind {
     NotAcceptable,
     /// The interaction is not supported on this resource.
     MethodNotAllowed,
+    /// No valid access token: the caller is not known.
+    Unauthenticated,
+    /// The caller is known, and its access does not cover the request.
+    Forbidden,
     /// A bounded queue is full; the caller may retry later.
     Overloaded,
     /// A dependency (database, model, upstream) is not available right now.
@@ -34,7 +38,7 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    const NAMES: [(ErrorKind, &'static str); 13] = [
+    const NAMES: [(ErrorKind, &'static str); 15] = [
         (ErrorKind::Invalid, "invalid"),
         (ErrorKind::Unprocessable, "unprocessable"),
         (ErrorKind::NotFound, "not-found"),
@@ -45,6 +49,8 @@ impl ErrorKind {
         (ErrorKind::UnsupportedMediaType, "unsupported-media-type"),
         (ErrorKind::NotAcceptable, "not-acceptable"),
         (ErrorKind::MethodNotAllowed, "method-not-allowed"),
+        (ErrorKind::Unauthenticated, "unauthenticated"),
+        (ErrorKind::Forbidden, "forbidden"),
         (ErrorKind::Overloaded, "overloaded"),
         (ErrorKind::Unavailable, "unavailable"),
         (ErrorKind::Internal, "internal"),

@@ -12,7 +12,8 @@ use utoipa::OpenApi;
 use utoipa_actix_web::AppExt;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::api::{self, ApiDoc, ApiState};
+use crate::api::{self, AccessControl, AccessMode, ApiDoc, ApiState, RateLimiter};
+use crate::auth::{IntrospectionEndpoint, Issuer, IssuerKeys, Verifier};
 use crate::config::{AuthMode, InferenceDevice, InferenceSettings, RiskSettings, Settings};
 use crate::dimse::StorageScp;
 use crate::encoders::{
@@ -58,6 +59,8 @@ pub enum StartupError {
          fhir.base_url (PROGNOSTICS_FHIR__BASE_URL) to the URL clients reach the FHIR API at"
     )]
     NoPublicBase { addr: std::net::SocketAddr },
+    #[error("authorization cannot be set up: {0}")]
+    Auth(String),
     #[error("HTTPS cannot be set up: {0}")]
     Tls(String),
     #[error("could not listen on {addr}")]
@@ -70,6 +73,13 @@ pub enum StartupError {
 
 /// A built, not yet running, service.
 pub struct Application {
+    served: Served,
+    auditor: crate::pipeline::Auditor,
+    audit_writer: tokio::task::JoinHandle<()>,
+}
+
+/// The listeners and tasks of a started service.
+struct Served {
     port: u16,
     dicom_port: Option<u16>,
     mllp_port: Option<u16>,
@@ -90,40 +100,12 @@ impl Application {
                 "auth.mode = open: NO AUTHORIZATION. Anyone who can reach the listeners can read \
                  and change every record"
             ),
+            AuthMode::Smart => tracing::info!(
+                issuers = settings.auth.issuers.len(),
+                "SMART on FHIR authorization: a bearer access token is required"
+            ),
         }
-        let mut pipeline = open_pipeline(settings).await?;
-        let store = pipeline.store().clone();
-        let mut background = Vec::new();
-        if let Some(encoder) = start_image_encoder(&settings.inference).await? {
-            pipeline = pipeline.with_image_encoder(encoder);
-            if settings.inference.embed_on_receipt {
-                background.push(spawn_with_tracing(pipeline.clone().run_embedding_worker()));
-            }
-        }
-        if let Some(model) = load_risk_model(&settings.risk).await? {
-            pipeline = pipeline.with_risk_model(model);
-        }
-        pipeline = pipeline.with_risk_admission(RiskAdmission::new(
-            settings.risk.max_concurrent,
-            std::time::Duration::from_secs(settings.risk.time_limit_secs),
-        ));
-        if settings.ehr.base_url.is_some() {
-            pipeline =
-                pipeline.with_ehr_client(crate::ehr::client_from_settings(&settings.ehr, None)?);
-        }
-        let listener =
-            TcpListener::bind(settings.server.listen).map_err(|source| StartupError::Bind {
-                addr: settings.server.listen,
-                source,
-            })?;
-        let bound = listener.local_addr().map_err(|source| StartupError::Bind {
-            addr: settings.server.listen,
-            source,
-        })?;
-        let port = bound.port();
-        // Links are built from a base the operator chose, never from the Host or X-Forwarded-*
-        // headers a client sends: the configured public base, else the address bound (a
-        // loopback one unless open access was chosen, which then needs a public base).
+        let access = Arc::new(access_control(settings)?);
         let tls = match (&settings.server.tls_certificate, &settings.server.tls_key) {
             (Some(certificate), Some(key)) => {
                 Some(tls_config(certificate, key).map_err(StartupError::Tls)?)
@@ -135,115 +117,227 @@ impl Application {
                 ));
             }
         };
-        let scheme = if tls.is_some() { "https" } else { "http" };
-        let base_url = match &settings.fhir.base_url {
-            Some(url) => url.as_str().trim_end_matches('/').to_owned(),
-            None if bound.ip().is_unspecified() => {
-                return Err(StartupError::NoPublicBase { addr: bound });
+        let pipeline = open_pipeline(settings).await?;
+        let (auditor, audit_writer) = crate::pipeline::Auditor::start(pipeline.store().clone());
+        let pipeline = pipeline.with_auditor(auditor.clone());
+        match serve(settings, pipeline, access, tls).await {
+            Ok(served) => Ok(Self {
+                served,
+                auditor,
+                audit_writer,
+            }),
+            Err(e) => {
+                // Nothing was served, so nothing is left to audit; the database is let go.
+                audit_writer.abort();
+                Err(e)
             }
-            None => format!("{scheme}://{bound}/fhir"),
-        };
-        let mut dicom_port = None;
-        if settings.dicom.enabled {
-            let scp = StorageScp::bind(&settings.dicom, pipeline.clone())
-                .await
-                .map_err(|source| StartupError::DicomBind {
-                    addr: settings.dicom.listen,
-                    source,
-                })?;
-            let addr = scp.local_addr().map_err(|source| StartupError::DicomBind {
+        }
+    }
+}
+
+/// Everything after the database: encoders, models, listeners and the HTTP server.
+async fn serve(
+    settings: &Settings,
+    mut pipeline: Pipeline,
+    access: Arc<AccessControl>,
+    tls: Option<rustls::ServerConfig>,
+) -> Result<Served, StartupError> {
+    let store = pipeline.store().clone();
+    let mut background = Vec::new();
+    if let Some(encoder) = start_image_encoder(&settings.inference).await? {
+        pipeline = pipeline.with_image_encoder(encoder);
+        if settings.inference.embed_on_receipt {
+            background.push(spawn_with_tracing(pipeline.clone().run_embedding_worker()));
+        }
+    }
+    if let Some(model) = load_risk_model(&settings.risk).await? {
+        pipeline = pipeline.with_risk_model(model);
+    }
+    pipeline = pipeline.with_risk_admission(RiskAdmission::new(
+        settings.risk.max_concurrent,
+        std::time::Duration::from_secs(settings.risk.time_limit_secs),
+    ));
+    if settings.ehr.base_url.is_some() {
+        pipeline = pipeline.with_ehr_client(crate::ehr::client_from_settings(&settings.ehr, None)?);
+    }
+    let listener =
+        TcpListener::bind(settings.server.listen).map_err(|source| StartupError::Bind {
+            addr: settings.server.listen,
+            source,
+        })?;
+    let bound = listener.local_addr().map_err(|source| StartupError::Bind {
+        addr: settings.server.listen,
+        source,
+    })?;
+    let port = bound.port();
+    // Links are built from a base the operator chose, never from the Host or X-Forwarded-*
+    // headers a client sends: the configured public base, else the address bound (a
+    // loopback one unless open access was chosen, which then needs a public base).
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let base_url = match &settings.fhir.base_url {
+        Some(url) => url.as_str().trim_end_matches('/').to_owned(),
+        None if bound.ip().is_unspecified() => {
+            return Err(StartupError::NoPublicBase { addr: bound });
+        }
+        None => format!("{scheme}://{bound}/fhir"),
+    };
+    let mut dicom_port = None;
+    if settings.dicom.enabled {
+        let scp = StorageScp::bind(&settings.dicom, pipeline.clone())
+            .await
+            .map_err(|source| StartupError::DicomBind {
                 addr: settings.dicom.listen,
                 source,
             })?;
-            tracing::info!(port = addr.port(), ae_title = %settings.dicom.ae_title, "DICOM storage SCP listening");
-            dicom_port = Some(addr.port());
-            background.push(spawn_with_tracing(scp.run()));
-        }
-        let mut mllp_port = None;
-        if settings.hl7.enabled {
-            let bind_error = |source| StartupError::MllpBind {
-                addr: settings.hl7.listen,
-                source,
-            };
-            let mllp = MllpListener::bind(&settings.hl7, pipeline.clone())
-                .await
-                .map_err(bind_error)?;
-            let addr = mllp.local_addr().map_err(bind_error)?;
-            tracing::info!(port = addr.port(), "HL7 v2 MLLP listener listening");
-            mllp_port = Some(addr.port());
-            background.push(spawn_with_tracing(mllp.run()));
-        }
-        // Studies left stale by an interruption (stored instances, ImagingStudy not yet
-        // written) are brought up to date in the background.
-        let refresher = pipeline.clone();
-        background.push(spawn_with_tracing(async move {
-            if let Err(e) = refresher.refresh_imaging_studies().await {
-                tracing::error!(error = %e, "ImagingStudy refresh at start failed");
-            }
-        }));
-        let state = ApiState {
-            pipeline,
-            base_url,
-            max_body_bytes: settings.server.max_body_bytes,
-            dicomweb_max_body_bytes: settings.dicom.max_stow_bytes,
-            hl7_max_message_bytes: settings.hl7.max_message_bytes,
+        let addr = scp.local_addr().map_err(|source| StartupError::DicomBind {
+            addr: settings.dicom.listen,
+            source,
+        })?;
+        tracing::info!(port = addr.port(), ae_title = %settings.dicom.ae_title, "DICOM storage SCP listening");
+        dicom_port = Some(addr.port());
+        background.push(spawn_with_tracing(scp.run()));
+    }
+    let mut mllp_port = None;
+    if settings.hl7.enabled {
+        let bind_error = |source| StartupError::MllpBind {
+            addr: settings.hl7.listen,
+            source,
         };
-        // Asynchronous assessments a stop left running are run again.
-        {
-            let pipeline = state.pipeline.clone();
-            background.push(spawn_with_tracing(async move {
-                pipeline.resume_risk_jobs().await;
-            }));
+        let mllp = MllpListener::bind(&settings.hl7, pipeline.clone())
+            .await
+            .map_err(bind_error)?;
+        let addr = mllp.local_addr().map_err(bind_error)?;
+        tracing::info!(port = addr.port(), "HL7 v2 MLLP listener listening");
+        mllp_port = Some(addr.port());
+        background.push(spawn_with_tracing(mllp.run()));
+    }
+    // Studies left stale by an interruption (stored instances, ImagingStudy not yet
+    // written) are brought up to date in the background.
+    let refresher = pipeline.clone();
+    background.push(spawn_with_tracing(async move {
+        if let Err(e) = refresher.refresh_imaging_studies().await {
+            tracing::error!(error = %e, "ImagingStudy refresh at start failed");
         }
-        let server = run(listener, state, settings.server.workers, tls).map_err(|source| {
+    }));
+    let state = ApiState {
+        pipeline,
+        base_url,
+        max_body_bytes: settings.server.max_body_bytes,
+        dicomweb_max_body_bytes: settings.dicom.max_stow_bytes,
+        hl7_max_message_bytes: settings.hl7.max_message_bytes,
+        access,
+    };
+    // Asynchronous assessments a stop left running are run again.
+    {
+        let pipeline = state.pipeline.clone();
+        background.push(spawn_with_tracing(async move {
+            pipeline.resume_risk_jobs().await;
+        }));
+    }
+    // The /docs page gets a token from the issuer's token endpoint, when it answers now.
+    let token_url = api::smart::issuer_discovery(&state)
+        .await
+        .and_then(|d| d.get("token_endpoint")?.as_str().map(str::to_owned));
+    let server =
+        run(listener, state, settings.server.workers, tls, token_url).map_err(|source| {
             StartupError::Bind {
                 addr: settings.server.listen,
                 source,
             }
         })?;
-        tracing::info!(port, scheme, backend = ?store.backend(), "service listening");
-        Ok(Self {
-            port,
-            dicom_port,
-            mllp_port,
-            server,
-            store,
-            background,
-        })
-    }
+    tracing::info!(port, scheme, backend = ?store.backend(), "service listening");
+    Ok(Served {
+        port,
+        dicom_port,
+        mllp_port,
+        server,
+        store,
+        background,
+    })
+}
 
+impl Application {
     pub fn port(&self) -> u16 {
-        self.port
+        self.served.port
     }
 
     /// A handle that stops the HTTP server (and with it, [`Self::run_until_stopped`]).
     pub fn server_handle(&self) -> actix_web::dev::ServerHandle {
-        self.server.handle()
+        self.served.server.handle()
     }
 
     /// The DICOM storage SCP's port, when it runs.
     pub fn dicom_port(&self) -> Option<u16> {
-        self.dicom_port
+        self.served.dicom_port
     }
 
     /// The MLLP listener's port, when it runs.
     pub fn mllp_port(&self) -> Option<u16> {
-        self.mllp_port
+        self.served.mllp_port
     }
 
     pub fn store(&self) -> &Store {
-        &self.store
+        &self.served.store
     }
 
     /// Serves until SIGINT/SIGTERM, then finishes in-flight requests and closes the database.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let result = self.server.await;
-        for task in &self.background {
+        let result = self.served.server.await;
+        for task in &self.served.background {
             task.abort();
         }
-        self.store.close().await;
+        // Every audit record of what was served is written before the database closes.
+        self.auditor.flush().await;
+        self.audit_writer.abort();
+        self.served.store.close().await;
         result
     }
+}
+
+/// How the HTTP door decides who may call: tokens from the configured issuers (SMART mode),
+/// else no authorization; and the per-client rate limit.
+fn access_control(settings: &Settings) -> Result<AccessControl, StartupError> {
+    let auth = &settings.auth;
+    let mode = match auth.mode {
+        AuthMode::Local | AuthMode::Open => AccessMode::Unrestricted,
+        AuthMode::Smart => {
+            let issuer = |i: &crate::config::IssuerSettings| Issuer {
+                issuer: i.issuer.clone(),
+                audience: i.audience.clone(),
+            };
+            let keys = auth
+                .issuers
+                .iter()
+                .map(|i| IssuerKeys {
+                    issuer: issuer(i),
+                    jwks_uri: i.jwks_uri.clone(),
+                })
+                .collect();
+            let introspection = auth
+                .issuers
+                .iter()
+                .filter_map(|i| {
+                    Some(IntrospectionEndpoint {
+                        issuer: issuer(i),
+                        url: i.introspection_endpoint.clone()?,
+                        client_id: i.introspection_client_id.clone(),
+                        client_secret: i.introspection_client_secret.clone(),
+                    })
+                })
+                .collect();
+            let verifier = Verifier::new(
+                keys,
+                introspection,
+                std::time::Duration::from_millis(auth.fetch_timeout_ms.max(1)),
+            )
+            .map_err(|e| StartupError::Auth(e.to_string()))?;
+            AccessMode::Tokens(Box::new(verifier))
+        }
+    };
+    Ok(AccessControl {
+        mode,
+        limiter: RateLimiter::new(auth.rate_per_second, auth.rate_burst),
+    })
 }
 
 /// Connects to the configured database and applies pending migrations.
@@ -399,19 +493,22 @@ fn run(
     state: ApiState,
     workers: usize,
     tls: Option<rustls::ServerConfig>,
+    token_url: Option<String>,
 ) -> std::io::Result<Server> {
     let data = Data::new(state);
     let server = HttpServer::new(move || {
-        let (app, openapi) = App::new()
+        let (app, mut openapi) = App::new()
             .into_utoipa_app()
             .openapi(ApiDoc::openapi())
             .app_data(data.clone())
             .configure(api::configure)
             .split_for_parts();
+        api::declare_security(&mut openapi, token_url.as_deref());
         app.service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi))
             .service(web::redirect("/docs", "/docs/"))
             .default_service(web::to(api::not_found_or_not_allowed))
             .wrap(ErrorHandlers::new().default_handler(api::render_plain_errors))
+            .wrap(from_fn(api::access_middleware))
             .wrap(from_fn(api::request_id_middleware))
     });
     let mut server = match tls {

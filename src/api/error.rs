@@ -18,12 +18,19 @@ use crate::store::StoreError;
 
 pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
 
+/// Why a request failed, kept on the response for the audit record (the diagnostics the
+/// caller sees: identifiers and checks, never content).
+#[derive(Debug, Clone)]
+pub struct FailureReason(pub String);
+
 #[derive(Debug)]
 pub struct ApiError {
     kind: ErrorKind,
     message: String,
     expression: Option<String>,
-    allow: Option<&'static str>,
+    allow: Option<String>,
+    /// A `WWW-Authenticate` challenge (RFC 6750).
+    challenge: Option<String>,
     /// Seconds for a `Retry-After` header.
     retry_after: Option<u32>,
 }
@@ -35,6 +42,7 @@ impl ApiError {
             message: message.into(),
             expression: None,
             allow: None,
+            challenge: None,
             retry_after: None,
         }
     }
@@ -45,19 +53,41 @@ impl ApiError {
         self
     }
 
+    /// Replaces the message with a fuller reason.
+    pub fn because(mut self, message: impl Into<String>) -> Self {
+        self.message = message.into();
+        self
+    }
+
     /// Tells the caller when to try again.
     pub fn retry_after(mut self, seconds: u32) -> Self {
         self.retry_after = Some(seconds);
         self
     }
 
-    pub fn method_not_allowed(allow: &'static str) -> Self {
+    /// 401 with the Bearer challenge: `error` (`invalid_token`, …) when a token was sent and
+    /// refused, none when there was no token (RFC 6750 §3.1).
+    pub fn unauthenticated(error: Option<&str>, message: impl Into<String>) -> Self {
+        let message = message.into();
+        let challenge = match error {
+            Some(error) => format!(
+                "Bearer realm=\"prognostics\", error=\"{error}\", error_description=\"{}\"",
+                message.replace(['"', '\\'], "'")
+            ),
+            None => "Bearer realm=\"prognostics\"".to_owned(),
+        };
         Self {
+            challenge: Some(challenge),
+            ..Self::new(ErrorKind::Unauthenticated, message)
+        }
+    }
+
+    pub fn method_not_allowed(allow: impl Into<String>) -> Self {
+        let allow = allow.into();
+        Self {
+            message: format!("this URL supports {allow} only"),
             allow: Some(allow),
-            ..Self::new(
-                ErrorKind::MethodNotAllowed,
-                format!("this URL supports {allow} only"),
-            )
+            ..Self::new(ErrorKind::MethodNotAllowed, "")
         }
     }
 
@@ -79,6 +109,7 @@ impl ApiError {
             message,
             expression,
             allow: None,
+            challenge: None,
             retry_after: None,
         }
     }
@@ -133,10 +164,16 @@ impl ResponseError for ApiError {
             ),
             _ => self.message.clone(),
         };
-        let issue = OutcomeIssue::error(code, diagnostics).at(self.expression.as_deref());
         let mut response = HttpResponse::build(self.status_code());
-        if let Some(allow) = self.allow {
-            response.insert_header((header::ALLOW, allow));
+        response
+            .extensions_mut()
+            .insert(FailureReason(diagnostics.clone()));
+        let issue = OutcomeIssue::error(code, diagnostics).at(self.expression.as_deref());
+        if let Some(allow) = &self.allow {
+            response.insert_header((header::ALLOW, allow.as_str()));
+        }
+        if let Some(challenge) = &self.challenge {
+            response.insert_header((header::WWW_AUTHENTICATE, challenge.as_str()));
         }
         if let Some(seconds) = self.retry_after {
             response.insert_header((header::RETRY_AFTER, seconds.to_string()));

@@ -3,6 +3,7 @@
 //! never reach into lower layers. Every error leaves as an OperationOutcome. Owns actix-web and
 //! utoipa.
 
+mod access;
 pub mod dicomweb;
 mod embeddings;
 mod error;
@@ -10,16 +11,21 @@ mod fallback;
 pub mod fhir;
 mod health;
 mod hl7;
+pub mod policy;
+mod rate_limit;
 mod request;
 mod request_id;
+pub(crate) mod smart;
 
 use actix_web::middleware::from_fn;
 use utoipa::OpenApi;
 use utoipa_actix_web::AppExt;
 use utoipa_actix_web::service_config::ServiceConfig;
 
+pub use access::{Access, AccessControl, AccessMode, access_middleware};
 pub use error::{ApiError, FHIR_JSON};
 pub use fallback::{not_found_or_not_allowed, render_plain_errors};
+pub use rate_limit::RateLimiter;
 use request::{query_pairs, read_body};
 pub use request_id::{REQUEST_ID_HEADER, request_id_middleware};
 
@@ -36,6 +42,8 @@ pub struct ApiState {
     pub dicomweb_max_body_bytes: usize,
     /// Largest HL7 v2 message.
     pub hl7_max_message_bytes: usize,
+    /// Who may call, and how fast.
+    pub access: std::sync::Arc<AccessControl>,
 }
 
 #[derive(OpenApi)]
@@ -53,7 +61,8 @@ pub struct ApiState {
         (name = "DICOMweb", description = "STOW-RS ingest and QIDO-RS study search (DICOM PS3.18)"),
         (name = "Embeddings", description = "Image embeddings: one uploaded file, or a stored study's pooled embeddings"),
         (name = "HL7 v2", description = "HL7 v2 messages posted over HTTP, answered with their ACK"),
-        (name = "Operations", description = "Liveness and readiness probes")
+        (name = "Operations", description = "Liveness and readiness probes"),
+        (name = "Authorization", description = "Where to get a SMART on FHIR access token")
     )
 )]
 pub struct ApiDoc;
@@ -63,6 +72,7 @@ pub struct ApiDoc;
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(health::healthz)
         .service(health::readyz)
+        .service(smart::smart_configuration)
         .service(
             utoipa_actix_web::scope("/fhir")
                 .wrap(from_fn(fhir::content_negotiation_middleware))
@@ -93,12 +103,80 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(utoipa_actix_web::scope("/hl7").service(hl7::receive_message));
 }
 
-/// The OpenAPI document of the routes [`configure`] registers.
+/// The OpenAPI document of the routes [`configure`] registers, with each operation's security
+/// requirement from the access policy.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    actix_web::App::new()
+    let mut doc = actix_web::App::new()
         .into_utoipa_app()
         .openapi(ApiDoc::openapi())
         .configure(configure)
         .split_for_parts()
-        .1
+        .1;
+    declare_security(&mut doc, None);
+    doc
+}
+
+/// Declares how to authenticate: a bearer access token on every operation whose rule needs
+/// one, with the SMART scopes it needs; and, when the authorization server's token endpoint
+/// is known (the served document, SMART mode), an OAuth 2.0 client-credentials flow the
+/// `/docs` page can use to get a token.
+pub fn declare_security(doc: &mut utoipa::openapi::OpenApi, token_url: Option<&str>) {
+    use utoipa::openapi::security::{
+        ClientCredentials, Flow, HttpAuthScheme, HttpBuilder, OAuth2, Scopes, SecurityRequirement,
+        SecurityScheme,
+    };
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "bearer",
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .bearer_format("JWT")
+                .description(Some(
+                    "A SMART on FHIR access token (JWT, or opaque where the issuer offers \
+                     introspection). Each operation lists the scopes it needs in SMART v2 \
+                     form; user/ grants the same, and patient/ where the operation is confined \
+                     to the token's patient.",
+                ))
+                .build(),
+        ),
+    );
+    let scheme = match token_url {
+        Some(url) => {
+            components.add_security_scheme(
+                "smart",
+                SecurityScheme::OAuth2(OAuth2::new([Flow::ClientCredentials(
+                    ClientCredentials::new(
+                        url,
+                        Scopes::from_iter([
+                            ("system/*.rs", "read and search everything"),
+                            ("system/*.cruds", "read and write everything"),
+                        ]),
+                    ),
+                )])),
+            );
+            "smart"
+        }
+        None => "bearer",
+    };
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let operations = [
+            ("GET", &mut item.get),
+            ("PUT", &mut item.put),
+            ("POST", &mut item.post),
+            ("DELETE", &mut item.delete),
+        ];
+        for (method, operation) in operations {
+            let Some(operation) = operation else { continue };
+            let method = actix_web::http::Method::from_bytes(method.as_bytes())
+                .unwrap_or(actix_web::http::Method::GET);
+            let Some(rule) = policy::rule_for(&method, path) else {
+                continue;
+            };
+            operation.security = Some(match rule.needs {
+                policy::Needs::Public => vec![SecurityRequirement::default()],
+                _ => vec![SecurityRequirement::new(scheme, policy::scopes_named(rule))],
+            });
+        }
+    }
 }

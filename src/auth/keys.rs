@@ -47,6 +47,8 @@ pub struct KeyStore {
     issuers: Vec<IssuerKeys>,
     http: reqwest::Client,
     keys: Mutex<HashMap<String, Cached>>,
+    /// Each issuer's discovery document, once fetched.
+    discovered: Mutex<HashMap<String, serde_json::Value>>,
     /// sha256 of a token → its caller, while it is valid.
     verified: Mutex<HashMap<[u8; 32], Caller>>,
 }
@@ -70,6 +72,7 @@ impl KeyStore {
             issuers,
             http,
             keys: Mutex::new(HashMap::new()),
+            discovered: Mutex::new(HashMap::new()),
             verified: Mutex::new(HashMap::new()),
         })
     }
@@ -141,25 +144,43 @@ impl KeyStore {
         self.get_json::<JwkSet>(&jwks_uri).await
     }
 
-    /// The `jwks_uri` of the issuer's SMART configuration, else its OpenID configuration.
+    /// The `jwks_uri` of the issuer's discovery document.
     async fn discover(&self, issuer: &str) -> Result<String, KeyError> {
-        #[derive(serde::Deserialize)]
-        struct Discovery {
-            jwks_uri: Option<String>,
+        let document = self.discovery(issuer).await?;
+        document
+            .get("jwks_uri")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| KeyError::Unavailable(format!("{issuer}: discovery names no jwks_uri")))
+    }
+
+    /// The issuer's SMART configuration, else its OpenID configuration; kept once fetched.
+    pub async fn discovery(&self, issuer: &str) -> Result<serde_json::Value, KeyError> {
+        if let Some(document) = self.discovered.lock().await.get(issuer) {
+            return Ok(document.clone());
         }
         let base = issuer.trim_end_matches('/');
         let mut reasons = Vec::new();
         for document in ["smart-configuration", "openid-configuration"] {
             let url = format!("{base}/.well-known/{document}");
-            match self.get_json::<Discovery>(&url).await {
-                Ok(Discovery {
-                    jwks_uri: Some(uri),
-                }) => return Ok(uri),
-                Ok(_) => reasons.push(format!("{document} names no jwks_uri")),
+            match self.get_json::<serde_json::Value>(&url).await {
+                Ok(found) if found.is_object() => {
+                    self.discovered
+                        .lock()
+                        .await
+                        .insert(issuer.to_owned(), found.clone());
+                    return Ok(found);
+                }
+                Ok(_) => reasons.push(format!("{document} is not a JSON object")),
                 Err(e) => reasons.push(format!("{document}: {e}")),
             }
         }
         Err(KeyError::Unavailable(reasons.join("; ")))
+    }
+
+    /// The trusted issuers.
+    pub fn issuers(&self) -> impl Iterator<Item = &IssuerKeys> {
+        self.issuers.iter()
     }
 
     async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, KeyError> {

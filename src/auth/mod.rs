@@ -1,11 +1,52 @@
-//! Who is calling and what they may do. A JWT access token verified against its issuer's keys
-//! (`token`; the keys discovered, fetched and cached by `keys`) names the caller; its SMART on
-//! FHIR scopes (`scopes`) say which resource types and interactions it covers and whether only
-//! within its patient's compartment. Imports `domain` only.
+//! Who is calling and what they may do. An access token names the caller: a JWT verified
+//! against its issuer's keys (`token`; the keys discovered, fetched and cached by `keys`), or an
+//! opaque token its issuer vouches for (`introspect`). Its SMART on FHIR scopes (`scopes`) say
+//! which resource types and interactions it covers and whether only within its patient's
+//! compartment. Imports `domain` only.
 
+pub mod introspect;
 pub mod keys;
 pub mod scopes;
 pub mod token;
 
+use std::time::Duration;
+
+pub use introspect::{IntrospectionEndpoint, Introspector};
+pub use keys::{IssuerKeys, KeyError, KeyStore};
 pub use scopes::{Context, Grant, Interaction, Scope, Scopes};
 pub use token::{Caller, Issuer, TokenError};
+
+/// Verifies access tokens of every kind the configured issuers hand out.
+#[derive(Debug)]
+pub struct Verifier {
+    keys: KeyStore,
+    introspector: Introspector,
+}
+
+impl Verifier {
+    /// `timeout` bounds each call to an issuer.
+    pub fn new(
+        issuers: Vec<IssuerKeys>,
+        introspection: Vec<IntrospectionEndpoint>,
+        timeout: Duration,
+    ) -> Result<Self, KeyError> {
+        Ok(Self {
+            keys: KeyStore::new(issuers, timeout)?,
+            introspector: Introspector::new(introspection, timeout)?,
+        })
+    }
+
+    /// The caller a token names: a JWT (three dot-separated parts) checked against its
+    /// issuer's keys, anything else introspected where an issuer offers that.
+    pub async fn verify(&self, token: &str) -> Result<Caller, KeyError> {
+        if token.split('.').count() == 3 || !self.introspector.is_configured() {
+            self.keys.verify(token).await
+        } else {
+            self.introspector.verify(token).await
+        }
+    }
+
+    pub fn keys(&self) -> &KeyStore {
+        &self.keys
+    }
+}

@@ -66,6 +66,8 @@ pub enum TokenError {
     NotYetValid,
     #[error("the token is for another audience")]
     Audience,
+    #[error("the token is not active (unknown to its issuer, revoked or expired)")]
+    Inactive,
     #[error("the token lacks a required claim ({0})")]
     Claims(String),
 }

@@ -31,6 +31,8 @@ impl DicomStatus {
     pub const SUCCESS: DicomStatus = DicomStatus(0x0000);
     pub const PROCESSING_FAILURE: DicomStatus = DicomStatus(0x0110);
     pub const SOP_CLASS_NOT_SUPPORTED: DicomStatus = DicomStatus(0x0122);
+    /// PS3.7 C.4.x: Refused: Not Authorized.
+    pub const NOT_AUTHORIZED: DicomStatus = DicomStatus(0x0124);
     pub const OUT_OF_RESOURCES: DicomStatus = DicomStatus(0xA700);
     pub const DATA_SET_DOES_NOT_MATCH_SOP_CLASS: DicomStatus = DicomStatus(0xA900);
     pub const CANNOT_UNDERSTAND: DicomStatus = DicomStatus(0xC000);
@@ -49,6 +51,7 @@ impl DicomStatus {
                 DicomStatus::OUT_OF_RESOURCES
             }
             ErrorKind::UnsupportedMediaType => DicomStatus::TRANSFER_SYNTAX_NOT_SUPPORTED,
+            ErrorKind::Unauthenticated | ErrorKind::Forbidden => DicomStatus::NOT_AUTHORIZED,
             ErrorKind::NotFound
             | ErrorKind::Gone
             | ErrorKind::NotAcceptable

@@ -1,11 +1,13 @@
 //! The service's vocabulary: identifiers and value types parsed at the boundary, shared by every
 //! layer. No I/O and no framework types live here; imports nothing from the crate but `error`.
 
+mod audit;
 mod ids;
 mod imaging;
 mod instant;
 mod time;
 
+pub use audit::{AuditAction, AuditAgent, AuditOutcome, AuditRecord};
 pub use ids::{IdError, ResourceId, ResourceType, VersionId};
 pub use imaging::{
     ContentHash, DicomInstance, DicomUid, ModelVersion, PatientAttributes, PixelStatus,

@@ -6,6 +6,7 @@
 //! models for reading (building output is `report`'s job).
 
 pub mod codes;
+pub mod compartment;
 pub mod date;
 pub mod json;
 mod query;

@@ -5,6 +5,7 @@
 //! delivery, resumption). Imports the layers below it; knows nothing about HTTP, DIMSE or MLLP,
 //! nor about cohorts and training (offline work is the command line's).
 
+pub mod audit;
 mod bundle;
 mod embedding;
 pub mod features;
@@ -32,6 +33,7 @@ use crate::report::ReportError;
 use crate::store::{FileStore, Store, StoreError};
 
 pub use crate::dicom::DicomStatus;
+pub use audit::Auditor;
 pub use bundle::BundleOutcome;
 pub use embedding::{InstanceEmbedding, StudyEmbeddingReport, embed_dicom};
 pub use hl7::{Hl7Answer, SUPPORTED_MESSAGES};
@@ -188,6 +190,8 @@ pub struct Pipeline {
     ehr: Option<crate::ehr::FhirClient>,
     /// How many assessments run at once, and how long a synchronous caller waits.
     risk_admission: risk_jobs::RiskAdmission,
+    /// The audit trail's queue, when the service keeps one.
+    auditor: Option<audit::Auditor>,
 }
 
 /// How HL7 v2 content maps onto FHIR (see `Hl7Settings`).
@@ -242,6 +246,7 @@ impl Pipeline {
             risk_model: None,
             ehr: None,
             risk_admission: risk_jobs::RiskAdmission::default(),
+            auditor: None,
         }
     }
 

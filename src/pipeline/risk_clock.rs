@@ -4,17 +4,14 @@
 //! conditional on the patient having been event-free from the index date until now.
 
 use chrono::{DateTime, Duration, Utc};
-use serde_json::Value;
 
 use super::risk::{AssessmentError, RiskModel};
 use super::{Pipeline, PipelineError};
-use crate::domain::{ResourceId, ResourceType, TimeUnit};
+use crate::domain::{AuditAction, AuditOutcome, AuditRecord, ResourceId, TimeUnit};
 use crate::features::population::{Eligible, Ineligible};
 use crate::features::{AsOf, InputSpec, PatientContext};
 use crate::fusion::Prediction;
-use crate::report::refused_operation_audit;
-use crate::report::risk::{HorizonRisk, model_device};
-use crate::store::StoreError;
+use crate::report::risk::HorizonRisk;
 
 /// Less than this after the index date (in days), the patient is at the origin: the
 /// calibrated probabilities apply as they are.
@@ -115,7 +112,8 @@ impl Pipeline {
         }
     }
 
-    /// Files an AuditEvent of a refused `$risk-assessment` (and the model's Device it names).
+    /// Records a refused `$risk-assessment` in the audit trail: the patient, the model's
+    /// Device, and every unmet criterion.
     async fn audit_refusal(
         &self,
         risk: &RiskModel,
@@ -123,23 +121,13 @@ impl Pipeline {
         why: &str,
         now: DateTime<Utc>,
     ) -> Result<(), PipelineError> {
-        let device = &risk.description.device_id;
-        let mut tx = self.store.begin().await?;
-        match tx.read(ResourceType::Device, device).await {
-            Ok(_) => {}
-            Err(StoreError::NotFound { .. } | StoreError::Gone { .. }) => {
-                if let Value::Object(map) = model_device(&risk.description) {
-                    tx.write(ResourceType::Device, device, map, None).await?;
-                }
-            }
-            Err(e) => return Err(e.into()),
-        }
-        let audit = refused_operation_audit("risk-assessment", patient, device, why, now);
-        if let Value::Object(map) = audit {
-            tx.write(ResourceType::AuditEvent, &ResourceId::generate(), map, None)
-                .await?;
-        }
-        tx.commit().await?;
+        let mut record = AuditRecord::new("rest", "risk-assessment", AuditAction::Execute);
+        record.recorded = now;
+        record.outcome = AuditOutcome::MinorFailure;
+        record.outcome_text = Some(why.to_owned());
+        record.patients = vec![patient.as_ref().to_owned()];
+        record.entity = Some(format!("Device/{}", risk.description.device_id));
+        self.audit(record).await;
         Ok(())
     }
 }

@@ -11,6 +11,9 @@ use crate::fhir::search_params_for;
 pub struct CapabilityOptions<'a> {
     pub base_url: &'a str,
     pub software_version: &'a str,
+    /// SMART on FHIR: the authorization server's endpoints by name (`authorize`, `token`,
+    /// `introspect`, `revoke`); None when no authorization is configured.
+    pub oauth: Option<&'a [(&'a str, String)]>,
 }
 
 /// Interactions every stored type supports (R4 `TypeRestfulInteraction`).
@@ -44,7 +47,7 @@ pub fn capability_statement(options: &CapabilityOptions<'_>) -> Value {
         .iter()
         .map(|t| resource_entry(*t))
         .collect();
-    json!({
+    let mut statement = json!({
         "resourceType": "CapabilityStatement",
         "status": "active",
         "date": Instant::now().to_rfc3339(),
@@ -73,10 +76,48 @@ pub fn capability_statement(options: &CapabilityOptions<'_>) -> Value {
                 {"code": "batch", "documentation": "Each entry succeeds or fails on its own"}
             ]
         }]
+    });
+    statement["rest"][0]["security"] = security(options.oauth);
+    statement
+}
+
+/// `rest.security`: SMART on FHIR with the authorization server's endpoints (the OAuth URIs
+/// extension), or a plain statement that no authorization is configured.
+fn security(oauth: Option<&[(&str, String)]>) -> Value {
+    let Some(endpoints) = oauth else {
+        return json!({
+            "cors": false,
+            "description": "No authorization is configured: the service serves loopback \
+                addresses only, unless open access was chosen explicitly."
+        });
+    };
+    let uris: Vec<Value> = endpoints
+        .iter()
+        .map(|(name, url)| json!({"url": name, "valueUri": url}))
+        .collect();
+    json!({
+        "cors": false,
+        "service": [{
+            "coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                "code": "SMART-on-FHIR"
+            }],
+            "text": "OAuth2 using SMART-on-FHIR profile (see http://docs.smarthealthit.org)"
+        }],
+        "extension": [{
+            "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+            "extension": uris
+        }],
+        "description": "Every request needs a bearer access token (SMART App Launch 2.x scopes, v1 \
+            or v2). patient/ scopes confine reads, searches, writes and operations to the token's \
+            patient. See /.well-known/smart-configuration."
     })
 }
 
 fn resource_entry(t: ResourceType) -> Value {
+    if t == ResourceType::AuditEvent {
+        return audit_trail_entry();
+    }
     let mut params: Vec<Value> = COMMON_SEARCH_PARAMS
         .iter()
         .map(|(name, kind, definition, doc)| {
@@ -114,6 +155,31 @@ fn resource_entry(t: ResourceType) -> Value {
     entry
 }
 
+/// AuditEvent is the service's audit trail: read and searched, never written through the API.
+fn audit_trail_entry() -> Value {
+    let param = |name: &str, kind: &str, definition: &str, doc: &str| json!({"name": name, "type": kind, "definition": definition, "documentation": doc});
+    json!({
+        "type": "AuditEvent",
+        "profile": "http://hl7.org/fhir/StructureDefinition/AuditEvent",
+        "documentation": "The audit trail: one AuditEvent per request, message and association, \
+            append-only and hash-chained. Needs the AuditEvent.rs scope.",
+        "interaction": [{"code": "read"}, {"code": "search-type"}],
+        "versioning": "no-version",
+        "readHistory": false,
+        "updateCreate": false,
+        "conditionalCreate": false,
+        "conditionalRead": "not-supported",
+        "conditionalUpdate": false,
+        "conditionalDelete": "not-supported",
+        "searchParam": [
+            param("patient", "reference", "http://hl7.org/fhir/SearchParameter/AuditEvent-patient", "A patient the event is about"),
+            param("agent", "token", "http://hl7.org/fhir/SearchParameter/AuditEvent-agent", "Who acted: client id, token subject, user (fhirUser), AE title or network address"),
+            param("outcome", "token", "http://hl7.org/fhir/SearchParameter/AuditEvent-outcome", "0 success, 4 refused or failed request, 8 service failure"),
+            param("date", "date", "http://hl7.org/fhir/SearchParameter/AuditEvent-date", "When it was recorded; prefixes eq, ge, gt, le, lt"),
+        ]
+    })
+}
+
 fn modifiers(kind: crate::fhir::SearchParamKind) -> &'static str {
     match kind {
         crate::fhir::SearchParamKind::Token => ":not, :missing",
@@ -131,6 +197,7 @@ mod tests {
         let v = capability_statement(&CapabilityOptions {
             base_url: "http://127.0.0.1:8080/fhir",
             software_version: "0.1.0",
+            oauth: None,
         });
         let parsed: Result<fhir_sdk::r4b::resources::CapabilityStatement, _> =
             serde_json::from_value(v.clone());

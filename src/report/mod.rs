@@ -18,7 +18,7 @@ pub mod risk;
 mod service_request;
 mod v2;
 
-pub use audit::refused_operation_audit;
+pub use audit::audit_event;
 pub use bundle::{BundleEntry, BundleKind, BundleLink, EntryResponse, bundle, resource_url};
 pub use capability::{CapabilityOptions, capability_statement};
 pub use imaging_study::{

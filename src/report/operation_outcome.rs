@@ -22,6 +22,8 @@ pub fn error_status(kind: ErrorKind) -> (u16, &'static str, IssueCode) {
         }
         ErrorKind::NotAcceptable => (406, "406 Not Acceptable", IssueCode::NotSupported),
         ErrorKind::MethodNotAllowed => (405, "405 Method Not Allowed", IssueCode::NotSupported),
+        ErrorKind::Unauthenticated => (401, "401 Unauthorized", IssueCode::Login),
+        ErrorKind::Forbidden => (403, "403 Forbidden", IssueCode::Forbidden),
         ErrorKind::Overloaded => (429, "429 Too Many Requests", IssueCode::Throttled),
         ErrorKind::Unavailable => (503, "503 Service Unavailable", IssueCode::Transient),
         ErrorKind::Internal => (500, "500 Internal Server Error", IssueCode::Exception),
@@ -54,6 +56,10 @@ pub enum IssueCode {
     Transient,
     Exception,
     Informational,
+    /// The caller must authenticate first.
+    Login,
+    /// The caller is not allowed this.
+    Forbidden,
     /// Part of the content the operation needed was missing.
     Incomplete,
 }
@@ -110,6 +116,8 @@ fn issue_type(c: IssueCode) -> codes::IssueType {
         IssueCode::Exception => codes::IssueType::Exception,
         IssueCode::Informational => codes::IssueType::Informational,
         IssueCode::Incomplete => codes::IssueType::Incomplete,
+        IssueCode::Login => codes::IssueType::Login,
+        IssueCode::Forbidden => codes::IssueType::Forbidden,
     }
 }
 

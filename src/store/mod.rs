@@ -3,6 +3,7 @@
 //! integers and byte strings (BLOB, BYTEA) so that both drivers decode them alike. Functions take and return domain types.
 //! Imports `domain`, `fhir` (index entries and search criteria) and `error`; owns sqlx.
 
+mod audit;
 mod cache;
 mod embeddings;
 mod files;
@@ -20,6 +21,7 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Row};
 
+pub use audit::{AuditFilter, AuditRow, ChainCheck, NewAuditEvent, chain_hash};
 pub use embeddings::{InstanceToEmbed, StoredPooledEmbedding, StudyEmbeddings};
 pub use files::FileStore;
 pub use hl7::{Hl7Receipt, NewHl7Message};

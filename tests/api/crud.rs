@@ -13,8 +13,31 @@ async fn every_resource_type_supports_create_read_update_vread_history_delete_an
         .iter()
         .map(|r| r["resourceType"].as_str().unwrap().to_owned())
         .collect();
+    // AuditEvent is the audit trail, written by the service alone.
+    for method in [
+        reqwest::Method::POST,
+        reqwest::Method::PUT,
+        reqwest::Method::DELETE,
+    ] {
+        let url = match method {
+            reqwest::Method::POST => format!("{}/AuditEvent", app.base),
+            _ => format!("{}/AuditEvent/a1", app.base),
+        };
+        let response = app
+            .client
+            .request(method.clone(), url)
+            .header("content-type", "application/fhir+json")
+            .body(r#"{"resourceType": "AuditEvent", "id": "a1"}"#)
+            .send()
+            .await
+            .unwrap();
+        let outcome = assert_outcome(response, 405).await;
+        assert!(outcome.to_string().contains("append-only"), "{method}");
+    }
     for t in prognostics::domain::ResourceType::ALL {
-        if !prognostics::fhir::search_params_for(*t).is_empty() {
+        if *t != prognostics::domain::ResourceType::AuditEvent
+            && !prognostics::fhir::search_params_for(*t).is_empty()
+        {
             assert!(
                 covered.iter().any(|c| c == t.as_str()),
                 "{t} is not exercised"

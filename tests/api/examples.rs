@@ -92,7 +92,8 @@ async fn official_r4_examples_round_trip() {
         let name = path.file_name().unwrap().to_string_lossy().to_string();
         let original: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
         let t = original["resourceType"].as_str().unwrap().to_owned();
-        if t.parse::<ResourceType>().is_err() {
+        // AuditEvent is the service's own audit trail, not written through the API.
+        if t.parse::<ResourceType>().is_err() || t == "AuditEvent" {
             continue;
         }
         let response = app.post(&t, &original).await;

@@ -267,6 +267,23 @@ impl TestApp {
         assert_eq!(response.status(), 200, "search {query}");
         response.json().await.unwrap()
     }
+
+    /// The AuditEvents an audit-trail search finds (`AuditEvent?…`), once the trail has
+    /// written them: they are written off the request path, within a stated bound.
+    pub async fn audit_events(&self, query: &str) -> Vec<Value> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let found = self.search(&format!("AuditEvent?{query}")).await;
+            let events: Vec<Value> = found["entry"]
+                .as_array()
+                .map(|entries| entries.iter().map(|e| e["resource"].clone()).collect())
+                .unwrap_or_default();
+            if !events.is_empty() || std::time::Instant::now() > deadline {
+                return events;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
 }
 
 /// Asserts an OperationOutcome response with `status`, and returns the outcome.
@@ -315,7 +332,6 @@ pub fn minimal_resources(patient_id: &str) -> Vec<Value> {
         json!({"resourceType": "RiskAssessment", "status": "final", "subject": subject}),
         json!({"resourceType": "Provenance", "target": [{"reference": format!("Patient/{patient_id}")}], "recorded": "2026-01-01T00:00:00Z", "agent": [{"who": {"display": "prognostics"}}]}),
         json!({"resourceType": "Device", "status": "active", "patient": subject}),
-        json!({"resourceType": "AuditEvent", "type": {"code": "rest"}, "recorded": "2026-01-01T00:00:00Z", "agent": [{"requestor": true, "who": subject}], "source": {"observer": {"display": "prognostics"}}}),
         json!({"resourceType": "AllergyIntolerance", "patient": subject, "code": {"coding": [{"system": "http://snomed.info/sct", "code": "91936005"}]}}),
         json!({"resourceType": "BodyStructure", "patient": subject, "location": {"coding": [{"system": "http://snomed.info/sct", "code": "80248007"}]}}),
         json!({"resourceType": "CarePlan", "status": "active", "intent": "plan", "subject": subject}),

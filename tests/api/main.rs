@@ -5,6 +5,7 @@
 
 mod acceptance;
 mod auth_keys;
+mod authorization;
 mod bad_input;
 mod bundles;
 mod cohort_embeddings;
@@ -25,6 +26,7 @@ mod hl7;
 mod hl7_filing;
 mod https;
 mod import;
+mod issuer;
 mod mcode_patients;
 mod openapi;
 mod phi_in_logs;

@@ -61,3 +61,33 @@ async fn the_served_document_is_the_committed_one() {
         serde_json::from_str(&std::fs::read_to_string(committed_path()).unwrap()).unwrap();
     assert_eq!(served, committed);
 }
+
+/// Deny by default, proved: every documented operation has its rule in the access policy
+/// (a route without one is refused), and declares what it needs (a bearer token with the
+/// listed scopes, or nothing for the public ones).
+#[test]
+fn every_documented_operation_has_an_access_rule() {
+    use prognostics::api::policy::{Needs, RULES, rule_for};
+    let spec: serde_json::Value =
+        serde_json::from_str(&prognostics::api::openapi().to_json().unwrap()).unwrap();
+    let mut operations = 0;
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let Ok(verb) = actix_web::http::Method::from_bytes(method.to_uppercase().as_bytes())
+            else {
+                continue;
+            };
+            operations += 1;
+            let rule = rule_for(&verb, path)
+                .unwrap_or_else(|| panic!("{method} {path} has no access rule"));
+            let security = &operation["security"];
+            match rule.needs {
+                Needs::Public => assert_eq!(security, &serde_json::json!([{}]), "{path}"),
+                _ => assert!(security[0]["bearer"].is_array(), "{method} {path}"),
+            }
+        }
+    }
+    // Every rule but the document's own pages is a documented operation.
+    let undocumented = ["/openapi.json", "/docs", "/docs/{_:.*}"];
+    assert_eq!(operations, RULES.len() - undocumented.len());
+}

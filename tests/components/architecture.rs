@@ -103,8 +103,9 @@ const MODULES: &[(&str, &str, &[&str])] = &[
     ),
     (
         "api",
-        "the HTTP edge (actix-web, utoipa): thin handlers, errors as OperationOutcome",
+        "the HTTP edge (actix-web, utoipa): thin handlers, errors as OperationOutcome, the access policy and audit of every request",
         &[
+            "auth",
             "domain",
             "error",
             "fhir",
@@ -134,6 +135,7 @@ const MODULES: &[(&str, &str, &[&str])] = &[
         "wiring the service: database, models, listeners, HTTP server",
         &[
             "api",
+            "auth",
             "config",
             "dimse",
             "ehr",

@@ -5,12 +5,17 @@ use actix_web::http::header;
 use actix_web::web::{Data, Path, Payload};
 use actix_web::{HttpRequest, HttpResponse, delete, get, put};
 
-use super::{ApiError, Preferences, base_url, query_pairs, read_body, resource_id, resource_type};
-use crate::api::ApiState;
+use super::{
+    ApiError, Preferences, base_url, check_body, query_pairs, read_body, resource_id,
+    resource_type, writable,
+};
 use crate::api::error::FHIR_JSON;
+use crate::api::{Access, ApiState};
 use crate::domain::VersionId;
+use crate::domain::{ResourceId, ResourceType};
 use crate::error::ErrorKind;
 use crate::report::{IssueCode, IssueSeverity, OutcomeIssue, operation_outcome, resource_url};
+use crate::store::StoreError;
 use crate::store::StoredResource;
 
 /// A response carrying one stored version, shaped by `Prefer: return`.
@@ -58,11 +63,16 @@ pub(super) fn resource_response(
 #[get("/{resource_type}/{id}")]
 pub async fn read(
     state: Data<ApiState>,
+    access: Access,
     path: Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (t, id) = path.into_inner();
     let (t, id) = (resource_type(&t)?, resource_id(&id)?);
+    if t == ResourceType::AuditEvent {
+        return super::audit::read(&state, &access, &id).await;
+    }
     let stored = state.pipeline.store().read(t, &id).await?;
+    access.stored(t, stored.content.as_deref())?;
     resource_response(StatusCode::OK, &stored, Preferences::default(), None, "")
 }
 
@@ -81,13 +91,18 @@ pub async fn read(
 #[get("/{resource_type}/{id}/_history/{version_id}")]
 pub async fn vread(
     state: Data<ApiState>,
+    access: Access,
     path: Path<(String, String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (t, id, v) = path.into_inner();
     let (t, id) = (resource_type(&t)?, resource_id(&id)?);
+    if t == ResourceType::AuditEvent {
+        return Err(super::audit::one_version());
+    }
     let version = VersionId::parse(&v)
         .map_err(|_| ApiError::new(ErrorKind::NotFound, "version id must be a positive integer"))?;
     let stored = state.pipeline.store().vread(t, &id, version).await?;
+    access.stored(t, stored.content.as_deref())?;
     resource_response(StatusCode::OK, &stored, Preferences::default(), None, "")
 }
 
@@ -115,11 +130,13 @@ pub async fn vread(
 pub async fn update(
     req: HttpRequest,
     state: Data<ApiState>,
+    access: Access,
     path: Path<(String, String)>,
     payload: Payload,
 ) -> Result<HttpResponse, ApiError> {
     let (t, id) = path.into_inner();
     let (t, id) = (resource_type(&t)?, resource_id(&id)?);
+    writable(t)?;
     let if_match = match req.headers().get(header::IF_MATCH) {
         None => None,
         Some(v) => Some(
@@ -135,6 +152,9 @@ pub async fn update(
         ),
     };
     let body = read_body(&req, payload, state.max_body_bytes).await?;
+    // Both what is there and what replaces it must be the caller's to change.
+    current_in_reach(&state, &access, t, &id).await?;
+    check_body(&access, t, &body)?;
     let written = state.pipeline.update(t, &id, &body, if_match).await?;
     let s = &written.stored;
     let location = format!(
@@ -169,10 +189,13 @@ pub async fn update(
 #[delete("/{resource_type}/{id}")]
 pub async fn delete_resource(
     state: Data<ApiState>,
+    access: Access,
     path: Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (t, id) = path.into_inner();
     let (t, id) = (resource_type(&t)?, resource_id(&id)?);
+    writable(t)?;
+    current_in_reach(&state, &access, t, &id).await?;
     let version = state.pipeline.delete(t, &id).await?;
     Ok(HttpResponse::NoContent()
         .insert_header((header::ETAG, version.etag()))
@@ -194,13 +217,33 @@ pub async fn delete_resource(
 pub async fn history(
     req: HttpRequest,
     state: Data<ApiState>,
+    access: Access,
     path: Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (t, id) = path.into_inner();
     let (t, id) = (resource_type(&t)?, resource_id(&id)?);
+    if t == ResourceType::AuditEvent {
+        return Err(super::audit::one_version());
+    }
+    current_in_reach(&state, &access, t, &id).await?;
     let body = state
         .pipeline
         .history(t, &id, &query_pairs(&req), &base_url(&req, &state))
         .await?;
     Ok(HttpResponse::Ok().content_type(FHIR_JSON).body(body))
+}
+
+/// The current version of a resource, when there is one, must be within the caller's reach
+/// (a deleted or absent one names no patient).
+async fn current_in_reach(
+    state: &ApiState,
+    access: &Access,
+    t: ResourceType,
+    id: &ResourceId,
+) -> Result<(), ApiError> {
+    match state.pipeline.store().read(t, id).await {
+        Ok(stored) => access.stored(t, stored.content.as_deref()),
+        Err(StoreError::NotFound { .. } | StoreError::Gone { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }

@@ -2,6 +2,7 @@
 //! handlers, one file per group of interactions. Handlers stay thin: parse the request into
 //! domain types, make one pipeline or store call, and shape the HTTP response.
 
+mod audit;
 mod bundle;
 mod instance;
 mod metadata;
@@ -15,7 +16,7 @@ use actix_web::HttpRequest;
 pub use negotiation::{Preferences, content_negotiation_middleware};
 
 use super::error::ApiError;
-use super::{ApiState, query_pairs, read_body};
+use super::{Access, ApiState, query_pairs, read_body};
 use crate::domain::{ResourceId, ResourceType};
 use crate::error::ErrorKind;
 
@@ -48,4 +49,24 @@ fn resource_type(raw: &str) -> Result<ResourceType, ApiError> {
 
 fn resource_id(raw: &str) -> Result<ResourceId, ApiError> {
     ResourceId::parse(raw).map_err(|e| ApiError::new(ErrorKind::Invalid, e.to_string()))
+}
+
+/// The audit trail is written by the service alone.
+fn writable(t: ResourceType) -> Result<(), ApiError> {
+    if t == ResourceType::AuditEvent {
+        return Err(ApiError::method_not_allowed("GET").because(
+            "the audit trail is append-only and written by the service: AuditEvents can be \
+             read and searched, not created, changed or deleted",
+        ));
+    }
+    Ok(())
+}
+
+/// A body to be written must be within the caller's reach. One that is not JSON is left to
+/// the pipeline, which refuses it.
+fn check_body(access: &Access, t: ResourceType, body: &[u8]) -> Result<(), ApiError> {
+    match serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(body) {
+        Ok(resource) => access.resource(t, &resource),
+        Err(_) => Ok(()),
+    }
 }

@@ -12,9 +12,9 @@ use actix_web::{HttpRequest, HttpResponse, get, post};
 use serde_json::Value;
 
 use super::{ApiError, base_url, read_body, resource_id};
-use crate::api::ApiState;
 use crate::api::error::FHIR_JSON;
 use crate::api::request_id::current_request_id;
+use crate::api::{Access, ApiState};
 use crate::domain::{Horizon, ResourceId, TimeUnit};
 use crate::error::ErrorKind;
 use crate::pipeline::risk::AssessmentRequest;
@@ -145,9 +145,13 @@ fn bundle_response(body: String) -> HttpResponse {
 async fn run(
     req: HttpRequest,
     state: Data<ApiState>,
+    access: Access,
     patient: ResourceId,
     asked: Asked,
 ) -> Result<HttpResponse, ApiError> {
+    // Before anything is read, here or from the EHR: the caller's token must cover this
+    // patient (the route's rule has checked it covers what the assessment reads).
+    access.patient(patient.as_ref())?;
     let request = AssessmentRequest {
         patient,
         model: asked.model,
@@ -206,6 +210,7 @@ async fn run(
 pub async fn patient_risk_assessment(
     req: HttpRequest,
     state: Data<ApiState>,
+    access: Access,
     path: Path<String>,
     payload: Payload,
 ) -> Result<HttpResponse, ApiError> {
@@ -222,7 +227,7 @@ pub async fn patient_risk_assessment(
             "the `patient` parameter names another patient than the URL",
         ));
     }
-    run(req, state, patient, asked).await
+    run(req, state, access, patient, asked).await
 }
 
 /// Assess the risk of the patient the `patient` parameter names.
@@ -244,6 +249,7 @@ pub async fn patient_risk_assessment(
 pub async fn type_risk_assessment(
     req: HttpRequest,
     state: Data<ApiState>,
+    access: Access,
     payload: Payload,
 ) -> Result<HttpResponse, ApiError> {
     let body = read_body(&req, payload, state.max_body_bytes).await?;
@@ -255,7 +261,7 @@ pub async fn type_risk_assessment(
         )
     })?;
     let patient = resource_id(&patient)?;
-    run(req, state, patient, asked).await
+    run(req, state, access, patient, asked).await
 }
 
 /// The state of an asynchronous `$risk-assessment`: 202 while it runs, then its Bundle (200)

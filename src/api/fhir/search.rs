@@ -4,8 +4,9 @@ use actix_web::web::{Data, Path};
 use actix_web::{HttpRequest, HttpResponse, get};
 
 use super::{ApiError, Preferences, base_url, query_pairs, resource_type};
-use crate::api::ApiState;
 use crate::api::error::FHIR_JSON;
+use crate::api::{Access, ApiState};
+use crate::domain::ResourceType;
 use crate::pipeline::SearchRequest;
 
 /// Search one resource type. Supported parameters per type are listed in the
@@ -34,10 +35,15 @@ use crate::pipeline::SearchRequest;
 pub async fn search(
     req: HttpRequest,
     state: Data<ApiState>,
+    access: Access,
     path: Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let t = resource_type(&path.into_inner())?;
-    let params = query_pairs(&req);
+    let mut params = query_pairs(&req);
+    access.confine_search(t, &mut params)?;
+    if t == ResourceType::AuditEvent {
+        return super::audit::search(&state, &params, &base_url(&req, &state)).await;
+    }
     let base = base_url(&req, &state);
     let request = SearchRequest {
         resource_type: t,

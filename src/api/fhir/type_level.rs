@@ -5,8 +5,8 @@ use actix_web::web::{Data, Path, Payload};
 use actix_web::{HttpRequest, HttpResponse, post};
 
 use super::instance::resource_response;
-use super::{ApiError, Preferences, base_url, read_body, resource_type};
-use crate::api::ApiState;
+use super::{ApiError, Preferences, base_url, check_body, read_body, resource_type, writable};
+use crate::api::{Access, ApiState};
 use crate::report::resource_url;
 
 /// Create a resource with a server-assigned id. With `If-None-Exist: <search>`, an existing
@@ -31,21 +31,26 @@ use crate::report::resource_url;
 pub async fn create(
     req: HttpRequest,
     state: Data<ApiState>,
+    access: Access,
     path: Path<String>,
     payload: Payload,
 ) -> Result<HttpResponse, ApiError> {
     let t = resource_type(&path.into_inner())?;
+    writable(t)?;
     let if_none_exist = req
         .headers()
         .get("if-none-exist")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let body = read_body(&req, payload, state.max_body_bytes).await?;
+    check_body(&access, t, &body)?;
     let written = state
         .pipeline
         .create(t, &body, if_none_exist.as_deref())
         .await?;
     let s = &written.stored;
+    // A conditional create may answer with a resource already there.
+    access.stored(t, s.content.as_deref())?;
     let location = format!(
         "{}/_history/{}",
         resource_url(&base_url(&req, &state), t, &s.id),

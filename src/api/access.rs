@@ -1,0 +1,459 @@
+//! Who is calling over HTTP, whether they may, and the audit record of what they did. The
+//! middleware looks up the route's rule (`policy`), takes the bearer token (SMART mode),
+//! verifies it, checks its scopes against the rule and the per-client rate limit, and hands the
+//! handler an [`Access`]: the caller, and the patient its grant is confined to. Handlers use it
+//! to confine what they touch to that patient's compartment and to name the patients touched,
+//! which the middleware writes to the audit trail with the outcome once the response is made.
+
+use std::cell::RefCell;
+use std::future::{Ready, ready};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::header;
+use actix_web::middleware::Next;
+use actix_web::web::Data;
+use actix_web::{FromRequest, HttpMessage, HttpRequest, ResponseError};
+use serde_json::{Map, Value};
+
+use super::error::FailureReason;
+use super::policy::{self, Needs, PatientScoped, RouteRule};
+use super::rate_limit::RateLimiter;
+use super::request_id::current_request_id;
+use super::{ApiError, ApiState};
+use crate::auth::{Caller, Interaction, KeyError, Verifier};
+use crate::domain::{AuditAgent, AuditOutcome, AuditRecord, ResourceType};
+use crate::error::ErrorKind;
+use crate::fhir::compartment::{patient_parameter, patients_named, patients_of};
+
+/// Longest `Authorization` header read; a longer one is refused before it is parsed.
+pub const MAX_AUTHORIZATION_BYTES: usize = 8 * 1024;
+
+/// How the HTTP door decides.
+#[derive(Debug)]
+pub enum AccessMode {
+    /// No tokens: every caller may do everything (loopback only, or open by choice).
+    Unrestricted,
+    /// Bearer access tokens from the configured issuers.
+    Tokens(Box<Verifier>),
+}
+
+#[derive(Debug)]
+pub struct AccessControl {
+    pub mode: AccessMode,
+    pub limiter: RateLimiter,
+}
+
+/// What the handler of one request may do, and the patients it touched.
+#[derive(Debug, Clone)]
+pub struct Access {
+    caller: Option<Arc<Caller>>,
+    /// Some: everything the request touches must be in this patient's compartment.
+    confined_to: Option<String>,
+    touched: Rc<RefCell<Vec<String>>>,
+}
+
+impl Access {
+    fn new(caller: Option<Arc<Caller>>, confined_to: Option<String>) -> Self {
+        Self {
+            caller,
+            confined_to,
+            touched: Rc::default(),
+        }
+    }
+
+    fn touch(&self, patients: impl IntoIterator<Item = String>) {
+        let mut touched = self.touched.borrow_mut();
+        for patient in patients {
+            if !touched.contains(&patient) {
+                touched.push(patient);
+            }
+        }
+    }
+
+    fn outside(&self) -> ApiError {
+        ApiError::new(
+            ErrorKind::Forbidden,
+            "the token's patient/ scope covers its own patient's compartment only, and this is \
+             not in it",
+        )
+    }
+
+    /// A resource the request reads or writes: its patients are noted, and with a confined
+    /// grant it must be in the token's patient's compartment.
+    pub fn resource(&self, t: ResourceType, resource: &Map<String, Value>) -> Result<(), ApiError> {
+        let patients = patients_of(t, resource);
+        let inside = self
+            .confined_to
+            .as_ref()
+            .is_none_or(|own| patients.contains(own));
+        self.touch(patients);
+        if inside { Ok(()) } else { Err(self.outside()) }
+    }
+
+    /// A stored resource's JSON text (see [`Access::resource`]).
+    pub fn stored(&self, t: ResourceType, content: Option<&str>) -> Result<(), ApiError> {
+        let Some(content) = content else {
+            return Ok(());
+        };
+        match serde_json::from_str::<Map<String, Value>>(content) {
+            Ok(map) => self.resource(t, &map),
+            // Unreadable content names no patient: only an unconfined caller may have it.
+            Err(_) if self.confined_to.is_none() => Ok(()),
+            Err(_) => Err(self.outside()),
+        }
+    }
+
+    /// An operation on one patient.
+    pub fn patient(&self, id: &str) -> Result<(), ApiError> {
+        self.touch([id.to_owned()]);
+        match &self.confined_to {
+            Some(own) if own != id => Err(self.outside()),
+            _ => Ok(()),
+        }
+    }
+
+    /// A patient the request touched (for the audit record only).
+    pub fn note_patient(&self, id: &str) {
+        self.touch([id.to_owned()]);
+    }
+
+    /// A search: the patients it names are noted; with a confined grant, a search naming
+    /// another patient is refused and one naming none is filtered to the token's patient.
+    pub fn confine_search(
+        &self,
+        t: ResourceType,
+        params: &mut Vec<(String, String)>,
+    ) -> Result<(), ApiError> {
+        let parameter = patient_parameter(t);
+        let mut named = Vec::new();
+        for (name, value) in params.iter() {
+            let base = name.split(':').next().unwrap_or(name);
+            let names_patient =
+                Some(base) == parameter || (base == "subject" && parameter == Some("patient"));
+            if names_patient {
+                match patients_named(value) {
+                    Some(ids) => named.push(ids),
+                    // `subject=Group/…` and the like: no patient, so nothing of the token's.
+                    None if self.confined_to.is_some() => return Err(self.outside()),
+                    None => {}
+                }
+            }
+        }
+        self.touch(named.iter().flatten().cloned());
+        let Some(own) = &self.confined_to else {
+            return Ok(());
+        };
+        let Some(parameter) = parameter else {
+            return Err(ApiError::new(
+                ErrorKind::Forbidden,
+                format!(
+                    "{t} resources belong to no patient's compartment, so a patient/ scope does not cover them"
+                ),
+            ));
+        };
+        if named.iter().flatten().any(|id| id != own) {
+            return Err(self.outside());
+        }
+        self.touch([own.clone()]);
+        params.push((parameter.to_owned(), own.clone()));
+        Ok(())
+    }
+
+    /// Whether the token grants `interaction` on `t` (for what a handler checks itself: the
+    /// entries of a Bundle). Without tokens everything is granted.
+    pub fn require(&self, t: ResourceType, interaction: Interaction) -> Result<(), ApiError> {
+        match &self.caller {
+            None => Ok(()),
+            Some(caller) => match caller.scopes.grant(t, interaction) {
+                Some(grant) if !grant.patient_only || self.confined_to.is_some() => Ok(()),
+                _ => Err(missing_scope(&[(t, interaction)])),
+            },
+        }
+    }
+}
+
+impl FromRequest for Access {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        // Deny by default: a handler reached without the middleware's decision gets nothing.
+        ready(req.extensions().get::<Access>().cloned().ok_or_else(|| {
+            ApiError::new(
+                ErrorKind::Forbidden,
+                "no access decision was made for this request",
+            )
+        }))
+    }
+}
+
+fn missing_scope(needed: &[(ResourceType, Interaction)]) -> ApiError {
+    let names: Vec<String> = needed
+        .iter()
+        .map(|(t, i)| format!("{t}.{}", interaction_letter(*i)))
+        .collect();
+    ApiError::new(
+        ErrorKind::Forbidden,
+        format!(
+            "the token's scopes do not cover this request; it needs {}",
+            names.join(", ")
+        ),
+    )
+}
+
+fn interaction_letter(i: Interaction) -> char {
+    match i {
+        Interaction::Create => 'c',
+        Interaction::Read => 'r',
+        Interaction::Update => 'u',
+        Interaction::Delete => 'd',
+        Interaction::Search => 's',
+    }
+}
+
+/// The resource type a `/fhir/{resource_type}…` path names, when it is one.
+fn path_type(path: &str) -> Option<ResourceType> {
+    path.strip_prefix("/fhir/")?.split('/').next()?.parse().ok()
+}
+
+/// The bearer token of the request: Ok(None) when there is no Authorization header.
+fn bearer(req: &ServiceRequest) -> Result<Option<String>, ApiError> {
+    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    if value.len() > MAX_AUTHORIZATION_BYTES {
+        return Err(ApiError::unauthenticated(
+            Some("invalid_request"),
+            format!("the Authorization header is over {MAX_AUTHORIZATION_BYTES} bytes"),
+        ));
+    }
+    let malformed = || {
+        ApiError::unauthenticated(
+            Some("invalid_request"),
+            "the Authorization header must be `Bearer <access token>`",
+        )
+    };
+    let text = value.to_str().map_err(|_| malformed())?;
+    let (scheme, token) = text.split_once(' ').ok_or_else(malformed)?;
+    let token = token.trim();
+    let token_chars = |c: char| c.is_ascii_alphanumeric() || "-._~+/=".contains(c);
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || !token.chars().all(token_chars)
+    {
+        return Err(malformed());
+    }
+    Ok(Some(token.to_owned()))
+}
+
+/// The decision for one request: the access to hand on, or the refusal.
+async fn decide(
+    control: &AccessControl,
+    rule: &RouteRule,
+    req: &ServiceRequest,
+    caller: &mut Option<Arc<Caller>>,
+) -> Result<Access, ApiError> {
+    let verifier = match &control.mode {
+        AccessMode::Unrestricted => return Ok(Access::new(None, None)),
+        AccessMode::Tokens(verifier) => verifier,
+    };
+    let Some(token) = bearer(req)? else {
+        return Err(ApiError::unauthenticated(
+            None,
+            "this endpoint needs a bearer access token",
+        ));
+    };
+    let verified = verifier.verify(&token).await.map_err(|e| match e {
+        KeyError::Token(e) => ApiError::unauthenticated(Some("invalid_token"), e.to_string()),
+        KeyError::Unavailable(reason) => {
+            tracing::warn!(reason = %reason, "token issuer unavailable");
+            ApiError::unauthenticated(
+                Some("invalid_token"),
+                "the token could not be checked: its issuer's keys are unavailable",
+            )
+        }
+    })?;
+    let verified = Arc::new(verified);
+    *caller = Some(verified.clone());
+    let needed: Vec<(ResourceType, Interaction)> = match rule.needs {
+        Needs::Public => Vec::new(),
+        Needs::EachEntry => Vec::new(),
+        Needs::All(needs) => needs.to_vec(),
+        // An unknown type: the handler answers 404, which tells nothing.
+        Needs::PathType(interaction) => match path_type(req.path()) {
+            Some(t) => vec![(t, interaction)],
+            None => Vec::new(),
+        },
+    };
+    let mut patient_only = false;
+    for (t, interaction) in &needed {
+        match verified.scopes.grant(*t, *interaction) {
+            Some(grant) => patient_only |= grant.patient_only,
+            None => return Err(missing_scope(&needed)),
+        }
+    }
+    if !patient_only {
+        return Ok(Access::new(Some(verified), None));
+    }
+    if rule.patient_scoped == PatientScoped::Refused {
+        return Err(ApiError::new(
+            ErrorKind::Forbidden,
+            "a patient/ scope is not enough here: this endpoint needs user/ or system/ scopes",
+        ));
+    }
+    let Some(patient) = verified.patient.clone() else {
+        return Err(ApiError::new(
+            ErrorKind::Forbidden,
+            "the token has patient/ scopes but names no patient",
+        ));
+    };
+    Ok(Access::new(Some(verified), Some(patient)))
+}
+
+/// The access middleware (see the module documentation).
+pub async fn access_middleware<B: MessageBody + 'static>(
+    req: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
+    let Some(pattern) = req.match_pattern() else {
+        // No route: the default service answers 404 or 405, and tells nothing.
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body);
+    };
+    let Some(rule) = policy::rule_for(req.method(), &pattern) else {
+        let allow: Vec<&str> = policy::RULES
+            .iter()
+            .filter(|r| r.path == pattern)
+            .map(|r| r.method)
+            .collect();
+        let refusal = if allow.is_empty() {
+            ApiError::new(ErrorKind::Forbidden, "no access rule covers this route")
+        } else {
+            ApiError::method_not_allowed(allow.join(", "))
+        };
+        return Ok(req
+            .into_response(refusal.error_response())
+            .map_into_right_body());
+    };
+    if rule.needs == Needs::Public {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body);
+    }
+    let Some(state) = req.app_data::<Data<ApiState>>().cloned() else {
+        let refusal = ApiError::new(ErrorKind::Internal, "no service state");
+        return Ok(req
+            .into_response(refusal.error_response())
+            .map_into_right_body());
+    };
+    let address = req.peer_addr().map(|a| a.ip().to_string());
+    let mut caller = None;
+    let decision = decide(&state.access, rule, &req, &mut caller).await;
+    // Clients are told apart by their token; without one, by their address. Callers on this
+    // host without a token (a local tool, a reverse proxy that authorizes) are not limited.
+    let client_key = match (&caller, req.peer_addr()) {
+        (Some(c), _) => Some(format!("client:{}", c.client_id)),
+        (None, Some(peer)) if !peer.ip().is_loopback() => Some(format!("address:{}", peer.ip())),
+        (None, _) => None,
+    };
+    let limited = client_key.map(|key| state.access.limiter.take(&key));
+    let decision = decision.and_then(|access| match limited {
+        Some(Err(seconds)) => Err(ApiError::new(
+            ErrorKind::Overloaded,
+            "too many requests from this client; try again after Retry-After seconds",
+        )
+        .retry_after(seconds)),
+        _ => Ok(access),
+    });
+    let mut record = AuditRecord::new(rule.audit.door, rule.audit.subtype, rule.audit.action);
+    record.agent = AuditAgent {
+        client_id: caller.as_ref().map(|c| c.client_id.clone()),
+        subject: caller.as_ref().map(|c| c.subject.clone()),
+        user: caller.as_ref().and_then(|c| c.fhir_user.clone()),
+        ae_title: None,
+        address,
+    };
+    record.entity = audit_entity(req.path());
+    if rule.audit.subtype == "search-type" && !req.query_string().is_empty() {
+        record.query = Some(req.query_string().to_owned());
+    }
+    record.request_id = current_request_id();
+    let (response, touched) = match decision {
+        Err(refusal) => {
+            record.outcome_text = Some(format!("{}: {refusal}", refusal.status_code().as_u16()));
+            let response = req.into_response(refusal.error_response());
+            (response.map_into_right_body(), Vec::new())
+        }
+        Ok(access) => {
+            let touched = access.touched.clone();
+            req.extensions_mut().insert(access);
+            let response = next.call(req).await?.map_into_left_body();
+            let touched = touched.borrow().clone();
+            (response, touched)
+        }
+    };
+    let status = response.status().as_u16();
+    record.outcome = AuditOutcome::of_status(status);
+    if record.outcome != AuditOutcome::Success && record.outcome_text.is_none() {
+        let reason = response
+            .response()
+            .extensions()
+            .get::<FailureReason>()
+            .cloned();
+        record.outcome_text = Some(match reason {
+            Some(FailureReason(reason)) => format!("{status}: {reason}"),
+            None => status.to_string(),
+        });
+    }
+    record.patients = touched;
+    state.pipeline.audit(record).await;
+    Ok(response)
+}
+
+/// What a request acts on, from its path: `Type/id`, `Type`, or a study UID.
+fn audit_entity(path: &str) -> Option<String> {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["fhir", t, id, ..] if !t.starts_with('$') && !id.starts_with('$') => {
+            Some(format!("{t}/{id}"))
+        }
+        ["fhir", t, ..] if !t.starts_with('$') => Some((*t).to_owned()),
+        ["dicomweb" | "embeddings", "studies", study, ..] => Some((*study).to_owned()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_audited_entity_comes_from_the_path() {
+        assert_eq!(
+            audit_entity("/fhir/Observation/o1").as_deref(),
+            Some("Observation/o1")
+        );
+        assert_eq!(
+            audit_entity("/fhir/Observation").as_deref(),
+            Some("Observation")
+        );
+        assert_eq!(
+            audit_entity("/fhir/Patient/p1/$risk-assessment").as_deref(),
+            Some("Patient/p1")
+        );
+        assert_eq!(
+            audit_entity("/fhir/Patient/$risk-assessment").as_deref(),
+            Some("Patient")
+        );
+        assert_eq!(audit_entity("/fhir/$risk-assessment-status/j1"), None);
+        assert_eq!(
+            audit_entity("/dicomweb/studies/1.2.3").as_deref(),
+            Some("1.2.3")
+        );
+        assert_eq!(audit_entity("/hl7/v2"), None);
+    }
+}

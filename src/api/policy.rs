@@ -1,0 +1,339 @@
+//! The one table of who may do what: every route the service serves, by method and route
+//! pattern, with the SMART scopes a token must grant for it and whether a `patient/` grant is
+//! enough there. A route missing from the table is refused whatever the token says (deny by
+//! default); a test walks the OpenAPI document to prove every documented route has its rule.
+
+use actix_web::http::Method;
+
+use crate::auth::Interaction::{self, Create, Read, Search, Update};
+use crate::domain::AuditAction;
+use crate::domain::ResourceType::{self, *};
+
+/// What a token must grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needs {
+    /// Nothing: served without a token.
+    Public,
+    /// The interaction on the resource type the path names (`/fhir/{resource_type}…`).
+    PathType(Interaction),
+    /// Every one of these.
+    All(&'static [(ResourceType, Interaction)]),
+    /// A valid token; the handler checks each entry of a batch or transaction Bundle as the
+    /// interaction it is.
+    EachEntry,
+}
+
+/// Whether a grant from a `patient/` scope is enough.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatientScoped {
+    /// Yes: the handler confines the request to the token's patient's compartment.
+    Confined,
+    /// No: this route is for `user/` and `system/` grants only.
+    Refused,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct RouteRule {
+    pub method: &'static str,
+    /// The route pattern as registered (`/fhir/{resource_type}/{id}`).
+    pub path: &'static str,
+    pub needs: Needs,
+    pub patient_scoped: PatientScoped,
+    /// How the audit trail names what it does.
+    pub audit: AuditAs,
+}
+
+/// The audit trail's words for a route: its door, interaction and action.
+#[derive(Debug, Clone, Copy)]
+pub struct AuditAs {
+    pub door: &'static str,
+    pub subtype: &'static str,
+    pub action: AuditAction,
+}
+
+/// What `$risk-assessment` reads of a patient's record (and, with an EHR configured, may pull
+/// from it), and the RiskAssessment it files: the caller's token must cover all of it, so that
+/// the service's own EHR credential is never lent to a caller who could not read the data.
+pub const ASSESSMENT: &[(ResourceType, Interaction)] = &[
+    (RiskAssessment, Create),
+    (Patient, Read),
+    (Condition, Read),
+    (Observation, Read),
+    (Procedure, Read),
+    (MedicationStatement, Read),
+    (MedicationRequest, Read),
+    (MedicationAdministration, Read),
+    (DiagnosticReport, Read),
+    (DocumentReference, Read),
+    (ImagingStudy, Read),
+];
+
+/// What an HL7 v2 message may file: ADT patients and encounters, ORU results, ORM/OMI orders.
+pub const HL7_FILING: &[(ResourceType, Interaction)] = &[
+    (Patient, Create),
+    (Patient, Update),
+    (Encounter, Create),
+    (Encounter, Update),
+    (Observation, Create),
+    (DiagnosticReport, Create),
+    (ServiceRequest, Create),
+    (ServiceRequest, Update),
+];
+
+const fn rule(
+    method: &'static str,
+    path: &'static str,
+    needs: Needs,
+    patient_scoped: PatientScoped,
+    audit: (&'static str, &'static str, AuditAction),
+) -> RouteRule {
+    RouteRule {
+        method,
+        path,
+        needs,
+        patient_scoped,
+        audit: AuditAs {
+            door: audit.0,
+            subtype: audit.1,
+            action: audit.2,
+        },
+    }
+}
+
+const fn public(path: &'static str) -> RouteRule {
+    rule(
+        "GET",
+        path,
+        Needs::Public,
+        PatientScoped::Refused,
+        ("rest", "capabilities", AuditAction::Read),
+    )
+}
+
+const fn rest(
+    subtype: &'static str,
+    action: AuditAction,
+) -> (&'static str, &'static str, AuditAction) {
+    ("rest", subtype, action)
+}
+
+use Needs::{All, EachEntry, PathType};
+use PatientScoped::{Confined, Refused};
+
+/// Every route, and what it needs.
+pub const RULES: &[RouteRule] = &[
+    public("/healthz"),
+    public("/readyz"),
+    public("/fhir/metadata"),
+    public("/.well-known/smart-configuration"),
+    public("/openapi.json"),
+    public("/docs"),
+    public("/docs/{_:.*}"),
+    rule(
+        "GET",
+        "/fhir/{resource_type}",
+        PathType(Search),
+        Confined,
+        rest("search-type", AuditAction::Execute),
+    ),
+    rule(
+        "POST",
+        "/fhir/{resource_type}",
+        PathType(Create),
+        Confined,
+        rest("create", AuditAction::Create),
+    ),
+    rule(
+        "GET",
+        "/fhir/{resource_type}/{id}",
+        PathType(Read),
+        Confined,
+        rest("read", AuditAction::Read),
+    ),
+    rule(
+        "PUT",
+        "/fhir/{resource_type}/{id}",
+        PathType(Update),
+        Confined,
+        rest("update", AuditAction::Update),
+    ),
+    rule(
+        "DELETE",
+        "/fhir/{resource_type}/{id}",
+        PathType(Interaction::Delete),
+        Confined,
+        rest("delete", AuditAction::Delete),
+    ),
+    rule(
+        "GET",
+        "/fhir/{resource_type}/{id}/_history",
+        PathType(Read),
+        Confined,
+        rest("history-instance", AuditAction::Read),
+    ),
+    rule(
+        "GET",
+        "/fhir/{resource_type}/{id}/_history/{version_id}",
+        PathType(Read),
+        Confined,
+        rest("vread", AuditAction::Read),
+    ),
+    rule(
+        "POST",
+        "/fhir",
+        EachEntry,
+        Refused,
+        rest("batch", AuditAction::Execute),
+    ),
+    rule(
+        "POST",
+        "/fhir/Patient/{id}/$risk-assessment",
+        All(ASSESSMENT),
+        Confined,
+        rest("risk-assessment", AuditAction::Execute),
+    ),
+    rule(
+        "POST",
+        "/fhir/Patient/$risk-assessment",
+        All(ASSESSMENT),
+        Confined,
+        rest("risk-assessment", AuditAction::Execute),
+    ),
+    rule(
+        "GET",
+        "/fhir/$risk-assessment-status/{job}",
+        All(&[(RiskAssessment, Read)]),
+        Refused,
+        rest("risk-assessment-status", AuditAction::Read),
+    ),
+    rule(
+        "POST",
+        "/dicomweb/studies",
+        All(&[(ImagingStudy, Create)]),
+        Refused,
+        ("dicomweb", "stow-rs", AuditAction::Create),
+    ),
+    rule(
+        "POST",
+        "/dicomweb/studies/{study}",
+        All(&[(ImagingStudy, Create)]),
+        Refused,
+        ("dicomweb", "stow-rs", AuditAction::Create),
+    ),
+    rule(
+        "GET",
+        "/dicomweb/studies",
+        All(&[(ImagingStudy, Search)]),
+        Refused,
+        ("dicomweb", "qido-rs", AuditAction::Execute),
+    ),
+    rule(
+        "POST",
+        "/embeddings/image",
+        All(&[(ImagingStudy, Read)]),
+        Refused,
+        rest("embed-image", AuditAction::Execute),
+    ),
+    rule(
+        "GET",
+        "/embeddings/studies/{study}",
+        All(&[(ImagingStudy, Read)]),
+        Refused,
+        rest("study-embeddings", AuditAction::Read),
+    ),
+    rule(
+        "POST",
+        "/hl7/v2",
+        All(HL7_FILING),
+        Refused,
+        ("hl7v2", "hl7v2", AuditAction::Create),
+    ),
+];
+
+/// The rule for a request, by its method and the pattern of the route it matched. `HEAD` is
+/// served as `GET`.
+pub fn rule_for(method: &Method, pattern: &str) -> Option<&'static RouteRule> {
+    let method = if method == Method::HEAD {
+        "GET"
+    } else {
+        method.as_str()
+    };
+    RULES
+        .iter()
+        .find(|r| r.method == method && r.path == pattern)
+}
+
+/// The scopes a route needs, in SMART v2 form for the OpenAPI document and the README
+/// (`system/` shown; `user/`, and `patient/` where it is confined, grant the same).
+pub fn scopes_named(rule: &RouteRule) -> Vec<String> {
+    let letter = |i: Interaction| match i {
+        Create => 'c',
+        Read => 'r',
+        Update => 'u',
+        Interaction::Delete => 'd',
+        Search => 's',
+    };
+    match rule.needs {
+        Needs::Public | Needs::EachEntry => Vec::new(),
+        Needs::PathType(i) => vec![format!("system/{{resource_type}}.{}", letter(i))],
+        Needs::All(needs) => {
+            let mut out: Vec<(ResourceType, String)> = Vec::new();
+            for (t, i) in needs {
+                match out.iter_mut().find(|(seen, _)| seen == t) {
+                    Some((_, letters)) => letters.push(letter(*i)),
+                    None => out.push((*t, letter(*i).to_string())),
+                }
+            }
+            out.into_iter()
+                .map(|(t, mut letters)| {
+                    let mut sorted: Vec<char> = letters.drain(..).collect();
+                    sorted.sort_by_key(|c| "cruds".find(*c));
+                    format!("system/{t}.{}", sorted.into_iter().collect::<String>())
+                })
+                .collect()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_route_has_one_rule() {
+        for (i, a) in RULES.iter().enumerate() {
+            for b in &RULES[i + 1..] {
+                assert!(
+                    !(a.method == b.method && a.path == b.path),
+                    "{} {} twice",
+                    a.method,
+                    a.path
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_routes_have_no_rule_and_head_is_get() {
+        assert!(rule_for(&Method::GET, "/fhir/{resource_type}/{id}/$everything").is_none());
+        assert!(rule_for(&Method::PATCH, "/fhir/{resource_type}/{id}").is_none());
+        assert!(rule_for(&Method::HEAD, "/healthz").is_some());
+    }
+
+    #[test]
+    fn scopes_are_named_in_smart_v2_form() {
+        let hl7 = rule_for(&Method::POST, "/hl7/v2").unwrap();
+        assert_eq!(
+            scopes_named(hl7),
+            [
+                "system/Patient.cu",
+                "system/Encounter.cu",
+                "system/Observation.c",
+                "system/DiagnosticReport.c",
+                "system/ServiceRequest.cu"
+            ]
+        );
+        let search = rule_for(&Method::GET, "/fhir/{resource_type}").unwrap();
+        assert_eq!(scopes_named(search), ["system/{resource_type}.s"]);
+    }
+}

@@ -1,0 +1,293 @@
+//! The audit trail's table: AuditEvents appended in batches, each row chained to the one before
+//! by its hash (sha256 of the previous hash, the row's sequence number and its content), never
+//! updated or deleted by the service; found by patient, agent, outcome and date; walked in
+//! order to check the chain and to export.
+
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+
+use super::{Store, StoreError};
+
+/// The hash before the first row.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// One AuditEvent to append.
+#[derive(Debug, Clone)]
+pub struct NewAuditEvent {
+    pub id: String,
+    pub recorded_ms: i64,
+    /// AuditEvent.outcome: 0, 4, 8 or 12.
+    pub outcome: String,
+    /// The AuditEvent as JSON.
+    pub content: String,
+    /// Patient ids it is about.
+    pub patients: Vec<String>,
+    /// Who acted: client ids, user references, AE titles, network addresses.
+    pub agents: Vec<String>,
+}
+
+/// What a search of the trail asks for.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub patient: Option<String>,
+    pub agent: Option<String>,
+    pub outcome: Option<String>,
+    /// Recorded at or after (ms) …
+    pub from_ms: Option<i64>,
+    /// … and before (ms).
+    pub until_ms: Option<i64>,
+    /// Only rows before this sequence number (the next page).
+    pub before_seq: Option<i64>,
+    pub count: usize,
+}
+
+/// A row of the trail.
+#[derive(Debug, Clone)]
+pub struct AuditRow {
+    pub seq: i64,
+    pub id: String,
+    pub content: String,
+}
+
+/// The first row that does not hash to what the chain says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChainCheck {
+    Intact {
+        rows: i64,
+    },
+    Broken {
+        seq: i64,
+        id: String,
+        reason: String,
+    },
+}
+
+/// The chain's hash of a row.
+pub fn chain_hash(previous: &str, seq: i64, content: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(previous.as_bytes());
+    hasher.update(seq.to_be_bytes());
+    hasher.update(content.as_bytes());
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl Store {
+    /// Appends events, in order, in one transaction that holds the chain's head.
+    pub async fn append_audit(&self, events: &[NewAuditEvent]) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        // Writing the head first takes its row lock (PostgreSQL) or the write lock (SQLite),
+        // so that two writers never chain onto the same row.
+        sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
+            .execute(&mut *tx)
+            .await?;
+        let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await?;
+        let mut seq: i64 = head.try_get("seq")?;
+        let mut hash: String = head.try_get("hash")?;
+        for event in events {
+            seq += 1;
+            hash = chain_hash(&hash, seq, &event.content);
+            sqlx::query(
+                "INSERT INTO audit_events (seq, id, recorded_ms, outcome, content, hash) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(seq)
+            .bind(&event.id)
+            .bind(event.recorded_ms)
+            .bind(&event.outcome)
+            .bind(&event.content)
+            .bind(&hash)
+            .execute(&mut *tx)
+            .await?;
+            let subjects = event
+                .patients
+                .iter()
+                .map(|p| ("patient", p))
+                .chain(event.agents.iter().map(|a| ("agent", a)));
+            for (kind, value) in subjects {
+                sqlx::query("INSERT INTO audit_subjects (seq, kind, value) VALUES ($1, $2, $3)")
+                    .bind(seq)
+                    .bind(kind)
+                    .bind(value)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+            .bind(seq)
+            .bind(&hash)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Events matching `filter`, newest first, at most `filter.count`.
+    pub async fn search_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRow>, StoreError> {
+        enum Bind<'a> {
+            Text(&'a str),
+            Number(i64),
+        }
+        let mut sql = String::from("SELECT e.seq, e.id, e.content FROM audit_events e WHERE 1 = 1");
+        let mut binds = Vec::new();
+        for (kind, value) in [("patient", &filter.patient), ("agent", &filter.agent)] {
+            if let Some(value) = value {
+                binds.push(Bind::Text(value));
+                sql.push_str(&format!(
+                    " AND EXISTS (SELECT 1 FROM audit_subjects s WHERE s.seq = e.seq \
+                     AND s.kind = '{kind}' AND s.value = ${})",
+                    binds.len()
+                ));
+            }
+        }
+        if let Some(outcome) = &filter.outcome {
+            binds.push(Bind::Text(outcome));
+            sql.push_str(&format!(" AND e.outcome = ${}", binds.len()));
+        }
+        for (value, column) in [
+            (filter.from_ms, "e.recorded_ms >="),
+            (filter.until_ms, "e.recorded_ms <"),
+            (filter.before_seq, "e.seq <"),
+        ] {
+            if let Some(value) = value {
+                binds.push(Bind::Number(value));
+                sql.push_str(&format!(" AND {column} ${}", binds.len()));
+            }
+        }
+        sql.push_str(&format!(
+            " ORDER BY e.seq DESC LIMIT {}",
+            filter.count.max(1)
+        ));
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for bind in binds {
+            query = match bind {
+                Bind::Text(text) => query.bind(text),
+                Bind::Number(number) => query.bind(number),
+            };
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(audit_row).collect()
+    }
+
+    /// One event by id.
+    pub async fn read_audit(&self, id: &str) -> Result<Option<AuditRow>, StoreError> {
+        let row = sqlx::query("SELECT seq, id, content FROM audit_events WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(audit_row).transpose()
+    }
+
+    /// Events after sequence number `after_seq` recorded at or after `since_ms`, oldest
+    /// first, at most `limit`: the export's pages.
+    pub async fn audit_since(
+        &self,
+        since_ms: i64,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, id, content FROM audit_events WHERE seq > $1 AND recorded_ms >= $2 \
+             ORDER BY seq LIMIT $3",
+        )
+        .bind(after_seq)
+        .bind(since_ms)
+        .bind(limit.max(1) as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(audit_row).collect()
+    }
+
+    /// Walks the whole chain and names the first row that breaks it.
+    pub async fn verify_audit_chain(&self) -> Result<ChainCheck, StoreError> {
+        const PAGE: i64 = 1_000;
+        let mut previous = GENESIS_HASH.to_owned();
+        let mut expected_seq = 1i64;
+        loop {
+            let rows = sqlx::query(
+                "SELECT seq, id, content, hash FROM audit_events WHERE seq >= $1 \
+                 ORDER BY seq LIMIT $2",
+            )
+            .bind(expected_seq)
+            .bind(PAGE)
+            .fetch_all(&self.pool)
+            .await?;
+            let done = (rows.len() as i64) < PAGE;
+            for row in &rows {
+                let seq: i64 = row.try_get("seq")?;
+                let id: String = row.try_get("id")?;
+                if seq != expected_seq {
+                    return Ok(ChainCheck::Broken {
+                        seq: expected_seq,
+                        id,
+                        reason: format!("row {expected_seq} is missing"),
+                    });
+                }
+                let content: String = row.try_get("content")?;
+                let hash: String = row.try_get("hash")?;
+                let recomputed = chain_hash(&previous, seq, &content);
+                if recomputed != hash {
+                    return Ok(ChainCheck::Broken {
+                        seq,
+                        id,
+                        reason: "its content or hash was changed".into(),
+                    });
+                }
+                previous = hash;
+                expected_seq += 1;
+            }
+            if done {
+                break;
+            }
+        }
+        let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        let head_seq: i64 = head.try_get("seq")?;
+        let head_hash: String = head.try_get("hash")?;
+        if head_seq != expected_seq - 1 || head_hash != previous {
+            return Ok(ChainCheck::Broken {
+                seq: expected_seq,
+                id: String::new(),
+                reason: format!(
+                    "the chain ends at row {} but its head names row {head_seq}: rows were \
+                     removed from the end",
+                    expected_seq - 1
+                ),
+            });
+        }
+        Ok(ChainCheck::Intact {
+            rows: expected_seq - 1,
+        })
+    }
+}
+
+fn audit_row(row: &sqlx::any::AnyRow) -> Result<AuditRow, StoreError> {
+    Ok(AuditRow {
+        seq: row.try_get("seq")?,
+        id: row.try_get("id")?,
+        content: row.try_get("content")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_chain_hash_depends_on_all_three_parts() {
+        let h = chain_hash(GENESIS_HASH, 1, "{}");
+        assert_eq!(h.len(), 64);
+        assert_ne!(h, chain_hash(GENESIS_HASH, 2, "{}"));
+        assert_ne!(h, chain_hash(GENESIS_HASH, 1, "{ }"));
+        assert_ne!(h, chain_hash(&h, 1, "{}"));
+    }
+}
