@@ -12,6 +12,8 @@ use tokio::io::BufReader;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::config::Hl7Settings;
+use crate::domain::{AuditAction, AuditAgent, AuditOutcome, AuditRecord};
+use crate::hl7::ack::AckCode;
 use crate::hl7::mllp_framing::{Frame, FrameError, read_frame, write_frame};
 use crate::pipeline::Pipeline;
 
@@ -59,6 +61,10 @@ async fn serve(stream: TcpStream, peer: SocketAddr, settings: &Hl7Settings, pipe
             .any(|rule| rule.contains(peer.ip()))
     {
         tracing::warn!(%peer, "MLLP connection from an address not allowed: closed");
+        let mut record = message_record(peer);
+        record.outcome = AuditOutcome::MinorFailure;
+        record.outcome_text = Some("connection from an address not allowed: closed".into());
+        pipeline.audit(record).await;
         return;
     }
     let _ = stream.set_nodelay(true);
@@ -90,6 +96,16 @@ async fn serve(stream: TcpStream, peer: SocketAddr, settings: &Hl7Settings, pipe
             }
         };
         messages += 1;
+        let mut record = message_record(peer);
+        if answer.code != AckCode::Accept {
+            record.outcome = AuditOutcome::MinorFailure;
+            record.outcome_text = Some(format!("answered {}", answer.code.as_str()));
+        }
+        record.entity = answer
+            .message_id
+            .as_ref()
+            .map(|id| format!("hl7-message-{id}"));
+        pipeline.audit(record).await;
         if let Some(ack) = answer.ack
             && let Err(e) = write_frame(&mut writer, ack.as_bytes()).await
         {
@@ -98,4 +114,14 @@ async fn serve(stream: TcpStream, peer: SocketAddr, settings: &Hl7Settings, pipe
             return;
         }
     }
+}
+
+/// The audit record of one message (or a refused connection) from `peer`.
+fn message_record(peer: SocketAddr) -> AuditRecord {
+    let mut record = AuditRecord::new("hl7v2", "mllp", AuditAction::Create);
+    record.agent = AuditAgent {
+        address: Some(peer.ip().to_string()),
+        ..AuditAgent::default()
+    };
+    record
 }

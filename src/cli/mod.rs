@@ -4,6 +4,7 @@
 //! layer, as `startup` does for the service.
 
 mod args;
+mod audit;
 mod ehr;
 mod embed;
 mod import;
@@ -78,6 +79,22 @@ pub enum Command {
     /// Compute embeddings and print them as JSON, one object per line.
     #[command(subcommand)]
     Embed(EmbedCommand),
+    /// The audit trail: check its hash chain, or export it as NDJSON.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the hash chain of every AuditEvent; exit 1 naming the first record that was
+    /// changed, removed or inserted by hand.
+    Verify,
+    /// Write the AuditEvents recorded since a date, oldest first, one JSON object per line.
+    Export {
+        /// A date (UTC) or an RFC 3339 time, e.g. 2026-12-01 or 2026-12-01T08:00:00Z.
+        #[arg(long)]
+        since: String,
+    },
 }
 
 impl Cli {
@@ -130,6 +147,10 @@ pub async fn run(command: Option<Command>, settings: Settings) -> anyhow::Result
         Some(Command::Pull(args)) => ehr::pull(&settings, args).await,
         Some(Command::Features(args)) => ehr::features(&settings, args).await,
         Some(Command::EhrJwks) => ehr::jwks(&settings),
+        Some(Command::Audit(AuditCommand::Verify)) => audit::verify(&settings).await,
+        Some(Command::Audit(AuditCommand::Export { since })) => {
+            audit::export(&settings, &since).await
+        }
     }
 }
 

@@ -16,6 +16,7 @@ use dicom_ul::pdu::{PDataValue, PDataValueType};
 use tokio::net::TcpStream;
 
 use crate::config::{AllowedCaller, DicomSettings};
+use crate::domain::{AuditAction, AuditAgent, AuditOutcome, AuditRecord};
 use crate::pipeline::{DicomStatus, Pipeline};
 
 /// The Verification SOP Class (C-ECHO).
@@ -99,18 +100,36 @@ pub(super) async fn serve(
         Ok(a) => a,
         Err(e) => {
             tracing::warn!(%peer, error = %e, "DICOM association refused");
+            let mut record = association_record(peer, None);
+            record.outcome = AuditOutcome::MinorFailure;
+            record.outcome_text = Some(format!("association refused: {e}"));
+            pipeline.audit(record).await;
             return;
         }
     };
     let calling = association.peer_ae_title().to_owned();
     tracing::info!(%peer, calling_ae = %calling, "DICOM association established");
     let stored = receive_all(&mut association, settings, pipeline).await;
+    let mut record = association_record(peer, Some(calling.trim()));
+    record.outcome_text = Some(format!("{stored} instances stored"));
+    pipeline.audit(record).await;
     if stored > 0
         && let Err(e) = pipeline.refresh_imaging_studies().await
     {
         tracing::error!(error = %e, "ImagingStudy refresh failed; it will be retried");
     }
     tracing::info!(%peer, calling_ae = %calling, instances = stored, "DICOM association ended");
+}
+
+/// The audit record of an association from `peer` (calling `ae_title`, once known).
+fn association_record(peer: SocketAddr, ae_title: Option<&str>) -> AuditRecord {
+    let mut record = AuditRecord::new("dicom", "c-store", AuditAction::Create);
+    record.agent = AuditAgent {
+        ae_title: ae_title.map(str::to_owned),
+        address: Some(peer.ip().to_string()),
+        ..AuditAgent::default()
+    };
+    record
 }
 
 /// Handles requests until the peer releases or aborts; returns how many instances were stored.

@@ -235,4 +235,13 @@ async fn only_allowed_calling_ae_titles_may_associate() {
         "{log}"
     );
     assert!(echo("MODALITY1").await.unwrap().status.success());
+    // Both associations are in the audit trail: the refused one as a failure.
+    let refused = app.audit_events("agent=127.0.0.1&outcome=4").await;
+    assert!(
+        refused.iter().any(|e| e["subtype"][0]["code"] == "c-store"
+            && e["outcomeDesc"].as_str().unwrap().contains("refused")),
+        "{refused:?}"
+    );
+    let accepted = app.audit_events("agent=MODALITY1").await;
+    assert_eq!(accepted[0]["outcome"], "0", "{accepted:?}");
 }

@@ -366,6 +366,14 @@ async fn only_allowed_sources_may_send_over_mllp() {
             .await,
         0
     );
+    let refused = elsewhere.audit_events("agent=127.0.0.1&outcome=4").await;
+    assert!(
+        refused[0]["outcomeDesc"]
+            .as_str()
+            .unwrap()
+            .contains("not allowed"),
+        "{refused:?}"
+    );
 
     let here = crate::helpers::spawn_app_with(|s| {
         s.hl7.allowed_sources = vec!["127.0.0.1".to_owned().try_into().unwrap()];
@@ -374,4 +382,9 @@ async fn only_allowed_sources_may_send_over_mllp() {
     let mut stream = connect(&here).await;
     let ack = exchange(&mut stream, ORU.as_bytes()).await;
     assert_eq!(&segment(&ack, "MSA")[1..3], ["AA", "MSG0001"]);
+    let received = here.audit_events("agent=127.0.0.1&outcome=0").await;
+    assert!(
+        received.iter().any(|e| e["source"]["site"] == "hl7v2"),
+        "{received:?}"
+    );
 }

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
 mod acceptance;
+mod audit_trail;
 mod auth_keys;
 mod authorization;
 mod bad_input;

@@ -16,7 +16,9 @@ pub(crate) struct Service {
     child: Child,
     lines: Arc<Mutex<Vec<Value>>>,
     pub(crate) address: String,
-    _data: tempfile::TempDir,
+    data: tempfile::TempDir,
+    /// The PostgreSQL database, when the tests run on one.
+    database: Option<String>,
 }
 
 impl Drop for Service {
@@ -57,7 +59,8 @@ impl Service {
             .arg("json")
             .arg("--data-dir")
             .arg(data.path());
-        if let Some(url) = fresh_postgres_database().await {
+        let database = fresh_postgres_database().await;
+        if let Some(url) = &database {
             command.arg("--database").arg(url);
         }
         command.args(["serve", "--listen", "127.0.0.1:0"]);
@@ -104,8 +107,35 @@ impl Service {
             child,
             lines,
             address: format!("http://127.0.0.1:{port}"),
-            _data: data,
+            data,
+            database,
         }
+    }
+
+    /// The database URL the service uses.
+    pub(crate) fn database_url(&self) -> String {
+        self.database.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rw",
+                self.data.path().join("prognostics.db").display()
+            )
+        })
+    }
+
+    /// Kills the service as `kill -9` does: no shutdown, nothing flushed.
+    pub(crate) fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Runs another command of the binary on the same data (and database).
+    pub(crate) fn command(&self, args: &[&str]) -> std::process::Output {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_prognostics"));
+        command.arg("--data-dir").arg(self.data.path());
+        if let Some(url) = &self.database {
+            command.arg("--database").arg(url);
+        }
+        command.args(args).env("RUST_LOG", "warn").output().unwrap()
     }
 
     /// The port a listener logged (`message` as it says it listens).

@@ -123,12 +123,19 @@ const MODULES: &[(&str, &str, &[&str])] = &[
     (
         "dimse",
         "the DICOM network edge: C-ECHO and C-STORE (dicom-ul)",
-        &["config", "listener", "pipeline", "telemetry"],
+        &["config", "domain", "listener", "pipeline", "telemetry"],
     ),
     (
         "mllp_listener",
         "the HL7 v2 network edge: MLLP connections",
-        &["config", "hl7", "listener", "pipeline", "telemetry"],
+        &[
+            "config",
+            "domain",
+            "hl7",
+            "listener",
+            "pipeline",
+            "telemetry",
+        ],
     ),
     (
         "startup",
