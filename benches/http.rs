@@ -1,5 +1,7 @@
 //! Loopback HTTP load: read-by-id and search on the FHIR API, beside an actix-web hello-world
-//! measured in the same run as the ceiling of this machine. The load generator is `wrk`
+//! measured in the same run as the ceiling of this machine; and read-by-id with SMART
+//! authorization (a JWT verified against a JWK Set served in this process) and the audit trail
+//! on, against the same binary with both off. The load generator is `wrk`
 //! (Debian's package), 64 connections by default.
 //!
 //! ```sh
@@ -83,6 +85,8 @@ async fn main() {
     settings.database.read_cache_entries = std::env::var("BENCH_READ_CACHE")
         .ok()
         .and_then(|v| v.parse().ok());
+    // The baseline: no authorization, no audit trail.
+    settings.audit.enabled = false;
     let backend = match fresh_postgres_database().await {
         Some(url) => {
             settings.database.url = Some(SecretString::from(url));
@@ -101,7 +105,7 @@ async fn main() {
     tokio::spawn(app.run_until_stopped());
 
     eprintln!("seeding {} patients on {backend}", load.patients);
-    let patients = seed(&base, load.patients).await;
+    let patients = seed(&base, load.patients, None).await;
     let reads: Vec<String> = patients
         .iter()
         .map(|id| format!("/fhir/Patient/{id}"))
@@ -114,9 +118,48 @@ async fn main() {
     check_answer(&base, &reads[0], "Patient", None).await;
     check_answer(&base, &searches[0], "Bundle", Some(10)).await;
 
-    let ceiling = run_wrk(&load, &hello_url, &[], scratch.path());
-    let read = run_wrk(&load, &base, &reads, scratch.path());
-    let search = run_wrk(&load, &base, &searches, scratch.path());
+    // The same binary with SMART authorization and the audit trail on, over a database of its
+    // own seeded alike (a SQLite database belongs to one process).
+    let issuer = spawn_issuer();
+    let mut secured = settings.clone();
+    secured.storage.data_dir = scratch.path().join("secured");
+    if let Some(url) = fresh_postgres_database().await {
+        secured.database.url = Some(SecretString::from(url));
+    }
+    secured.auth.mode = prognostics::config::AuthMode::Smart;
+    secured.audit.enabled = true;
+    secured.auth.rate_burst = 0;
+    secured.fhir.base_url = Some("https://prognostics.bench/fhir".parse().unwrap());
+    secured.auth.issuers = vec![prognostics::config::IssuerSettings {
+        issuer: issuer.clone(),
+        audience: "https://prognostics.bench/fhir".into(),
+        jwks_uri: Some(format!("{issuer}/jwks")),
+        introspection_endpoint: None,
+        introspection_client_id: None,
+        introspection_client_secret: None,
+    }];
+    let secured_app = Application::build(&secured)
+        .await
+        .expect("secured service starts");
+    let secured_base = format!("http://127.0.0.1:{}/fhir", secured_app.port());
+    tokio::spawn(secured_app.run_until_stopped());
+    let token = access_token(&issuer, "https://prognostics.bench/fhir");
+    let secured_reads: Vec<String> = seed(&secured_base, load.patients, Some(&token))
+        .await
+        .iter()
+        .map(|id| format!("/fhir/Patient/{id}"))
+        .collect();
+
+    let ceiling = run_wrk(&load, &hello_url, &[], None, scratch.path());
+    let read = run_wrk(&load, &base, &reads, None, scratch.path());
+    let search = run_wrk(&load, &base, &searches, None, scratch.path());
+    let secured_read = run_wrk(
+        &load,
+        &secured_base,
+        &secured_reads,
+        Some(&token),
+        scratch.path(),
+    );
 
     let mut table = String::new();
     writeln!(
@@ -132,6 +175,11 @@ async fn main() {
             "search: GET Observation?subject=…&_count=10",
             backend,
             &search,
+        ),
+        (
+            "read by id, JWT verified and audited",
+            backend,
+            &secured_read,
         ),
     ] {
         writeln!(
@@ -153,6 +201,57 @@ async fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!("{table}");
+    println!(
+        "read by id with JWT verification and audit on / both off: {:.0}% of the throughput, \
+         p99 {:.2} ms against {:.2} ms",
+        100.0 * secured_read.requests_per_sec / read.requests_per_sec,
+        secured_read.p99_ms,
+        read.p99_ms
+    );
+}
+
+const RSA_KEY: &str = include_str!("../src/auth/testdata/rsa-test-key.pem");
+
+/// An authorization server's JWK Set (the test RSA key), served in this process.
+fn spawn_issuer() -> String {
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(RSA_KEY.as_bytes()).unwrap();
+    let mut jwk =
+        jsonwebtoken::jwk::Jwk::from_encoding_key(&key, jsonwebtoken::Algorithm::RS256).unwrap();
+    jwk.common.key_id = Some("bench-1".into());
+    let jwks = serde_json::to_string(&jsonwebtoken::jwk::JwkSet { keys: vec![jwk] }).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = HttpServer::new(move || {
+        let jwks = jwks.clone();
+        App::new().route(
+            "/jwks",
+            web::get().to(move || {
+                let jwks = jwks.clone();
+                async move {
+                    actix_web::HttpResponse::Ok()
+                        .content_type("application/json")
+                        .body(jwks)
+                }
+            }),
+        )
+    })
+    .workers(1)
+    .listen(listener)
+    .unwrap()
+    .run();
+    tokio::spawn(server);
+    format!("http://127.0.0.1:{port}")
+}
+
+/// A system/*.cruds access token from that issuer, valid for the run.
+fn access_token(issuer: &str, audience: &str) -> String {
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(RSA_KEY.as_bytes()).unwrap();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = Some("bench-1".into());
+    let now = chrono::Utc::now().timestamp();
+    let claims = json!({"iss": issuer, "aud": audience, "sub": "bench", "client_id": "bench",
+        "exp": now + 3600, "scope": "system/*.cruds"});
+    jsonwebtoken::encode(&header, &claims, &key).unwrap()
 }
 
 /// The ceiling: the smallest actix-web application, with the same worker count.
@@ -186,10 +285,20 @@ async fn fresh_postgres_database() -> Option<String> {
     Some(url.to_string())
 }
 
-/// Stores `patients` Patients with 10 Observations each, through transaction Bundles, and
-/// returns the Patients' ids.
-async fn seed(base: &str, patients: usize) -> Vec<String> {
-    let client = reqwest::Client::new();
+/// Stores `patients` Patients with 10 Observations each, through transaction Bundles (with
+/// `token` when the service wants one), and returns the Patients' ids.
+async fn seed(base: &str, patients: usize, token: Option<&str>) -> Vec<String> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = token {
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {token}").parse().unwrap(),
+        );
+    }
+    let client = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap();
     let mut ids = Vec::with_capacity(patients);
     for chunk_start in (0..patients).step_by(20) {
         let mut entries = Vec::new();
@@ -250,11 +359,24 @@ async fn check_answer(base: &str, path: &str, resource_type: &str, entries: Opti
     }
 }
 
-/// Runs wrk against `base`, each request a random one of `paths` (or `base` itself), after a
-/// short warm-up; fails on any error or non-2xx answer.
-fn run_wrk(load: &Load, base: &str, paths: &[String], scratch: &std::path::Path) -> Measured {
+/// Runs wrk against `base`, each request a random one of `paths` (or `base` itself), with the
+/// bearer `token` when given, after a short warm-up; fails on any error or non-2xx answer.
+fn run_wrk(
+    load: &Load,
+    base: &str,
+    paths: &[String],
+    token: Option<&str>,
+    scratch: &std::path::Path,
+) -> Measured {
     let origin = base.trim_end_matches("/fhir").trim_end_matches('/');
     let mut script = String::from("wrk.headers[\"Accept\"] = \"application/fhir+json\"\n");
+    if let Some(token) = token {
+        writeln!(
+            script,
+            "wrk.headers[\"Authorization\"] = \"Bearer {token}\""
+        )
+        .unwrap();
+    }
     if !paths.is_empty() {
         script.push_str("local paths = {\n");
         for p in paths {

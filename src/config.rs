@@ -28,6 +28,22 @@ pub struct Settings {
     pub risk: RiskSettings,
     pub log: LogSettings,
     pub auth: AuthSettings,
+    pub audit: AuditSettings,
+}
+
+/// The audit trail of every request, message and association.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// Off only without authorization (a measurement, a laptop): with `auth.mode = "smart"`
+    /// the service refuses to start without its trail.
+    pub enabled: bool,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
 }
 
 /// Who may call the service. Until token issuers are configured (`mode = "smart"`) there is no
@@ -586,6 +602,13 @@ impl Settings {
                 return Err(ConfigError::Auth(
                     "[[auth.issuers]] are configured but auth.mode is not \"smart\": set \
                      auth.mode = \"smart\" to require their tokens"
+                        .into(),
+                ));
+            }
+            (AuthMode::Smart, false) if !self.audit.enabled => {
+                return Err(ConfigError::Auth(
+                    "audit.enabled = false is not allowed with auth.mode = \"smart\": who did \
+                     what must be recorded"
                         .into(),
                 ));
             }

@@ -74,8 +74,8 @@ pub enum StartupError {
 /// A built, not yet running, service.
 pub struct Application {
     served: Served,
-    auditor: crate::pipeline::Auditor,
-    audit_writer: tokio::task::JoinHandle<()>,
+    /// The audit trail's queue and writer, unless the trail is off.
+    trail: Option<(crate::pipeline::Auditor, tokio::task::JoinHandle<()>)>,
 }
 
 /// The listeners and tasks of a started service.
@@ -118,17 +118,23 @@ impl Application {
             }
         };
         let pipeline = open_pipeline(settings).await?;
-        let (auditor, audit_writer) = crate::pipeline::Auditor::start(pipeline.store().clone());
-        let pipeline = pipeline.with_auditor(auditor.clone());
+        let (pipeline, trail) = if settings.audit.enabled {
+            let (auditor, writer) = crate::pipeline::Auditor::start(pipeline.store().clone());
+            (
+                pipeline.with_auditor(auditor.clone()),
+                Some((auditor, writer)),
+            )
+        } else {
+            tracing::warn!("audit.enabled = false: NOTHING IS AUDITED");
+            (pipeline, None)
+        };
         match serve(settings, pipeline, access, tls).await {
-            Ok(served) => Ok(Self {
-                served,
-                auditor,
-                audit_writer,
-            }),
+            Ok(served) => Ok(Self { served, trail }),
             Err(e) => {
                 // Nothing was served, so nothing is left to audit; the database is let go.
-                audit_writer.abort();
+                if let Some((_, writer)) = trail {
+                    writer.abort();
+                }
                 Err(e)
             }
         }
@@ -287,8 +293,10 @@ impl Application {
             task.abort();
         }
         // Every audit record of what was served is written before the database closes.
-        self.auditor.flush().await;
-        self.audit_writer.abort();
+        if let Some((auditor, writer)) = &self.trail {
+            auditor.flush().await;
+            writer.abort();
+        }
         self.served.store.close().await;
         result
     }

@@ -21,7 +21,7 @@ use serde_json::{Map, Value};
 use super::error::FailureReason;
 use super::policy::{self, Needs, PatientScoped, RouteRule};
 use super::rate_limit::RateLimiter;
-use super::request_id::current_request_id;
+use super::request_id::{current_request_id, route_pattern};
 use super::{ApiError, ApiState};
 use crate::auth::{Caller, Interaction, KeyError, Verifier};
 use crate::domain::{AuditAgent, AuditOutcome, AuditRecord, ResourceType};
@@ -93,11 +93,22 @@ impl Access {
         if inside { Ok(()) } else { Err(self.outside()) }
     }
 
-    /// A stored resource's JSON text (see [`Access::resource`]).
-    pub fn stored(&self, t: ResourceType, content: Option<&str>) -> Result<(), ApiError> {
+    /// A stored resource, `id` with its JSON text (see [`Access::resource`]). Only what can
+    /// name a patient is parsed: a Patient is its own compartment, and types outside every
+    /// patient's compartment name none.
+    pub fn stored(&self, t: ResourceType, id: &str, content: Option<&str>) -> Result<(), ApiError> {
         let Some(content) = content else {
             return Ok(());
         };
+        if t == ResourceType::Patient {
+            return self.patient(id);
+        }
+        if patient_parameter(t).is_none() {
+            return match self.confined_to {
+                None => Ok(()),
+                Some(_) => Err(self.outside()),
+            };
+        }
         match serde_json::from_str::<Map<String, Value>>(content) {
             Ok(map) => self.resource(t, &map),
             // Unreadable content names no patient: only an unconfined caller may have it.
@@ -274,7 +285,6 @@ async fn decide(
             )
         }
     })?;
-    let verified = Arc::new(verified);
     *caller = Some(verified.clone());
     let needed: Vec<(ResourceType, Interaction)> = match rule.needs {
         Needs::Public => Vec::new(),
@@ -316,7 +326,7 @@ pub async fn access_middleware<B: MessageBody + 'static>(
     req: ServiceRequest,
     next: Next<B>,
 ) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
-    let Some(pattern) = req.match_pattern() else {
+    let Some(pattern) = route_pattern(&req) else {
         // No route: the default service answers 404 or 405, and tells nothing.
         return next
             .call(req)
@@ -326,7 +336,7 @@ pub async fn access_middleware<B: MessageBody + 'static>(
     let Some(rule) = policy::rule_for(req.method(), &pattern) else {
         let allow: Vec<&str> = policy::RULES
             .iter()
-            .filter(|r| r.path == pattern)
+            .filter(|r| r.path == &*pattern)
             .map(|r| r.method)
             .collect();
         let refusal = if allow.is_empty() {

@@ -5,6 +5,7 @@
 
 use std::time::Instant;
 
+use actix_web::HttpMessage;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
@@ -32,15 +33,28 @@ fn incoming_id(req: &ServiceRequest) -> Option<String> {
     plausible.then(|| value.to_owned())
 }
 
+/// The route pattern a request matched (`/fhir/{resource_type}/{id}`), found once per request:
+/// finding it walks the routes again, and every middleware asks.
+#[derive(Clone)]
+struct RoutePattern(Option<std::rc::Rc<str>>);
+
+pub fn route_pattern(req: &ServiceRequest) -> Option<std::rc::Rc<str>> {
+    if let Some(RoutePattern(found)) = req.extensions().get::<RoutePattern>() {
+        return found.clone();
+    }
+    let found: Option<std::rc::Rc<str>> = req.match_pattern().map(Into::into);
+    req.extensions_mut().insert(RoutePattern(found.clone()));
+    found
+}
+
 pub async fn request_id_middleware(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let id = incoming_id(&req).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let method = req.method().to_string();
-    let route = req
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_owned());
+    let pattern = route_pattern(&req);
+    let route = pattern.as_deref().unwrap_or("unmatched").to_owned();
     let span = tracing::info_span!("request", request_id = %id, method = %method, route = %route);
     let started = Instant::now();
     let result = REQUEST_ID

@@ -4,13 +4,13 @@
 //! (HTTP Basic). Active answers are kept until the token expires, so a token is introspected
 //! once, not on every request; inactive ones are not kept.
 
-use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::cache::{self, CallerCache};
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
-use tokio::sync::Mutex;
 
 use super::keys::KeyError;
 use super::scopes::Scopes;
@@ -40,13 +40,10 @@ struct Answer {
     fhir_user: Option<String>,
 }
 
-/// Answers remembered at once; past it the expired ones, then all, are forgotten.
-const CAPACITY: usize = 10_000;
-
 pub struct Introspector {
     endpoints: Vec<IntrospectionEndpoint>,
     http: reqwest::Client,
-    active: Mutex<HashMap<[u8; 32], Caller>>,
+    active: CallerCache,
 }
 
 impl std::fmt::Debug for Introspector {
@@ -66,7 +63,7 @@ impl Introspector {
         Ok(Self {
             endpoints,
             http,
-            active: Mutex::new(HashMap::new()),
+            active: CallerCache::default(),
         })
     }
 
@@ -75,26 +72,18 @@ impl Introspector {
     }
 
     /// The caller an opaque token names, as the first issuer that knows it as active says.
-    pub async fn verify(&self, token: &str) -> Result<Caller, KeyError> {
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    pub async fn verify(&self, token: &str) -> Result<Arc<Caller>, KeyError> {
+        let digest = cache::digest(token);
         let now = chrono::Utc::now().timestamp();
-        if let Some(caller) = self.active.lock().await.get(&digest)
-            && caller.expires > now
-        {
-            return Ok(caller.clone());
+        if let Some(caller) = self.active.get(&digest, now) {
+            return Ok(caller);
         }
         let mut unavailable = None;
         for endpoint in &self.endpoints {
             match self.ask(endpoint, token).await {
                 Ok(Some(caller)) => {
-                    let mut active = self.active.lock().await;
-                    if active.len() >= CAPACITY {
-                        active.retain(|_, c| c.expires > now);
-                        if active.len() >= CAPACITY {
-                            active.clear();
-                        }
-                    }
-                    active.insert(digest, caller.clone());
+                    let caller = Arc::new(caller);
+                    self.active.insert(digest, caller.clone(), now);
                     return Ok(caller);
                 }
                 Ok(None) => {}

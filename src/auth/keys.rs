@@ -7,11 +7,13 @@
 //! same signature twice. Every fetch has a time limit: a slow or absent issuer fails a request,
 //! it never hangs it.
 
+use std::sync::Arc;
+
+use super::cache::{self, CallerCache};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::JwkSet;
-use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
 use super::token::{Caller, Issuer, TokenError, claimed_issuer, header, verify};
@@ -35,9 +37,7 @@ pub enum KeyError {
 }
 
 const REFETCH_AT_MOST_EVERY: Duration = Duration::from_secs(60);
-/// Verified tokens remembered at once; past it the oldest half is forgotten.
-const VERIFIED_CAPACITY: usize = 10_000;
-
+/// An issuer's key set and when it was fetched.
 struct Cached {
     keys: JwkSet,
     fetched: Instant,
@@ -49,8 +49,7 @@ pub struct KeyStore {
     keys: Mutex<HashMap<String, Cached>>,
     /// Each issuer's discovery document, once fetched.
     discovered: Mutex<HashMap<String, serde_json::Value>>,
-    /// sha256 of a token → its caller, while it is valid.
-    verified: Mutex<HashMap<[u8; 32], Caller>>,
+    verified: CallerCache,
 }
 
 impl std::fmt::Debug for KeyStore {
@@ -73,18 +72,16 @@ impl KeyStore {
             http,
             keys: Mutex::new(HashMap::new()),
             discovered: Mutex::new(HashMap::new()),
-            verified: Mutex::new(HashMap::new()),
+            verified: CallerCache::default(),
         })
     }
 
     /// The caller a token names, verified against its issuer's keys.
-    pub async fn verify(&self, token: &str) -> Result<Caller, KeyError> {
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    pub async fn verify(&self, token: &str) -> Result<Arc<Caller>, KeyError> {
+        let digest = cache::digest(token);
         let now = chrono::Utc::now().timestamp();
-        if let Some(caller) = self.verified.lock().await.get(&digest)
-            && caller.expires > now
-        {
-            return Ok(caller.clone());
+        if let Some(caller) = self.verified.get(&digest, now) {
+            return Ok(caller);
         }
         let (kid, _) = header(token)?;
         let claimed = claimed_issuer(token)?;
@@ -100,15 +97,8 @@ impl KeyStore {
         } else {
             self.keys_of(issuer, true).await?
         };
-        let caller = verify(token, &issuer.issuer, &keys)?;
-        let mut verified = self.verified.lock().await;
-        if verified.len() >= VERIFIED_CAPACITY {
-            verified.retain(|_, c| c.expires > now);
-            if verified.len() >= VERIFIED_CAPACITY {
-                verified.clear();
-            }
-        }
-        verified.insert(digest, caller.clone());
+        let caller = Arc::new(verify(token, &issuer.issuer, &keys)?);
+        self.verified.insert(digest, caller.clone(), now);
         Ok(caller)
     }
 

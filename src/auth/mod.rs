@@ -4,6 +4,7 @@
 //! which resource types and interactions it covers and whether only within its patient's
 //! compartment. Imports `domain` only.
 
+pub mod cache;
 pub mod introspect;
 pub mod keys;
 pub mod scopes;
@@ -38,7 +39,7 @@ impl Verifier {
 
     /// The caller a token names: a JWT (three dot-separated parts) checked against its
     /// issuer's keys, anything else introspected where an issuer offers that.
-    pub async fn verify(&self, token: &str) -> Result<Caller, KeyError> {
+    pub async fn verify(&self, token: &str) -> Result<std::sync::Arc<Caller>, KeyError> {
         if token.split('.').count() == 3 || !self.introspector.is_configured() {
             self.keys.verify(token).await
         } else {

@@ -62,6 +62,28 @@ pub enum ChainCheck {
     },
 }
 
+/// Rows in one INSERT: 6 columns × 500 stays far below the bind limits of SQLite (32,766)
+/// and PostgreSQL (65,535).
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// `prefix` followed by `rows` tuples of `columns` numbered placeholders.
+fn values_statement(prefix: &str, columns: usize, rows: usize) -> String {
+    use std::fmt::Write;
+    let mut sql = String::with_capacity(prefix.len() + rows * columns * 6);
+    sql.push_str(prefix);
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 0..columns {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            let _ = write!(sql, "${}", row * columns + column + 1);
+        }
+        sql.push(')');
+    }
+    sql
+}
+
 /// The chain's hash of a row.
 pub fn chain_hash(previous: &str, seq: i64, content: &str) -> String {
     let mut hasher = Sha256::new();
@@ -81,50 +103,75 @@ impl Store {
         if events.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
+        // The store's write transaction: on SQLite it queues behind other writers instead of
+        // contending in SQLite's busy handler.
+        let mut tx = self.begin().await?;
         // Writing the head first takes its row lock (PostgreSQL) or the write lock (SQLite),
         // so that two writers never chain onto the same row.
         sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
-            .execute(&mut *tx)
+            .execute(tx.connection())
             .await?;
         let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
-            .fetch_one(&mut *tx)
+            .fetch_one(tx.connection())
             .await?;
-        let mut seq: i64 = head.try_get("seq")?;
+        let first_seq: i64 = head.try_get::<i64, _>("seq")? + 1;
         let mut hash: String = head.try_get("hash")?;
-        for event in events {
-            seq += 1;
+        let mut hashes = Vec::with_capacity(events.len());
+        for (seq, event) in (first_seq..).zip(events) {
             hash = chain_hash(&hash, seq, &event.content);
-            sqlx::query(
-                "INSERT INTO audit_events (seq, id, recorded_ms, outcome, content, hash) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(seq)
-            .bind(&event.id)
-            .bind(event.recorded_ms)
-            .bind(&event.outcome)
-            .bind(&event.content)
-            .bind(&hash)
-            .execute(&mut *tx)
-            .await?;
-            let subjects = event
-                .patients
-                .iter()
-                .map(|p| ("patient", p))
-                .chain(event.agents.iter().map(|a| ("agent", a)));
-            for (kind, value) in subjects {
-                sqlx::query("INSERT INTO audit_subjects (seq, kind, value) VALUES ($1, $2, $3)")
-                    .bind(seq)
-                    .bind(kind)
-                    .bind(value)
-                    .execute(&mut *tx)
-                    .await?;
+            hashes.push(hash.clone());
+        }
+        let seq = first_seq + events.len() as i64 - 1;
+        // Many rows per statement: a statement is a round trip to the database (or to
+        // SQLite's worker thread), and one per row capped the trail at a few thousand
+        // records a second on a busy machine.
+        let rows: Vec<(i64, &NewAuditEvent, &String)> = (first_seq..)
+            .zip(events)
+            .zip(&hashes)
+            .map(|((seq, event), hash)| (seq, event, hash))
+            .collect();
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let sql = values_statement(
+                "INSERT INTO audit_events (seq, id, recorded_ms, outcome, content, hash) VALUES ",
+                6,
+                chunk.len(),
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (seq, event, hash) in chunk {
+                query = query
+                    .bind(*seq)
+                    .bind(&event.id)
+                    .bind(event.recorded_ms)
+                    .bind(&event.outcome)
+                    .bind(&event.content)
+                    .bind(*hash);
             }
+            query.execute(tx.connection()).await?;
+        }
+        let subjects: Vec<(i64, &str, &String)> = rows
+            .iter()
+            .flat_map(|(seq, event, _)| {
+                let patients = event.patients.iter().map(|p| (*seq, "patient", p));
+                let agents = event.agents.iter().map(|a| (*seq, "agent", a));
+                patients.chain(agents)
+            })
+            .collect();
+        for chunk in subjects.chunks(ROWS_PER_STATEMENT) {
+            let sql = values_statement(
+                "INSERT INTO audit_subjects (seq, kind, value) VALUES ",
+                3,
+                chunk.len(),
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (seq, kind, value) in chunk {
+                query = query.bind(*seq).bind(*kind).bind(*value);
+            }
+            query.execute(tx.connection()).await?;
         }
         sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
             .bind(seq)
             .bind(&hash)
-            .execute(&mut *tx)
+            .execute(tx.connection())
             .await?;
         tx.commit().await?;
         Ok(())

@@ -21,7 +21,7 @@ pub(super) async fn read(
             format!("AuditEvent/{id} not found"),
         ));
     };
-    access.stored(ResourceType::AuditEvent, Some(&content))?;
+    access.stored(ResourceType::AuditEvent, id.as_ref(), Some(&content))?;
     Ok(HttpResponse::Ok().content_type(FHIR_JSON).body(content))
 }
 

@@ -72,7 +72,7 @@ pub async fn read(
         return super::audit::read(&state, &access, &id).await;
     }
     let stored = state.pipeline.store().read(t, &id).await?;
-    access.stored(t, stored.content.as_deref())?;
+    access.stored(t, stored.id.as_ref(), stored.content.as_deref())?;
     resource_response(StatusCode::OK, &stored, Preferences::default(), None, "")
 }
 
@@ -102,7 +102,7 @@ pub async fn vread(
     let version = VersionId::parse(&v)
         .map_err(|_| ApiError::new(ErrorKind::NotFound, "version id must be a positive integer"))?;
     let stored = state.pipeline.store().vread(t, &id, version).await?;
-    access.stored(t, stored.content.as_deref())?;
+    access.stored(t, stored.id.as_ref(), stored.content.as_deref())?;
     resource_response(StatusCode::OK, &stored, Preferences::default(), None, "")
 }
 
@@ -242,7 +242,7 @@ async fn current_in_reach(
     id: &ResourceId,
 ) -> Result<(), ApiError> {
     match state.pipeline.store().read(t, id).await {
-        Ok(stored) => access.stored(t, stored.content.as_deref()),
+        Ok(stored) => access.stored(t, stored.id.as_ref(), stored.content.as_deref()),
         Err(StoreError::NotFound { .. } | StoreError::Gone { .. }) => Ok(()),
         Err(e) => Err(e.into()),
     }

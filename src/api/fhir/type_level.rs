@@ -50,7 +50,7 @@ pub async fn create(
         .await?;
     let s = &written.stored;
     // A conditional create may answer with a resource already there.
-    access.stored(t, s.content.as_deref())?;
+    access.stored(t, s.id.as_ref(), s.content.as_deref())?;
     let location = format!(
         "{}/_history/{}",
         resource_url(&base_url(&req, &state), t, &s.id),
