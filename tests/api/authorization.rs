@@ -24,14 +24,7 @@ pub async fn spawn_smart_app(
     let base = issuer.base.clone();
     let mut app = spawn_app_with(|s| {
         s.auth.mode = AuthMode::Smart;
-        s.auth.issuers = vec![IssuerSettings {
-            issuer: base,
-            audience: AUDIENCE.into(),
-            jwks_uri: None,
-            introspection_endpoint: None,
-            introspection_client_id: None,
-            introspection_client_secret: None,
-        }];
+        s.auth.issuers = vec![trusting(base)];
         s.fhir.base_url = Some(AUDIENCE.parse().unwrap());
         adjust(s);
     })
@@ -39,6 +32,18 @@ pub async fn spawn_smart_app(
     let admin = issuer.token(&issuer.claims(AUDIENCE, "admin", "system/*.cruds", None));
     app.client = client_with(&admin);
     app
+}
+
+/// An issuer whose tokens are for [`AUDIENCE`], its keys found through discovery.
+pub fn trusting(issuer: String) -> IssuerSettings {
+    IssuerSettings {
+        issuer,
+        audience: AUDIENCE.into(),
+        jwks_uri: None,
+        introspection_endpoint: None,
+        introspection_client_id: None,
+        introspection_client_secret: None,
+    }
 }
 
 pub fn client_with(token: &str) -> reqwest::Client {

