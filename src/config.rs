@@ -122,6 +122,9 @@ pub struct ServerSettings {
     pub tls_certificate: Option<PathBuf>,
     /// … and its private key (PEM, PKCS #8, PKCS #1 or SEC1). Both or neither.
     pub tls_key: Option<PathBuf>,
+    /// Web origins (`https://ehr.hospital.example`) whose pages may call the API from a
+    /// browser (CORS). Empty: none may; browsers keep other sites' pages out.
+    pub cors_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -454,6 +457,7 @@ impl Default for ServerSettings {
             workers: 0,
             tls_certificate: None,
             tls_key: None,
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -566,6 +570,11 @@ pub enum ConfigError {
         setting: &'static str,
         addr: SocketAddr,
     },
+    #[error(
+        "server.cors_origins: {0:?} is not a web origin (a scheme, a host and optionally a \
+         port, such as https://ehr.hospital.example)"
+    )]
+    CorsOrigin(String),
     #[error("auth: {0}")]
     Auth(String),
     #[error("data directory {path} cannot be used")]
@@ -624,6 +633,27 @@ impl Settings {
             Some((setting, addr)) => Err(ConfigError::Exposed { setting, addr }),
             None => Ok(()),
         }
+    }
+
+    /// The CORS origins, each as a browser sends it in `Origin` (`https://host[:port]`).
+    pub fn cors_origins(&self) -> Result<Vec<String>, ConfigError> {
+        self.server
+            .cors_origins
+            .iter()
+            .map(|origin| {
+                let invalid = || ConfigError::CorsOrigin(origin.clone());
+                let url = url::Url::parse(origin).map_err(|_| invalid())?;
+                let serialized = url.origin().ascii_serialization();
+                let bare = url.path() == "/" && url.query().is_none() && url.fragment().is_none();
+                if !matches!(url.scheme(), "http" | "https")
+                    || !bare
+                    || serialized != origin.trim_end_matches('/')
+                {
+                    return Err(invalid());
+                }
+                Ok(serialized)
+            })
+            .collect()
     }
 
     /// Reads defaults, then `file` (when given), then `PROGNOSTICS_…` variables.
@@ -780,6 +810,31 @@ mod tests {
                 .expose_secret()
                 .ends_with("prognostics.db?mode=rwc")
         );
+    }
+
+    #[test]
+    fn cors_origins_are_bare_web_origins() {
+        let s = from_toml(
+            "[server]\ncors_origins = [\"https://ehr.example\", \"http://127.0.0.1:9000/\"]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            s.cors_origins().unwrap(),
+            ["https://ehr.example", "http://127.0.0.1:9000"]
+        );
+        for bad in [
+            "*",
+            "ehr.example",
+            "https://ehr.example/app",
+            "https://ehr.example?x=1",
+            "ftp://ehr.example",
+            "https://EHR.example",
+        ] {
+            let mut s = Settings::default();
+            s.server.cors_origins = vec![bad.to_owned()];
+            let e = s.cors_origins().unwrap_err().to_string();
+            assert!(e.contains("server.cors_origins") && e.contains(bad), "{e}");
+        }
     }
 
     #[test]

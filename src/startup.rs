@@ -92,6 +92,8 @@ impl Application {
     /// Opens (and migrates) the database and binds the listener.
     pub async fn build(settings: &Settings) -> Result<Self, StartupError> {
         settings.check_exposure()?;
+        // Checked before anything is opened.
+        settings.cors_origins()?;
         match settings.auth.mode {
             AuthMode::Local => {
                 tracing::info!("no authorization configured: listening on loopback addresses only")
@@ -232,6 +234,7 @@ async fn serve(
         dicomweb_max_body_bytes: settings.dicom.max_stow_bytes,
         hl7_max_message_bytes: settings.hl7.max_message_bytes,
         access,
+        cors_origins: settings.cors_origins()?,
     };
     // Asynchronous assessments a stop left running are run again.
     {
@@ -503,6 +506,7 @@ fn run(
     tls: Option<rustls::ServerConfig>,
     token_url: Option<String>,
 ) -> std::io::Result<Server> {
+    let cors_origins = state.cors_origins.clone();
     let data = Data::new(state);
     let server = HttpServer::new(move || {
         let (app, mut openapi) = App::new()
@@ -518,6 +522,7 @@ fn run(
             .wrap(ErrorHandlers::new().default_handler(api::render_plain_errors))
             .wrap(from_fn(api::access_middleware))
             .wrap(from_fn(api::request_id_middleware))
+            .wrap(api::cors(&cors_origins))
     });
     let mut server = match tls {
         Some(config) => server.listen_rustls_0_23(listener, config)?,

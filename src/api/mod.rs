@@ -4,6 +4,7 @@
 //! utoipa.
 
 mod access;
+mod cors;
 pub mod dicomweb;
 mod embeddings;
 mod error;
@@ -23,6 +24,7 @@ use utoipa_actix_web::AppExt;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 pub use access::{Access, AccessControl, AccessMode, access_middleware};
+pub use cors::cors;
 pub use error::{ApiError, FHIR_JSON};
 pub use fallback::{not_found_or_not_allowed, render_plain_errors};
 pub use rate_limit::RateLimiter;
@@ -44,6 +46,8 @@ pub struct ApiState {
     pub hl7_max_message_bytes: usize,
     /// Who may call, and how fast.
     pub access: std::sync::Arc<AccessControl>,
+    /// Web origins whose pages may call from a browser (`server.cors_origins`).
+    pub cors_origins: Vec<String>,
 }
 
 #[derive(OpenApi)]

@@ -14,6 +14,8 @@ pub struct CapabilityOptions<'a> {
     /// SMART on FHIR: the authorization server's endpoints by name (`authorize`, `token`,
     /// `introspect`, `revoke`); None when no authorization is configured.
     pub oauth: Option<&'a [(&'a str, String)]>,
+    /// Whether browsers of some origins may call (CORS).
+    pub cors: bool,
 }
 
 /// Interactions every stored type supports (R4 `TypeRestfulInteraction`).
@@ -77,16 +79,16 @@ pub fn capability_statement(options: &CapabilityOptions<'_>) -> Value {
             ]
         }]
     });
-    statement["rest"][0]["security"] = security(options.oauth);
+    statement["rest"][0]["security"] = security(options.oauth, options.cors);
     statement
 }
 
 /// `rest.security`: SMART on FHIR with the authorization server's endpoints (the OAuth URIs
 /// extension), or a plain statement that no authorization is configured.
-fn security(oauth: Option<&[(&str, String)]>) -> Value {
+fn security(oauth: Option<&[(&str, String)]>, cors: bool) -> Value {
     let Some(endpoints) = oauth else {
         return json!({
-            "cors": false,
+            "cors": cors,
             "description": "No authorization is configured: the service serves loopback \
                 addresses only, unless open access was chosen explicitly."
         });
@@ -96,7 +98,7 @@ fn security(oauth: Option<&[(&str, String)]>) -> Value {
         .map(|(name, url)| json!({"url": name, "valueUri": url}))
         .collect();
     json!({
-        "cors": false,
+        "cors": cors,
         "service": [{
             "coding": [{
                 "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
@@ -198,6 +200,7 @@ mod tests {
             base_url: "http://127.0.0.1:8080/fhir",
             software_version: "0.1.0",
             oauth: None,
+            cors: false,
         });
         let parsed: Result<fhir_sdk::r4b::resources::CapabilityStatement, _> =
             serde_json::from_value(v.clone());

@@ -11,6 +11,7 @@ mod authorization;
 mod bad_input;
 mod bundles;
 mod cohort_embeddings;
+mod cors;
 mod crud;
 mod dicomweb;
 mod dimse;

@@ -30,6 +30,7 @@ pub async fn metadata(req: HttpRequest, state: Data<ApiState>) -> HttpResponse {
         base_url: &base,
         software_version: env!("CARGO_PKG_VERSION"),
         oauth: oauth.as_deref(),
+        cors: !state.cors_origins.is_empty(),
     });
     HttpResponse::Ok()
         .content_type(FHIR_JSON)
