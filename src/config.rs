@@ -127,6 +127,17 @@ pub struct ServerSettings {
     pub cors_origins: Vec<String>,
 }
 
+/// A door's TLS files, as configured (`crate::tls` reads them).
+#[derive(Debug, Clone, Copy)]
+pub struct TlsFiles<'a> {
+    /// The settings' prefix, for messages (`dicom.tls_`).
+    pub setting: &'static str,
+    pub certificate: Option<&'a PathBuf>,
+    pub key: Option<&'a PathBuf>,
+    /// Clients must present a certificate this CA (PEM, one or more) signed.
+    pub client_ca: Option<&'a PathBuf>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageSettings {
@@ -186,6 +197,12 @@ pub struct DicomSettings {
     /// The modalities and PACS that may associate: a calling AE title each, optionally from
     /// given addresses. Empty: any caller (only on loopback, unless `auth.mode` is open).
     pub allowed_callers: Vec<AllowedCaller>,
+    /// DICOM TLS (PS3.15 B.1, the BCP 195 profile): the certificate chain (PEM) …
+    pub tls_certificate: Option<PathBuf>,
+    /// … and its private key. Both or neither; with them, associations are over TLS only.
+    pub tls_key: Option<PathBuf>,
+    /// A CA (PEM): callers must present a certificate it signed.
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 /// A DICOM peer allowed to associate.
@@ -279,6 +296,12 @@ pub struct Hl7Settings {
     /// The interface engines that may connect: addresses or networks (`10.0.0.0/8`). Empty:
     /// any (only on loopback, unless `auth.mode` is open).
     pub allowed_sources: Vec<AddressRule>,
+    /// MLLP over TLS: the certificate chain (PEM) …
+    pub tls_certificate: Option<PathBuf>,
+    /// … and its private key. Both or neither; with them, connections are over TLS only.
+    pub tls_key: Option<PathBuf>,
+    /// A CA (PEM): senders must present a certificate it signed.
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 impl Hl7Settings {
@@ -502,6 +525,9 @@ impl Default for DicomSettings {
             idle_timeout_secs: 300,
             max_stow_bytes: 1024 * 1024 * 1024,
             allowed_callers: Vec::new(),
+            tls_certificate: None,
+            tls_key: None,
+            tls_client_ca: None,
             patient_id_system: None,
         }
     }
@@ -517,6 +543,9 @@ impl Default for Hl7Settings {
             local_offset: "local".to_owned(),
             identifier_systems: std::collections::BTreeMap::new(),
             allowed_sources: Vec::new(),
+            tls_certificate: None,
+            tls_key: None,
+            tls_client_ca: None,
         }
     }
 }
@@ -633,6 +662,30 @@ impl Settings {
             Some((setting, addr)) => Err(ConfigError::Exposed { setting, addr }),
             None => Ok(()),
         }
+    }
+
+    /// Each door's TLS files.
+    pub fn tls_files(&self) -> [TlsFiles<'_>; 3] {
+        [
+            TlsFiles {
+                setting: "server.tls_",
+                certificate: self.server.tls_certificate.as_ref(),
+                key: self.server.tls_key.as_ref(),
+                client_ca: None,
+            },
+            TlsFiles {
+                setting: "dicom.tls_",
+                certificate: self.dicom.tls_certificate.as_ref(),
+                key: self.dicom.tls_key.as_ref(),
+                client_ca: self.dicom.tls_client_ca.as_ref(),
+            },
+            TlsFiles {
+                setting: "hl7.tls_",
+                certificate: self.hl7.tls_certificate.as_ref(),
+                key: self.hl7.tls_key.as_ref(),
+                client_ca: self.hl7.tls_client_ca.as_ref(),
+            },
+        ]
     }
 
     /// The CORS origins, each as a browser sends it in `Origin` (`https://host[:port]`).

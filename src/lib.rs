@@ -9,8 +9,8 @@
 //! (network, training, package, predictions with explanations) and `training` fits and judges
 //! it on cohorts. `report` builds the FHIR the service emits and `store` persists (database
 //! rows and DICOM files). `pipeline` holds the use cases. The edges: `api` (HTTP), `dimse`
-//! (DICOM network), `mllp_listener` (HL7 v2 network) over the shared `listener`, and `cli` (the
-//! commands); `startup` wires the service together. `tests/components/architecture.rs` holds
+//! (DICOM network), `mllp_listener` (HL7 v2 network) over the shared `listener` and `tls`, and
+//! `cli` (the commands); `startup` wires the service together. `tests/components/architecture.rs` holds
 //! the table of which module may import which.
 
 /// mimalloc for every binary built on this library (the service, its tests and benchmarks): with
@@ -48,3 +48,4 @@ pub mod dimse;
 pub mod listener;
 pub mod mllp_listener;
 pub mod startup;
+pub mod tls;

@@ -1,15 +1,17 @@
 //! The HL7 v2 network edge: an MLLP listener. Each connection runs as its own task and may
 //! carry any number of messages, one after another; each message goes through
 //! `pipeline::receive_hl7` and its ACK is written only once the message is stored. A connection
-//! that sends bytes outside a frame, or stays silent past the idle timeout, is closed. Imports
-//! `hl7::mllp_framing`, `pipeline` and `config`.
+//! that sends bytes outside a frame, or stays silent past the idle timeout, is closed. With TLS
+//! configured every connection is TLS (optionally with a client certificate), the handshake
+//! bounded by the idle timeout. Imports `hl7::mllp_framing`, `pipeline` and `config`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::BufReader;
+use tokio::io::{AsyncRead, AsyncWrite, BufReader};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 
 use crate::config::Hl7Settings;
 use crate::domain::{AuditAction, AuditAgent, AuditOutcome, AuditRecord};
@@ -22,16 +24,23 @@ pub struct MllpListener {
     listener: TcpListener,
     settings: Arc<Hl7Settings>,
     pipeline: Pipeline,
+    tls: Option<TlsAcceptor>,
 }
 
 impl MllpListener {
-    /// Binds the configured address (port 0 picks a free port).
-    pub async fn bind(settings: &Hl7Settings, pipeline: Pipeline) -> std::io::Result<Self> {
+    /// Binds the configured address (port 0 picks a free port); with `tls`, connections are
+    /// TLS only.
+    pub async fn bind(
+        settings: &Hl7Settings,
+        pipeline: Pipeline,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(settings.listen).await?;
         Ok(Self {
             listener,
             settings: Arc::new(settings.clone()),
             pipeline,
+            tls: tls.map(TlsAcceptor::from),
         })
     }
 
@@ -41,17 +50,25 @@ impl MllpListener {
 
     /// Accepts connections until the task is dropped.
     pub async fn run(self) {
-        let (settings, pipeline) = (self.settings, self.pipeline);
+        let (settings, pipeline, tls) = (self.settings, self.pipeline, self.tls);
         crate::listener::accept_each(self.listener, "MLLP", move |stream, peer| {
             let settings = Arc::clone(&settings);
             let pipeline = pipeline.clone();
-            async move { serve(stream, peer, &settings, &pipeline).await }
+            let tls = tls.clone();
+            async move { accept(stream, peer, tls, &settings, &pipeline).await }
         })
         .await;
     }
 }
 
-async fn serve(stream: TcpStream, peer: SocketAddr, settings: &Hl7Settings, pipeline: &Pipeline) {
+/// Checks the peer's address, then serves the connection, over TLS when it is configured.
+async fn accept(
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    settings: &Hl7Settings,
+    pipeline: &Pipeline,
+) {
     // An engine not on the allow-list is disconnected before a byte is read: nothing it sends
     // is taken, and it learns nothing from an answer.
     if !settings.allowed_sources.is_empty()
@@ -68,7 +85,29 @@ async fn serve(stream: TcpStream, peer: SocketAddr, settings: &Hl7Settings, pipe
         return;
     }
     let _ = stream.set_nodelay(true);
-    let (reader, mut writer) = stream.into_split();
+    let Some(tls) = tls else {
+        return serve(stream, peer, settings, pipeline).await;
+    };
+    let idle = Duration::from_secs(settings.idle_timeout_secs.max(1));
+    match tokio::time::timeout(idle, tls.accept(stream)).await {
+        Ok(Ok(stream)) => serve(stream, peer, settings, pipeline).await,
+        Ok(Err(e)) => {
+            tracing::warn!(%peer, error = %e, "MLLP TLS handshake failed: closed");
+            let mut record = message_record(peer);
+            record.outcome = AuditOutcome::MinorFailure;
+            record.outcome_text = Some(format!("TLS handshake failed: {e}"));
+            pipeline.audit(record).await;
+        }
+        Err(_) => tracing::info!(%peer, "MLLP TLS handshake not finished in time: closed"),
+    }
+}
+
+/// Reads messages and answers each until the peer closes, breaks the framing or goes quiet.
+async fn serve<S>(stream: S, peer: SocketAddr, settings: &Hl7Settings, pipeline: &Pipeline)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (reader, mut writer) = tokio::io::split(stream);
     let mut reader = BufReader::new(reader);
     let idle = Duration::from_secs(settings.idle_timeout_secs.max(1));
     let mut messages = 0usize;

@@ -61,7 +61,7 @@ pub enum StartupError {
     NoPublicBase { addr: std::net::SocketAddr },
     #[error("authorization cannot be set up: {0}")]
     Auth(String),
-    #[error("HTTPS cannot be set up: {0}")]
+    #[error("TLS cannot be set up: {0}")]
     Tls(String),
     #[error("could not listen on {addr}")]
     Bind {
@@ -108,17 +108,7 @@ impl Application {
             ),
         }
         let access = Arc::new(access_control(settings)?);
-        let tls = match (&settings.server.tls_certificate, &settings.server.tls_key) {
-            (Some(certificate), Some(key)) => {
-                Some(tls_config(certificate, key).map_err(StartupError::Tls)?)
-            }
-            (None, None) => None,
-            _ => {
-                return Err(StartupError::Tls(
-                    "set both server.tls_certificate and server.tls_key, or neither".into(),
-                ));
-            }
-        };
+        let tls = Tls::from_settings(settings)?;
         let pipeline = open_pipeline(settings).await?;
         let (pipeline, trail) = if settings.audit.enabled {
             let (auditor, writer) = crate::pipeline::Auditor::start(pipeline.store().clone());
@@ -148,7 +138,7 @@ async fn serve(
     settings: &Settings,
     mut pipeline: Pipeline,
     access: Arc<AccessControl>,
-    tls: Option<rustls::ServerConfig>,
+    tls: Tls,
 ) -> Result<Served, StartupError> {
     let store = pipeline.store().clone();
     let mut background = Vec::new();
@@ -181,7 +171,7 @@ async fn serve(
     // Links are built from a base the operator chose, never from the Host or X-Forwarded-*
     // headers a client sends: the configured public base, else the address bound (a
     // loopback one unless open access was chosen, which then needs a public base).
-    let scheme = if tls.is_some() { "https" } else { "http" };
+    let scheme = if tls.http.is_some() { "https" } else { "http" };
     let base_url = match &settings.fhir.base_url {
         Some(url) => url.as_str().trim_end_matches('/').to_owned(),
         None if bound.ip().is_unspecified() => {
@@ -191,7 +181,7 @@ async fn serve(
     };
     let mut dicom_port = None;
     if settings.dicom.enabled {
-        let scp = StorageScp::bind(&settings.dicom, pipeline.clone())
+        let scp = StorageScp::bind(&settings.dicom, pipeline.clone(), tls.dicom.clone())
             .await
             .map_err(|source| StartupError::DicomBind {
                 addr: settings.dicom.listen,
@@ -211,7 +201,7 @@ async fn serve(
             addr: settings.hl7.listen,
             source,
         };
-        let mllp = MllpListener::bind(&settings.hl7, pipeline.clone())
+        let mllp = MllpListener::bind(&settings.hl7, pipeline.clone(), tls.mllp.clone())
             .await
             .map_err(bind_error)?;
         let addr = mllp.local_addr().map_err(bind_error)?;
@@ -247,13 +237,17 @@ async fn serve(
     let token_url = api::smart::issuer_discovery(&state)
         .await
         .and_then(|d| d.get("token_endpoint")?.as_str().map(str::to_owned));
-    let server =
-        run(listener, state, settings.server.workers, tls, token_url).map_err(|source| {
-            StartupError::Bind {
-                addr: settings.server.listen,
-                source,
-            }
-        })?;
+    let server = run(
+        listener,
+        state,
+        settings.server.workers,
+        tls.http,
+        token_url,
+    )
+    .map_err(|source| StartupError::Bind {
+        addr: settings.server.listen,
+        source,
+    })?;
     tracing::info!(port, scheme, backend = ?store.backend(), "service listening");
     Ok(Served {
         port,
@@ -477,26 +471,24 @@ pub async fn start_image_encoder(
     }
 }
 
-/// The HTTPS configuration from the certificate chain and key files.
-fn tls_config(
-    certificate: &std::path::Path,
-    key: &std::path::Path,
-) -> Result<rustls::ServerConfig, String> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let chain = CertificateDer::pem_file_iter(certificate)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("{}: {e}", certificate.display()))?;
-    if chain.is_empty() {
-        return Err(format!("{}: no certificate", certificate.display()));
+/// Each door's TLS configuration, read at start.
+struct Tls {
+    http: Option<rustls::ServerConfig>,
+    dicom: Option<Arc<rustls::ServerConfig>>,
+    mllp: Option<Arc<rustls::ServerConfig>>,
+}
+
+impl Tls {
+    fn from_settings(settings: &Settings) -> Result<Self, StartupError> {
+        let [http, dicom, mllp] = settings
+            .tls_files()
+            .map(|files| crate::tls::server_config(&files).map_err(StartupError::Tls));
+        Ok(Self {
+            http: http?.map(Arc::unwrap_or_clone),
+            dicom: dicom?,
+            mllp: mllp?,
+        })
     }
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
-    rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .and_then(|builder| builder.with_no_client_auth().with_single_cert(chain, key))
-    .map_err(|e| e.to_string())
 }
 
 fn run(

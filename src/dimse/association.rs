@@ -1,6 +1,8 @@
-//! One association: negotiation, then C-ECHO and C-STORE requests until release or abort.
+//! One association: negotiation (over TCP, or TLS when configured), then C-ECHO and C-STORE
+//! requests until release or abort.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use dicom_core::{DataElement, PrimitiveValue, VR};
@@ -74,9 +76,16 @@ impl AccessControl for Callers<'_> {
     }
 }
 
+/// What an association can run over: TCP, or TLS over TCP.
+trait Transport: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Transport for S {}
+
+/// Negotiates an association on `stream` (over TLS when `tls` is given), then serves it. The
+/// negotiation, TLS handshake included, is bounded by the idle timeout.
 pub(super) async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
+    tls: Option<Arc<rustls::ServerConfig>>,
     settings: &DicomSettings,
     pipeline: &Pipeline,
 ) {
@@ -96,29 +105,54 @@ pub(super) async fn serve(
             options = options.with_transfer_syntax(ts.uid());
         }
     }
-    let mut association = match options.establish_async(stream).await {
-        Ok(a) => a,
-        Err(e) => {
-            tracing::warn!(%peer, error = %e, "DICOM association refused");
-            let mut record = association_record(peer, None);
-            record.outcome = AuditOutcome::MinorFailure;
-            record.outcome_text = Some(format!("association refused: {e}"));
+    let idle = Duration::from_secs(settings.idle_timeout_secs.max(1));
+    match tls {
+        None => {
+            let established = tokio::time::timeout(idle, options.establish_async(stream)).await;
+            run(established, peer, settings, pipeline).await;
+        }
+        Some(config) => {
+            let options = options.tls_config(config);
+            let established = tokio::time::timeout(idle, options.establish_tls_async(stream)).await;
+            run(established, peer, settings, pipeline).await;
+        }
+    }
+}
+
+/// Serves an association once negotiated (or records why there is none).
+async fn run<S: Transport>(
+    established: Result<
+        Result<AsyncServerAssociation<S>, dicom_ul::association::Error>,
+        tokio::time::error::Elapsed,
+    >,
+    peer: SocketAddr,
+    settings: &DicomSettings,
+    pipeline: &Pipeline,
+) {
+    let reason = match established {
+        Ok(Ok(mut association)) => {
+            let calling = association.peer_ae_title().to_owned();
+            tracing::info!(%peer, calling_ae = %calling, "DICOM association established");
+            let stored = receive_all(&mut association, settings, pipeline).await;
+            let mut record = association_record(peer, Some(calling.trim()));
+            record.outcome_text = Some(format!("{stored} instances stored"));
             pipeline.audit(record).await;
+            if stored > 0
+                && let Err(e) = pipeline.refresh_imaging_studies().await
+            {
+                tracing::error!(error = %e, "ImagingStudy refresh failed; it will be retried");
+            }
+            tracing::info!(%peer, calling_ae = %calling, instances = stored, "DICOM association ended");
             return;
         }
+        Ok(Err(e)) => format!("association refused: {e}"),
+        Err(_) => "no association request in time: closed".to_owned(),
     };
-    let calling = association.peer_ae_title().to_owned();
-    tracing::info!(%peer, calling_ae = %calling, "DICOM association established");
-    let stored = receive_all(&mut association, settings, pipeline).await;
-    let mut record = association_record(peer, Some(calling.trim()));
-    record.outcome_text = Some(format!("{stored} instances stored"));
+    tracing::warn!(%peer, reason = %reason, "DICOM association refused");
+    let mut record = association_record(peer, None);
+    record.outcome = AuditOutcome::MinorFailure;
+    record.outcome_text = Some(reason);
     pipeline.audit(record).await;
-    if stored > 0
-        && let Err(e) = pipeline.refresh_imaging_studies().await
-    {
-        tracing::error!(error = %e, "ImagingStudy refresh failed; it will be retried");
-    }
-    tracing::info!(%peer, calling_ae = %calling, instances = stored, "DICOM association ended");
 }
 
 /// The audit record of an association from `peer` (calling `ae_title`, once known).
@@ -133,8 +167,8 @@ fn association_record(peer: SocketAddr, ae_title: Option<&str>) -> AuditRecord {
 }
 
 /// Handles requests until the peer releases or aborts; returns how many instances were stored.
-async fn receive_all(
-    association: &mut AsyncServerAssociation<TcpStream>,
+async fn receive_all<S: Transport>(
+    association: &mut AsyncServerAssociation<S>,
     settings: &DicomSettings,
     pipeline: &Pipeline,
 ) -> usize {
@@ -222,8 +256,8 @@ async fn receive_all(
 
 /// Acts on a complete command set: answers C-ECHO, prepares for a C-STORE's data set. Any
 /// other command aborts the association (this SCP offers storage and verification only).
-async fn on_command(
-    association: &mut AsyncServerAssociation<TcpStream>,
+async fn on_command<S: Transport>(
+    association: &mut AsyncServerAssociation<S>,
     bytes: &[u8],
     context_id: u8,
 ) -> Result<Option<PendingStore>, ()> {
@@ -275,8 +309,8 @@ async fn on_command(
 }
 
 /// Stores a received data set; returns the C-STORE status.
-async fn store(
-    association: &AsyncServerAssociation<TcpStream>,
+async fn store<S: Transport>(
+    association: &AsyncServerAssociation<S>,
     pipeline: &Pipeline,
     p: &PendingStore,
 ) -> DicomStatus {
@@ -308,8 +342,8 @@ async fn store(
     }
 }
 
-async fn respond_store(
-    association: &mut AsyncServerAssociation<TcpStream>,
+async fn respond_store<S: Transport>(
+    association: &mut AsyncServerAssociation<S>,
     p: &PendingStore,
     status: DicomStatus,
 ) -> Result<(), ()> {
@@ -324,8 +358,8 @@ async fn respond_store(
     send_command(association, p.context_id, &response).await
 }
 
-async fn send_command(
-    association: &mut AsyncServerAssociation<TcpStream>,
+async fn send_command<S: Transport>(
+    association: &mut AsyncServerAssociation<S>,
     context_id: u8,
     command: &InMemDicomObject,
 ) -> Result<(), ()> {
@@ -348,7 +382,7 @@ async fn send_command(
     })
 }
 
-async fn abort(association: &mut AsyncServerAssociation<TcpStream>) -> Result<(), ()> {
+async fn abort<S: Transport>(association: &mut AsyncServerAssociation<S>) -> Result<(), ()> {
     association
         .send(&Pdu::AbortRQ {
             source: dicom_ul::pdu::AbortRQSource::ServiceProvider(

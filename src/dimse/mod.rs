@@ -22,16 +22,23 @@ pub struct StorageScp {
     listener: TcpListener,
     settings: Arc<DicomSettings>,
     pipeline: Pipeline,
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl StorageScp {
-    /// Binds the configured address (port 0 picks a free port).
-    pub async fn bind(settings: &DicomSettings, pipeline: Pipeline) -> std::io::Result<Self> {
+    /// Binds the configured address (port 0 picks a free port); with `tls`, associations are
+    /// over TLS only (DICOM PS3.15 B.1).
+    pub async fn bind(
+        settings: &DicomSettings,
+        pipeline: Pipeline,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(settings.listen).await?;
         Ok(Self {
             listener,
             settings: Arc::new(settings.clone()),
             pipeline,
+            tls,
         })
     }
 
@@ -41,11 +48,12 @@ impl StorageScp {
 
     /// Accepts associations until the task is dropped.
     pub async fn run(self) {
-        let (settings, pipeline) = (self.settings, self.pipeline);
+        let (settings, pipeline, tls) = (self.settings, self.pipeline, self.tls);
         crate::listener::accept_each(self.listener, "DICOM", move |stream, peer| {
             let settings = Arc::clone(&settings);
             let pipeline = pipeline.clone();
-            async move { association::serve(stream, peer, &settings, &pipeline).await }
+            let tls = tls.clone();
+            async move { association::serve(stream, peer, tls, &settings, &pipeline).await }
         })
         .await;
     }

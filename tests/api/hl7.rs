@@ -6,7 +6,7 @@ use tokio::net::TcpStream;
 
 use crate::helpers::{TestApp, spawn_app};
 
-const ORU: &str = "MSH|^~\\&|LAB|HOSP|PROGNOSTICS|ONC|20240105083000||ORU^R01^ORU_R01|MSG0001|P|2.5.1\r\
+pub(crate) const ORU: &str = "MSH|^~\\&|LAB|HOSP|PROGNOSTICS|ONC|20240105083000||ORU^R01^ORU_R01|MSG0001|P|2.5.1\r\
 PID|1||MRN123^^^HOSP^MR||DOE^JANE||19650412|F\r\
 OBR|1||LAB555|24331-1^Lipid panel^LN|||20240105070000\r\
 OBX|1|NM|2093-3^Cholesterol^LN||196|mg/dL|<200|N|||F\r";
@@ -17,7 +17,10 @@ pub(crate) async fn connect(app: &TestApp) -> TcpStream {
         .unwrap()
 }
 
-pub(crate) async fn exchange(stream: &mut TcpStream, message: &[u8]) -> String {
+pub(crate) async fn exchange<S>(stream: &mut S, message: &[u8]) -> String
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let mut framed = vec![0x0b];
     framed.extend_from_slice(message);
     framed.extend_from_slice(&[0x1c, 0x0d]);
@@ -25,7 +28,7 @@ pub(crate) async fn exchange(stream: &mut TcpStream, message: &[u8]) -> String {
     read_ack(stream).await
 }
 
-async fn read_ack(stream: &mut TcpStream) -> String {
+async fn read_ack<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> String {
     let mut ack = Vec::new();
     let mut byte = [0u8; 1];
     loop {

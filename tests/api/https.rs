@@ -1,52 +1,117 @@
-//! HTTPS on the service's own listener (rustls), with a certificate made by openssl: a client
-//! that trusts it is served over TLS, links say https, and plain HTTP on that port is not
-//! answered as if it were.
+//! HTTPS on the service's own listener (rustls), with a certificate from a test CA made by
+//! openssl: a client that trusts the CA is served over TLS, links say https, and plain HTTP on
+//! that port is not answered as if it were.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::helpers::spawn_app_with;
 
-/// A self-signed certificate for 127.0.0.1 (EC P-256), made by openssl; None without openssl.
-fn certificate(dir: &Path) -> Option<(std::path::PathBuf, std::path::PathBuf)> {
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let made = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .args(["-days", "2", "-subj", "/CN=prognostics-test"])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
-        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-        .args(["-addext", "extendedKeyUsage=serverAuth"])
-        .output();
-    match made {
-        Ok(output) if output.status.success() => Some((cert, key)),
-        _ => {
-            assert!(
-                std::env::var_os("TEST_REQUIRE_PEERS").is_none(),
-                "openssl is needed to make the test certificate"
-            );
-            None
-        }
+/// A test CA and two certificates it signed, made by openssl: the service's (for 127.0.0.1)
+/// and a client's (for mutual TLS).
+pub(crate) struct TestPki {
+    pub ca: PathBuf,
+    pub server_certificate: PathBuf,
+    pub server_key: PathBuf,
+    pub client_certificate: PathBuf,
+    pub client_key: PathBuf,
+}
+
+/// A new EC P-256 key, unencrypted, as `openssl req` makes it.
+const P256: [&str; 5] = [
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+];
+
+fn succeeds(command: &mut Command) -> bool {
+    command.output().is_ok_and(|o| o.status.success())
+}
+
+/// Makes the test PKI in `dir`; None without openssl.
+pub(crate) fn test_pki(dir: &Path) -> Option<TestPki> {
+    let file = |name: &str| dir.join(name);
+    let (ca, ca_key) = (file("ca.pem"), file("ca.key"));
+    let mut made = succeeds(
+        Command::new("openssl")
+            .args(["req", "-x509"])
+            .args(P256)
+            .args(["-days", "2", "-subj", "/CN=prognostics-test-ca"])
+            .args(["-addext", "basicConstraints=critical,CA:TRUE"])
+            .args(["-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+            .arg("-keyout")
+            .arg(&ca_key)
+            .arg("-out")
+            .arg(&ca),
+    );
+    let mut signed = |name: &str, extensions: &str| {
+        let (cert, key, csr, ext) = (
+            file(&format!("{name}.pem")),
+            file(&format!("{name}.key")),
+            file(&format!("{name}.csr")),
+            file(&format!("{name}.ext")),
+        );
+        std::fs::write(&ext, extensions).unwrap();
+        made &= succeeds(
+            Command::new("openssl")
+                .arg("req")
+                .args(P256)
+                .args(["-subj", &format!("/CN={name}")])
+                .arg("-keyout")
+                .arg(&key)
+                .arg("-out")
+                .arg(&csr),
+        );
+        made &= succeeds(
+            Command::new("openssl")
+                .args(["x509", "-req", "-days", "2", "-CAcreateserial"])
+                .arg("-in")
+                .arg(&csr)
+                .arg("-CA")
+                .arg(&ca)
+                .arg("-CAkey")
+                .arg(&ca_key)
+                .arg("-extfile")
+                .arg(&ext)
+                .arg("-out")
+                .arg(&cert),
+        );
+        (cert, key)
+    };
+    let (server_certificate, server_key) = signed(
+        "server",
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\n\
+         extendedKeyUsage=serverAuth\n",
+    );
+    let (client_certificate, client_key) = signed(
+        "sender",
+        "basicConstraints=critical,CA:FALSE\nextendedKeyUsage=clientAuth\n",
+    );
+    if !made {
+        assert!(
+            std::env::var_os("TEST_REQUIRE_PEERS").is_none(),
+            "openssl is needed to make the test certificates"
+        );
+        return None;
     }
+    Some(TestPki {
+        ca,
+        server_certificate,
+        server_key,
+        client_certificate,
+        client_key,
+    })
 }
 
 #[tokio::test]
 async fn the_service_serves_https_with_its_certificate() {
     let dir = tempfile::tempdir().unwrap();
-    let Some((cert, key)) = certificate(dir.path()) else {
+    let Some(pki) = test_pki(dir.path()) else {
         return;
     };
+    let (cert, key) = (pki.server_certificate.clone(), pki.server_key.clone());
     let (c, k) = (cert.clone(), key.clone());
     let app = spawn_app_with(move |s| {
         s.server.tls_certificate = Some(c);
@@ -56,7 +121,7 @@ async fn the_service_serves_https_with_its_certificate() {
     let port = app.address.rsplit(':').next().unwrap().to_owned();
     let trusted = reqwest::Client::builder()
         .add_root_certificate(
-            reqwest::Certificate::from_pem(&std::fs::read(&cert).unwrap()).unwrap(),
+            reqwest::Certificate::from_pem(&std::fs::read(&pki.ca).unwrap()).unwrap(),
         )
         .build()
         .unwrap();
@@ -111,6 +176,6 @@ async fn the_service_serves_https_with_its_certificate() {
             .err()
             .expect("refused")
             .to_string();
-        assert!(error.contains("HTTPS"), "{error}");
+        assert!(error.contains("server.tls_"), "{error}");
     }
 }

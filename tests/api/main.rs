@@ -38,3 +38,4 @@ mod request_log;
 mod risk_assessment;
 mod search;
 mod standalone;
+mod tls_doors;

@@ -121,6 +121,11 @@ const MODULES: &[(&str, &str, &[&str])] = &[
         &["telemetry"],
     ),
     (
+        "tls",
+        "TLS for the listeners: certificates, keys, client CAs (rustls)",
+        &["config"],
+    ),
+    (
         "dimse",
         "the DICOM network edge: C-ECHO and C-STORE (dicom-ul)",
         &["config", "domain", "listener", "pipeline", "telemetry"],
@@ -153,6 +158,7 @@ const MODULES: &[(&str, &str, &[&str])] = &[
             "pipeline",
             "store",
             "telemetry",
+            "tls",
         ],
     ),
     (
