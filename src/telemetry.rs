@@ -49,14 +49,33 @@ where
     tokio::task::spawn_blocking(move || span.in_scope(f))
 }
 
-/// Spawns a task inside the caller's span, so that what it logs (an assessment finishing after
-/// its request was answered, a connection's messages) carries the caller's request id. The bare
-/// `tokio::spawn` is refused by clippy (`clippy.toml`): use this.
+tokio::task_local! {
+    static REQUEST_ID: String;
+}
+
+/// The id of the request being served on this task (or of the one that started it), if any:
+/// the audit trail's records carry it, so that what a request caused can be found from it.
+pub fn current_request_id() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok()
+}
+
+/// Runs `future` as the work of request `id`.
+pub async fn with_request_id<F: std::future::Future>(id: String, future: F) -> F::Output {
+    REQUEST_ID.scope(id, future).await
+}
+
+/// Spawns a task inside the caller's span and request, so that what it logs and audits (an
+/// assessment finishing after its request was answered, a connection's messages) carries the
+/// caller's request id. The bare `tokio::spawn` is refused by clippy (`clippy.toml`): use this.
 #[allow(clippy::disallowed_methods)]
 pub fn spawn_with_tracing<F>(future: F) -> tokio::task::JoinHandle<F::Output>
 where
     F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    tokio::spawn(future.instrument(tracing::Span::current()))
+    let span = tracing::Span::current();
+    match current_request_id() {
+        Some(id) => tokio::spawn(REQUEST_ID.scope(id, future).instrument(span)),
+        None => tokio::spawn(future.instrument(span)),
+    }
 }

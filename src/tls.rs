@@ -94,7 +94,10 @@ mod tests {
         let file = PathBuf::from("/nonexistent/cert.pem");
         assert!(server_config(&files(None, None, None)).unwrap().is_none());
         let half = server_config(&files(Some(&file), None, None)).unwrap_err();
-        assert!(half.contains("hl7.tls_certificate and hl7.tls_key"), "{half}");
+        assert!(
+            half.contains("hl7.tls_certificate and hl7.tls_key"),
+            "{half}"
+        );
         let ca_only = server_config(&files(None, None, Some(&file))).unwrap_err();
         assert!(ca_only.contains("hl7.tls_client_ca needs"), "{ca_only}");
         let missing = server_config(&files(Some(&file), Some(&file), None)).unwrap_err();

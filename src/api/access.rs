@@ -21,12 +21,13 @@ use serde_json::{Map, Value};
 use super::error::FailureReason;
 use super::policy::{self, Needs, PatientScoped, RouteRule};
 use super::rate_limit::RateLimiter;
-use super::request_id::{current_request_id, route_pattern};
+use super::request_id::route_pattern;
 use super::{ApiError, ApiState};
 use crate::auth::{Caller, Interaction, KeyError, Verifier};
 use crate::domain::{AuditAgent, AuditOutcome, AuditRecord, ResourceType};
 use crate::error::ErrorKind;
 use crate::fhir::compartment::{patient_parameter, patients_named, patients_of};
+use crate::telemetry::current_request_id;
 
 /// Longest `Authorization` header read; a longer one is refused before it is parsed.
 pub const MAX_AUTHORIZATION_BYTES: usize = 8 * 1024;

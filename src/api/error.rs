@@ -9,12 +9,12 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 
-use super::request_id::current_request_id;
 use crate::error::{ErrorKind, error_chain};
 use crate::fhir::FhirError;
 use crate::pipeline::PipelineError;
 use crate::report::{OutcomeIssue, error_status, operation_outcome};
 use crate::store::StoreError;
+use crate::telemetry::current_request_id;
 
 pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
 

@@ -12,16 +12,9 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use tracing::Instrument;
 
+use crate::telemetry::with_request_id;
+
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
-
-tokio::task_local! {
-    static REQUEST_ID: String;
-}
-
-/// The id of the request being served on this task, if any.
-pub fn current_request_id() -> Option<String> {
-    REQUEST_ID.try_with(Clone::clone).ok()
-}
 
 fn incoming_id(req: &ServiceRequest) -> Option<String> {
     let value = req.headers().get(REQUEST_ID_HEADER)?.to_str().ok()?;
@@ -57,8 +50,7 @@ pub async fn request_id_middleware(
     let route = pattern.as_deref().unwrap_or("unmatched").to_owned();
     let span = tracing::info_span!("request", request_id = %id, method = %method, route = %route);
     let started = Instant::now();
-    let result = REQUEST_ID
-        .scope(id.clone(), next.call(req))
+    let result = with_request_id(id.clone(), next.call(req))
         .instrument(span.clone())
         .await;
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;

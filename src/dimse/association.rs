@@ -18,7 +18,7 @@ use dicom_ul::pdu::{PDataValue, PDataValueType};
 use tokio::net::TcpStream;
 
 use crate::config::{AllowedCaller, DicomSettings};
-use crate::domain::{AuditAction, AuditAgent, AuditOutcome, AuditRecord};
+use crate::domain::{AuditAction, AuditAgent, AuditOutcome, AuditRecord, DicomUid};
 use crate::pipeline::{DicomStatus, Pipeline};
 
 /// The Verification SOP Class (C-ECHO).
@@ -43,6 +43,13 @@ struct PendingStore {
     data: Vec<u8>,
     /// Set when the data set outgrew the limit: the rest is discarded and the store fails.
     overflowed: bool,
+}
+
+/// What an association stored.
+#[derive(Default)]
+struct Received {
+    stored: usize,
+    studies: std::collections::BTreeSet<DicomUid>,
 }
 
 /// The calling AE titles (and their addresses) allowed to associate; anyone else is rejected
@@ -133,15 +140,26 @@ async fn run<S: Transport>(
         Ok(Ok(mut association)) => {
             let calling = association.peer_ae_title().to_owned();
             tracing::info!(%peer, calling_ae = %calling, "DICOM association established");
-            let stored = receive_all(&mut association, settings, pipeline).await;
-            let mut record = association_record(peer, Some(calling.trim()));
-            record.outcome_text = Some(format!("{stored} instances stored"));
-            pipeline.audit(record).await;
+            let mut received = Received::default();
+            receive_all(&mut association, settings, pipeline, &mut received).await;
+            let stored = received.stored;
             if stored > 0
                 && let Err(e) = pipeline.refresh_imaging_studies().await
             {
                 tracing::error!(error = %e, "ImagingStudy refresh failed; it will be retried");
             }
+            // Once the studies have their ImagingStudy, the record names their patients.
+            let mut record = association_record(peer, Some(calling.trim()));
+            let studies: Vec<DicomUid> = received.studies.into_iter().collect();
+            record.patients = pipeline.patients_of_studies(&studies).await;
+            if let [study] = studies.as_slice() {
+                record.entity = Some(study.to_string());
+            }
+            record.outcome_text = Some(format!(
+                "instances stored: {stored}; studies: {}",
+                studies.len()
+            ));
+            pipeline.audit(record).await;
             tracing::info!(%peer, calling_ae = %calling, instances = stored, "DICOM association ended");
             return;
         }
@@ -166,22 +184,22 @@ fn association_record(peer: SocketAddr, ae_title: Option<&str>) -> AuditRecord {
     record
 }
 
-/// Handles requests until the peer releases or aborts; returns how many instances were stored.
+/// Handles requests until the peer releases or aborts, counting in `received` what was stored.
 async fn receive_all<S: Transport>(
     association: &mut AsyncServerAssociation<S>,
     settings: &DicomSettings,
     pipeline: &Pipeline,
-) -> usize {
+    received: &mut Received,
+) {
     let idle = Duration::from_secs(settings.idle_timeout_secs.max(1));
     let mut command = Vec::new();
     let mut pending: Option<PendingStore> = None;
-    let mut stored = 0;
     loop {
         let pdu = match tokio::time::timeout(idle, association.receive()).await {
             Ok(Ok(pdu)) => pdu,
             Ok(Err(e)) => {
                 tracing::info!(error = %e, "DICOM association closed");
-                return stored;
+                return;
             }
             Err(_) => {
                 tracing::warn!("DICOM association idle too long; aborting");
@@ -190,7 +208,7 @@ async fn receive_all<S: Transport>(
                         source: dicom_ul::pdu::AbortRQSource::ServiceUser,
                     })
                     .await;
-                return stored;
+                return;
             }
         };
         match pdu {
@@ -207,14 +225,14 @@ async fn receive_all<S: Transport>(
                                 .await
                             {
                                 Ok(next) => pending = next,
-                                Err(()) => return stored,
+                                Err(()) => return,
                             }
                         }
                         PDataValueType::Data => {
                             let Some(p) = pending.as_mut() else {
                                 tracing::warn!("data set without a C-STORE request; aborting");
                                 let _ = abort(association).await;
-                                return stored;
+                                return;
                             };
                             if p.data.len() + value.data.len() > settings.max_instance_bytes {
                                 p.overflowed = true;
@@ -225,12 +243,16 @@ async fn receive_all<S: Transport>(
                             if value.is_last
                                 && let Some(p) = pending.take()
                             {
-                                let status = store(association, pipeline, &p).await;
-                                if status == DicomStatus::SUCCESS {
-                                    stored += 1;
-                                }
+                                let status = match store(association, pipeline, &p).await {
+                                    Ok(study) => {
+                                        received.stored += 1;
+                                        received.studies.insert(study);
+                                        DicomStatus::SUCCESS
+                                    }
+                                    Err(status) => status,
+                                };
                                 if respond_store(association, &p, status).await.is_err() {
-                                    return stored;
+                                    return;
                                 }
                             }
                         }
@@ -239,16 +261,16 @@ async fn receive_all<S: Transport>(
             }
             Pdu::ReleaseRQ => {
                 let _ = association.send(&Pdu::ReleaseRP).await;
-                return stored;
+                return;
             }
             Pdu::AbortRQ { .. } => {
                 tracing::warn!("DICOM association aborted by the peer");
-                return stored;
+                return;
             }
             other => {
                 tracing::warn!(pdu = %other.short_description(), "unexpected PDU; aborting");
                 let _ = abort(association).await;
-                return stored;
+                return;
             }
         }
     }
@@ -309,21 +331,22 @@ async fn on_command<S: Transport>(
 }
 
 /// Stores a received data set; returns the C-STORE status.
+/// Stores a received instance; its study's UID, or the failure status to answer.
 async fn store<S: Transport>(
     association: &AsyncServerAssociation<S>,
     pipeline: &Pipeline,
     p: &PendingStore,
-) -> DicomStatus {
+) -> Result<DicomUid, DicomStatus> {
     if p.overflowed {
         tracing::warn!(sop_instance_uid = %p.sop_instance_uid, "instance over the size limit refused");
-        return DicomStatus::OUT_OF_RESOURCES;
+        return Err(DicomStatus::OUT_OF_RESOURCES);
     }
     let Some(context) = association
         .presentation_contexts()
         .iter()
         .find(|pc| pc.id == p.context_id)
     else {
-        return DicomStatus::CANNOT_UNDERSTAND;
+        return Err(DicomStatus::CANNOT_UNDERSTAND);
     };
     let stored = pipeline
         .ingest_data_set(
@@ -334,10 +357,10 @@ async fn store<S: Transport>(
         )
         .await;
     match stored {
-        Ok(_) => DicomStatus::SUCCESS,
+        Ok(instance) => Ok(instance.study_uid),
         Err(failure) => {
             tracing::warn!(error = %failure.error, sop_instance_uid = %p.sop_instance_uid, "C-STORE refused");
-            failure.dicom_status()
+            Err(failure.dicom_status())
         }
     }
 }

@@ -163,9 +163,12 @@ impl Pipeline {
     }
 
     /// Queues a record for the trail (none is kept when no trail is configured: tools that
-    /// open the store for one command).
-    pub async fn audit(&self, record: AuditRecord) {
+    /// open the store for one command). A record made while serving a request carries its id.
+    pub async fn audit(&self, mut record: AuditRecord) {
         if let Some(auditor) = &self.auditor {
+            if record.request_id.is_none() {
+                record.request_id = crate::telemetry::current_request_id();
+            }
             auditor.record(record).await;
         }
     }

@@ -172,6 +172,35 @@ impl Pipeline {
         Ok(stale.len())
     }
 
+    /// The Patients the studies belong to, as their ImagingStudy resources name them (for the
+    /// audit trail; a study not yet written is left out).
+    pub async fn patients_of_studies(&self, studies: &[DicomUid]) -> Vec<String> {
+        let mut patients = Vec::new();
+        for uid in studies {
+            let Ok(Some(study)) = self.store.study(uid).await else {
+                continue;
+            };
+            let Ok(stored) = self
+                .store
+                .read(ResourceType::ImagingStudy, &study.imaging_study_id)
+                .await
+            else {
+                continue;
+            };
+            let subject = stored
+                .content
+                .as_deref()
+                .and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok())
+                .and_then(|v| v["subject"]["reference"].as_str().map(str::to_owned));
+            if let Some(id) = subject.as_deref().and_then(|r| r.strip_prefix("Patient/")) {
+                patients.push(id.to_owned());
+            }
+        }
+        patients.sort();
+        patients.dedup();
+        patients
+    }
+
     /// Study-level query over the DICOM store (QIDO-RS).
     pub async fn find_studies(
         &self,

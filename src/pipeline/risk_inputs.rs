@@ -14,8 +14,10 @@ use serde_json::Value;
 use super::lookup::escape_token;
 use super::risk::AssessmentError;
 use super::{Pipeline, PipelineError};
-use crate::domain::{DicomUid, ModelVersion, ResourceId, ResourceType};
-use crate::ehr::pull_patient;
+use crate::domain::{
+    AuditAction, AuditOutcome, AuditRecord, DicomUid, ModelVersion, ResourceId, ResourceType,
+};
+use crate::ehr::{EhrError, PatientRecord, pull_patient};
 use crate::features::{Embeddings, PatientContext};
 use crate::fhir::parse_search;
 use crate::store::StoreError;
@@ -68,7 +70,9 @@ impl Pipeline {
         let mut pulled = None;
         let mut ehr_failure = None;
         if let Some(client) = &self.ehr {
-            match pull_patient(client, id.as_ref()).await {
+            let found = pull_patient(client, id.as_ref()).await;
+            self.audit(pull_record(client.base_url(), id, &found)).await;
+            match found {
                 Ok(found) => {
                     for missing in &found.missing {
                         record.warnings.push(format!(
@@ -337,4 +341,31 @@ fn ai_asserted(resource: &Value) -> bool {
         .pointer("/meta/security")
         .and_then(Value::as_array)
         .is_some_and(|labels| labels.iter().any(|l| l["code"] == "AIAST"))
+}
+
+/// The audit record of a pull from the EHR for patient `id`: what was asked of which server,
+/// how much came back and what could not be read (counts and resource types, no content). The
+/// request id ties it to the request that caused it, whose record names the caller.
+fn pull_record(ehr: &str, id: &ResourceId, found: &Result<PatientRecord, EhrError>) -> AuditRecord {
+    let mut record = AuditRecord::new("ehr", "pull", AuditAction::Read);
+    record.patients = vec![id.as_ref().to_owned()];
+    record.entity = Some(format!("{}/Patient/{id}", ehr.trim_end_matches('/')));
+    match found {
+        Ok(pulled) => {
+            let mut text = format!("{} resources read", pulled.resources().count());
+            for missing in pulled.missing.iter().chain(&pulled.incomplete) {
+                text.push_str(&format!("; {} not read in full", missing.what));
+            }
+            record.outcome_text = Some(text);
+        }
+        Err(e) if e.kind() == crate::error::ErrorKind::NotFound => {
+            record.outcome = AuditOutcome::MinorFailure;
+            record.outcome_text = Some("the EHR has no such patient".into());
+        }
+        Err(_) => {
+            record.outcome = AuditOutcome::SeriousFailure;
+            record.outcome_text = Some("the EHR could not be read".into());
+        }
+    }
+    record
 }

@@ -231,9 +231,11 @@ impl Pipeline {
             };
             span.in_scope(|| tracing::info!("resuming an assessment left running"));
             spawn_with_tracing(
-                self.clone()
-                    .run_job(job.id, request, job.base, permit)
-                    .instrument(span),
+                crate::telemetry::with_request_id(
+                    request_id,
+                    self.clone().run_job(job.id, request, job.base, permit),
+                )
+                .instrument(span),
             );
         }
     }

@@ -111,6 +111,18 @@ async fn storescu_stores_uncompressed_and_compressed_instances() {
         1
     );
     assert_eq!(imaging_studies_eventually(&app, 3).await, 3);
+
+    // The association is in the audit trail under the patient its study belongs to.
+    let patient = app.search("Patient?identifier=1CT1").await["entry"][0]["resource"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let events = app.audit_events(&format!("patient={patient}")).await;
+    assert!(
+        events.iter().any(|e| e["subtype"][0]["code"] == "c-store"
+            && e["outcomeDesc"].as_str().unwrap().contains("studies: 1")),
+        "{events:?}"
+    );
 }
 
 /// The number of ImagingStudy resources once it reaches `expected`, or after 10 s.

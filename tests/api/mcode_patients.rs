@@ -72,6 +72,11 @@ async fn every_mcode_example_patient_is_assessed_or_refused_with_the_reason() {
         let response = assess(&app, id, &empty).await;
         if id == "cancer-patient-jenny-m" {
             assert_eq!(response.status(), 200, "{id}");
+            let request_id = response.headers()["x-request-id"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            check_pull_audited(&app, id, &request_id).await;
             scored.push(id.clone());
             let bundle: Value = response.json().await.unwrap();
             assert_valid_fhir(
@@ -109,6 +114,54 @@ async fn every_mcode_example_patient_is_assessed_or_refused_with_the_reason() {
         assert_eq!(risks["total"], 0, "{id}");
     }
     assert_eq!(scored, ["cancer-patient-jenny-m"]);
+}
+
+/// The pull from the EHR is a record of its own in the trail, tied to the request that caused
+/// it by the request id, naming the EHR's Patient and what was read.
+async fn check_pull_audited(app: &crate::helpers::TestApp, id: &str, request_id: &str) {
+    let carries_request = |event: &Value| {
+        event["entity"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|e| e["what"]["identifier"]["value"] == request_id)
+    };
+    let of_request = |code: &str, events: &[Value]| {
+        events
+            .iter()
+            .any(|e| e["subtype"][0]["code"] == code && carries_request(e))
+    };
+    // Written off the request path: both records within the stated bound.
+    let mut events = Vec::new();
+    for _ in 0..50 {
+        events = app.audit_events(&format!("patient={id}")).await;
+        if of_request("pull", &events) && of_request("risk-assessment", &events) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let pull = events
+        .iter()
+        .find(|e| e["subtype"][0]["code"] == "pull")
+        .unwrap_or_else(|| panic!("no pull recorded: {events:?}"));
+    assert!(carries_request(pull), "{pull}");
+    assert_eq!(pull["outcome"], "0");
+    assert!(
+        pull["outcomeDesc"]
+            .as_str()
+            .unwrap()
+            .contains("resources read"),
+        "{pull}"
+    );
+    let pulled_from = pull["entity"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["what"]["reference"].as_str())
+        .any(|r| r.ends_with(&format!("/fhir/R4/Patient/{id}")));
+    assert!(pulled_from, "{pull}");
+    // The request that caused it is recorded too, under the same id.
+    assert!(of_request("risk-assessment", &events), "{events:?}");
 }
 
 /// ER positive, PR negative (immunohistochemistry), on anastrozole, Nottingham grade 2, pN0:

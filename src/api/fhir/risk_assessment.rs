@@ -13,13 +13,13 @@ use serde_json::Value;
 
 use super::{ApiError, base_url, read_body, resource_id};
 use crate::api::error::FHIR_JSON;
-use crate::api::request_id::current_request_id;
 use crate::api::{Access, ApiState};
 use crate::domain::{Horizon, ResourceId, TimeUnit};
 use crate::error::ErrorKind;
 use crate::pipeline::risk::AssessmentRequest;
 use crate::pipeline::risk_jobs::{Delivery, JobStatus, Submitted};
 use crate::report::{IssueCode, IssueSeverity, OutcomeIssue, operation_outcome};
+use crate::telemetry::current_request_id;
 
 /// What the Parameters body asked for.
 #[derive(Debug, Default)]
