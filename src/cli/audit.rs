@@ -60,7 +60,11 @@ pub async fn export(settings: &Settings, since: &str) -> anyhow::Result<ExitCode
         let Some(last) = rows.last() else { break };
         after = last.seq;
         for row in &rows {
-            writeln!(out, "{}", row.content)?;
+            writeln!(
+                out,
+                "{}",
+                crate::pipeline::audit::shown(&row.id, &row.content)
+            )?;
         }
         written += rows.len();
     }

@@ -1,5 +1,6 @@
 //! The audit trail's writer: records from every door are queued and written off the request
-//! path, in batches, as chained AuditEvents (`store::append_audit`).
+//! path, in batches, chained by their hashes (`store::append_audit`). A record is kept as
+//! compact JSON ([`AuditRecord::to_kept_json`]) and shown as the AuditEvent drawn from it.
 //!
 //! Durability: a batch is committed when it holds [`BATCH_MAX`] records or its oldest record
 //! has waited [`FLUSH_WINDOW`], so a record reaches the database at most [`DURABLE_WITHIN`]
@@ -136,9 +137,19 @@ async fn write(store: &Store, batch: &mut Vec<NewAuditEvent>) {
     batch.clear();
 }
 
+/// The AuditEvent a row of the trail is shown as: drawn from the record it keeps (rows written
+/// before records were kept compact hold the AuditEvent itself).
+pub fn shown(id: &str, content: &str) -> String {
+    let record = AuditRecord::from_kept_json(content);
+    match (record, ResourceId::parse(id)) {
+        (Some(record), Ok(id)) => audit_event(&id, &record).to_string(),
+        _ => content.to_owned(),
+    }
+}
+
 fn new_event(record: &AuditRecord) -> NewAuditEvent {
-    let id = ResourceId::generate();
-    let content = audit_event(&id, record).to_string();
+    let id = ResourceId::generate_ordered();
+    let content = record.to_kept_json();
     let mut agents = record.agent.identifiers();
     agents.sort();
     agents.dedup();
@@ -286,7 +297,7 @@ impl Pipeline {
             .map(|row| {
                 BundleEntry::with_resource(
                     Some(format!("{base_url}/AuditEvent/{}", row.id)),
-                    &row.content,
+                    &shown(&row.id, &row.content),
                 )
                 .search_match()
             })
@@ -296,6 +307,31 @@ impl Pipeline {
 
     /// One AuditEvent of the trail, with the patients it is about.
     pub async fn read_audit(&self, id: &str) -> Result<Option<String>, PipelineError> {
-        Ok(self.store.read_audit(id).await?.map(|row| row.content))
+        Ok(self
+            .store
+            .read_audit(id)
+            .await?
+            .map(|row| shown(&row.id, &row.content)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::AuditAction;
+
+    #[test]
+    fn kept_records_are_shown_as_audit_events_and_older_rows_as_they_are() {
+        let mut record = AuditRecord::new("rest", "read", AuditAction::Read);
+        record.patients = vec!["p1".into()];
+        let id = ResourceId::generate_ordered();
+        let shown_event: serde_json::Value =
+            serde_json::from_str(&shown(id.as_ref(), &record.to_kept_json())).unwrap();
+        assert_eq!(shown_event["resourceType"], "AuditEvent");
+        assert_eq!(shown_event["id"], id.as_ref());
+        assert_eq!(shown_event["subtype"][0]["code"], "read");
+        // A row written when the trail kept AuditEvents whole.
+        let older = r#"{"resourceType":"AuditEvent","id":"x","outcome":"0"}"#;
+        assert_eq!(shown("x", older), older);
     }
 }

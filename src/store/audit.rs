@@ -1,4 +1,4 @@
-//! The audit trail's table: AuditEvents appended in batches, each row chained to the one before
+//! The audit trail's table: records appended in batches, each row chained to the one before
 //! by its hash (sha256 of the previous hash, the row's sequence number and its content), never
 //! updated or deleted by the service; found by patient, agent, outcome and date; walked in
 //! order to check the chain and to export.
@@ -6,7 +6,7 @@
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
-use super::{Store, StoreError};
+use super::{Store, StoreError, values_statement};
 
 /// The hash before the first row.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -18,7 +18,7 @@ pub struct NewAuditEvent {
     pub recorded_ms: i64,
     /// AuditEvent.outcome: 0, 4, 8 or 12.
     pub outcome: String,
-    /// The AuditEvent as JSON.
+    /// The record as kept (compact JSON; the AuditEvent is drawn from it when read).
     pub content: String,
     /// Patient ids it is about.
     pub patients: Vec<String>,
@@ -66,35 +66,19 @@ pub enum ChainCheck {
 /// and PostgreSQL (65,535).
 const ROWS_PER_STATEMENT: usize = 500;
 
-/// `prefix` followed by `rows` tuples of `columns` numbered placeholders.
-fn values_statement(prefix: &str, columns: usize, rows: usize) -> String {
-    use std::fmt::Write;
-    let mut sql = String::with_capacity(prefix.len() + rows * columns * 6);
-    sql.push_str(prefix);
-    for row in 0..rows {
-        sql.push_str(if row == 0 { "(" } else { ", (" });
-        for column in 0..columns {
-            if column > 0 {
-                sql.push_str(", ");
-            }
-            let _ = write!(sql, "${}", row * columns + column + 1);
-        }
-        sql.push(')');
-    }
-    sql
-}
-
 /// The chain's hash of a row.
 pub fn chain_hash(previous: &str, seq: i64, content: &str) -> String {
     let mut hasher = Sha256::new();
     hasher.update(previous.as_bytes());
     hasher.update(seq.to_be_bytes());
     hasher.update(content.as_bytes());
-    hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = String::with_capacity(64);
+    for byte in hasher.finalize() {
+        hex.push(HEX[usize::from(byte >> 4)] as char);
+        hex.push(HEX[usize::from(byte & 0x0f)] as char);
+    }
+    hex
 }
 
 impl Store {
@@ -132,6 +116,7 @@ impl Store {
             .collect();
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
             let sql = values_statement(
+                self.backend,
                 "INSERT INTO audit_events (seq, id, recorded_ms, outcome, content, hash) VALUES ",
                 6,
                 chunk.len(),
@@ -158,6 +143,7 @@ impl Store {
             .collect();
         for chunk in subjects.chunks(ROWS_PER_STATEMENT) {
             let sql = values_statement(
+                self.backend,
                 "INSERT INTO audit_subjects (seq, kind, value) VALUES ",
                 3,
                 chunk.len(),

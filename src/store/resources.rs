@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use super::cache::ReadCache;
 use super::search::{page_without_total, search_on};
-use super::{Store, StoreError};
+use super::{Store, StoreError, values_statement};
 use crate::config::DatabaseBackend;
 use crate::domain::{Instant, ResourceId, ResourceType, VersionId};
 use crate::fhir::{SearchQuery, index_entries};
@@ -190,6 +190,7 @@ impl Store {
         };
         Ok(StoreTransaction {
             tx,
+            backend: self.backend,
             cache: Arc::clone(&self.cache),
             written: Vec::new(),
             _queued: queued,
@@ -204,6 +205,7 @@ const INDEX_ROWS_PER_INSERT: usize = 100;
 /// back).
 pub struct StoreTransaction {
     tx: Transaction<'static, Any>,
+    backend: DatabaseBackend,
     cache: Arc<ReadCache>,
     /// Resources written, whose cached reads the commit invalidates.
     written: Vec<(ResourceType, ResourceId)>,
@@ -309,25 +311,12 @@ impl StoreTransaction {
             .await?;
         // Index rows in multi-row INSERTs: one statement per resource rather than one per row.
         for chunk in entries.chunks(INDEX_ROWS_PER_INSERT) {
-            let mut sql = String::from(
+            let sql = values_statement(
+                self.backend,
                 "INSERT INTO search_index (resource_type, id, param, system, value, start_ms, end_ms) VALUES ",
+                7,
+                chunk.len(),
             );
-            for i in 0..chunk.len() {
-                let at = i * 7;
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push_str(&format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                    at + 1,
-                    at + 2,
-                    at + 3,
-                    at + 4,
-                    at + 5,
-                    at + 6,
-                    at + 7
-                ));
-            }
             let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
             for e in chunk {
                 insert = insert
