@@ -23,6 +23,8 @@ use crate::risk_assessment::patient_with_record;
 
 const REDIRECT_URI: &str = "http://127.0.0.1/smart-app/callback";
 const USER: &str = "Practitioner/onc-1";
+/// The API page's client secret at the provider.
+const DOCS_SECRET: &str = "docs-client-secret";
 /// The app's PKCE code verifier (43 to 128 characters).
 const VERIFIER: &str = "a-pkce-verifier-of-at-least-forty-three-characters-0123456789";
 
@@ -59,6 +61,11 @@ fn start_auth_server(backend_jwks: &Value, patient: &str) -> Option<AuthServer> 
             "client_id": "backend-services",
             "jwks": backend_jwks,
             "scope": "system/*.cruds system/*.rs system/RiskAssessment.c",
+        },
+        "docs": {
+            "client_id": "api-docs",
+            "client_secret": DOCS_SECRET,
+            "scope": "system/*.rs",
         },
         "app": {
             "client_id": "risk-view",
@@ -348,4 +355,69 @@ async fn a_users_token_with_pkce_is_confined_to_the_patient_in_context() {
         .post("Patient", &json!({"resourceType": "Patient"}))
         .await;
     assert_eq!(write.status(), 403);
+}
+
+/// What `/docs` (Swagger UI) does with **Authorize**, step by step over HTTP: read the token URL
+/// from the served OpenAPI document, ask the provider for a client-credentials token from the
+/// page's origin (a CORS preflight, then the POST with HTTP Basic), and call the API with it.
+#[tokio::test]
+async fn the_docs_page_flow_gets_a_token_and_calls_the_api() {
+    if !node().exists() {
+        assert!(start_auth_server(&json!({"keys": []}), "p").is_none());
+        return;
+    }
+    let Some(server) = start_auth_server(&json!({"keys": []}), "unused") else {
+        return;
+    };
+    let app = spawn_resource_server(&server.issuer).await;
+    let page_origin = app.address.clone();
+    let http = reqwest::Client::new();
+    let document: Value = http
+        .get(format!("{}/openapi.json", app.address))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let flow = &document["components"]["securitySchemes"]["smart"]["flows"]["clientCredentials"];
+    let token_url = flow["tokenUrl"].as_str().unwrap();
+    assert_eq!(token_url, format!("{}/token", server.issuer));
+
+    let preflight = http
+        .request(reqwest::Method::OPTIONS, token_url)
+        .header("origin", &page_origin)
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization,content-type",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success(), "{}", preflight.status());
+    assert_eq!(
+        preflight.headers()["access-control-allow-origin"],
+        page_origin.as_str()
+    );
+    let answer = http
+        .post(token_url)
+        .header("origin", &page_origin)
+        .basic_auth("api-docs", Some(DOCS_SECRET))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "system/*.rs"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(
+        answer.headers()["access-control-allow-origin"],
+        page_origin.as_str()
+    );
+    let token: Value = answer.json().await.unwrap();
+    let reader = client_with(token["access_token"].as_str().unwrap());
+    let read = reader.get(app.url("Patient")).send().await.unwrap();
+    assert_eq!(read.status(), 200);
 }

@@ -3,7 +3,7 @@
 //
 //   node server.mjs CONFIG.json
 //
-// CONFIG names the resource server (`audience`: the FHIR base URL the tokens are for) and two
+// CONFIG names the resource server (`audience`: the FHIR base URL the tokens are for) and the
 // clients:
 //   - `backend`: SMART Backend Services. `client_credentials` with a `private_key_jwt` client
 //     assertion checked against the client's registered public `jwks`; `scope` is what it may
@@ -12,6 +12,8 @@
 //     PKCE (S256) at `redirect_uri`; the signed-in user is `fhirUser`, and the patient in
 //     context (`patient`) goes into the access token and the token response, as SMART's
 //     `launch/patient` asks.
+//   - `docs` (optional): what an API page such as Swagger UI uses, `client_credentials` with a
+//     `client_secret` (HTTP Basic), from a browser page on a loopback origin (CORS).
 // Access tokens are JWTs signed RS256 with a key made at start, published at the discovery
 // document's `jwks_uri`. The sign-in and consent pages are replaced by an interaction that
 // signs in the configured user at once and grants what was asked (a test has no person to
@@ -60,9 +62,22 @@ const clients = [
     scope: `openid fhirUser launch/patient ${config.app.scope}`,
   },
 ];
+if (config.docs) {
+  clients.push({
+    client_id: config.docs.client_id,
+    client_secret: config.docs.client_secret,
+    token_endpoint_auth_method: 'client_secret_basic',
+    grant_types: ['client_credentials'],
+    response_types: [],
+    redirect_uris: [],
+    scope: config.docs.scope,
+  });
+}
 
-// The resource scopes the FHIR server knows: whatever either client may have.
-const resourceScopes = `${config.backend.scope} ${config.app.scope}`.trim();
+// The resource scopes the FHIR server knows: whatever a client may have.
+const resourceScopes = [config.backend.scope, config.app.scope, config.docs?.scope ?? '']
+  .join(' ')
+  .trim();
 
 const provider = new Provider(issuer, {
   clients,
@@ -81,7 +96,10 @@ const provider = new Provider(issuer, {
     Grant: 600,
     Session: 600,
   },
-  clientAuthMethods: ['private_key_jwt', 'none'],
+  clientAuthMethods: ['private_key_jwt', 'client_secret_basic', 'none'],
+  // Browser pages may call the token endpoint for the docs client from a loopback origin.
+  clientBasedCORS: (_ctx, origin, client) =>
+    client.clientId === config.docs?.client_id && /^http:\/\/127\.0\.0\.1:\d+$/.test(origin),
   enabledJWA: { clientAuthSigningAlgValues: ['RS384', 'ES384', 'RS256', 'ES256'] },
   features: {
     devInteractions: { enabled: false },
