@@ -21,7 +21,7 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Row};
 
-pub use audit::{AuditFilter, AuditRow, ChainCheck, NewAuditEvent, chain_hash};
+pub use audit::{AuditFilter, AuditRow, ChainCheck, GENESIS_HASH, NewAuditEvent, chain_hash};
 pub use embeddings::{InstanceToEmbed, StoredPooledEmbedding, StudyEmbeddings};
 pub use files::FileStore;
 pub use hl7::{Hl7Receipt, NewHl7Message};
