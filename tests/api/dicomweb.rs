@@ -100,6 +100,22 @@ async fn stored_instances_become_an_imaging_study_and_a_qido_match() {
     assert_eq!(patient["identifier"][0]["value"], "1CT1");
     let by_patient = app.search(&format!("ImagingStudy?subject={subject}")).await;
     assert_eq!(by_patient["total"], 1);
+
+    // The STOW-RS request is in the audit trail under the patients of both studies.
+    let patient_id = subject.strip_prefix("Patient/").unwrap();
+    let events = app.audit_events(&format!("patient={patient_id}")).await;
+    let stow_record = events
+        .iter()
+        .find(|e| e["subtype"][0]["code"] == "stow-rs")
+        .unwrap_or_else(|| panic!("{events:?}"));
+    let patients = stow_record["entity"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["what"]["reference"].as_str())
+        .filter(|r| r.starts_with("Patient/"))
+        .count();
+    assert_eq!(patients, 2, "{stow_record}");
 }
 
 #[tokio::test]

@@ -11,7 +11,7 @@ use actix_web::web::{Bytes, Data, Path, Payload};
 use actix_web::{HttpRequest, HttpResponse, get, post};
 use serde_json::Value;
 
-use super::{ApiError, ApiState, read_body};
+use super::{Access, ApiError, ApiState, read_body};
 use crate::domain::DicomUid;
 use crate::error::ErrorKind;
 use crate::pipeline::DicomStatus;
@@ -40,9 +40,10 @@ const QIDO_MAX_LIMIT: u32 = 1000;
 pub async fn store_instances(
     req: HttpRequest,
     state: Data<ApiState>,
+    access: Access,
     payload: Payload,
 ) -> Result<HttpResponse, ApiError> {
-    store(req, state, payload, None).await
+    store(req, state, access, payload, None).await
 }
 
 /// Store instances of one study (STOW-RS); instances of any other study fail with 0xA900.
@@ -61,17 +62,19 @@ pub async fn store_instances(
 pub async fn store_study_instances(
     req: HttpRequest,
     state: Data<ApiState>,
+    access: Access,
     path: Path<String>,
     payload: Payload,
 ) -> Result<HttpResponse, ApiError> {
     let study = DicomUid::parse(&path.into_inner())
         .map_err(|e| ApiError::new(ErrorKind::Invalid, e.to_string()))?;
-    store(req, state, payload, Some(study)).await
+    store(req, state, access, payload, Some(study)).await
 }
 
 async fn store(
     req: HttpRequest,
     state: Data<ApiState>,
+    access: Access,
     payload: Payload,
     study: Option<DicomUid>,
 ) -> Result<HttpResponse, ApiError> {
@@ -105,6 +108,7 @@ async fn store(
         .map_err(|e| ApiError::new(ErrorKind::Invalid, e.to_string()))?;
 
     let mut results = Vec::with_capacity(parts.len());
+    let mut studies = std::collections::BTreeSet::new();
     for part in parts {
         let media = part
             .content_type
@@ -124,10 +128,13 @@ async fn store(
                 .ingest_dicom(part.body.to_vec(), study.as_ref())
                 .await
             {
-                Ok(stored) => StoreResult::Stored {
-                    sop_class_uid: stored.sop_class_uid,
-                    sop_instance_uid: stored.sop_instance_uid,
-                },
+                Ok(stored) => {
+                    studies.insert(stored.study_uid);
+                    StoreResult::Stored {
+                        sop_class_uid: stored.sop_class_uid,
+                        sop_instance_uid: stored.sop_instance_uid,
+                    }
+                }
                 Err(failure) => {
                     tracing::warn!(error = %failure.error, "STOW-RS instance refused");
                     StoreResult::Failed {
@@ -142,6 +149,11 @@ async fn store(
     // The instances are safe whatever happens here; a failed refresh is retried later.
     if let Err(e) = state.pipeline.refresh_imaging_studies().await {
         tracing::error!(error = %e, "ImagingStudy refresh failed; it will be retried");
+    }
+    // The audit record names the patients the stored studies belong to.
+    let studies: Vec<DicomUid> = studies.into_iter().collect();
+    for patient in state.pipeline.patients_of_studies(&studies).await {
+        access.note_patient(&patient);
     }
     let stored = results
         .iter()
