@@ -7,6 +7,7 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use super::{Store, StoreError, values_statement};
+use crate::config::DatabaseBackend;
 
 /// The hash before the first row.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -65,6 +66,26 @@ pub enum ChainCheck {
 /// Rows in one INSERT: 6 columns × 500 stays far below the bind limits of SQLite (32,766)
 /// and PostgreSQL (65,535).
 const ROWS_PER_STATEMENT: usize = 500;
+
+/// SQLite's index term for a subject: `X` and the upper-case hex of `kind:value`, one token
+/// whatever the value holds (a term of the FTS5 table `audit_subject_terms`).
+fn subject_term(kind: &str, value: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut term = String::with_capacity(1 + 2 * (kind.len() + 1 + value.len()));
+    term.push('X');
+    for byte in kind.bytes().chain([b':']).chain(value.bytes()) {
+        term.push(HEX[usize::from(byte >> 4)] as char);
+        term.push(HEX[usize::from(byte & 0x0f)] as char);
+    }
+    term
+}
+
+/// A record's terms: its patients' and agents'.
+fn subject_terms(event: &NewAuditEvent) -> String {
+    let patients = event.patients.iter().map(|p| subject_term("patient", p));
+    let agents = event.agents.iter().map(|a| subject_term("agent", a));
+    patients.chain(agents).collect::<Vec<_>>().join(" ")
+}
 
 /// The chain's hash of a row.
 pub fn chain_hash(previous: &str, seq: i64, content: &str) -> String {
@@ -133,26 +154,50 @@ impl Store {
             }
             query.execute(tx.connection()).await?;
         }
-        let subjects: Vec<(i64, &str, &String)> = rows
-            .iter()
-            .flat_map(|(seq, event, _)| {
-                let patients = event.patients.iter().map(|p| (*seq, "patient", p));
-                let agents = event.agents.iter().map(|a| (*seq, "agent", a));
-                patients.chain(agents)
-            })
-            .collect();
-        for chunk in subjects.chunks(ROWS_PER_STATEMENT) {
-            let sql = values_statement(
-                self.backend,
-                "INSERT INTO audit_subjects (seq, kind, value) VALUES ",
-                3,
-                chunk.len(),
-            );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for (seq, kind, value) in chunk {
-                query = query.bind(*seq).bind(*kind).bind(*value);
+        match self.backend {
+            DatabaseBackend::Sqlite => {
+                let terms: Vec<(i64, String)> = rows
+                    .iter()
+                    .map(|(seq, event, _)| (*seq, subject_terms(event)))
+                    .filter(|(_, terms)| !terms.is_empty())
+                    .collect();
+                for chunk in terms.chunks(ROWS_PER_STATEMENT) {
+                    let sql = values_statement(
+                        self.backend,
+                        "INSERT INTO audit_subject_terms (rowid, terms) VALUES ",
+                        2,
+                        chunk.len(),
+                    );
+                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for (seq, terms) in chunk {
+                        query = query.bind(*seq).bind(terms);
+                    }
+                    query.execute(tx.connection()).await?;
+                }
             }
-            query.execute(tx.connection()).await?;
+            DatabaseBackend::Postgres => {
+                let subjects: Vec<(i64, &str, &String)> = rows
+                    .iter()
+                    .flat_map(|(seq, event, _)| {
+                        let patients = event.patients.iter().map(|p| (*seq, "patient", p));
+                        let agents = event.agents.iter().map(|a| (*seq, "agent", a));
+                        patients.chain(agents)
+                    })
+                    .collect();
+                for chunk in subjects.chunks(ROWS_PER_STATEMENT) {
+                    let sql = values_statement(
+                        self.backend,
+                        "INSERT INTO audit_subjects (seq, kind, value) VALUES ",
+                        3,
+                        chunk.len(),
+                    );
+                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for (seq, kind, value) in chunk {
+                        query = query.bind(*seq).bind(*kind).bind(*value);
+                    }
+                    query.execute(tx.connection()).await?;
+                }
+            }
         }
         sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
             .bind(seq)
@@ -171,15 +216,30 @@ impl Store {
         }
         let mut sql = String::from("SELECT e.seq, e.id, e.content FROM audit_events e WHERE 1 = 1");
         let mut binds = Vec::new();
+        let mut terms = Vec::new();
         for (kind, value) in [("patient", &filter.patient), ("agent", &filter.agent)] {
-            if let Some(value) = value {
-                binds.push(Bind::Text(value));
-                sql.push_str(&format!(
-                    " AND EXISTS (SELECT 1 FROM audit_subjects s WHERE s.seq = e.seq \
-                     AND s.kind = '{kind}' AND s.value = ${})",
-                    binds.len()
-                ));
+            let Some(value) = value else { continue };
+            match self.backend {
+                DatabaseBackend::Sqlite => {
+                    terms.push(subject_term(kind, value));
+                }
+                DatabaseBackend::Postgres => {
+                    binds.push(Bind::Text(value));
+                    sql.push_str(&format!(
+                        " AND EXISTS (SELECT 1 FROM audit_subjects s WHERE s.seq = e.seq \
+                         AND s.kind = '{kind}' AND s.value = ${})",
+                        binds.len()
+                    ));
+                }
             }
+        }
+        for term in &terms {
+            binds.push(Bind::Text(term));
+            sql.push_str(&format!(
+                " AND e.seq IN (SELECT rowid FROM audit_subject_terms \
+                 WHERE audit_subject_terms MATCH ${})",
+                binds.len()
+            ));
         }
         if let Some(outcome) = &filter.outcome {
             binds.push(Bind::Text(outcome));
