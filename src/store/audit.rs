@@ -67,8 +67,8 @@ pub enum ChainCheck {
 /// and PostgreSQL (65,535).
 const ROWS_PER_STATEMENT: usize = 500;
 
-/// SQLite's index term for a subject: `X` and the upper-case hex of `kind:value`, one token
-/// whatever the value holds (a term of the FTS5 table `audit_subject_terms`).
+/// The index term of a subject: `X` and the upper-case hex of `kind:value`, one token whatever
+/// the value holds (for SQLite's FTS5 table `audit_subject_terms`, PostgreSQL's text search).
 fn subject_term(kind: &str, value: &str) -> String {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut term = String::with_capacity(1 + 2 * (kind.len() + 1 + value.len()));
@@ -135,15 +135,29 @@ impl Store {
             .zip(&hashes)
             .map(|((seq, event), hash)| (seq, event, hash))
             .collect();
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            let sql = values_statement(
-                self.backend,
-                "INSERT INTO audit_events (seq, id, recorded_ms, outcome, content, hash) VALUES ",
-                6,
-                chunk.len(),
-            );
+        // Who and whom each record is about, as index terms: on PostgreSQL a column of the
+        // row (a GIN index over it), on SQLite rows of an FTS5 table.
+        let terms: Vec<String> = events.iter().map(subject_terms).collect();
+        let with_terms = self.backend == DatabaseBackend::Postgres;
+        for (chunk, chunk_terms) in rows
+            .chunks(ROWS_PER_STATEMENT)
+            .zip(terms.chunks(ROWS_PER_STATEMENT))
+        {
+            let (columns, prefix) = if with_terms {
+                (
+                    7,
+                    "INSERT INTO audit_events \
+                     (seq, id, recorded_ms, outcome, content, hash, subject_terms) VALUES ",
+                )
+            } else {
+                (
+                    6,
+                    "INSERT INTO audit_events (seq, id, recorded_ms, outcome, content, hash) VALUES ",
+                )
+            };
+            let sql = values_statement(self.backend, prefix, columns, chunk.len());
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for (seq, event, hash) in chunk {
+            for ((seq, event, hash), terms) in chunk.iter().zip(chunk_terms) {
                 query = query
                     .bind(*seq)
                     .bind(&event.id)
@@ -151,52 +165,31 @@ impl Store {
                     .bind(&event.outcome)
                     .bind(&event.content)
                     .bind(*hash);
+                if with_terms {
+                    query = query.bind(terms);
+                }
             }
             query.execute(tx.connection()).await?;
         }
-        match self.backend {
-            DatabaseBackend::Sqlite => {
-                let terms: Vec<(i64, String)> = rows
-                    .iter()
-                    .map(|(seq, event, _)| (*seq, subject_terms(event)))
-                    .filter(|(_, terms)| !terms.is_empty())
-                    .collect();
-                for chunk in terms.chunks(ROWS_PER_STATEMENT) {
-                    let sql = values_statement(
-                        self.backend,
-                        "INSERT INTO audit_subject_terms (rowid, terms) VALUES ",
-                        2,
-                        chunk.len(),
-                    );
-                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-                    for (seq, terms) in chunk {
-                        query = query.bind(*seq).bind(terms);
-                    }
-                    query.execute(tx.connection()).await?;
+        if !with_terms {
+            let indexed: Vec<(i64, &String)> = rows
+                .iter()
+                .zip(&terms)
+                .map(|((seq, _, _), terms)| (*seq, terms))
+                .filter(|(_, terms)| !terms.is_empty())
+                .collect();
+            for chunk in indexed.chunks(ROWS_PER_STATEMENT) {
+                let sql = values_statement(
+                    self.backend,
+                    "INSERT INTO audit_subject_terms (rowid, terms) VALUES ",
+                    2,
+                    chunk.len(),
+                );
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for (seq, terms) in chunk {
+                    query = query.bind(*seq).bind(*terms);
                 }
-            }
-            DatabaseBackend::Postgres => {
-                let subjects: Vec<(i64, &str, &String)> = rows
-                    .iter()
-                    .flat_map(|(seq, event, _)| {
-                        let patients = event.patients.iter().map(|p| (*seq, "patient", p));
-                        let agents = event.agents.iter().map(|a| (*seq, "agent", a));
-                        patients.chain(agents)
-                    })
-                    .collect();
-                for chunk in subjects.chunks(ROWS_PER_STATEMENT) {
-                    let sql = values_statement(
-                        self.backend,
-                        "INSERT INTO audit_subjects (seq, kind, value) VALUES ",
-                        3,
-                        chunk.len(),
-                    );
-                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-                    for (seq, kind, value) in chunk {
-                        query = query.bind(*seq).bind(*kind).bind(*value);
-                    }
-                    query.execute(tx.connection()).await?;
-                }
+                query.execute(tx.connection()).await?;
             }
         }
         sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
@@ -216,30 +209,23 @@ impl Store {
         }
         let mut sql = String::from("SELECT e.seq, e.id, e.content FROM audit_events e WHERE 1 = 1");
         let mut binds = Vec::new();
-        let mut terms = Vec::new();
-        for (kind, value) in [("patient", &filter.patient), ("agent", &filter.agent)] {
-            let Some(value) = value else { continue };
-            match self.backend {
-                DatabaseBackend::Sqlite => {
-                    terms.push(subject_term(kind, value));
-                }
-                DatabaseBackend::Postgres => {
-                    binds.push(Bind::Text(value));
-                    sql.push_str(&format!(
-                        " AND EXISTS (SELECT 1 FROM audit_subjects s WHERE s.seq = e.seq \
-                         AND s.kind = '{kind}' AND s.value = ${})",
-                        binds.len()
-                    ));
-                }
-            }
-        }
+        let terms: Vec<String> = [("patient", &filter.patient), ("agent", &filter.agent)]
+            .into_iter()
+            .filter_map(|(kind, value)| value.as_deref().map(|v| subject_term(kind, v)))
+            .collect();
         for term in &terms {
             binds.push(Bind::Text(term));
-            sql.push_str(&format!(
-                " AND e.seq IN (SELECT rowid FROM audit_subject_terms \
-                 WHERE audit_subject_terms MATCH ${})",
-                binds.len()
-            ));
+            sql.push_str(&match self.backend {
+                DatabaseBackend::Sqlite => format!(
+                    " AND e.seq IN (SELECT rowid FROM audit_subject_terms \
+                     WHERE audit_subject_terms MATCH ${})",
+                    binds.len()
+                ),
+                DatabaseBackend::Postgres => format!(
+                    " AND to_tsvector('simple', e.subject_terms) @@ to_tsquery('simple', ${})",
+                    binds.len()
+                ),
+            });
         }
         if let Some(outcome) = &filter.outcome {
             binds.push(Bind::Text(outcome));
