@@ -70,14 +70,22 @@ const ROWS_PER_STATEMENT: usize = 500;
 /// The index term of a subject: `X` and the upper-case hex of `kind:value`, one token whatever
 /// the value holds (for SQLite's FTS5 table `audit_subject_terms`, PostgreSQL's text search).
 fn subject_term(kind: &str, value: &str) -> String {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut term = String::with_capacity(1 + 2 * (kind.len() + 1 + value.len()));
     term.push('X');
-    for byte in kind.bytes().chain([b':']).chain(value.bytes()) {
-        term.push(HEX[usize::from(byte >> 4)] as char);
-        term.push(HEX[usize::from(byte & 0x0f)] as char);
-    }
+    push_hex(
+        &mut term,
+        kind.bytes().chain([b':']).chain(value.bytes()),
+        b"0123456789ABCDEF",
+    );
     term
+}
+
+/// Appends `bytes` to `out` as hex, two digits each, in the case `digits` spells.
+fn push_hex(out: &mut String, bytes: impl IntoIterator<Item = u8>, digits: &[u8; 16]) {
+    for byte in bytes {
+        out.push(char::from(digits[usize::from(byte >> 4)]));
+        out.push(char::from(digits[usize::from(byte & 0x0f)]));
+    }
 }
 
 /// A record's terms: its patients' and agents'.
@@ -93,12 +101,8 @@ pub fn chain_hash(previous: &str, seq: i64, content: &str) -> String {
     hasher.update(previous.as_bytes());
     hasher.update(seq.to_be_bytes());
     hasher.update(content.as_bytes());
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut hex = String::with_capacity(64);
-    for byte in hasher.finalize() {
-        hex.push(HEX[usize::from(byte >> 4)] as char);
-        hex.push(HEX[usize::from(byte & 0x0f)] as char);
-    }
+    push_hex(&mut hex, hasher.finalize(), b"0123456789abcdef");
     hex
 }
 
