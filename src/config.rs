@@ -54,6 +54,8 @@ pub struct AuthSettings {
     pub mode: AuthMode,
     /// The authorization servers whose access tokens are accepted (`mode = "smart"`).
     pub issuers: Vec<IssuerSettings>,
+    /// The EHRs whose signed tokens are accepted on the CDS Hooks endpoints (`mode = "smart"`).
+    pub cds_clients: Vec<CdsClientSettings>,
     /// Milliseconds allowed for fetching an issuer's discovery document or keys, or for an
     /// introspection call; past it the request is refused (401), never held.
     pub fetch_timeout_ms: u64,
@@ -68,6 +70,7 @@ impl Default for AuthSettings {
         Self {
             mode: AuthMode::default(),
             issuers: Vec::new(),
+            cds_clients: Vec::new(),
             fetch_timeout_ms: 3_000,
             rate_per_second: 50.0,
             rate_burst: 200,
@@ -94,6 +97,20 @@ pub struct IssuerSettings {
     pub introspection_client_id: Option<String>,
     #[serde(default)]
     pub introspection_client_secret: Option<SecretString>,
+}
+
+/// One trusted CDS Hooks client (`[[auth.cds_clients]]`): an EHR that signs its calls.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CdsClientSettings {
+    /// Its `iss`, exactly as its tokens name it.
+    pub issuer: String,
+    /// Its JWK Set.
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    /// URL prefixes under which a token's `jku` header is trusted for its keys.
+    #[serde(default)]
+    pub jku_allowed: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

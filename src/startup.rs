@@ -13,7 +13,7 @@ use utoipa_actix_web::AppExt;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::api::{self, AccessControl, AccessMode, ApiDoc, ApiState, RateLimiter};
-use crate::auth::{IntrospectionEndpoint, Issuer, IssuerKeys, Verifier};
+use crate::auth::{CdsClient, IntrospectionEndpoint, Issuer, IssuerKeys, Verifier};
 use crate::config::{AuthMode, InferenceDevice, InferenceSettings, RiskSettings, Settings};
 use crate::dimse::StorageScp;
 use crate::encoders::{
@@ -330,9 +330,24 @@ fn access_control(settings: &Settings) -> Result<AccessControl, StartupError> {
                     })
                 })
                 .collect();
+            let mut cds_clients = Vec::new();
+            for client in &auth.cds_clients {
+                if client.jwks_uri.is_none() && client.jku_allowed.is_empty() {
+                    return Err(StartupError::Auth(format!(
+                        "auth.cds_clients {}: set jwks_uri or jku_allowed, so that its keys can be found",
+                        client.issuer
+                    )));
+                }
+                cds_clients.push(CdsClient {
+                    issuer: client.issuer.clone(),
+                    jwks_uri: client.jwks_uri.clone(),
+                    jku_prefixes: client.jku_allowed.clone(),
+                });
+            }
             let verifier = Verifier::new(
                 keys,
                 introspection,
+                cds_clients,
                 std::time::Duration::from_millis(auth.fetch_timeout_ms.max(1)),
             )
             .map_err(|e| StartupError::Auth(e.to_string()))?;

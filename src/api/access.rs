@@ -127,6 +127,13 @@ impl Access {
         }
     }
 
+    /// The calling client (`issuer` and client id), when a token named it.
+    pub fn client(&self) -> Option<String> {
+        self.caller
+            .as_ref()
+            .map(|c| format!("{} {}", c.issuer, c.client_id))
+    }
+
     /// A patient the request touched (for the audit record only).
     pub fn note_patient(&self, id: &str) {
         self.touch([id.to_owned()]);
@@ -260,14 +267,63 @@ fn bearer(req: &ServiceRequest) -> Result<Option<String>, ApiError> {
     Ok(Some(token.to_owned()))
 }
 
+/// The public URL of a request: the root of the public FHIR base URL, and the path called (a
+/// CDS client token's audience).
+pub(crate) fn public_url(base_url: &str, path: &str) -> String {
+    let root = base_url.trim_end_matches('/');
+    let root = root.strip_suffix("/fhir").unwrap_or(root);
+    format!("{root}{path}")
+}
+
+/// A CDS client, by its signed token: a caller granted what the CDS services do.
+async fn cds_client(
+    verifier: &Verifier,
+    token: &str,
+    audience: &str,
+) -> Result<Arc<Caller>, ApiError> {
+    if !verifier.cds().is_configured() {
+        return Err(ApiError::unauthenticated(
+            Some("invalid_token"),
+            "no CDS client is trusted here (auth.cds_clients)",
+        ));
+    }
+    let client = verifier
+        .cds()
+        .verify(token, audience)
+        .await
+        .map_err(token_refusal)?;
+    Ok(Arc::new(Caller {
+        issuer: client.issuer,
+        subject: client.client_id.clone(),
+        client_id: client.client_id,
+        scopes: crate::auth::Scopes::parse(policy::CDS_CLIENT_GRANTS),
+        patient: None,
+        fhir_user: None,
+        expires: client.expires,
+    }))
+}
+
+fn token_refusal(e: KeyError) -> ApiError {
+    match e {
+        KeyError::Token(e) => ApiError::unauthenticated(Some("invalid_token"), e.to_string()),
+        KeyError::Unavailable(reason) => {
+            tracing::warn!(reason = %reason, "token issuer unavailable");
+            ApiError::unauthenticated(
+                Some("invalid_token"),
+                "the token could not be checked: its issuer's keys are unavailable",
+            )
+        }
+    }
+}
+
 /// The decision for one request: the access to hand on, or the refusal.
 async fn decide(
-    control: &AccessControl,
+    state: &ApiState,
     rule: &RouteRule,
     req: &ServiceRequest,
     caller: &mut Option<Arc<Caller>>,
 ) -> Result<Access, ApiError> {
-    let verifier = match &control.mode {
+    let verifier = match &state.access.mode {
         AccessMode::Unrestricted => return Ok(Access::new(None, None)),
         AccessMode::Tokens(verifier) => verifier,
     };
@@ -277,20 +333,15 @@ async fn decide(
             "this endpoint needs a bearer access token",
         ));
     };
-    let verified = verifier.verify(&token).await.map_err(|e| match e {
-        KeyError::Token(e) => ApiError::unauthenticated(Some("invalid_token"), e.to_string()),
-        KeyError::Unavailable(reason) => {
-            tracing::warn!(reason = %reason, "token issuer unavailable");
-            ApiError::unauthenticated(
-                Some("invalid_token"),
-                "the token could not be checked: its issuer's keys are unavailable",
-            )
-        }
-    })?;
+    if rule.needs == Needs::CdsClient {
+        let client = cds_client(verifier, &token, &public_url(&state.base_url, req.path())).await?;
+        *caller = Some(client.clone());
+        return Ok(Access::new(Some(client), None));
+    }
+    let verified = verifier.verify(&token).await.map_err(token_refusal)?;
     *caller = Some(verified.clone());
     let needed: Vec<(ResourceType, Interaction)> = match rule.needs {
-        Needs::Public => Vec::new(),
-        Needs::EachEntry => Vec::new(),
+        Needs::Public | Needs::EachEntry | Needs::CdsClient => Vec::new(),
         Needs::All(needs) => needs.to_vec(),
         // An unknown type: the handler answers 404, which tells nothing.
         Needs::PathType(interaction) => match path_type(req.path()) {
@@ -364,7 +415,7 @@ pub async fn access_middleware<B: MessageBody + 'static>(
     };
     let address = req.peer_addr().map(|a| a.ip().to_string());
     let mut caller = None;
-    let decision = decide(&state.access, rule, &req, &mut caller).await;
+    let decision = decide(&state, rule, &req, &mut caller).await;
     // Clients are told apart by their token; without one, by their address. Callers on this
     // host without a token (a local tool, a reverse proxy that authorizes) are not limited.
     let client_key = match (&caller, req.peer_addr()) {

@@ -4,6 +4,7 @@
 //! utoipa.
 
 mod access;
+pub mod cds;
 mod cors;
 pub mod dicomweb;
 mod embeddings;
@@ -12,6 +13,7 @@ mod fallback;
 pub mod fhir;
 mod health;
 mod hl7;
+mod model_card;
 pub mod policy;
 mod rate_limit;
 mod request;
@@ -66,7 +68,8 @@ pub struct ApiState {
         (name = "Embeddings", description = "Image embeddings: one uploaded file, or a stored study's pooled embeddings"),
         (name = "HL7 v2", description = "HL7 v2 messages posted over HTTP, answered with their ACK"),
         (name = "Operations", description = "Liveness and readiness probes"),
-        (name = "Authorization", description = "Where to get a SMART on FHIR access token")
+        (name = "Authorization", description = "Where to get a SMART on FHIR access token"),
+        (name = "CDS Hooks", description = "CDS Hooks 2.0 services: the risk card in the chart, and what clinicians did with it")
     )
 )]
 pub struct ApiDoc;
@@ -77,6 +80,10 @@ pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(health::healthz)
         .service(health::readyz)
         .service(smart::smart_configuration)
+        .service(model_card::model_card)
+        .service(cds::discovery)
+        .service(cds::call_service)
+        .service(cds::service_feedback)
         .service(
             utoipa_actix_web::scope("/fhir")
                 .wrap(from_fn(fhir::content_negotiation_middleware))

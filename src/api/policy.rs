@@ -21,6 +21,10 @@ pub enum Needs {
     /// A valid token; the handler checks each entry of a batch or transaction Bundle as the
     /// interaction it is.
     EachEntry,
+    /// A CDS Hooks client's own signed token (not a SMART access token): a trusted EHR may
+    /// have the cards of any of its patients, which reads what [`ASSESSMENT`] reads and files
+    /// card feedback.
+    CdsClient,
 }
 
 /// Whether a grant from a `patient/` scope is enough.
@@ -67,6 +71,13 @@ pub const ASSESSMENT: &[(ResourceType, Interaction)] = &[
     (DocumentReference, Read),
     (ImagingStudy, Read),
 ];
+
+/// What a trusted CDS client is granted: what an assessment reads and files, and the
+/// feedback it files on cards.
+pub const CDS_CLIENT_GRANTS: &str = "system/RiskAssessment.c system/Patient.r system/Condition.r \
+    system/Observation.r system/Procedure.r system/MedicationStatement.r \
+    system/MedicationRequest.r system/MedicationAdministration.r system/DiagnosticReport.r \
+    system/DocumentReference.r system/ImagingStudy.r system/Basic.c";
 
 /// What an HL7 v2 message may file: ADT patients and encounters, ORU results, ORM/OMI orders.
 pub const HL7_FILING: &[(ResourceType, Interaction)] = &[
@@ -117,7 +128,7 @@ const fn rest(
     ("rest", subtype, action)
 }
 
-use Needs::{All, EachEntry, PathType};
+use Needs::{All, CdsClient, EachEntry, PathType};
 use PatientScoped::{Confined, Refused};
 
 /// Every route, and what it needs.
@@ -129,6 +140,22 @@ pub const RULES: &[RouteRule] = &[
     public("/openapi.json"),
     public("/docs"),
     public("/docs/{_:.*}"),
+    public("/model-card"),
+    public("/cds-services"),
+    rule(
+        "POST",
+        "/cds-services/{id}",
+        CdsClient,
+        Refused,
+        ("cds-hooks", "cds-service", AuditAction::Execute),
+    ),
+    rule(
+        "POST",
+        "/cds-services/{id}/feedback",
+        CdsClient,
+        Refused,
+        ("cds-hooks", "cds-feedback", AuditAction::Create),
+    ),
     rule(
         "GET",
         "/fhir/{resource_type}",
@@ -274,7 +301,7 @@ pub fn scopes_named(rule: &RouteRule) -> Vec<String> {
         Search => 's',
     };
     match rule.needs {
-        Needs::Public | Needs::EachEntry => Vec::new(),
+        Needs::Public | Needs::EachEntry | Needs::CdsClient => Vec::new(),
         Needs::PathType(i) => vec![format!("system/{{resource_type}}.{}", letter(i))],
         Needs::All(needs) => {
             let mut out: Vec<(ResourceType, String)> = Vec::new();
@@ -310,6 +337,19 @@ mod tests {
                     a.path
                 );
             }
+        }
+    }
+
+    #[test]
+    fn every_rule_audits_through_a_known_door() {
+        for rule in RULES {
+            assert!(
+                crate::domain::audit::DOORS.contains(&rule.audit.door),
+                "{} {}: door {} is not in DOORS, so its records could not be read back",
+                rule.method,
+                rule.path,
+                rule.audit.door
+            );
         }
     }
 

@@ -106,24 +106,45 @@ impl KeyStore {
     /// minute old).
     async fn keys_of(&self, issuer: &IssuerKeys, refresh: bool) -> Result<JwkSet, KeyError> {
         let name = &issuer.issuer.issuer;
-        {
-            let cache = self.keys.lock().await;
-            if let Some(cached) = cache.get(name)
-                && (!refresh || cached.fetched.elapsed() < REFETCH_AT_MOST_EVERY)
-            {
-                return Ok(cached.keys.clone());
-            }
+        if let Some(keys) = self.cached(name, refresh).await {
+            return Ok(keys);
         }
         let keys = self.fetch(issuer).await?;
         tracing::info!(issuer = %name, keys = keys.keys.len(), "issuer keys fetched");
+        self.remember(name, &keys).await;
+        Ok(keys)
+    }
+
+    /// The JWK Set at `url` (a CDS client's configured or allow-listed set), cached as an
+    /// issuer's is.
+    pub async fn key_set_at(&self, url: &str, refresh: bool) -> Result<JwkSet, KeyError> {
+        let name = format!("url:{url}");
+        if let Some(keys) = self.cached(&name, refresh).await {
+            return Ok(keys);
+        }
+        let keys = self.get_json::<JwkSet>(url).await?;
+        tracing::info!(keys = keys.keys.len(), "client keys fetched");
+        self.remember(&name, &keys).await;
+        Ok(keys)
+    }
+
+    /// Keys fetched under `name`, unless a `refresh` is asked and allowed.
+    async fn cached(&self, name: &str, refresh: bool) -> Option<JwkSet> {
+        let cache = self.keys.lock().await;
+        cache
+            .get(name)
+            .filter(|cached| !refresh || cached.fetched.elapsed() < REFETCH_AT_MOST_EVERY)
+            .map(|cached| cached.keys.clone())
+    }
+
+    async fn remember(&self, name: &str, keys: &JwkSet) {
         self.keys.lock().await.insert(
-            name.clone(),
+            name.to_owned(),
             Cached {
                 keys: keys.clone(),
                 fetched: Instant::now(),
             },
         );
-        Ok(keys)
     }
 
     async fn fetch(&self, issuer: &IssuerKeys) -> Result<JwkSet, KeyError> {

@@ -2,9 +2,11 @@
 //! against its issuer's keys (`token`; the keys discovered, fetched and cached by `keys`), or an
 //! opaque token its issuer vouches for (`introspect`). Its SMART on FHIR scopes (`scopes`) say
 //! which resource types and interactions it covers and whether only within its patient's
-//! compartment. Imports `domain` only.
+//! compartment. CDS Hooks clients (an EHR asking for cards) sign their own short-lived tokens
+//! instead (`cds`). Imports `domain` only.
 
 pub mod cache;
+pub mod cds;
 pub mod introspect;
 pub mod keys;
 pub mod scopes;
@@ -12,6 +14,7 @@ pub mod token;
 
 use std::time::Duration;
 
+pub use cds::{CdsCaller, CdsClient, CdsVerifier};
 pub use introspect::{IntrospectionEndpoint, Introspector};
 pub use keys::{IssuerKeys, KeyError, KeyStore};
 pub use scopes::{Context, Grant, Interaction, Scope, Scopes};
@@ -22,6 +25,7 @@ pub use token::{Caller, Issuer, TokenError};
 pub struct Verifier {
     keys: KeyStore,
     introspector: Introspector,
+    cds: CdsVerifier,
 }
 
 impl Verifier {
@@ -29,12 +33,19 @@ impl Verifier {
     pub fn new(
         issuers: Vec<IssuerKeys>,
         introspection: Vec<IntrospectionEndpoint>,
+        cds_clients: Vec<CdsClient>,
         timeout: Duration,
     ) -> Result<Self, KeyError> {
         Ok(Self {
             keys: KeyStore::new(issuers, timeout)?,
             introspector: Introspector::new(introspection, timeout)?,
+            cds: CdsVerifier::new(cds_clients, timeout)?,
         })
+    }
+
+    /// The verifier of CDS Hooks clients' tokens.
+    pub fn cds(&self) -> &CdsVerifier {
+        &self.cds
     }
 
     /// The caller a token names: a JWT (three dot-separated parts) checked against its

@@ -70,6 +70,12 @@ pub enum TokenError {
     Inactive,
     #[error("the token lacks a required claim ({0})")]
     Claims(String),
+    #[error("the token's keys are not at a place trusted for its issuer (jku)")]
+    UntrustedKeySource,
+    #[error("the token lives longer than the five minutes a CDS client token may")]
+    TooLongLived,
+    #[error("the token was used before (jti)")]
+    Replayed,
 }
 
 #[derive(Debug, Deserialize)]
@@ -107,6 +113,21 @@ pub fn header(token: &str) -> Result<(Option<String>, Algorithm), TokenError> {
     Ok((header.kid, header.alg))
 }
 
+/// Why jsonwebtoken refused a token, in this module's words.
+pub(super) fn refusal(e: &jsonwebtoken::errors::Error) -> TokenError {
+    use jsonwebtoken::errors::ErrorKind as K;
+    match e.kind() {
+        K::InvalidSignature => TokenError::Signature,
+        K::ExpiredSignature => TokenError::Expired,
+        K::ImmatureSignature => TokenError::NotYetValid,
+        K::InvalidAudience => TokenError::Audience,
+        K::InvalidIssuer => TokenError::UnknownIssuer,
+        K::MissingRequiredClaim(claim) => TokenError::Claims(claim.clone()),
+        K::InvalidAlgorithm => TokenError::KeyMismatch,
+        _ => TokenError::Malformed,
+    }
+}
+
 /// Verifies `token` with `keys`, the JWK Set of `issuer`, at the current time.
 pub fn verify(token: &str, issuer: &Issuer, keys: &JwkSet) -> Result<Caller, TokenError> {
     let (kid, algorithm) = header(token)?;
@@ -137,19 +158,7 @@ pub fn verify(token: &str, issuer: &Issuer, keys: &JwkSet) -> Result<Caller, Tok
     validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
     validation.leeway = CLOCK_SKEW_SECS;
     validation.validate_nbf = true;
-    let data = jsonwebtoken::decode::<Claims>(token, &key, &validation).map_err(|e| {
-        use jsonwebtoken::errors::ErrorKind as K;
-        match e.kind() {
-            K::InvalidSignature => TokenError::Signature,
-            K::ExpiredSignature => TokenError::Expired,
-            K::ImmatureSignature => TokenError::NotYetValid,
-            K::InvalidAudience => TokenError::Audience,
-            K::InvalidIssuer => TokenError::UnknownIssuer,
-            K::MissingRequiredClaim(claim) => TokenError::Claims(claim.clone()),
-            K::InvalidAlgorithm => TokenError::KeyMismatch,
-            _ => TokenError::Malformed,
-        }
-    })?;
+    let data = jsonwebtoken::decode::<Claims>(token, &key, &validation).map_err(|e| refusal(&e))?;
     let claims = data.claims;
     let Some(subject) = claims.sub else {
         return Err(TokenError::Claims("sub".into()));

@@ -93,7 +93,7 @@ impl AuditAgent {
 #[derive(Debug, Clone)]
 pub struct AuditRecord {
     pub recorded: DateTime<Utc>,
-    /// Which door: `rest`, `dicomweb`, `dicom`, `hl7v2`, `ehr`.
+    /// Which door: one of [`DOORS`].
     pub door: &'static str,
     /// The interaction or operation: `read`, `search-type`, `create`, `risk-assessment`,
     /// `c-store`, `ORU^R01` …
@@ -170,7 +170,7 @@ struct Kept<'a> {
 }
 
 /// The doors records come through; a kept record naming another is not one of ours.
-const DOORS: [&str; 5] = ["rest", "dicomweb", "dicom", "hl7v2", "ehr"];
+pub const DOORS: [&str; 6] = ["rest", "dicomweb", "dicom", "hl7v2", "ehr", "cds-hooks"];
 
 fn borrowed(text: &Option<String>) -> Option<Cow<'_, str>> {
     text.as_deref().map(Cow::Borrowed)

@@ -1,7 +1,7 @@
 //! The service's vocabulary: identifiers and value types parsed at the boundary, shared by every
 //! layer. No I/O and no framework types live here; imports nothing from the crate but `error`.
 
-mod audit;
+pub mod audit;
 mod ids;
 mod imaging;
 mod instant;

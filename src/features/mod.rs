@@ -20,4 +20,4 @@ pub use builder::{
     notes_to_embed, pool_embeddings,
 };
 pub use context::PatientContext;
-pub use spec::InputSpec;
+pub use spec::{InputSpec, OrderableTest};

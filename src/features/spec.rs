@@ -419,7 +419,156 @@ impl InputSpec {
     }
 }
 
+/// A test whose result fills an input (LOINC).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderableTest {
+    pub code: String,
+    pub display: Option<String>,
+}
+
+pub const LOINC: &str = "http://loinc.org";
+
+/// Whether a code has the form of a LOINC code (`21889-1`).
+fn is_loinc(code: &str) -> bool {
+    code.split_once('-').is_some_and(|(number, check)| {
+        !number.is_empty()
+            && number.bytes().all(|b| b.is_ascii_digit())
+            && check.len() == 1
+            && check.bytes().all(|b| b.is_ascii_digit())
+    })
+}
+
 impl InputSpec {
+    /// The tests whose results fill input `feature` (a column, or `column=level`), in the
+    /// spec's order (the first is the one the training cohort measured): laboratory and
+    /// pathology results, markers, receptor statuses, counts and coded findings with a LOINC
+    /// code. Empty for what no test gives (age, treatments, history).
+    pub fn orderable_tests(&self, feature: &str) -> Vec<OrderableTest> {
+        let column = feature
+            .split_once('=')
+            .map_or(feature, |(column, _)| column);
+        let plain = |codes: &[String]| -> Vec<OrderableTest> {
+            codes
+                .iter()
+                .filter(|c| is_loinc(c))
+                .map(|c| OrderableTest {
+                    code: c.clone(),
+                    display: None,
+                })
+                .collect()
+        };
+        if let Some(lab) = self.labs.iter().find(|l| l.name == column) {
+            return plain(&lab.loinc);
+        }
+        let Some(clinical) = &self.clinical else {
+            return Vec::new();
+        };
+        if let Some(marker) = clinical.markers.iter().find(|m| m.name == column) {
+            return plain(&marker.loinc);
+        }
+        if let Some(range) = clinical.ranges.iter().find(|r| r.name == column) {
+            return plain(&range.counts);
+        }
+        if let Some(category) = clinical.categories.iter().find(|c| c.name == column) {
+            return plain(&category.codes);
+        }
+        if let Some(status) = clinical.statuses.iter().find(|s| s.name == column) {
+            return value_set(&status.results)
+                .map(|set| {
+                    set.listed()
+                        .iter()
+                        .filter(|(system, code, _)| system == LOINC && is_loinc(code))
+                        .map(|(_, code, display)| OrderableTest {
+                            code: code.clone(),
+                            display: display.clone(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+        }
+        Vec::new()
+    }
+
+    /// The inputs (columns) a test with this LOINC code fills, by the codes and ValueSets the
+    /// spec names.
+    pub fn inputs_filled_by(&self, code: &str) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        let mut columns: Vec<&str> = self.labs.iter().map(|l| l.name.as_str()).collect();
+        if let Some(clinical) = &self.clinical {
+            columns.extend(clinical.markers.iter().map(|m| m.name.as_str()));
+            columns.extend(clinical.ranges.iter().map(|r| r.name.as_str()));
+            columns.extend(clinical.categories.iter().map(|c| c.name.as_str()));
+            columns.extend(clinical.statuses.iter().map(|s| s.name.as_str()));
+        }
+        for column in columns {
+            if self.orderable_tests(column).iter().any(|t| t.code == code)
+                && !names.iter().any(|n| n == column)
+            {
+                names.push(column.to_owned());
+            }
+        }
+        names
+    }
+
+    /// The codes of every Observation the spec reads, when they can be listed (bare codes, so
+    /// that a search matches them in any code system): None when it also reads Observations by
+    /// their answer whatever their code (a population's event findings), or through a ValueSet
+    /// with hierarchy filters, so that only all of a patient's Observations will do.
+    pub fn observation_codes(&self) -> Option<Vec<String>> {
+        let mut codes: Vec<String> = Vec::new();
+        let mut add = |code: &str| {
+            if !codes.iter().any(|c| c == code) {
+                codes.push(code.to_owned());
+            }
+        };
+        let listed = |url: &str| -> Option<Vec<String>> {
+            let set = value_set(url)?;
+            set.is_enumerated()
+                .then(|| set.listed().iter().map(|(_, c, _)| c.clone()).collect())
+        };
+        if self
+            .population
+            .as_ref()
+            .is_some_and(|p| !p.event.findings.is_empty())
+        {
+            return None;
+        }
+        if self.population.as_ref().is_some_and(|p| p.stage.is_some())
+            || self.clinical.as_ref().is_some_and(|c| c.stage)
+        {
+            crate::fhir::codes::STAGE_GROUPS
+                .iter()
+                .for_each(|(code, _)| add(code));
+        }
+        if self.genomics.is_some() {
+            add(crate::fhir::codes::VARIANT);
+        }
+        for lab in &self.labs {
+            lab.loinc.iter().for_each(|c| add(c));
+        }
+        if let Some(clinical) = &self.clinical {
+            for marker in &clinical.markers {
+                marker.loinc.iter().for_each(|c| add(c));
+            }
+            for category in &clinical.categories {
+                category.codes.iter().for_each(|c| add(c));
+                if let Some(url) = &category.findings {
+                    listed(url)?.iter().for_each(|c| add(c));
+                }
+            }
+            for status in &clinical.statuses {
+                listed(&status.results)?.iter().for_each(|c| add(c));
+            }
+            for range in &clinical.ranges {
+                range.counts.iter().for_each(|c| add(c));
+                if let Some(url) = &range.categories {
+                    listed(url)?.iter().for_each(|c| add(c));
+                }
+            }
+        }
+        Some(codes)
+    }
+
     /// Where a feature of this spec comes from in FHIR, in words (for model cards); None for
     /// a feature the spec does not fill.
     pub fn fhir_source(&self, feature: &str) -> Option<String> {
@@ -532,5 +681,61 @@ impl InputSpec {
             }
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn default_spec() -> InputSpec {
+        let manifest: serde_json::Value = serde_json::from_str(include_str!(
+            "../../models/risk/gbsg2-recurrence/manifest.json"
+        ))
+        .unwrap();
+        serde_json::from_value(manifest["inputs"].clone()).unwrap()
+    }
+
+    #[test]
+    fn the_tests_that_fill_an_input_are_named_and_found_by_code() {
+        let spec = default_spec();
+        let progrec = spec.orderable_tests("progrec=positive");
+        assert_eq!(progrec[0].code, "31207-4");
+        assert_eq!(progrec.len(), 4);
+        assert!(
+            progrec[0]
+                .display
+                .as_deref()
+                .unwrap()
+                .contains("Progesterone")
+        );
+        assert_eq!(spec.orderable_tests("tsize")[0].code, "21889-1");
+        assert_eq!(spec.orderable_tests("tgrade=II")[0].code, "33732-9");
+        // What no test gives: age, history coded in SNOMED CT, treatments.
+        assert!(spec.orderable_tests("age").is_empty());
+        assert!(spec.orderable_tests("menostat=Post").is_empty());
+        assert!(spec.orderable_tests("horTh=yes").is_empty());
+        assert_eq!(spec.inputs_filled_by("40557-1"), ["progrec"]);
+        assert_eq!(spec.inputs_filled_by("21893-3"), ["pnodes"]);
+        assert!(spec.inputs_filled_by("2160-0").is_empty());
+    }
+
+    #[test]
+    fn observation_codes_are_listed_only_when_every_observation_is_read_by_code() {
+        let mut spec = default_spec();
+        // The default model sees an event in a disease-status answer, whatever the code.
+        assert_eq!(spec.observation_codes(), None);
+        spec.population = None;
+        let codes = spec.observation_codes().unwrap();
+        for code in [
+            "21889-1",
+            "21893-3",
+            "33732-9",
+            "161712005",
+            "31207-4",
+            "14130-9",
+        ] {
+            assert!(codes.iter().any(|c| c == code), "{code} in {codes:?}");
+        }
     }
 }

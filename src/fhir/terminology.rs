@@ -68,6 +68,8 @@ pub struct ValueSet {
     concepts: BTreeMap<String, BTreeSet<String>>,
     /// (system, code): every code of the system under this one.
     descendants_of: Vec<(String, String)>,
+    /// The enumerated concepts as listed: (system, code, display).
+    listed: Vec<(String, String, Option<String>)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -98,6 +100,7 @@ impl ValueSet {
             url: url.clone(),
             concepts: BTreeMap::new(),
             descendants_of: Vec::new(),
+            listed: Vec::new(),
         };
         let includes = value
             .pointer("/compose/include")
@@ -123,6 +126,11 @@ impl ValueSet {
                     .entry(system.to_owned())
                     .or_default()
                     .insert(code.to_owned());
+                set.listed.push((
+                    system.to_owned(),
+                    code.to_owned(),
+                    concept["display"].as_str().map(str::to_owned),
+                ));
             }
             for filter in include
                 .get("filter")
@@ -160,6 +168,17 @@ impl ValueSet {
             || self.descendants_of.iter().any(|(s, parent)| {
                 system.is_none_or(|own| own == s) && code.starts_with(parent.as_str())
             })
+    }
+
+    /// Whether every code of the set is listed (no hierarchy filter).
+    pub fn is_enumerated(&self) -> bool {
+        self.descendants_of.is_empty()
+    }
+
+    /// The concepts the set lists, in its order: (system, code, display). Codes taken in
+    /// through an `is-a` filter are not among them.
+    pub fn listed(&self) -> &[(String, String, Option<String>)] {
+        &self.listed
     }
 
     /// Whether any coding of the CodeableConcept is in the set.

@@ -7,6 +7,8 @@
 
 pub mod audit;
 mod bundle;
+pub mod cds;
+mod cds_prefetch;
 mod embedding;
 pub mod features;
 mod hl7;
@@ -39,6 +41,7 @@ pub use embedding::{InstanceEmbedding, StudyEmbeddingReport, embed_dicom};
 pub use hl7::{Hl7Answer, SUPPORTED_MESSAGES};
 pub use imaging::{IngestedInstance, InstanceFailure};
 pub use resources::{SearchRequest, Written};
+pub use risk_inputs::{AssessmentInputs, RecordSource};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -81,6 +84,8 @@ pub enum PipelineError {
     RiskJob(Box<risk_jobs::RiskJobError>),
     #[error("the patient is not held here and the EHR could not be asked: {0}")]
     Ehr(Box<crate::ehr::EhrError>),
+    #[error(transparent)]
+    Cds(#[from] cds::CdsError),
     #[error("Bundle.entry[{index}]: {source}")]
     BundleEntry {
         index: usize,
@@ -126,6 +131,7 @@ impl PipelineError {
                 ErrorKind::PreconditionFailed
             }
             PipelineError::BundleEntry { source, .. } => source.kind(),
+            PipelineError::Cds(e) => e.kind(),
             PipelineError::RiskJob(e) => e.kind(),
             PipelineError::Ehr(e) => match e.kind() {
                 ErrorKind::NotFound | ErrorKind::Internal => ErrorKind::Unavailable,
@@ -159,6 +165,7 @@ impl PipelineError {
     pub fn expression(&self) -> Option<String> {
         match self {
             PipelineError::Fhir(e) => e.expression().map(str::to_owned),
+            PipelineError::Cds(e) => e.expression(),
             PipelineError::BundleEntry { index, source } => Some(match source.expression() {
                 Some(inner) => format!("Bundle.entry[{index}].resource.{inner}"),
                 None => format!("Bundle.entry[{index}]"),

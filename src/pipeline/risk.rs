@@ -14,12 +14,13 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use super::risk_clock::{Clock, horizon_risks};
+use super::risk_inputs::AssessmentInputs;
 use super::{Pipeline, PipelineError};
 use crate::domain::{Horizon, IdError, ResourceId, ResourceType, TimeUnit};
 use crate::features::{FeatureSet, PatientContext, build_features};
 use crate::fusion::{Inputs, Model, PackageError, PredictError};
 use crate::report::risk::{
-    AssessmentContent, AssessmentIds, ModelDescription, assessment_resources,
+    AssessmentContent, AssessmentIds, ModelDescription, Unfilled, assessment_resources,
 };
 use crate::store::StoreError;
 use crate::telemetry::spawn_blocking_with_tracing;
@@ -28,6 +29,8 @@ use crate::telemetry::spawn_blocking_with_tracing;
 pub struct RiskModel {
     pub model: Model,
     pub description: ModelDescription,
+    /// The model card (Markdown) shipped beside the bundle, when there is one.
+    pub card: Option<String>,
 }
 
 impl std::fmt::Debug for RiskModel {
@@ -49,7 +52,9 @@ pub enum RiskModelError {
 impl RiskModel {
     /// Loads a bundle (checksum and layout checked) that the service can fill from FHIR.
     pub fn load(dir: &Path) -> Result<Self, RiskModelError> {
-        Self::describe(Model::load(dir)?, dir)
+        let mut model = Self::describe(Model::load(dir)?, dir)?;
+        model.card = std::fs::read_to_string(dir.join("model-card.md")).ok();
+        Ok(model)
     }
 
     /// The default model as it was built into the binary (`models/risk/gbsg2-recurrence`),
@@ -61,7 +66,9 @@ impl RiskModel {
             include_str!("../../models/risk/gbsg2-recurrence/manifest.json"),
             include_bytes!("../../models/risk/gbsg2-recurrence/model.safetensors"),
         )?;
-        Self::describe(model, dir)
+        let mut model = Self::describe(model, dir)?;
+        model.card = Some(include_str!("../../models/risk/gbsg2-recurrence/model-card.md").into());
+        Ok(model)
     }
 
     fn describe(model: Model, dir: &Path) -> Result<Self, RiskModelError> {
@@ -77,7 +84,11 @@ impl RiskModel {
             version: model.manifest.version.clone(),
             weights_sha256: sha,
         };
-        Ok(Self { model, description })
+        Ok(Self {
+            model,
+            description,
+            card: None,
+        })
     }
 
     /// The outcome as the service's code system names it.
@@ -159,6 +170,8 @@ pub struct Assessment {
     pub warnings: Vec<String>,
     /// false when the same assessment had been filed before and was returned as it was.
     pub created: bool,
+    /// What the model said and why (the same whether filed now or before).
+    pub content: Box<AssessmentContent>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -192,16 +205,18 @@ pub enum AssessmentError {
 }
 
 impl Pipeline {
-    /// Assesses `request.patient` with the active model and files the result.
+    /// Assesses `request.patient` with the active model, from what this service holds and what
+    /// `inputs` names, and files the result.
     pub async fn assess_risk(
         &self,
         request: &AssessmentRequest,
+        inputs: AssessmentInputs,
     ) -> Result<Assessment, PipelineError> {
         let risk = self.risk_model.clone().ok_or(AssessmentError::NoModel)?;
         check_model_name(&risk, request.model.as_deref())?;
         let horizons = select_horizons(&risk, &request.horizons)?;
 
-        let record = self.gather_record(&request.patient).await?;
+        let record = self.gather_record(&request.patient, inputs.source).await?;
         let context = PatientContext::from_resources(&record.patient, record.resources.iter());
         let spec = risk
             .model
@@ -215,7 +230,13 @@ impl Pipeline {
         let now = clock.now;
         let mut warnings = record.warnings.clone();
         let (embeddings, study) = self
-            .assessment_embeddings(spec, &context, request.study.as_deref(), &mut warnings)
+            .assessment_embeddings(
+                spec,
+                &context,
+                request.study.as_deref(),
+                inputs.encode_now,
+                &mut warnings,
+            )
             .await?;
         let mut features = build_features(spec, &context, &embeddings, clock.as_of());
         // Compared with the training data before the model sees them: a level no training
@@ -346,12 +367,22 @@ impl Pipeline {
                     (m.to_string(), reasons.join("; "))
                 })
                 .collect(),
+            unfilled: features
+                .unfilled
+                .iter()
+                .map(|u| Unfilled {
+                    feature: u.feature.clone(),
+                    modality: u.modality.to_string(),
+                    reason: u.reason.clone(),
+                })
+                .collect(),
             basis,
             imaging_study: study.map(|(id, _)| id),
             key,
         };
         let resources = assessment_resources(&content, &ids);
-        self.file_assessment(&risk, &ids, resources, warnings).await
+        self.file_assessment(&risk, &ids, resources, warnings, content)
+            .await
     }
 
     /// Writes the assessment's resources in one transaction, unless the same assessment was
@@ -362,6 +393,7 @@ impl Pipeline {
         ids: &AssessmentIds,
         resources: crate::report::risk::AssessmentResources,
         warnings: Vec<String>,
+        content: AssessmentContent,
     ) -> Result<Assessment, PipelineError> {
         let mut tx = self.store.begin().await?;
         let filed = matches!(
@@ -430,6 +462,7 @@ impl Pipeline {
             resources: out,
             warnings,
             created: !filed,
+            content: Box::new(content),
         })
     }
 }

@@ -17,7 +17,7 @@ use super::{Pipeline, PipelineError};
 use crate::domain::{
     AuditAction, AuditOutcome, AuditRecord, DicomUid, ModelVersion, ResourceId, ResourceType,
 };
-use crate::ehr::{EhrError, PatientRecord, pull_patient};
+use crate::ehr::{EhrError, FhirClient, PatientRecord, pull_patient};
 use crate::features::{Embeddings, PatientContext};
 use crate::fhir::parse_search;
 use crate::store::StoreError;
@@ -50,11 +50,45 @@ pub(super) struct GatheredRecord {
     pub warnings: Vec<String>,
 }
 
+/// Where an assessment reads the patient's record, besides what this service holds.
+#[derive(Debug, Clone, Default)]
+pub enum RecordSource {
+    /// The EHR the service is configured to pull from, if any (the FHIR operation, jobs).
+    #[default]
+    Configured,
+    /// What the caller sent (CDS Hooks prefetch) or had read for it with its own token
+    /// (`fhirServer`), as read from the server at `base`.
+    Given {
+        record: Box<PatientRecord>,
+        base: Option<String>,
+    },
+}
+
+/// Where an assessment's inputs come from, and whether it waits for imaging to be encoded.
+#[derive(Debug, Clone)]
+pub struct AssessmentInputs {
+    pub source: RecordSource,
+    /// Encode now a study the embedding worker has not reached yet (the FHIR operation);
+    /// false: use what is encoded and say what is not (a card, due within half a second).
+    pub encode_now: bool,
+}
+
+impl Default for AssessmentInputs {
+    fn default() -> Self {
+        Self {
+            source: RecordSource::Configured,
+            encode_now: true,
+        }
+    }
+}
+
 impl Pipeline {
-    /// Gathers what is known about patient `id` (404 when neither here nor the EHR has them).
+    /// Gathers what is known about patient `id` (404 when neither here nor the source has
+    /// them).
     pub(super) async fn gather_record(
         &self,
         id: &ResourceId,
+        source: RecordSource,
     ) -> Result<GatheredRecord, PipelineError> {
         let mut record = GatheredRecord {
             patient: Value::Null,
@@ -62,16 +96,24 @@ impl Pipeline {
             references: BTreeMap::new(),
             warnings: Vec::new(),
         };
+        let (base, found) = match source {
+            RecordSource::Configured => match &self.ehr {
+                Some(client) => (
+                    Some(client.base_url().to_owned()),
+                    Some(self.pull_audited(client, id).await),
+                ),
+                None => (None, None),
+            },
+            RecordSource::Given { record, base } => (base, Some(Ok(*record))),
+        };
         let local = match self.store.read(ResourceType::Patient, id).await {
             Ok(stored) => Some(stored),
-            Err(StoreError::NotFound { .. }) if self.ehr.is_some() => None,
+            Err(StoreError::NotFound { .. }) if found.is_some() => None,
             Err(e) => return Err(e.into()),
         };
         let mut pulled = None;
         let mut ehr_failure = None;
-        if let Some(client) = &self.ehr {
-            let found = pull_patient(client, id.as_ref()).await;
-            self.audit(pull_record(client.base_url(), id, &found)).await;
+        if let Some(found) = found {
             match found {
                 Ok(found) => {
                     for missing in &found.missing {
@@ -148,8 +190,8 @@ impl Pipeline {
         for patient in &patients {
             self.local_resources(patient, &mut record).await?;
         }
-        if let (Some(found), Some(client)) = (pulled, &self.ehr) {
-            let base = client.base_url().trim_end_matches('/').to_owned();
+        if let Some(found) = pulled {
+            let base = base.map(|b| format!("{}/", b.trim_end_matches('/')));
             for resource in found.resources().skip(1) {
                 if ai_asserted(resource) {
                     continue;
@@ -159,7 +201,7 @@ impl Pipeline {
                 else {
                     continue;
                 };
-                let mut reference = format!("{base}/{t}/{rid}");
+                let mut reference = format!("{}{t}/{rid}", base.as_deref().unwrap_or_default());
                 if let Some(version) = resource.pointer("/meta/versionId").and_then(Value::as_str) {
                     reference = format!("{reference}/_history/{version}");
                 }
@@ -180,6 +222,18 @@ impl Pipeline {
         Ok(record)
     }
 
+    /// Pulls patient `id` from `client` (the configured EHR, or a caller's FHIR server with the
+    /// caller's token), with its audit record.
+    pub async fn pull_audited(
+        &self,
+        client: &FhirClient,
+        id: &ResourceId,
+    ) -> Result<PatientRecord, EhrError> {
+        let found = pull_patient(client, id.as_ref()).await;
+        self.audit(pull_record(client.base_url(), id, &found)).await;
+        found
+    }
+
     /// The embeddings the spec takes, from what the service has already encoded; a missing one
     /// is a warning, not an error. Returns the imaging study used (id, version).
     pub(super) async fn assessment_embeddings(
@@ -187,6 +241,7 @@ impl Pipeline {
         spec: &crate::features::InputSpec,
         context: &PatientContext,
         asked: Option<&str>,
+        encode_now: bool,
         warnings: &mut Vec<String>,
     ) -> Result<(Embeddings, Option<(ResourceId, String)>), PipelineError> {
         let mut embeddings = Embeddings::default();
@@ -240,14 +295,22 @@ impl Pipeline {
             version: encoder.entry().version.clone(),
         };
         // Encode now what the worker has not reached yet (a study just received).
-        match self.embed_study_now(&uid).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(study_instances = n, "study encoded for an assessment"),
-            Err(e) => warnings.push(format!("the study could not be encoded now ({e})")),
+        if encode_now {
+            match self.embed_study_now(&uid).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(study_instances = n, "study encoded for an assessment"),
+                Err(e) => warnings.push(format!("the study could not be encoded now ({e})")),
+            }
         }
         embeddings.imaging =
             super::features::stored_study_embedding(&self.store, &uid, &version).await?;
-        if embeddings.imaging.is_none() {
+        if embeddings.imaging.is_none() && !encode_now {
+            warnings.push(format!(
+                "the study {} is not encoded yet; the risk was estimated without imaging and \
+                 will include it when asked again once encoding is done",
+                uid.as_str()
+            ));
+        } else if embeddings.imaging.is_none() {
             warnings.push(format!(
                 "the study {} has no {} embedding yet; imaging was not used",
                 uid.as_str(),

@@ -16,6 +16,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
 use super::risk::{Assessment, AssessmentRequest};
+use super::risk_inputs::AssessmentInputs;
 use super::{Pipeline, PipelineError};
 use crate::error::{ErrorKind, error_chain};
 use crate::report::{
@@ -156,27 +157,51 @@ impl Pipeline {
                 Ok(Submitted::Accepted { job })
             }
             Delivery::Wait => {
-                let pipeline = self.clone();
-                let task = spawn_with_tracing(async move {
-                    let _permit = permit;
-                    pipeline.assess_risk(&request).await
-                });
-                let time_limit = self.risk_admission.time_limit;
-                let assessment = match tokio::time::timeout(time_limit, task).await {
-                    Ok(Ok(assessment)) => assessment?,
-                    Ok(Err(stopped)) => return Err(RiskJobError::Stopped(stopped).into()),
-                    Err(_) => {
-                        tracing::warn!(
-                            time_limit_secs = time_limit.as_secs(),
-                            "assessment past its time limit; it goes on"
-                        );
-                        return Err(RiskJobError::TimedOut {
-                            secs: time_limit.as_secs(),
-                        }
-                        .into());
-                    }
-                };
+                let assessment = self
+                    .assess_within_limit(request, AssessmentInputs::default(), permit)
+                    .await?;
                 Ok(Submitted::Answered(assessment_bundle(base, &assessment)?))
+            }
+        }
+    }
+
+    /// Assesses `request` from what this service holds and what `inputs` names, waiting for
+    /// the result within the time limit (the CDS Hooks services, which answer with cards).
+    pub async fn assess_now(
+        &self,
+        request: AssessmentRequest,
+        inputs: AssessmentInputs,
+    ) -> Result<Assessment, PipelineError> {
+        let permit = self.risk_admission.slot()?;
+        self.assess_within_limit(request, inputs, permit).await
+    }
+
+    /// Runs an admitted assessment; past the time limit it goes on and is filed, and the
+    /// caller is told so.
+    async fn assess_within_limit(
+        &self,
+        request: AssessmentRequest,
+        inputs: AssessmentInputs,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<Assessment, PipelineError> {
+        let pipeline = self.clone();
+        let task = spawn_with_tracing(async move {
+            let _permit = permit;
+            pipeline.assess_risk(&request, inputs).await
+        });
+        let time_limit = self.risk_admission.time_limit;
+        match tokio::time::timeout(time_limit, task).await {
+            Ok(Ok(assessment)) => assessment,
+            Ok(Err(stopped)) => Err(RiskJobError::Stopped(stopped).into()),
+            Err(_) => {
+                tracing::warn!(
+                    time_limit_secs = time_limit.as_secs(),
+                    "assessment past its time limit; it goes on"
+                );
+                Err(RiskJobError::TimedOut {
+                    secs: time_limit.as_secs(),
+                }
+                .into())
             }
         }
     }
@@ -248,7 +273,10 @@ impl Pipeline {
         base: String,
         permit: OwnedSemaphorePermit,
     ) {
-        let result = match self.assess_risk(&request).await {
+        let result = match self
+            .assess_risk(&request, AssessmentInputs::default())
+            .await
+        {
             Ok(assessment) => assessment_bundle(&base, &assessment).map_err(PipelineError::from),
             Err(e) => Err(e),
         };

@@ -10,6 +10,7 @@
 mod audit;
 mod bundle;
 mod capability;
+pub mod cds_card;
 mod imaging_study;
 mod observation;
 mod operation_outcome;

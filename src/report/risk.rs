@@ -96,11 +96,21 @@ pub struct AssessmentContent {
     pub top_features: Vec<(String, f64)>,
     /// (modality, why)
     pub missing: Vec<(String, String)>,
+    /// Every input the spec names that the record did not fill.
+    pub unfilled: Vec<Unfilled>,
     /// The input resources (`Type/id/_history/v`).
     pub basis: Vec<String>,
     pub imaging_study: Option<ResourceId>,
     /// The digest of the model and inputs: the same key, the same assessment.
     pub key: String,
+}
+
+/// An input the record did not fill, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unfilled {
+    pub feature: String,
+    pub modality: String,
+    pub reason: String,
 }
 
 /// The ids the assessment's resources take, derived from its key.

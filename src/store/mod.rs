@@ -5,6 +5,7 @@
 
 mod audit;
 mod cache;
+mod cds_cards;
 mod embeddings;
 mod files;
 mod hl7;
@@ -22,6 +23,7 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Row};
 
 pub use audit::{AuditFilter, AuditRow, ChainCheck, GENESIS_HASH, NewAuditEvent, chain_hash};
+pub use cds_cards::ShownCard;
 pub use embeddings::{InstanceToEmbed, StoredPooledEmbedding, StudyEmbeddings};
 pub use files::FileStore;
 pub use hl7::{Hl7Receipt, NewHl7Message};

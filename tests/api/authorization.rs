@@ -197,6 +197,21 @@ fn cases() -> Vec<Case> {
         body: "not dicom".into(),
         ..case(Method::POST, "/embeddings/image", Value::Null, 503, false)
     });
+    // CDS Hooks services take CDS client JWTs only (tests/api/cds.rs): no access token will do.
+    all.push(case(
+        Method::POST,
+        "/cds-services/prognostics-risk",
+        json!({"hook": "patient-view", "hookInstance": "h1", "context": {"patientId": "p1"}}),
+        401,
+        false,
+    ));
+    all.push(case(
+        Method::POST,
+        "/cds-services/prognostics-risk/feedback",
+        json!({"feedback": []}),
+        401,
+        false,
+    ));
     all.push(Case {
         content_type: "x-application/hl7-v2+er7",
         body: HL7_MESSAGE.into(),
@@ -269,14 +284,20 @@ async fn every_route_answers_every_kind_of_token_as_it_should() {
     for case in cases() {
         let label = format!("{} {}", case.method, case.path);
         let confined_answer = if case.confined { case.admin } else { 403 };
+        // 401 for every access token: a route for CDS clients' own tokens.
+        let refused = if case.admin == 401 { 401 } else { 403 };
         let expectations: [(&str, Option<&str>, u16); 8] = [
             ("no token", None, 401),
             ("expired", Some(&expired), 401),
             ("other audience", Some(&other_audience), 401),
             ("forged", Some(&forged), 401),
-            ("wrong scope", Some(&wrong_scope), 403),
-            ("other patient", Some(&other_patient), 403),
-            ("own patient", Some(&own_patient), confined_answer),
+            ("wrong scope", Some(&wrong_scope), refused),
+            ("other patient", Some(&other_patient), refused),
+            (
+                "own patient",
+                Some(&own_patient),
+                if refused == 401 { 401 } else { confined_answer },
+            ),
             ("administrator", Some(&admin), case.admin),
         ];
         for (who, token, expected) in expectations {

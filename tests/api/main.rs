@@ -10,6 +10,7 @@ mod auth_server;
 mod authorization;
 mod bad_input;
 mod bundles;
+mod cds;
 mod cohort_embeddings;
 mod cors;
 mod crud;

@@ -1,5 +1,5 @@
 //! The standard search parameters (R4) of who and where (Practitioner, PractitionerRole,
-//! Organization, Location), groups, medications and tasks: the resources real records carry
+//! Organization, Location), groups, medications, tasks and Basic (CDS card feedback): the resources real records carry
 //! beside the clinical ones. Token, reference and date parameters; string parameters (names,
 //! addresses) are not supported.
 
@@ -7,6 +7,56 @@ use super::clinical::PATIENT;
 use super::{SearchParamDef, SearchParamKind};
 use crate::domain::ResourceType;
 
+const BASIC: &[SearchParamDef] = &[
+    param!(
+        "author",
+        Reference,
+        ["author"],
+        None,
+        "Basic.author",
+        "http://hl7.org/fhir/SearchParameter/Basic-author"
+    ),
+    param!(
+        "code",
+        Token,
+        ["code"],
+        None,
+        "Basic.code",
+        "http://hl7.org/fhir/SearchParameter/Basic-code"
+    ),
+    param!(
+        "created",
+        Date,
+        ["created"],
+        None,
+        "Basic.created",
+        "http://hl7.org/fhir/SearchParameter/Basic-created"
+    ),
+    param!(
+        "identifier",
+        Token,
+        ["identifier"],
+        None,
+        "Basic.identifier",
+        "http://hl7.org/fhir/SearchParameter/Basic-identifier"
+    ),
+    param!(
+        "patient",
+        Reference,
+        ["subject"],
+        PATIENT,
+        "Basic.subject.where(resolve() is Patient)",
+        "http://hl7.org/fhir/SearchParameter/Basic-patient"
+    ),
+    param!(
+        "subject",
+        Reference,
+        ["subject"],
+        None,
+        "Basic.subject",
+        "http://hl7.org/fhir/SearchParameter/Basic-subject"
+    ),
+];
 const GROUP: &[SearchParamDef] = &[
     param!(
         "actual",
@@ -321,6 +371,7 @@ const TASK: &[SearchParamDef] = &[
 /// The parameters of `resource_type`, when it is one of this module's.
 pub(super) fn params(resource_type: ResourceType) -> Option<&'static [SearchParamDef]> {
     Some(match resource_type {
+        ResourceType::Basic => BASIC,
         ResourceType::Group => GROUP,
         ResourceType::Location => LOCATION,
         ResourceType::Medication => MEDICATION,
