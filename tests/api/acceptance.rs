@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{assert_valid_fhir, pydicom_path, spawn_app_with};
 
-const MRN_SYSTEM: &str = "http://hospital.example.org";
+pub(crate) const MRN_SYSTEM: &str = "http://hospital.example.org";
 const PATIENT: &str = "cancer-patient-jenny-m";
 
 fn years(n: f64) -> Horizon {
@@ -27,7 +27,7 @@ fn years(n: f64) -> Horizon {
 /// A small cohort of random patients (age, LDH, a 64-wide image embedding), and a model
 /// trained on it whose input spec reads them from FHIR: age from the birth date, LDH by LOINC
 /// 2532-0, the image embedding of encoder `tiny`.
-fn train_model(dir: &Path) -> PathBuf {
+pub(crate) fn train_model(dir: &Path) -> PathBuf {
     let mut state = 0x2545_f491_4f6c_dd1d_u64;
     let mut uniform = move || {
         state ^= state << 13;
@@ -102,7 +102,7 @@ fn train_model(dir: &Path) -> PathBuf {
 
 /// Three instances of one CT series for her MRN (CT_small.dcm, each with a new SOP Instance
 /// UID, by dcmtk's dcmodify).
-fn her_series(dir: &Path, ct: &Path) -> Vec<String> {
+pub(crate) fn her_series(dir: &Path, ct: &Path) -> Vec<String> {
     (0..3)
         .map(|i| {
             let file = dir.join(format!("ct{i}.dcm"));

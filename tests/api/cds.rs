@@ -609,3 +609,80 @@ async fn cds_clients_sign_each_call_and_cannot_replay_it() {
     let refused = audited(&app, "agent=127.0.0.1&outcome=4", "cds-service", 6).await;
     assert!(refused.len() >= 6, "{}", refused.len());
 }
+
+/// A study received but not encoded yet: the card comes at once from what is ready and says
+/// so; once `$risk-assessment` has encoded it, the card reopened shows that assessment.
+#[tokio::test]
+async fn a_card_does_not_wait_for_imaging_that_is_not_encoded() {
+    if !crate::dimse::dcmtk_available() {
+        return;
+    }
+    let Some(ct) = crate::helpers::pydicom_path("CT_small.dcm") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("encoders");
+    prognostics::encoders::write_random_model(&models, "tiny", "efficientnet-lite", 1).unwrap();
+    let bundle = crate::acceptance::train_model(dir.path());
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.inference.enabled = true;
+        s.inference.embed_on_receipt = false;
+        s.inference.models_dir = models.clone();
+        s.risk.model = bundle;
+        s.dicom.patient_id_system = Some(crate::acceptance::MRN_SYSTEM.into());
+    })
+    .await;
+    let patient = app
+        .create(
+            &json!({"resourceType": "Patient", "gender": "female", "birthDate": "1965-01-01",
+            "identifier": [{"system": crate::acceptance::MRN_SYSTEM, "value": "MRN1234"}]}),
+        )
+        .await;
+    let patient = patient["id"].as_str().unwrap().to_owned();
+    let drawn = (chrono::Utc::now() - chrono::Duration::days(3))
+        .format("%Y-%m-%d")
+        .to_string();
+    app.create(&json!({"resourceType": "Observation", "status": "final",
+        "code": coded("http://loinc.org", "2532-0"), "subject": {"reference": format!("Patient/{patient}")},
+        "effectiveDateTime": drawn,
+        "valueQuantity": {"value": 310, "unit": "U/L", "system": "http://unitsofmeasure.org", "code": "U/L"}}))
+        .await;
+    let mut args: Vec<String> = ["-aec", "PROGNOSTICS", "127.0.0.1"]
+        .map(String::from)
+        .to_vec();
+    args.push(app.dicom_port.unwrap().to_string());
+    args.extend(crate::acceptance::her_series(dir.path(), &ct));
+    let sent = tokio::task::spawn_blocking(move || crate::dimse::run("storescu", &args))
+        .await
+        .unwrap();
+    assert!(sent.status.success(), "storescu");
+    for _ in 0..100 {
+        if app.search("ImagingStudy").await["total"] == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    let card = cards_of(call(&app, PATIENT_VIEW, &hook(&patient)).await).await[0].clone();
+    let detail = card["detail"].as_str().unwrap();
+    assert!(detail.contains("is not encoded yet"), "{detail}");
+    assert!(
+        detail.contains("the imaging modality: predicted without it"),
+        "{detail}"
+    );
+
+    // The FHIR operation encodes the study now; the chart reopened shows that assessment.
+    let response = app
+        .post(
+            &format!("Patient/{patient}/$risk-assessment"),
+            &json!({"resourceType": "Parameters"}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(report_count(&app, &patient).await, 2);
+    let reopened = cards_of(call(&app, PATIENT_VIEW, &hook(&patient)).await).await[0].clone();
+    let detail = reopened["detail"].as_str().unwrap();
+    assert!(!detail.contains("not encoded yet"), "{detail}");
+    assert_ne!(reopened["uuid"], card["uuid"]);
+    assert_eq!(report_count(&app, &patient).await, 2);
+}
