@@ -219,8 +219,8 @@ fn refusal(
     if risk.card.is_some() {
         source["url"] = json!(public(state, "/model-card"));
     }
+    // No uuid: there is no assessment to give feedback on.
     let card = json!({
-        "uuid": uuid::Uuid::new_v4().to_string(),
         "summary": "No risk estimate: the record lacks what the model needs",
         "indicator": "info",
         "detail": format!(
