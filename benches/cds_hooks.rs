@@ -19,12 +19,15 @@
 #![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+// The DICOM helpers of `common` are not used here.
+#[allow(dead_code)]
+mod common;
 
 use prognostics::config::Settings;
 use prognostics::startup::Application;
 use serde_json::{Map, Value, json};
+
+use common::load::{Run, drive};
 
 const LEVELS: [usize; 2] = [1, 8];
 const LOINC: &str = "http://loinc.org";
@@ -122,73 +125,10 @@ fn hook(patient: &str, prefetch: Option<Value>) -> Value {
     call
 }
 
-struct Run {
-    latencies: Vec<Duration>,
-    elapsed: Duration,
-}
-
-impl Run {
-    fn percentile(&self, p: f64) -> f64 {
-        let mut sorted = self.latencies.clone();
-        sorted.sort();
-        let at = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-        sorted[at].as_secs_f64() * 1000.0
-    }
-
-    fn per_second(&self) -> f64 {
-        self.latencies.len() as f64 / self.elapsed.as_secs_f64()
-    }
-}
-
-/// Runs `jobs` (a URL and an optional JSON body: POST with a body, else GET) from `clients`
-/// concurrent clients; a hook call must answer with one card.
-async fn drive(
-    client: &reqwest::Client,
-    clients: usize,
-    jobs: Vec<(String, Option<Value>)>,
-) -> Run {
-    let queue = Arc::new(Mutex::new(jobs.into_iter().rev().collect::<Vec<_>>()));
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..clients)
-        .map(|_| {
-            let queue = Arc::clone(&queue);
-            let client = client.clone();
-            tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                loop {
-                    let Some((url, body)) = queue.lock().unwrap().pop() else {
-                        break;
-                    };
-                    let t = Instant::now();
-                    let request = match &body {
-                        Some(body) => client
-                            .post(&url)
-                            .header("content-type", "application/json")
-                            .body(body.to_string()),
-                        None => client.get(&url),
-                    };
-                    let response = request.send().await.unwrap();
-                    let status = response.status();
-                    let text = response.text().await.unwrap();
-                    latencies.push(t.elapsed());
-                    assert_eq!(status, 200, "{url}: {text}");
-                    if body.is_some() {
-                        let answer: Value = serde_json::from_str(&text).unwrap();
-                        assert_eq!(answer["cards"].as_array().map(Vec::len), Some(1), "{text}");
-                    }
-                }
-                latencies
-            })
-        })
-        .collect();
-    let mut latencies = Vec::new();
-    for task in tasks {
-        latencies.extend(task.await.unwrap());
-    }
-    Run {
-        latencies,
-        elapsed: started.elapsed(),
-    }
+/// A hook call must answer with one card.
+fn one_card(text: &str) {
+    let answer: Value = serde_json::from_str(text).unwrap();
+    assert_eq!(answer["cards"].as_array().map(Vec::len), Some(1), "{text}");
 }
 
 fn main() {
@@ -268,7 +208,7 @@ async fn bench() {
             .iter()
             .map(|p| (format!("{fhir}/Patient/{p}"), None))
             .collect();
-        let floor = drive(&client, clients, reads).await;
+        let floor = drive(&client, clients, reads, "application/json", one_card).await;
         let row = |scenario: &str, run: &Run| {
             println!(
                 "| {clients} | {scenario} | {requests} | {:.1} | {:.1} | {:.1} |",
@@ -291,19 +231,33 @@ async fn bench() {
         };
         row(
             "patient-view, held here, first opening",
-            &drive(&client, clients, held_calls()).await,
+            &drive(&client, clients, held_calls(), "application/json", one_card).await,
         );
         row(
             "patient-view, held here, reopened",
-            &drive(&client, clients, held_calls()).await,
+            &drive(&client, clients, held_calls(), "application/json", one_card).await,
         );
         row(
             "patient-view with prefetch, first opening",
-            &drive(&client, clients, given_calls()).await,
+            &drive(
+                &client,
+                clients,
+                given_calls(),
+                "application/json",
+                one_card,
+            )
+            .await,
         );
         row(
             "patient-view with prefetch, reopened",
-            &drive(&client, clients, given_calls()).await,
+            &drive(
+                &client,
+                clients,
+                given_calls(),
+                "application/json",
+                one_card,
+            )
+            .await,
         );
     }
 }

@@ -22,9 +22,6 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
 use prognostics::config::Settings;
 use prognostics::domain::{Horizon, TimeUnit};
 use prognostics::features::InputSpec;
@@ -33,6 +30,7 @@ use prognostics::startup::Application;
 use prognostics::training::{ColumnRoles, TrainOptions, train};
 use serde_json::{Value, json};
 
+use common::load::drive;
 use common::{reidentify, uid_of};
 
 const SLICES: usize = 20;
@@ -175,71 +173,6 @@ async fn store_series(client: &reqwest::Client, base: &str, file: &[u8], n: usiz
     new
 }
 
-struct Run {
-    latencies: Vec<Duration>,
-    elapsed: Duration,
-}
-
-impl Run {
-    fn percentile(&self, p: f64) -> f64 {
-        let mut sorted = self.latencies.clone();
-        sorted.sort();
-        let at = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-        sorted[at].as_secs_f64() * 1000.0
-    }
-
-    fn per_second(&self) -> f64 {
-        self.latencies.len() as f64 / self.elapsed.as_secs_f64()
-    }
-}
-
-/// Runs `jobs` (each a URL and an optional JSON body: POST with a body, else GET) from
-/// `clients` concurrent clients, each taking the next job when done.
-async fn drive(
-    client: &reqwest::Client,
-    clients: usize,
-    jobs: Vec<(String, Option<Value>)>,
-) -> Run {
-    let queue = Arc::new(Mutex::new(jobs.into_iter().rev().collect::<Vec<_>>()));
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..clients)
-        .map(|_| {
-            let queue = Arc::clone(&queue);
-            let client = client.clone();
-            tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                loop {
-                    let Some((url, body)) = queue.lock().unwrap().pop() else {
-                        break;
-                    };
-                    let t = Instant::now();
-                    let request = match &body {
-                        Some(body) => client
-                            .post(&url)
-                            .header("content-type", "application/fhir+json")
-                            .body(body.to_string()),
-                        None => client.get(&url),
-                    };
-                    let response = request.send().await.unwrap();
-                    let status = response.status();
-                    let text = response.text().await.unwrap();
-                    assert_eq!(status, 200, "{url}: {text}");
-                    latencies.push(t.elapsed());
-                }
-                latencies
-            })
-        })
-        .collect();
-    let mut latencies = Vec::new();
-    for task in tasks {
-        latencies.extend(task.await.unwrap());
-    }
-    Run {
-        latencies,
-        elapsed: started.elapsed(),
-    }
-}
-
 fn assessment(fhir: &str, patient: &str, study: &str) -> (String, Option<Value>) {
     (
         format!("{fhir}/Patient/{patient}/$risk-assessment"),
@@ -318,7 +251,7 @@ async fn bench() {
             .iter()
             .map(|p| (format!("{fhir}/Patient/{p}"), None))
             .collect();
-        let run = drive(&client, clients, reads).await;
+        let run = drive(&client, clients, reads, "application/fhir+json", |_| {}).await;
         println!(
             "| {clients} | read Patient (floor) | {requests} | {:.2} | {:.2} | {:.0} |",
             run.percentile(0.5),
@@ -329,7 +262,7 @@ async fn bench() {
             .iter()
             .map(|p| assessment(&fhir, p, &warm_study))
             .collect();
-        let run = drive(&client, clients, jobs).await;
+        let run = drive(&client, clients, jobs, "application/fhir+json", |_| {}).await;
         println!(
             "| {clients} | $risk-assessment, warm | {requests} | {:.1} | {:.1} | {:.1} |",
             run.percentile(0.5),
@@ -346,7 +279,7 @@ async fn bench() {
             jobs.push(assessment(&fhir, &p, &study));
             n += 1;
         }
-        let run = drive(&client, clients, jobs).await;
+        let run = drive(&client, clients, jobs, "application/fhir+json", |_| {}).await;
         println!(
             "| {clients} | $risk-assessment, cold ({SLICES}-slice series) | {requests} | {:.0} | {:.0} | {:.2} |",
             run.percentile(0.5),

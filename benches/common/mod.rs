@@ -1,4 +1,7 @@
-//! DICOM helpers the benchmarks share: re-identifying one real file into many instances.
+//! Helpers the benchmarks share: re-identifying one real DICOM file into many instances, and
+//! the HTTP load driver (`load`).
+
+pub mod load;
 
 /// `file` with every occurrence of `uid` replaced by a same-length UID ending in `suffix`.
 pub fn reidentify(file: &[u8], uid: &str, suffix: &str) -> Vec<u8> {

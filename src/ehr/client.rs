@@ -55,17 +55,33 @@ pub struct FhirClient {
 
 impl FhirClient {
     pub fn new(settings: ClientSettings, authorization: Authorization) -> Result<Self, EhrError> {
-        let http = reqwest::ClientBuilder::new()
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
+        let http = Self::http_client(settings.timeout)?;
+        Ok(Self::with_http(http, settings, authorization))
+    }
+
+    /// The HTTP client a FHIR client with time limit `timeout` uses; building one loads TLS
+    /// roots, so a caller making many short-lived FHIR clients builds it once.
+    pub fn http_client(timeout: Duration) -> Result<reqwest::Client, EhrError> {
+        reqwest::ClientBuilder::new()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("prognostics/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| EhrError::Client(e.to_string()))?;
-        Ok(Self {
+            .map_err(|e| EhrError::Client(e.to_string()))
+    }
+
+    /// A FHIR client over an HTTP client made by [`FhirClient::http_client`] (its time limit is
+    /// the one it was made with).
+    pub fn with_http(
+        http: reqwest::Client,
+        settings: ClientSettings,
+        authorization: Authorization,
+    ) -> Self {
+        Self {
             http,
             settings,
             authorization: Arc::new(authorization),
-        })
+        }
     }
 
     /// The FHIR base URL this client talks to.

@@ -6,6 +6,7 @@
 //! itself, filed as FHIR Basic resources beside the assessment. Feedback posted twice is filed
 //! once.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use secrecy::SecretString;
@@ -27,6 +28,11 @@ use crate::store::ShownCard;
 /// The time limit, retries and paging for reading a client's `fhirServer`: a card is due
 /// within seconds.
 const FHIR_SERVER: (Duration, u32, usize, usize) = (Duration::from_secs(10), 1, 20, 200);
+
+/// The HTTP client for callers' FHIR servers, built once (not per hook call: building one
+/// loads TLS roots).
+static CALLER_SERVERS: LazyLock<Result<reqwest::Client, String>> =
+    LazyLock::new(|| FhirClient::http_client(FHIR_SERVER.0).map_err(|e| e.to_string()));
 
 /// Where a hook says the patient's record is.
 #[derive(Debug, Clone)]
@@ -125,7 +131,12 @@ impl Pipeline {
             Some(token) => Authorization::Bearer(SecretString::from(token)),
             None => Authorization::None,
         };
-        let client = FhirClient::new(
+        let http = match &*CALLER_SERVERS {
+            Ok(http) => http.clone(),
+            Err(e) => return Err(PipelineError::Ehr(Box::new(EhrError::Client(e.clone())))),
+        };
+        let client = FhirClient::with_http(
+            http,
             ClientSettings {
                 base_url: server.clone(),
                 timeout,
@@ -135,8 +146,7 @@ impl Pipeline {
                 page_size,
             },
             authorization,
-        )
-        .map_err(|e| PipelineError::Ehr(Box::new(e)))?;
+        );
         match self.pull_audited(&client, &hook.patient).await {
             Ok(record) => Ok(RecordSource::Given {
                 record: Box::new(record),
