@@ -45,6 +45,10 @@ pub struct Searched {
     pub shortfall: Option<(u64, usize)>,
 }
 
+/// The connection pool, TLS roots and time limit FHIR clients share; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct HttpClient(reqwest::Client);
+
 /// A FHIR client; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct FhirClient {
@@ -61,24 +65,25 @@ impl FhirClient {
 
     /// The HTTP client a FHIR client with time limit `timeout` uses; building one loads TLS
     /// roots, so a caller making many short-lived FHIR clients builds it once.
-    pub fn http_client(timeout: Duration) -> Result<reqwest::Client, EhrError> {
+    pub fn http_client(timeout: Duration) -> Result<HttpClient, EhrError> {
         reqwest::ClientBuilder::new()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("prognostics/", env!("CARGO_PKG_VERSION")))
             .build()
+            .map(HttpClient)
             .map_err(|e| EhrError::Client(e.to_string()))
     }
 
     /// A FHIR client over an HTTP client made by [`FhirClient::http_client`] (its time limit is
     /// the one it was made with).
     pub fn with_http(
-        http: reqwest::Client,
+        http: HttpClient,
         settings: ClientSettings,
         authorization: Authorization,
     ) -> Self {
         Self {
-            http,
+            http: http.0,
             settings,
             authorization: Arc::new(authorization),
         }

@@ -7,7 +7,7 @@ mod client;
 mod pull;
 
 pub use auth::{Authorization, SmartBackend, SmartClient};
-pub use client::{ClientSettings, FhirClient, Searched};
+pub use client::{ClientSettings, FhirClient, HttpClient, Searched};
 pub use pull::{Missing, PatientRecord, pull_patient};
 
 use std::time::Duration;

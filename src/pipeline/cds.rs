@@ -17,7 +17,7 @@ use super::cds_prefetch::{self, Prefetched};
 use super::risk_inputs::RecordSource;
 use super::{Pipeline, PipelineError};
 use crate::domain::{ResourceId, ResourceType};
-use crate::ehr::{Authorization, ClientSettings, EhrError, FhirClient};
+use crate::ehr::{Authorization, ClientSettings, EhrError, FhirClient, HttpClient};
 use crate::error::ErrorKind;
 use crate::features::InputSpec;
 use crate::fhir::json::codes_of;
@@ -31,7 +31,7 @@ const FHIR_SERVER: (Duration, u32, usize, usize) = (Duration::from_secs(10), 1, 
 
 /// The HTTP client for callers' FHIR servers, built once (not per hook call: building one
 /// loads TLS roots).
-static CALLER_SERVERS: LazyLock<Result<reqwest::Client, String>> =
+static CALLER_SERVERS: LazyLock<Result<HttpClient, String>> =
     LazyLock::new(|| FhirClient::http_client(FHIR_SERVER.0).map_err(|e| e.to_string()));
 
 /// Where a hook says the patient's record is.
