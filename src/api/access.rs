@@ -134,6 +134,21 @@ impl Access {
             .map(|c| format!("{} {}", c.issuer, c.client_id))
     }
 
+    /// The signed-in user (`fhirUser`), when a token names one.
+    pub fn user(&self) -> Option<&str> {
+        self.caller.as_ref().and_then(|c| c.fhir_user.as_deref())
+    }
+
+    /// Whether a token called (not an unrestricted door).
+    pub fn has_token(&self) -> bool {
+        self.caller.is_some()
+    }
+
+    /// Whether the grant is a `patient/` one, confined to one patient's compartment.
+    pub fn is_confined(&self) -> bool {
+        self.confined_to.is_some()
+    }
+
     /// A patient the request touched (for the audit record only).
     pub fn note_patient(&self, id: &str) {
         self.touch([id.to_owned()]);

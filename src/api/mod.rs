@@ -91,6 +91,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
                 .service(fhir::type_risk_assessment)
                 .service(fhir::patient_risk_assessment)
                 .service(fhir::risk_assessment_status)
+                .service(fhir::sign_off_report)
                 .service(fhir::post_bundle)
                 .service(fhir::search_type)
                 .service(fhir::create)

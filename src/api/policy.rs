@@ -227,6 +227,13 @@ pub const RULES: &[RouteRule] = &[
         rest("risk-assessment", AuditAction::Execute),
     ),
     rule(
+        "POST",
+        "/fhir/DiagnosticReport/{id}/$sign-off",
+        All(&[(DiagnosticReport, Read), (DiagnosticReport, Update)]),
+        Confined,
+        rest("sign-off", AuditAction::Update),
+    ),
+    rule(
         "GET",
         "/fhir/$risk-assessment-status/{job}",
         All(&[(RiskAssessment, Read)]),

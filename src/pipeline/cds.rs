@@ -11,11 +11,10 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
 use super::cds_prefetch::{self, Prefetched};
 use super::risk_inputs::RecordSource;
-use super::{Pipeline, PipelineError};
+use super::{Pipeline, PipelineError, digest_id};
 use crate::domain::{ResourceId, ResourceType};
 use crate::ehr::{Authorization, ClientSettings, EhrError, FhirClient, HttpClient};
 use crate::error::ErrorKind;
@@ -329,14 +328,6 @@ fn unfilled_columns(content: &AssessmentContent) -> Vec<String> {
 
 /// The id of a feedback's resource: a digest of its card, outcome and moment.
 fn feedback_id(f: &CardFeedback) -> ResourceId {
-    let mut hash = Sha256::new();
-    for part in [&f.card, &f.outcome, &f.at] {
-        hash.update(part.as_bytes());
-        hash.update([0]);
-    }
-    let hex: String = hash.finalize()[..20]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    ResourceId::parse(&format!("cds-feedback-{hex}")).unwrap_or_else(|_| ResourceId::generate())
+    digest_id("cds-feedback", &[&f.card, &f.outcome, &f.at])
+        .unwrap_or_else(|_| ResourceId::generate())
 }

@@ -20,6 +20,7 @@ pub mod risk;
 mod risk_clock;
 mod risk_inputs;
 pub mod risk_jobs;
+pub mod sign_off;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -86,6 +87,8 @@ pub enum PipelineError {
     Ehr(Box<crate::ehr::EhrError>),
     #[error(transparent)]
     Cds(#[from] cds::CdsError),
+    #[error(transparent)]
+    SignOff(#[from] sign_off::SignOffError),
     #[error("Bundle.entry[{index}]: {source}")]
     BundleEntry {
         index: usize,
@@ -132,6 +135,7 @@ impl PipelineError {
             }
             PipelineError::BundleEntry { source, .. } => source.kind(),
             PipelineError::Cds(e) => e.kind(),
+            PipelineError::SignOff(e) => e.kind(),
             PipelineError::RiskJob(e) => e.kind(),
             PipelineError::Ehr(e) => match e.kind() {
                 ErrorKind::NotFound | ErrorKind::Internal => ErrorKind::Unavailable,
@@ -294,4 +298,23 @@ impl Pipeline {
     pub fn store(&self) -> &Store {
         &self.store
     }
+}
+
+/// An id made from `parts`: `{prefix}-` and 40 hex digits of their digest, so that the same
+/// parts always name the same resource.
+fn digest_id(
+    prefix: &str,
+    parts: &[&str],
+) -> Result<crate::domain::ResourceId, crate::domain::IdError> {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    for part in parts {
+        hash.update(part.as_bytes());
+        hash.update([0]);
+    }
+    let hex: String = hash.finalize()[..20]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    crate::domain::ResourceId::parse(&format!("{prefix}-{hex}"))
 }

@@ -154,6 +154,13 @@ fn resource_entry(t: ResourceType) -> Value {
             "documentation": "The patient's risk by the active model, filed as a DiagnosticReport, Observations, a RiskAssessment and a Provenance, and returned in a collection Bundle",
         }]);
     }
+    if t == ResourceType::DiagnosticReport {
+        entry["operation"] = json!([{
+            "name": "sign-off",
+            "definition": format!("{}/OperationDefinition/sign-off", super::risk::CANONICAL),
+            "documentation": "A clinician signs a preliminary risk report (it becomes final, attested by a Provenance) or disagrees with it (a coded reason and a comment)",
+        }]);
+    }
     entry
 }
 

@@ -17,6 +17,7 @@ mod operation_outcome;
 mod patient;
 pub mod risk;
 mod service_request;
+pub mod sign_off;
 mod v2;
 
 pub use audit::audit_event;

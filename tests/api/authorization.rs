@@ -154,6 +154,15 @@ fn cases() -> Vec<Case> {
             422,
             true,
         ),
+        // Reaches the handler with a grant (p1's report); a token without a user must name
+        // the clinician.
+        case(
+            Method::POST,
+            "/fhir/DiagnosticReport/dr1/$sign-off",
+            json!({"resourceType": "Parameters", "parameter": [{"name": "decision", "valueCode": "sign"}]}),
+            400,
+            true,
+        ),
         case(
             Method::GET,
             "/fhir/$risk-assessment-status/no-such-job",
@@ -256,6 +265,18 @@ async fn every_route_answers_every_kind_of_token_as_it_should() {
             .unwrap();
         assert!(response.status().is_success(), "seed {id}");
     }
+
+    let response = app
+        .client
+        .put(format!("{}/DiagnosticReport/dr1", app.base))
+        .json(
+            &json!({"resourceType": "DiagnosticReport", "id": "dr1", "status": "final",
+            "code": {"text": "CBC"}, "subject": {"reference": "Patient/p1"}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "seed dr1");
 
     let good = |client: &str, scope: &str, patient: Option<&str>| {
         issuer.token(&issuer.claims(AUDIENCE, client, scope, patient))

@@ -90,7 +90,7 @@ fn no_nulls_or_empty_arrays(v: &Value, path: &str, top: bool) {
 
 /// The audit events of `subtype` among those `query` finds, once at least `least` are there
 /// (or after five seconds).
-async fn audited(app: &TestApp, query: &str, subtype: &str, least: usize) -> Vec<Value> {
+pub(crate) async fn audited(app: &TestApp, query: &str, subtype: &str, least: usize) -> Vec<Value> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
         let found: Vec<Value> = app

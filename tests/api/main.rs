@@ -38,5 +38,6 @@ mod population;
 mod request_log;
 mod risk_assessment;
 mod search;
+mod sign_off;
 mod standalone;
 mod tls_doors;

@@ -9,6 +9,7 @@ mod metadata;
 mod negotiation;
 mod risk_assessment;
 mod search;
+mod sign_off;
 mod type_level;
 
 use actix_web::HttpRequest;
@@ -27,6 +28,7 @@ pub(crate) use risk_assessment::{
     patient_risk_assessment, risk_assessment_status, type_risk_assessment,
 };
 pub(crate) use search::search as search_type;
+pub(crate) use sign_off::sign_off as sign_off_report;
 pub(crate) use type_level::create;
 
 /// The FHIR base URL for links: the configured public base, or the address the service bound;

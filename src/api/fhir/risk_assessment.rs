@@ -30,12 +30,48 @@ struct Asked {
     horizons: Vec<Horizon>,
 }
 
-fn invalid(index: usize, message: impl Into<String>) -> ApiError {
+pub(super) fn invalid(index: usize, message: impl Into<String>) -> ApiError {
     ApiError::new(ErrorKind::Invalid, message).at(format!("Parameters.parameter[{index}]"))
 }
 
+/// The `parameter`s of a Parameters body, each with its name.
+pub(super) fn parameters_of(body: &[u8]) -> Result<Vec<(String, Value)>, ApiError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::new(ErrorKind::Invalid, format!("the body is not JSON: {e}")))?;
+    if value["resourceType"] != "Parameters" {
+        return Err(
+            ApiError::new(ErrorKind::Invalid, "the body must be a Parameters resource")
+                .at("resourceType".into()),
+        );
+    }
+    let Value::Object(mut map) = value else {
+        return Ok(Vec::new());
+    };
+    let Some(Value::Array(parameters)) = map.remove("parameter") else {
+        return Ok(Vec::new());
+    };
+    Ok(parameters
+        .into_iter()
+        .map(|p| {
+            let name = p.get("name").and_then(Value::as_str).unwrap_or_default();
+            (name.to_owned(), p)
+        })
+        .collect())
+}
+
+/// A parameter the operation does not take; `takes` names those it does.
+pub(super) fn unknown_parameter(index: usize, name: &str, takes: &str) -> ApiError {
+    invalid(
+        index,
+        format!(
+            "unknown parameter `{}`; this operation takes {takes}",
+            name.chars().take(64).collect::<String>()
+        ),
+    )
+}
+
 /// A reference, id or string parameter's text.
-fn text_value(p: &Value) -> Option<String> {
+pub(super) fn text_value(p: &Value) -> Option<String> {
     [
         "valueString",
         "valueId",
@@ -75,22 +111,8 @@ fn parse_parameters(body: &[u8]) -> Result<Asked, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(asked);
     }
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::new(ErrorKind::Invalid, format!("the body is not JSON: {e}")))?;
-    if value["resourceType"] != "Parameters" {
-        return Err(
-            ApiError::new(ErrorKind::Invalid, "the body must be a Parameters resource")
-                .at("resourceType".into()),
-        );
-    }
-    let parameters = value
-        .get("parameter")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default();
-    for (i, p) in parameters.iter().enumerate() {
-        let name = p.get("name").and_then(Value::as_str).unwrap_or_default();
-        match name {
+    for (i, (name, p)) in parameters_of(body)?.iter().enumerate() {
+        match name.as_str() {
             "patient" => {
                 let text = text_value(p).ok_or_else(|| invalid(i, "patient: a reference or id"))?;
                 asked.patient = Some(text.trim_start_matches("Patient/").to_owned());
@@ -113,12 +135,10 @@ fn parse_parameters(body: &[u8]) -> Result<Asked, ApiError> {
                 )
             })?),
             other => {
-                return Err(invalid(
+                return Err(unknown_parameter(
                     i,
-                    format!(
-                        "unknown parameter `{}`; this operation takes patient, model, imagingStudy and horizon",
-                        other.chars().take(64).collect::<String>()
-                    ),
+                    other,
+                    "patient, model, imagingStudy and horizon",
                 ));
             }
         }
@@ -135,7 +155,7 @@ fn respond_async(req: &HttpRequest) -> bool {
     })
 }
 
-fn bundle_response(body: String) -> HttpResponse {
+pub(super) fn bundle_response(body: String) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON)))
         .body(body)
