@@ -29,6 +29,34 @@ pub struct Settings {
     pub log: LogSettings,
     pub auth: AuthSettings,
     pub audit: AuditSettings,
+    pub app: AppSettings,
+}
+
+/// The SMART app at `/app/`, as registered with the EHRs that launch it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AppSettings {
+    /// Its client id at the EHR's authorization server (a public client using PKCE).
+    pub client_id: String,
+    /// The scopes it asks for: what it reads, and what its actions need (`RiskAssessment.c` to
+    /// run an assessment, `DiagnosticReport.u` to sign). `launch` becomes `launch/patient` in
+    /// a standalone launch.
+    pub scope: String,
+    /// The FHIR base URLs (`iss`) of the EHRs that may launch it; empty: the EHR of
+    /// `ehr.base_url`.
+    pub launch_issuers: Vec<String>,
+}
+
+impl Default for AppSettings {
+    fn default() -> Self {
+        Self {
+            client_id: "prognostics-risk-view".into(),
+            scope: "launch openid fhirUser patient/*.rs patient/RiskAssessment.c \
+                    patient/DiagnosticReport.u"
+                .into(),
+            launch_issuers: Vec::new(),
+        }
+    }
 }
 
 /// The audit trail of every request, message and association.
@@ -703,6 +731,16 @@ impl Settings {
                 client_ca: self.hl7.tls_client_ca.as_ref(),
             },
         ]
+    }
+
+    /// The EHRs that may launch the SMART app: `app.launch_issuers`, else the EHR the
+    /// service pulls from.
+    pub fn app_launch_issuers(&self) -> Vec<String> {
+        if self.app.launch_issuers.is_empty() {
+            self.ehr.base_url.iter().cloned().collect()
+        } else {
+            self.app.launch_issuers.clone()
+        }
     }
 
     /// The CORS origins, each as a browser sends it in `Origin` (`https://host[:port]`).

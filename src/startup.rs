@@ -225,6 +225,15 @@ async fn serve(
         hl7_max_message_bytes: settings.hl7.max_message_bytes,
         access,
         cors_origins: settings.cors_origins()?,
+        app: crate::api::app::AppState {
+            client_id: settings.app.client_id.clone(),
+            scope: settings.app.scope.clone(),
+            launcher: crate::auth::launch::Launcher::new(
+                settings.app_launch_issuers(),
+                std::time::Duration::from_secs(settings.ehr.timeout_secs.min(30)),
+            )
+            .map_err(|e| StartupError::Auth(e.to_string()))?,
+        },
     };
     // Asynchronous assessments a stop left running are run again.
     {

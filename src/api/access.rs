@@ -339,6 +339,7 @@ async fn decide(
     caller: &mut Option<Arc<Caller>>,
 ) -> Result<Access, ApiError> {
     let verifier = match &state.access.mode {
+        _ if rule.needs == Needs::Anyone => return Ok(Access::new(None, None)),
         AccessMode::Unrestricted => return Ok(Access::new(None, None)),
         AccessMode::Tokens(verifier) => verifier,
     };
@@ -356,7 +357,7 @@ async fn decide(
     let verified = verifier.verify(&token).await.map_err(token_refusal)?;
     *caller = Some(verified.clone());
     let needed: Vec<(ResourceType, Interaction)> = match rule.needs {
-        Needs::Public | Needs::EachEntry | Needs::CdsClient => Vec::new(),
+        Needs::Public | Needs::Anyone | Needs::EachEntry | Needs::CdsClient => Vec::new(),
         Needs::All(needs) => needs.to_vec(),
         // An unknown type: the handler answers 404, which tells nothing.
         Needs::PathType(interaction) => match path_type(req.path()) {

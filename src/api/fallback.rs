@@ -42,11 +42,13 @@ pub async fn not_found_or_not_allowed(req: HttpRequest) -> HttpResponse {
 pub fn render_plain_errors<B: MessageBody + 'static>(
     res: ServiceResponse<B>,
 ) -> actix_web::Result<ErrorHandlerResponse<B>> {
-    let is_json = res
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.to_str().is_ok_and(|v| v.contains("json")));
-    if is_json {
+    // JSON errors are already in their protocol's form; HTML ones are the SMART app's pages
+    // for a person in the chart.
+    let is_formed = res.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
+        v.to_str()
+            .is_ok_and(|v| v.contains("json") || v.starts_with("text/html"))
+    });
+    if is_formed {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }
     let status = res.status().as_u16();

@@ -4,6 +4,7 @@
 //! utoipa.
 
 mod access;
+pub mod app;
 pub mod cds;
 mod cors;
 pub mod dicomweb;
@@ -50,6 +51,8 @@ pub struct ApiState {
     pub access: std::sync::Arc<AccessControl>,
     /// Web origins whose pages may call from a browser (`server.cors_origins`).
     pub cors_origins: Vec<String>,
+    /// The SMART app's registration and launching EHRs.
+    pub app: app::AppState,
 }
 
 #[derive(OpenApi)]
@@ -69,6 +72,7 @@ pub struct ApiState {
         (name = "HL7 v2", description = "HL7 v2 messages posted over HTTP, answered with their ACK"),
         (name = "Operations", description = "Liveness and readiness probes"),
         (name = "Authorization", description = "Where to get a SMART on FHIR access token"),
+        (name = "SMART app", description = "The risk view clinicians open in the chart: its page, its launch and code exchange, and the explanations it shows"),
         (name = "CDS Hooks", description = "CDS Hooks 2.0 services: the risk card in the chart, and what clinicians did with it")
     )
 )]
@@ -84,6 +88,12 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(cds::discovery)
         .service(cds::call_service)
         .service(cds::service_feedback)
+        .service(app::page_without_slash)
+        .service(app::page)
+        .service(app::launch)
+        .service(app::token)
+        .service(app::explanation)
+        .service(app::asset)
         .service(
             utoipa_actix_web::scope("/fhir")
                 .wrap(from_fn(fhir::content_negotiation_middleware))

@@ -14,6 +14,9 @@ use crate::domain::ResourceType::{self, *};
 pub enum Needs {
     /// Nothing: served without a token.
     Public,
+    /// Nothing, but audited: a step of getting a token (the SMART app's launch and code
+    /// exchange), whose refusals must leave a trace.
+    Anyone,
     /// The interaction on the resource type the path names (`/fhir/{resource_type}…`).
     PathType(Interaction),
     /// Every one of these.
@@ -142,6 +145,30 @@ pub const RULES: &[RouteRule] = &[
     public("/docs/{_:.*}"),
     public("/model-card"),
     public("/cds-services"),
+    public("/app"),
+    public("/app/"),
+    public("/app/{file}"),
+    rule(
+        "GET",
+        "/app/launch",
+        Needs::Anyone,
+        Refused,
+        ("smart-app", "app-launch", AuditAction::Execute),
+    ),
+    rule(
+        "POST",
+        "/app/token",
+        Needs::Anyone,
+        Refused,
+        ("smart-app", "app-token", AuditAction::Execute),
+    ),
+    rule(
+        "GET",
+        "/app/api/explanations/{report}",
+        All(&[(DiagnosticReport, Read), (RiskAssessment, Read)]),
+        Confined,
+        ("smart-app", "explanation", AuditAction::Read),
+    ),
     rule(
         "POST",
         "/cds-services/{id}",
@@ -308,7 +335,7 @@ pub fn scopes_named(rule: &RouteRule) -> Vec<String> {
         Search => 's',
     };
     match rule.needs {
-        Needs::Public | Needs::EachEntry | Needs::CdsClient => Vec::new(),
+        Needs::Public | Needs::Anyone | Needs::EachEntry | Needs::CdsClient => Vec::new(),
         Needs::PathType(i) => vec![format!("system/{{resource_type}}.{}", letter(i))],
         Needs::All(needs) => {
             let mut out: Vec<(ResourceType, String)> = Vec::new();

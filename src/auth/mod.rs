@@ -9,6 +9,7 @@ pub mod cache;
 pub mod cds;
 pub mod introspect;
 pub mod keys;
+pub mod launch;
 pub mod scopes;
 pub mod token;
 

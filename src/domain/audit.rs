@@ -170,7 +170,15 @@ struct Kept<'a> {
 }
 
 /// The doors records come through; a kept record naming another is not one of ours.
-pub const DOORS: [&str; 6] = ["rest", "dicomweb", "dicom", "hl7v2", "ehr", "cds-hooks"];
+pub const DOORS: [&str; 7] = [
+    "rest",
+    "dicomweb",
+    "dicom",
+    "hl7v2",
+    "ehr",
+    "cds-hooks",
+    "smart-app",
+];
 
 fn borrowed(text: &Option<String>) -> Option<Cow<'_, str>> {
     text.as_deref().map(Cow::Borrowed)

@@ -72,6 +72,8 @@ pub struct ModalityFeatures {
     pub mask: Vec<bool>,
     /// The resources the known values came from.
     pub sources: Vec<String>,
+    /// Feature by feature (parallel to `names`), the resource its value came from.
+    pub origins: Vec<Option<String>>,
 }
 
 impl ModalityFeatures {
@@ -83,6 +85,7 @@ impl ModalityFeatures {
             values: Vec::new(),
             mask: Vec::new(),
             sources: Vec::new(),
+            origins: Vec::new(),
         }
     }
 
@@ -91,6 +94,7 @@ impl ModalityFeatures {
         self.values.push(value as f32);
         self.mask.push(true);
         self.present = true;
+        self.origins.push(source.map(str::to_owned));
         if let Some(source) = source
             && !self.sources.iter().any(|s| s == source)
         {
@@ -102,6 +106,7 @@ impl ModalityFeatures {
         self.names.push(name.into());
         self.values.push(0.0);
         self.mask.push(false);
+        self.origins.push(None);
     }
 }
 

@@ -20,6 +20,7 @@ pub mod risk;
 mod risk_clock;
 mod risk_inputs;
 pub mod risk_jobs;
+mod risk_view;
 pub mod sign_off;
 
 use std::collections::BTreeMap;

@@ -15,10 +15,12 @@ use sha2::{Digest, Sha256};
 
 use super::risk_clock::{Clock, horizon_risks};
 use super::risk_inputs::AssessmentInputs;
+use super::risk_view::ViewInputs;
 use super::{Pipeline, PipelineError};
 use crate::domain::{Horizon, IdError, ResourceId, ResourceType, TimeUnit};
 use crate::features::{FeatureSet, PatientContext, build_features};
 use crate::fusion::{Inputs, Model, PackageError, PredictError};
+use crate::report::ReportError;
 use crate::report::risk::{
     AssessmentContent, AssessmentIds, ModelDescription, Unfilled, assessment_resources,
 };
@@ -31,6 +33,8 @@ pub struct RiskModel {
     pub description: ModelDescription,
     /// The model card (Markdown) shipped beside the bundle, when there is one.
     pub card: Option<String>,
+    /// The same card as data (`model-card.json`), when there is one.
+    pub card_data: Option<Value>,
 }
 
 impl std::fmt::Debug for RiskModel {
@@ -54,6 +58,9 @@ impl RiskModel {
     pub fn load(dir: &Path) -> Result<Self, RiskModelError> {
         let mut model = Self::describe(Model::load(dir)?, dir)?;
         model.card = std::fs::read_to_string(dir.join("model-card.md")).ok();
+        model.card_data = std::fs::read_to_string(dir.join("model-card.json"))
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok());
         Ok(model)
     }
 
@@ -68,6 +75,10 @@ impl RiskModel {
         )?;
         let mut model = Self::describe(model, dir)?;
         model.card = Some(include_str!("../../models/risk/gbsg2-recurrence/model-card.md").into());
+        model.card_data = serde_json::from_str(include_str!(
+            "../../models/risk/gbsg2-recurrence/model-card.json"
+        ))
+        .ok();
         Ok(model)
     }
 
@@ -88,6 +99,7 @@ impl RiskModel {
             model,
             description,
             card: None,
+            card_data: None,
         })
     }
 
@@ -381,7 +393,19 @@ impl Pipeline {
             key,
         };
         let resources = assessment_resources(&content, &ids);
-        self.file_assessment(&risk, &ids, resources, warnings, content)
+        let view = self.assessment_view(&ViewInputs {
+            risk: &risk,
+            content: &content,
+            context: &context,
+            features: &features,
+            clock: &clock,
+            report: ids.report.as_ref(),
+        });
+        let view = serde_json::to_string(&view).map_err(|source| ReportError::Serialise {
+            resource: "the assessment's explanation",
+            source,
+        })?;
+        self.file_assessment(&risk, &ids, resources, warnings, content, &view)
             .await
     }
 
@@ -394,6 +418,7 @@ impl Pipeline {
         resources: crate::report::risk::AssessmentResources,
         warnings: Vec<String>,
         content: AssessmentContent,
+        view: &str,
     ) -> Result<Assessment, PipelineError> {
         let mut tx = self.store.begin().await?;
         let filed = matches!(
@@ -451,6 +476,8 @@ impl Pipeline {
                 out.push((t, id, content));
             }
         }
+        tx.keep_assessment_view(ids.report.as_ref(), content.patient.as_ref(), view)
+            .await?;
         tx.commit().await?;
         tracing::info!(
             patient_resources = out.len(),

@@ -39,7 +39,7 @@ impl Clock {
     }
 
     /// Days from the index date to now (0 without one).
-    fn elapsed_days(&self) -> f64 {
+    pub fn elapsed_days(&self) -> f64 {
         self.eligible.as_ref().map_or(0.0, |e| {
             ((self.now - e.index).num_seconds() as f64 / 86_400.0).max(0.0)
         })

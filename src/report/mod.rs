@@ -16,6 +16,7 @@ mod observation;
 mod operation_outcome;
 mod patient;
 pub mod risk;
+pub mod risk_view;
 mod service_request;
 pub mod sign_off;
 mod v2;

@@ -3,6 +3,7 @@
 //! integers and byte strings (BLOB, BYTEA) so that both drivers decode them alike. Functions take and return domain types.
 //! Imports `domain`, `fhir` (index entries and search criteria) and `error`; owns sqlx.
 
+mod assessment_views;
 mod audit;
 mod cache;
 mod cds_cards;

@@ -163,6 +163,14 @@ fn cases() -> Vec<Case> {
             400,
             true,
         ),
+        // p1's report, for which no explanation was kept.
+        case(
+            Method::GET,
+            "/app/api/explanations/dr1",
+            Value::Null,
+            404,
+            true,
+        ),
         case(
             Method::GET,
             "/fhir/$risk-assessment-status/no-such-job",
@@ -368,7 +376,11 @@ async fn every_route_answers_every_kind_of_token_as_it_should() {
         })
         .collect();
     for rule in prognostics::api::policy::RULES {
-        if rule.needs == prognostics::api::policy::Needs::Public {
+        // Served without a token (the SMART app's launch: tests/api/smart_app.rs).
+        if matches!(
+            rule.needs,
+            prognostics::api::policy::Needs::Public | prognostics::api::policy::Needs::Anyone
+        ) {
             continue;
         }
         assert!(

@@ -39,5 +39,6 @@ mod request_log;
 mod risk_assessment;
 mod search;
 mod sign_off;
+mod smart_app;
 mod standalone;
 mod tls_doors;

@@ -71,9 +71,20 @@ pub async fn read(
     if t == ResourceType::AuditEvent {
         return super::audit::read(&state, &access, &id).await;
     }
-    let stored = state.pipeline.store().read(t, &id).await?;
-    access.stored(t, stored.id.as_ref(), stored.content.as_deref())?;
+    let stored = read_within_grant(&state, &access, t, &id).await?;
     resource_response(StatusCode::OK, &stored, Preferences::default(), None, "")
+}
+
+/// The current version of a resource, when the caller's grant covers it.
+pub(crate) async fn read_within_grant(
+    state: &ApiState,
+    access: &Access,
+    t: ResourceType,
+    id: &ResourceId,
+) -> Result<StoredResource, ApiError> {
+    let stored = state.pipeline.store().read(t, id).await?;
+    access.stored(t, stored.id.as_ref(), stored.content.as_deref())?;
+    Ok(stored)
 }
 
 /// Read one version of a resource (vread).

@@ -22,7 +22,7 @@ use crate::domain::{ResourceId, ResourceType};
 use crate::error::ErrorKind;
 
 pub(crate) use bundle::post_bundle;
-pub(crate) use instance::{delete_resource, history, read, update, vread};
+pub(crate) use instance::{delete_resource, history, read, read_within_grant, update, vread};
 pub(crate) use metadata::metadata as capabilities;
 pub(crate) use risk_assessment::{
     patient_risk_assessment, risk_assessment_status, type_risk_assessment,

@@ -228,16 +228,8 @@ pub async fn sign_off(
     let report = resource_id(&path.into_inner())?;
     let body = read_body(&req, payload, state.max_body_bytes).await?;
     // The report first: whatever is refused after this is audited as about its patient.
-    let stored = state
-        .pipeline
-        .store()
-        .read(ResourceType::DiagnosticReport, &report)
-        .await?;
-    access.stored(
-        ResourceType::DiagnosticReport,
-        stored.id.as_ref(),
-        stored.content.as_deref(),
-    )?;
+    let stored =
+        super::read_within_grant(&state, &access, ResourceType::DiagnosticReport, &report).await?;
     let mut asked = parse_parameters(&body)?;
     let decision = decision(&mut asked)?;
     let clinician = clinician(&access, asked.clinician.take())?;
