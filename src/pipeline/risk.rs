@@ -400,6 +400,7 @@ impl Pipeline {
             features: &features,
             clock: &clock,
             report: ids.report.as_ref(),
+            references: &record.references,
         });
         let view = serde_json::to_string(&view).map_err(|source| ReportError::Serialise {
             resource: "the assessment's explanation",

@@ -61,12 +61,8 @@ fn trimmed(value: f64) -> String {
 }
 
 /// One feature the model named, with what the record says of it.
-fn feature_view(
-    context: &PatientContext,
-    features: &FeatureSet,
-    feature: &str,
-    attribution: f64,
-) -> FeatureView {
+fn feature_view(inputs: &ViewInputs<'_>, feature: &str, attribution: f64) -> FeatureView {
+    let (context, features) = (inputs.context, inputs.features);
     let modality = features
         .modalities
         .iter()
@@ -92,14 +88,17 @@ fn feature_view(
                     .find(|((n, v), known)| **known && **v > 0.5 && n.starts_with(&prefix))
                     .map(|((n, _), _)| n[prefix.len()..].to_owned())
             });
-            match (level, answer) {
-                (Some(level), Some(answer))
-                    if answer != level && !answer.chars().all(|c| c.is_ascii_digit()) =>
-                {
-                    Some(format!("{level} ({answer})"))
+            // The recorded value, when it says more than the level: `4-9 (5)`, `III (Grade 3)`.
+            let recorded = answer.map(|a| match unit.take().filter(|u| u != "1") {
+                Some(u) => format!("{a} {u}"),
+                None => a,
+            });
+            match (level, recorded) {
+                (Some(level), Some(recorded)) if recorded != level => {
+                    Some(format!("{level} ({recorded})"))
                 }
                 (Some(level), _) => Some(level),
-                (None, answer) => answer,
+                (None, recorded) => recorded,
             }
         }
         None if feature == "age" => {
@@ -114,6 +113,9 @@ fn feature_view(
         value: shown,
         unit,
         date,
+        reference: source
+            .as_ref()
+            .and_then(|s| inputs.references.get(s).cloned()),
         source,
     }
 }
@@ -149,22 +151,18 @@ pub(super) struct ViewInputs<'a> {
     pub features: &'a FeatureSet,
     pub clock: &'a Clock,
     pub report: &'a str,
+    /// `Type/id` → the reference the assessment's basis gives it.
+    pub references: &'a std::collections::BTreeMap<String, String>,
 }
 
 impl Pipeline {
     pub(super) fn assessment_view(&self, inputs: &ViewInputs<'_>) -> AssessmentView {
-        let ViewInputs {
-            risk,
-            content,
-            context,
-            features,
-            clock,
-            report,
-        } = inputs;
+        let (risk, content, clock, report) =
+            (inputs.risk, inputs.content, inputs.clock, inputs.report);
         let unit_days = risk.model.manifest.outcome.time_unit.days();
         let tests = self.orders_for_missing(content);
         AssessmentView {
-            report: (*report).to_owned(),
+            report: report.to_owned(),
             patient: content.patient.to_string(),
             issued: content.issued.clone(),
             effective: content.effective.clone(),
@@ -202,7 +200,7 @@ impl Pipeline {
             features: content
                 .top_features
                 .iter()
-                .map(|(f, a)| feature_view(context, features, f, *a))
+                .map(|(f, a)| feature_view(inputs, f, *a))
                 .collect(),
             missing: content
                 .unfilled

@@ -94,6 +94,9 @@ pub struct FeatureView {
     pub date: Option<String>,
     /// The resource it came from (`Observation/…`).
     pub source: Option<String>,
+    /// That resource at the version read: `Observation/…/_history/n` when held here, its
+    /// absolute URL when read from the EHR.
+    pub reference: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -29,8 +29,8 @@ const DOCS_SECRET: &str = "docs-client-secret";
 const VERIFIER: &str = "a-pkce-verifier-of-at-least-forty-three-characters-0123456789";
 
 /// The running provider; stopped when dropped.
-struct AuthServer {
-    issuer: String,
+pub(crate) struct AuthServer {
+    pub(crate) issuer: String,
     child: Child,
     _config: tempfile::NamedTempFile,
 }
@@ -42,9 +42,9 @@ impl Drop for AuthServer {
     }
 }
 
-/// Starts the provider with `backend_jwks` registered for the backend client and `patient` in
-/// the app's context; None (a skip) when it is not installed.
-fn start_auth_server(backend_jwks: &Value, patient: &str) -> Option<AuthServer> {
+/// Starts the provider with `config` (tests/auth-server/server.mjs names its fields); None (a
+/// skip) when it is not installed.
+pub(crate) fn start_provider(config: &Value) -> Option<AuthServer> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let installed = root.join("tests/auth-server/node_modules/oidc-provider");
     if !node().exists() || !installed.is_dir() {
@@ -55,7 +55,21 @@ fn start_auth_server(backend_jwks: &Value, patient: &str) -> Option<AuthServer> 
         eprintln!("skipping: the authorization test server is not installed");
         return None;
     }
-    let config = json!({
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), config.to_string()).unwrap();
+    let (child, port) =
+        start_node_server("tests/auth-server/server.mjs", &[file.path().as_os_str()]);
+    Some(AuthServer {
+        issuer: format!("http://127.0.0.1:{port}"),
+        child,
+        _config: file,
+    })
+}
+
+/// Starts the provider with `backend_jwks` registered for the backend client and `patient` in
+/// the app's context; None (a skip) when it is not installed.
+fn start_auth_server(backend_jwks: &Value, patient: &str) -> Option<AuthServer> {
+    start_provider(&json!({
         "audience": AUDIENCE,
         "backend": {
             "client_id": "backend-services",
@@ -75,16 +89,7 @@ fn start_auth_server(backend_jwks: &Value, patient: &str) -> Option<AuthServer> 
             "fhirUser": USER,
             "patient": patient,
         },
-    });
-    let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), config.to_string()).unwrap();
-    let (child, port) =
-        start_node_server("tests/auth-server/server.mjs", &[file.path().as_os_str()]);
-    Some(AuthServer {
-        issuer: format!("http://127.0.0.1:{port}"),
-        child,
-        _config: file,
-    })
+    }))
 }
 
 /// The service trusting `issuer`, its keys found through discovery.

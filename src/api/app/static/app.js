@@ -107,24 +107,41 @@ function renderRisk(view, report) {
   $('risk').hidden = false;
 }
 
-function sourceButton(session, source) {
-  if (!source) return '—';
-  const button = node('button', source, 'link');
+function sourceButton(session, feature) {
+  if (!feature.source) return '—';
+  const button = node('button', feature.source, 'link');
   button.type = 'button';
-  button.addEventListener('click', () => openSource(session, source));
+  button.addEventListener('click', () => openSource(session, feature));
   return button;
 }
 
-async function openSource(session, source) {
+/** The resource a feature came from: read here at the version the model read, or, when it
+ * was read from the EHR, where it lives there. */
+async function openSource(session, feature) {
   const dialog = $('source');
-  $('source-title').textContent = source;
+  const reference = feature.reference || feature.source;
+  $('source-title').textContent = feature.source;
+  const where = $('source-where');
+  where.replaceChildren();
+  const facts = `${feature.feature}: ${feature.value ?? 'unknown'}${feature.unit ? ` ${feature.unit}` : ''}${feature.date ? `, ${feature.date}` : ''}`;
+  if (/^https?:/.test(reference)) {
+    const link = node('a', reference);
+    link.href = reference;
+    link.target = '_blank';
+    link.rel = 'noopener';
+    where.append('Read from the EHR, where it lives: ', link);
+    $('source-body').textContent = facts;
+    dialog.showModal();
+    return;
+  }
+  where.textContent = `As the model read it (${reference}).`;
   $('source-body').textContent = 'Loading…';
   dialog.showModal();
   try {
-    const resource = await json(await call(session, `/fhir/${source}`));
+    const resource = await json(await call(session, `/fhir/${reference}`));
     $('source-body').textContent = JSON.stringify(resource, null, 2);
   } catch (error) {
-    $('source-body').textContent = `Could not be read: ${error.message}`;
+    $('source-body').textContent = `${facts}\n\nCould not be read: ${error.message}`;
   }
 }
 
@@ -132,7 +149,7 @@ function renderWhy(view, session) {
   const contributions = view.contributions.filter((c) => c.contribution !== null && c.contribution !== undefined);
   $('contributions').replaceChildren(contributions.length
     ? divergingBars(
-      contributions.map((c) => ({ label: c.modality, value: c.contribution, detail: `${c.contribution > 0 ? '+' : ''}${c.contribution.toFixed(2)} (weight ${(100 * c.weight).toFixed(0)} %)` })),
+      contributions.map((c) => ({ label: c.modality, value: c.contribution, detail: `${c.contribution > 0 ? '+' : ''}${c.contribution.toFixed(2)}, weight ${(100 * c.weight).toFixed(0)} %` })),
       'Each kind of data\'s part in the risk',
       contributions.map((c) => `${c.modality}: ${c.contribution > 0 ? 'raises' : 'lowers'} the risk by ${Math.abs(c.contribution).toFixed(2)} on the log hazard scale`).join('; '),
     )
@@ -148,7 +165,7 @@ function renderWhy(view, session) {
     f.value === null || f.value === undefined ? null : `${f.value}${f.unit ? ` ${f.unit}` : ''}`,
     f.date,
     `${f.attribution > 0 ? 'raises' : 'lowers'} (${f.attribution > 0 ? '+' : ''}${f.attribution.toFixed(2)})`,
-    sourceButton(session, f.source),
+    sourceButton(session, f),
   ])));
   $('why').hidden = false;
 }
@@ -224,7 +241,7 @@ function renderActions(session, report) {
   $('actions').hidden = false;
 }
 
-const state = { session: null, report: null };
+const state = { session: null, report: null, shown: null };
 
 async function signOff(parameters, done) {
   const { session, report } = state;
@@ -246,11 +263,12 @@ function wireActions() {
   $('run').addEventListener('click', async () => {
     setStatus('Assessing…');
     try {
-      await json(await call(state.session, `/fhir/Patient/${state.session.patient}/$risk-assessment`, {
+      const bundle = await json(await call(state.session, `/fhir/Patient/${state.session.patient}/$risk-assessment`, {
         method: 'POST',
         headers: { 'content-type': 'application/fhir+json' },
         body: JSON.stringify({ resourceType: 'Parameters' }),
       }));
+      state.shown = entries(bundle).find((r) => r.resourceType === 'DiagnosticReport')?.id ?? null;
       await load();
       setStatus('Assessed from the record as it stands now.', 'success');
     } catch (error) {
@@ -299,7 +317,8 @@ async function load() {
   ]);
   renderBanner(patient, id, session);
   reports.sort((a, b) => (b.issued || '').localeCompare(a.issued || ''));
-  const latest = reports[0] || null;
+  // The assessment asked for (by a CDS card's link, or just run), else the latest.
+  const latest = reports.find((r) => r.id === state.shown) || reports[0] || null;
   state.report = latest;
   renderModel(card);
   renderActions(session, latest);
@@ -313,7 +332,7 @@ async function load() {
     renderRisk(view, latest);
     renderWhy(view, session);
     renderMissing(view);
-    setStatus(`Latest assessment: ${latest.issued?.slice(0, 10) || ''}.`);
+    setStatus(`${latest === reports[0] ? 'Latest assessment' : 'Assessment'}: ${latest.issued?.slice(0, 10) || ''}.`);
   } catch (error) {
     setStatus(`The latest assessment's explanation could not be shown: ${error.message}`, 'error');
   }
@@ -340,6 +359,11 @@ async function main() {
     return;
   }
   state.session = session;
+  try {
+    state.shown = session.appContext ? JSON.parse(session.appContext).report ?? null : null;
+  } catch {
+    state.shown = null;
+  }
   wireActions();
   try {
     await load();

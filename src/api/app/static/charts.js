@@ -95,7 +95,7 @@ export function survivalCurve(view) {
 export function divergingBars(items, title, description) {
   const width = 640;
   const row = 28;
-  const m = { left: 220, right: 70, top: 8, bottom: 8 };
+  const m = { left: 200, right: 150, top: 8, bottom: 8 };
   const height = m.top + m.bottom + row * Math.max(items.length, 1);
   const svg = frame(width, height, title, description);
   const largest = Math.max(...items.map((i) => Math.abs(i.value)), 1e-9);

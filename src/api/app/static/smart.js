@@ -90,6 +90,8 @@ export async function ready() {
       patient: answer.patient,
       scope: answer.scope || '',
       user: claims.fhirUser || answer.fhirUser || null,
+      // A CDS card's link names the assessment to open (`{"report": "…"}`).
+      appContext: answer.appContext || null,
       expiresAt: Date.now() + 1000 * (answer.expires_in || 300),
     };
     sessionStorage.setItem(SESSION, JSON.stringify(session));
