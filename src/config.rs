@@ -45,6 +45,9 @@ pub struct AppSettings {
     /// The FHIR base URLs (`iss`) of the EHRs that may launch it; empty: the EHR of
     /// `ehr.base_url`.
     pub launch_issuers: Vec<String>,
+    /// Web origins whose pages may show the app in a frame (`frame-ancestors`); empty: the
+    /// origins of the launching EHRs.
+    pub frame_ancestors: Vec<String>,
 }
 
 impl Default for AppSettings {
@@ -55,6 +58,7 @@ impl Default for AppSettings {
                     patient/DiagnosticReport.u"
                 .into(),
             launch_issuers: Vec::new(),
+            frame_ancestors: Vec::new(),
         }
     }
 }

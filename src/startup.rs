@@ -228,6 +228,7 @@ async fn serve(
         app: crate::api::app::AppState {
             client_id: settings.app.client_id.clone(),
             scope: settings.app.scope.clone(),
+            frame_ancestors: settings.app.frame_ancestors.clone(),
             launcher: crate::auth::launch::Launcher::new(
                 settings.app_launch_issuers(),
                 std::time::Duration::from_secs(settings.ehr.timeout_secs.min(30)),

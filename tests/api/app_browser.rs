@@ -170,32 +170,7 @@ async fn a_clinician_launches_the_app_from_the_ehr_sees_the_risk_and_signs_it() 
         url::form_urlencoded::byte_serialize(ehr_base.as_bytes()).collect::<String>()
     );
     let shots = tempfile::tempdir().unwrap();
-    let script = root.join("tests/browser/app.mjs");
-    let output = tokio::task::spawn_blocking({
-        let shots = shots.path().to_path_buf();
-        move || {
-            Command::new(node())
-                .arg(script)
-                .arg(&launch)
-                .arg(&shots)
-                .env("CHROMIUM", chromium())
-                .output()
-                .unwrap()
-        }
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let seen: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|_| {
-        panic!(
-            "the browser script printed no result: {stdout}\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-    });
-    assert!(
-        output.status.success() && seen.get("failure").is_none(),
-        "{seen:#}"
-    );
+    let seen = browse(&root, &launch, shots.path(), "sign").await;
 
     // Signed in through the EHR's launch, and back at the app with the code spent.
     assert_eq!(seen["landedOn"], "/app/", "{seen:#}");
@@ -313,6 +288,23 @@ async fn a_clinician_launches_the_app_from_the_ehr_sees_the_risk_and_signs_it() 
     assert_eq!(signed["outcome"], "0");
     assert!(signed.to_string().contains(USER));
 
+    // A standalone launch (from the app's own address, no EHR context): the EHR's
+    // authorization server picks the patient, and the app shows the signed report.
+    let standalone = browse(
+        &root,
+        &format!("{}/app/launch", app.address),
+        shots.path(),
+        "view",
+    )
+    .await;
+    assert_eq!(standalone["landedOn"], "/app/", "{standalone:#}");
+    assert_eq!(standalone["patient"], "Maja Lindqvist");
+    assert_eq!(
+        standalone["reportState"],
+        format!("Signed by {USER}: final.")
+    );
+    assert_eq!(standalone["risk"], seen["risk"]);
+
     // The screenshots are PNGs; UPDATE_SCREENSHOTS=1 keeps them for the README.
     for name in ["risk-view.png", "risk-view-full.png", "signed.png"] {
         let bytes = std::fs::read(shots.path().join(name)).unwrap();
@@ -322,4 +314,34 @@ async fn a_clinician_launches_the_app_from_the_ehr_sees_the_risk_and_signs_it() 
         }
     }
     drop(provider);
+}
+
+/// Runs the browser script on `launch` (`sign` or `view`); what it saw.
+async fn browse(root: &Path, launch: &str, shots: &Path, mode: &str) -> Value {
+    let script = root.join("tests/browser/app.mjs");
+    let (launch, shots, mode) = (launch.to_owned(), shots.to_path_buf(), mode.to_owned());
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(node())
+            .arg(script)
+            .arg(&launch)
+            .arg(&shots)
+            .arg(&mode)
+            .env("CHROMIUM", chromium())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let seen: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|_| {
+        panic!(
+            "the browser script printed no result: {stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    assert!(
+        output.status.success() && seen.get("failure").is_none(),
+        "{seen:#}"
+    );
+    seen
 }

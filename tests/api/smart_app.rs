@@ -68,6 +68,18 @@ async fn the_app_is_served_from_its_own_origin_only() {
         );
     }
     assert_eq!(get(&app, "/app/evil.js").await.status(), 404);
+    // An EHR whose user interface is elsewhere than its FHIR server.
+    let framed = spawn_app_with(|s| {
+        s.app.launch_issuers = vec!["https://fhir.ehr.example/r4".into()];
+        s.app.frame_ancestors = vec!["https://chart.ehr.example".into()];
+    })
+    .await;
+    let csp = policy(&get(&framed, "/app/").await);
+    assert!(
+        csp.contains("frame-ancestors 'self' https://chart.ehr.example"),
+        "{csp}"
+    );
+    assert!(!csp.contains("fhir.ehr.example"), "{csp}");
     let bare = app
         .client
         .get(format!("{}/app", app.address))

@@ -1,12 +1,13 @@
 // Drives headless Chromium through the SMART app as a clinician would, from an EHR launch:
 //
-//   node app.mjs LAUNCH_URL OUT_DIR
+//   node app.mjs LAUNCH_URL OUT_DIR [view]
 //
 // LAUNCH_URL is the app's launch URL with the EHR's `iss` and `launch`; the EHR's
 // authorization server signs the user in and grants at once (it has no person to click). In a
 // 1024 × 768 window, it waits for the app, runs an assessment when there is none, reads what a
 // person sees, takes screenshots (OUT_DIR/*.png), checks the page with axe-core, moves by
-// keyboard to the Sign button and signs. Prints one JSON object of what it saw; exits 1 on a
+// keyboard to the Sign button and signs (with `view`: only looks). Prints one JSON object of
+// what it saw; exits 1 on a
 // failure, naming it. The browser is Debian's chromium (CHROMIUM to use another).
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -14,7 +15,7 @@ import { join } from 'node:path';
 
 import puppeteer from 'puppeteer-core';
 
-const [launchUrl, outDir] = process.argv.slice(2);
+const [launchUrl, outDir, mode = 'sign'] = process.argv.slice(2);
 const require = createRequire(import.meta.url);
 const axeSource = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
 
@@ -60,6 +61,14 @@ try {
   // Keyboard: from the top of the page, the first Tab reaches the skip link.
   await page.keyboard.press('Tab');
   seen.firstTab = await page.evaluate(() => document.activeElement?.textContent?.trim());
+  if (mode === 'view') {
+    await visible(page, '#risk');
+    seen.risk = await text(page, '#risk-summary');
+    seen.reportState = await text(page, '#report-state');
+    seen.patient = await text(page, '#patient-name');
+    process.stdout.write(`${JSON.stringify(seen)}\n`);
+    process.exit(0);
+  }
   if (await page.$('#risk[hidden]')) {
     await page.click('#run');
     await visible(page, '#risk', 60000);

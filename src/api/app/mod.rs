@@ -59,13 +59,21 @@ pub struct AppState {
     pub client_id: String,
     pub scope: String,
     pub launcher: Launcher,
+    /// `app.frame_ancestors`.
+    pub frame_ancestors: Vec<String>,
 }
 
-/// The origins of the EHRs that may frame the app.
+/// The origins that may frame the app: those configured, else the launching EHRs'.
 fn frame_ancestors(state: &ApiState) -> String {
     let mut origins = vec!["'self'".to_owned()];
-    for issuer in state.app.launcher.issuers() {
-        if let Ok(url) = url::Url::parse(issuer) {
+    let configured = &state.app.frame_ancestors;
+    let sources = if configured.is_empty() {
+        state.app.launcher.issuers()
+    } else {
+        configured.as_slice()
+    };
+    for source in sources {
+        if let Ok(url) = url::Url::parse(source) {
             let origin = url.origin().ascii_serialization();
             if !origins.contains(&origin) {
                 origins.push(origin);
