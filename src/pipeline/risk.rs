@@ -406,7 +406,11 @@ impl Pipeline {
             resource: "the assessment's explanation",
             source,
         })?;
-        self.file_assessment(&risk, &ids, resources, warnings, content, &view)
+        let beside = FiledBeside {
+            view,
+            patient_copy: record.patient_copy,
+        };
+        self.file_assessment(&risk, &ids, resources, warnings, content, beside)
             .await
     }
 
@@ -419,9 +423,20 @@ impl Pipeline {
         resources: crate::report::risk::AssessmentResources,
         warnings: Vec<String>,
         content: AssessmentContent,
-        view: &str,
+        beside: FiledBeside,
     ) -> Result<Assessment, PipelineError> {
         let mut tx = self.store.begin().await?;
+        // The copy of an EHR's Patient, unless another assessment filed it meanwhile: one
+        // transaction (one commit to wait for) for a first assessment of such a patient.
+        if let Some(copy) = beside.patient_copy
+            && tx
+                .current_version(ResourceType::Patient, &content.patient)
+                .await?
+                .is_none()
+        {
+            tx.write(ResourceType::Patient, &content.patient, copy, None)
+                .await?;
+        }
         let filed = matches!(
             tx.current_version(ResourceType::DiagnosticReport, &ids.report)
                 .await?,
@@ -477,7 +492,7 @@ impl Pipeline {
                 out.push((t, id, content));
             }
         }
-        tx.keep_assessment_view(ids.report.as_ref(), content.patient.as_ref(), view)
+        tx.keep_assessment_view(ids.report.as_ref(), content.patient.as_ref(), &beside.view)
             .await?;
         tx.commit().await?;
         tracing::info!(
@@ -493,6 +508,14 @@ impl Pipeline {
             content: Box::new(content),
         })
     }
+}
+
+/// What an assessment's transaction writes besides its resources.
+struct FiledBeside {
+    /// The explanation the app shows (JSON).
+    view: String,
+    /// The copy of a Patient known only to the EHR.
+    patient_copy: Option<serde_json::Map<String, Value>>,
 }
 
 fn check_model_name(risk: &RiskModel, asked: Option<&str>) -> Result<(), AssessmentError> {

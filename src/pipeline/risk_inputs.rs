@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::lookup::escape_token;
 use super::risk::AssessmentError;
@@ -48,6 +48,9 @@ pub(super) struct GatheredRecord {
     /// `Type/id/_history/v` here, the absolute URL (with its version when known) on the EHR.
     pub references: BTreeMap<String, String>,
     pub warnings: Vec<String>,
+    /// The copy of a Patient known only to the EHR, filed here (version 1) in the same
+    /// transaction as the assessment that read it.
+    pub patient_copy: Option<Map<String, Value>>,
 }
 
 /// Where an assessment reads the patient's record, besides what this service holds.
@@ -95,6 +98,7 @@ impl Pipeline {
             resources: Vec::new(),
             references: BTreeMap::new(),
             warnings: Vec::new(),
+            patient_copy: None,
         };
         let (base, found) = match source {
             RecordSource::Configured => match &self.ehr {
@@ -165,12 +169,13 @@ impl Pipeline {
                     }
                     .into());
                 };
-                let mut tx = self.store.begin().await?;
-                let stored = tx.write(ResourceType::Patient, id, map, None).await?;
-                tx.commit().await?;
-                record.patient = serde_json::from_str(stored.content.as_deref().unwrap_or("{}"))
-                    .unwrap_or(Value::Null);
-                stored.version.to_string()
+                // Never here before (a deleted Patient is an error above): the copy will be
+                // version 1, written with the assessment.
+                let mut patient = map.clone();
+                patient.insert("id".into(), Value::String(id.to_string()));
+                record.patient = Value::Object(patient);
+                record.patient_copy = Some(map);
+                crate::domain::VersionId::FIRST.to_string()
             }
             (None, None) => {
                 return Err(StoreError::NotFound {
