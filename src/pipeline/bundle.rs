@@ -260,6 +260,7 @@ impl Pipeline {
                 Ok(written_entry(written))
             }
             (Method::Delete, Target::Instance(t, id)) => {
+                super::sign_off::refuse_changing_signed(tx, *t, id).await?;
                 tx.delete(*t, id).await?;
                 Ok((
                     BundleEntry::default().response(EntryResponse {

@@ -69,6 +69,7 @@ impl Pipeline {
         id: &ResourceId,
     ) -> Result<VersionId, PipelineError> {
         let mut tx = self.store.begin().await?;
+        super::sign_off::refuse_changing_signed(&mut tx, t, id).await?;
         let version = tx.delete(t, id).await?;
         tx.commit().await?;
         tracing::info!(resource_type = %t, id = %id, "resource deleted");
@@ -281,6 +282,7 @@ pub(super) async fn update_in(
     {
         return Err(PipelineError::IfMatchOnCreate { expected });
     }
+    super::sign_off::refuse_changing_signed(tx, t, id).await?;
     let stored = tx.write(t, id, resource, if_match).await?;
     let created = stored.version == VersionId::FIRST;
     Ok(Written { stored, created })

@@ -45,6 +45,11 @@ pub enum SignOffError {
     NotPreliminary(String),
     #[error("{clinician} has already recorded this decision on this report")]
     AlreadyDecided { clinician: String },
+    #[error(
+        "DiagnosticReport/{0} is a signed risk report: final, attested by its Provenance, and \
+         neither changed nor deleted; a newer assessment is filed beside it"
+    )]
+    SignedIsFinal(String),
     #[error("a review id could not be made: {0}")]
     Id(crate::domain::IdError),
     #[error("the report changed after it was read (now version {0}); read it again and review it")]
@@ -57,7 +62,8 @@ impl SignOffError {
             SignOffError::NotARiskReport(_) => ErrorKind::Unprocessable,
             SignOffError::AlreadySigned { .. }
             | SignOffError::NotPreliminary(_)
-            | SignOffError::AlreadyDecided { .. } => ErrorKind::Conflict,
+            | SignOffError::AlreadyDecided { .. }
+            | SignOffError::SignedIsFinal(_) => ErrorKind::Conflict,
             SignOffError::Changed(_) => ErrorKind::PreconditionFailed,
             SignOffError::Id(_) => ErrorKind::Internal,
         }
@@ -80,6 +86,43 @@ fn review_id(
     digest_id("review", &[report.as_ref(), clinician, decision.code()]).map_err(SignOffError::Id)
 }
 
+/// Whether a stored DiagnosticReport is a risk report of this service.
+fn is_risk_report(report: &Map<String, Value>) -> bool {
+    report
+        .get("code")
+        .and_then(|c| c.get("coding"))
+        .and_then(Value::as_array)
+        .is_some_and(|codings| {
+            codings
+                .iter()
+                .any(|c| c["system"] == CODE_SYSTEM && c["code"] == "prognostic-risk-report")
+        })
+}
+
+/// A signed risk report is final: the REST API neither changes nor deletes it (its
+/// attestation names that version). Anything else passes.
+pub(super) async fn refuse_changing_signed(
+    tx: &mut crate::store::StoreTransaction,
+    t: ResourceType,
+    id: &ResourceId,
+) -> Result<(), PipelineError> {
+    if t != ResourceType::DiagnosticReport {
+        return Ok(());
+    }
+    let stored = match tx.read(t, id).await {
+        Ok(stored) => stored,
+        Err(crate::store::StoreError::NotFound { .. } | crate::store::StoreError::Gone { .. }) => {
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let report = parsed(stored.content.as_deref());
+    if is_risk_report(&report) && report.get("status").and_then(Value::as_str) == Some("final") {
+        return Err(SignOffError::SignedIsFinal(id.to_string()).into());
+    }
+    Ok(())
+}
+
 impl Pipeline {
     /// Records a clinician's decision on a preliminary risk report.
     pub async fn sign_off(&self, request: &SignOffRequest) -> Result<SignedOff, PipelineError> {
@@ -91,16 +134,7 @@ impl Pipeline {
             return Err(SignOffError::Changed(stored.version).into());
         }
         let report = parsed(stored.content.as_deref());
-        let is_risk_report = report
-            .get("code")
-            .and_then(|c| c.get("coding"))
-            .and_then(Value::as_array)
-            .is_some_and(|codings| {
-                codings
-                    .iter()
-                    .any(|c| c["system"] == CODE_SYSTEM && c["code"] == "prognostic-risk-report")
-            });
-        if !is_risk_report {
+        if !is_risk_report(&report) {
             return Err(SignOffError::NotARiskReport(request.report.to_string()).into());
         }
         match report.get("status").and_then(Value::as_str) {

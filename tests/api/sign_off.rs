@@ -128,6 +128,16 @@ async fn a_signed_report_is_final_attested_counted_and_never_overwritten() {
         events[0]
     );
 
+    // Nor is it changed or deleted through the REST API.
+    let mut edited = stored.clone();
+    edited["status"] = json!("amended");
+    assert_outcome(
+        app.put(&format!("DiagnosticReport/{report}"), &edited, None).await,
+        409,
+    )
+    .await;
+    assert_outcome(app.delete(&format!("DiagnosticReport/{report}")).await, 409).await;
+
     // The same assessment asked again returns the signed report as it is.
     let again: Value = assess(&app, &patient, &json!({"resourceType": "Parameters"}))
         .await
