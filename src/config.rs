@@ -477,6 +477,10 @@ pub struct RiskSettings {
     /// The model bundle (a folder with manifest.json and model.safetensors); empty: none, and
     /// `$risk-assessment` answers 503.
     pub model: PathBuf,
+    /// A folder of further model bundles (one folder each), loaded beside `model` and
+    /// deployed as shadow or active through the models API or `prognostics models`; none:
+    /// `model` alone.
+    pub models_dir: Option<PathBuf>,
     /// Seconds a synchronous `$risk-assessment` may take; past it the caller gets 503 with
     /// Retry-After while the assessment finishes and is filed (asking again returns it).
     pub time_limit_secs: u64,
@@ -488,6 +492,7 @@ impl Default for RiskSettings {
     fn default() -> Self {
         Self {
             model: PathBuf::from("models/risk/gbsg2-recurrence"),
+            models_dir: None,
             time_limit_secs: 30,
             max_concurrent: 64,
         }

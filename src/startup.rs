@@ -22,6 +22,7 @@ use crate::encoders::{
 };
 use crate::hl7::datetime::SiteZone;
 use crate::mllp_listener::MllpListener;
+use crate::pipeline::models::{ModelRegistry, Unloadable};
 use crate::pipeline::risk::RiskModel;
 use crate::pipeline::risk_jobs::RiskAdmission;
 use crate::pipeline::{Hl7Options, ImagingOptions, PageSizes, Pipeline};
@@ -61,6 +62,8 @@ pub enum StartupError {
     NoPublicBase { addr: std::net::SocketAddr },
     #[error("authorization cannot be set up: {0}")]
     Auth(String),
+    #[error("the model deployments cannot be applied: {0}")]
+    Models(String),
     #[error("TLS cannot be set up: {0}")]
     Tls(String),
     #[error("could not listen on {addr}")]
@@ -148,8 +151,23 @@ async fn serve(
             background.push(spawn_with_tracing(pipeline.clone().run_embedding_worker()));
         }
     }
-    if let Some(model) = load_risk_model(&settings.risk).await? {
-        pipeline = pipeline.with_risk_model(model);
+    pipeline = pipeline.with_models(load_models(&settings.risk).await?);
+    pipeline
+        .sync_models()
+        .await
+        .map_err(|e| StartupError::Models(e.to_string()))?;
+    // A change another process (`prognostics models`) records is applied within seconds.
+    {
+        let pipeline = pipeline.clone();
+        background.push(spawn_with_tracing(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+            loop {
+                tick.tick().await;
+                if let Err(e) = pipeline.refresh_models().await {
+                    tracing::warn!(error = %e, "model deployments could not be read");
+                }
+            }
+        }));
     }
     pipeline = pipeline.with_risk_admission(RiskAdmission::new(
         settings.risk.max_concurrent,
@@ -402,6 +420,56 @@ pub async fn open_pipeline(settings: &Settings) -> Result<Pipeline, StartupError
         },
         identifier_systems: settings.hl7.identifier_systems.clone(),
     }))
+}
+
+/// Loads the configured model (first: active until the deployments say otherwise) and every
+/// bundle of `risk.models_dir`. A bundle there that fails its checks is listed as unloadable
+/// (and logged), not fatal; the same name and version twice is loaded once.
+pub async fn load_models(settings: &RiskSettings) -> Result<ModelRegistry, StartupError> {
+    let mut models: Vec<Arc<RiskModel>> = load_risk_model(settings).await?.into_iter().collect();
+    let mut unloadable = Vec::new();
+    let Some(folder) = &settings.models_dir else {
+        return Ok(ModelRegistry::of(models, unloadable));
+    };
+    let mut bundles: Vec<std::path::PathBuf> = match std::fs::read_dir(folder) {
+        Ok(entries) => entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.join("manifest.json").is_file())
+            .collect(),
+        Err(e) => {
+            tracing::warn!(folder = %folder.display(), error = %e, "risk.models_dir cannot be read");
+            Vec::new()
+        }
+    };
+    bundles.sort();
+    for dir in bundles {
+        let path = dir.display().to_string();
+        let loaded = spawn_blocking_with_tracing(move || RiskModel::load(&dir))
+            .await
+            .map_err(|e| StartupError::InferenceThread(std::io::Error::other(e)))?;
+        match loaded {
+            Ok(model) => {
+                let d = &model.description;
+                if models
+                    .iter()
+                    .any(|m| m.description.name == d.name && m.description.version == d.version)
+                {
+                    continue;
+                }
+                tracing::info!(model = %d.name, version = %d.version, "model bundle loaded");
+                models.push(Arc::new(model));
+            }
+            Err(e) => {
+                tracing::warn!(bundle = %path, error = %e, "model bundle not loaded");
+                unloadable.push(Unloadable {
+                    path,
+                    reason: e.to_string(),
+                });
+            }
+        }
+    }
+    Ok(ModelRegistry::of(models, unloadable))
 }
 
 /// Loads the risk model `$risk-assessment` uses. None configured, or its folder missing: the

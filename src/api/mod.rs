@@ -15,6 +15,7 @@ pub mod fhir;
 mod health;
 mod hl7;
 mod model_card;
+mod models;
 pub mod policy;
 mod rate_limit;
 mod request;
@@ -72,6 +73,7 @@ pub struct ApiState {
         (name = "HL7 v2", description = "HL7 v2 messages posted over HTTP, answered with their ACK"),
         (name = "Operations", description = "Liveness and readiness probes"),
         (name = "Authorization", description = "Where to get a SMART on FHIR access token"),
+        (name = "Models", description = "The models loaded and how each is deployed: active, shadow or retired"),
         (name = "SMART app", description = "The risk view clinicians open in the chart: its page, its launch and code exchange, and the explanations it shows"),
         (name = "CDS Hooks", description = "CDS Hooks 2.0 services: the risk card in the chart, and what clinicians did with it")
     )
@@ -85,6 +87,9 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(health::readyz)
         .service(smart::smart_configuration)
         .service(model_card::model_card)
+        .service(models::list_models)
+        .service(models::deploy_model)
+        .service(models::shadow_predictions)
         .service(cds::discovery)
         .service(cds::call_service)
         .service(cds::service_feedback)

@@ -185,6 +185,30 @@ pub const RULES: &[RouteRule] = &[
     ),
     rule(
         "GET",
+        "/models",
+        // The models and who changed them last: what their Devices and Provenance say.
+        All(&[(Device, Read), (Provenance, Read)]),
+        Refused,
+        rest("models", AuditAction::Read),
+    ),
+    rule(
+        "GET",
+        "/models/shadow-predictions/{report}",
+        // What shadow models said of patients' records: governance reads it as it reads
+        // the filed risk assessments, for user/ and system/ grants only.
+        All(&[(Device, Read), (Provenance, Read), (RiskAssessment, Read)]),
+        Refused,
+        rest("shadow-predictions", AuditAction::Read),
+    ),
+    rule(
+        "POST",
+        "/models/{model}/$deploy",
+        All(&[(Device, Update), (Provenance, Create)]),
+        Refused,
+        rest("model-deploy", AuditAction::Update),
+    ),
+    rule(
+        "GET",
         "/fhir/{resource_type}",
         PathType(Search),
         Confined,

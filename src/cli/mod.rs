@@ -5,6 +5,7 @@
 
 mod args;
 mod audit;
+mod deployments;
 mod ehr;
 mod embed;
 mod import;
@@ -82,6 +83,33 @@ pub enum Command {
     /// The audit trail: check its hash chain, or export it as NDJSON.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The models loaded (`risk.model` and the bundles of `risk.models_dir`) and how each is
+    /// deployed: list them, or make one active, shadow or retired. A running service applies a
+    /// change within seconds; with the embedded SQLite database, stop it first (or use the
+    /// running service's `POST /models/{NAME@VERSION}/$deploy`).
+    #[command(subcommand)]
+    Models(ModelsCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ModelsCommand {
+    /// Every model with its status, and the bundles that could not be loaded.
+    List,
+    /// Make NAME@VERSION the active model (the one active before is retired).
+    Promote(DeployArgs),
+    /// Let NAME@VERSION score every assessment's inputs where only governance sees it.
+    Shadow(DeployArgs),
+    /// Stop using NAME@VERSION.
+    Retire(DeployArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DeployArgs {
+    /// The model, as `models list` names it.
+    pub model: String,
+    /// Why, for the record (the change's Provenance).
+    #[arg(long)]
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -151,6 +179,7 @@ pub async fn run(command: Option<Command>, settings: Settings) -> anyhow::Result
         Some(Command::Audit(AuditCommand::Export { since })) => {
             audit::export(&settings, &since).await
         }
+        Some(Command::Models(command)) => deployments::run(&settings, command).await,
     }
 }
 

@@ -170,7 +170,7 @@ struct Kept<'a> {
 }
 
 /// The doors records come through; a kept record naming another is not one of ours.
-pub const DOORS: [&str; 7] = [
+pub const DOORS: [&str; 8] = [
     "rest",
     "dicomweb",
     "dicom",
@@ -178,6 +178,7 @@ pub const DOORS: [&str; 7] = [
     "ehr",
     "cds-hooks",
     "smart-app",
+    "command-line",
 ];
 
 fn borrowed(text: &Option<String>) -> Option<Cow<'_, str>> {

@@ -6,13 +6,14 @@
 //! itself, filed as FHIR Basic resources beside the assessment. Feedback posted twice is filed
 //! once.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use secrecy::SecretString;
 use serde_json::{Map, Value};
 
 use super::cds_prefetch::{self, Prefetched};
+use super::risk::RiskModel;
 use super::risk_inputs::RecordSource;
 use super::{Pipeline, PipelineError, digest_id};
 use crate::domain::{ResourceId, ResourceType};
@@ -82,15 +83,30 @@ impl CdsError {
     }
 }
 
+/// The active model, held for its input spec.
+struct ActiveSpec(Arc<RiskModel>);
+
+impl std::ops::Deref for ActiveSpec {
+    type Target = InputSpec;
+
+    fn deref(&self) -> &InputSpec {
+        static NONE: LazyLock<InputSpec> = LazyLock::new(InputSpec::default);
+        // A loaded model always has its spec (`RiskModel::load` refuses one without).
+        self.0.model.manifest.inputs.as_ref().unwrap_or(&NONE)
+    }
+}
+
 /// The active model's input spec, for the CDS services.
-fn spec_of(pipeline: &Pipeline) -> Option<&InputSpec> {
-    pipeline.risk_model()?.model.manifest.inputs.as_ref()
+fn spec_of(pipeline: &Pipeline) -> Option<ActiveSpec> {
+    let model = pipeline.risk_model()?;
+    model.model.manifest.inputs.as_ref()?;
+    Some(ActiveSpec(model))
 }
 
 impl Pipeline {
     /// The prefetch templates of the active model (none without a model).
     pub fn cds_prefetch(&self) -> Option<Map<String, Value>> {
-        spec_of(self).map(cds_prefetch::templates)
+        spec_of(self).map(|spec| cds_prefetch::templates(&spec))
     }
 
     /// Where a hook's assessment reads the record: a complete prefetch; else the client's
@@ -104,7 +120,7 @@ impl Pipeline {
         let Some(spec) = spec_of(self) else {
             return Err(super::risk::AssessmentError::NoModel.into());
         };
-        let prefetched = cds_prefetch::read(hook.prefetch.as_ref(), spec, hook.patient.as_ref())?;
+        let prefetched = cds_prefetch::read(hook.prefetch.as_ref(), &spec, hook.patient.as_ref())?;
         let lacking = match prefetched {
             Prefetched::Complete(record) => {
                 return Ok(RecordSource::Given {

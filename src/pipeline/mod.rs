@@ -15,12 +15,14 @@ mod hl7;
 mod hl7_filing;
 mod imaging;
 mod lookup;
+pub mod models;
 mod resources;
 pub mod risk;
 mod risk_clock;
 mod risk_inputs;
 pub mod risk_jobs;
 mod risk_view;
+mod shadow;
 pub mod sign_off;
 
 use std::collections::BTreeMap;
@@ -90,6 +92,8 @@ pub enum PipelineError {
     Cds(#[from] cds::CdsError),
     #[error(transparent)]
     SignOff(#[from] sign_off::SignOffError),
+    #[error(transparent)]
+    Model(#[from] models::ModelError),
     #[error("Bundle.entry[{index}]: {source}")]
     BundleEntry {
         index: usize,
@@ -137,6 +141,7 @@ impl PipelineError {
             PipelineError::BundleEntry { source, .. } => source.kind(),
             PipelineError::Cds(e) => e.kind(),
             PipelineError::SignOff(e) => e.kind(),
+            PipelineError::Model(e) => e.kind(),
             PipelineError::RiskJob(e) => e.kind(),
             PipelineError::Ehr(e) => match e.kind() {
                 ErrorKind::NotFound | ErrorKind::Internal => ErrorKind::Unavailable,
@@ -196,8 +201,8 @@ pub struct Pipeline {
     hl7: Hl7Options,
     /// Serialises finding-or-creating the Patient an HL7 message is about.
     patient_matching: Arc<tokio::sync::Mutex<()>>,
-    /// The risk model `$risk-assessment` uses, when one is loaded.
-    risk_model: Option<Arc<risk::RiskModel>>,
+    /// The models loaded and how each is deployed (the active one answers).
+    models: Arc<models::ModelSlot>,
     /// The EHR an assessment pulls the patient's record from, when one is configured.
     ehr: Option<crate::ehr::FhirClient>,
     /// How many assessments run at once, and how long a synchronous caller waits.
@@ -255,7 +260,7 @@ impl Pipeline {
             embedding_wanted: Arc::new(tokio::sync::Notify::new()),
             hl7: Hl7Options::default(),
             patient_matching: Arc::new(tokio::sync::Mutex::new(())),
-            risk_model: None,
+            models: Arc::new(models::ModelSlot::default()),
             ehr: None,
             risk_admission: risk_jobs::RiskAdmission::default(),
             auditor: None,
@@ -268,9 +273,15 @@ impl Pipeline {
         self
     }
 
-    /// Assesses risk with `model` (see [`Pipeline::assess_risk`]).
-    pub fn with_risk_model(mut self, model: Arc<risk::RiskModel>) -> Self {
-        self.risk_model = Some(model);
+    /// Assesses risk with `model` (see [`Pipeline::assess_risk`]), the only one loaded.
+    pub fn with_risk_model(self, model: Arc<risk::RiskModel>) -> Self {
+        self.with_models(models::ModelRegistry::of(vec![model], Vec::new()))
+    }
+
+    /// The models loaded; the first is active until the deployments recorded say otherwise
+    /// ([`Pipeline::sync_models`]).
+    pub fn with_models(mut self, registry: models::ModelRegistry) -> Self {
+        self.models = Arc::new(models::ModelSlot::new(registry));
         self
     }
 
@@ -280,8 +291,9 @@ impl Pipeline {
         self
     }
 
-    pub fn risk_model(&self) -> Option<&risk::RiskModel> {
-        self.risk_model.as_deref()
+    /// The active model, if any.
+    pub fn risk_model(&self) -> Option<Arc<risk::RiskModel>> {
+        self.models.current().active().cloned()
     }
 
     /// Maps HL7 v2 content with these options.

@@ -224,7 +224,7 @@ impl Pipeline {
         request: &AssessmentRequest,
         inputs: AssessmentInputs,
     ) -> Result<Assessment, PipelineError> {
-        let risk = self.risk_model.clone().ok_or(AssessmentError::NoModel)?;
+        let risk = self.risk_model().ok_or(AssessmentError::NoModel)?;
         check_model_name(&risk, request.model.as_deref())?;
         let horizons = select_horizons(&risk, &request.horizons)?;
 
@@ -410,8 +410,19 @@ impl Pipeline {
             view,
             patient_copy: record.patient_copy,
         };
-        self.file_assessment(&risk, &ids, resources, warnings, content, beside)
-            .await
+        let assessment = self
+            .file_assessment(&risk, &ids, resources, warnings, content, beside)
+            .await?;
+        if assessment.created {
+            self.score_shadows(
+                &ids.report,
+                &request.patient,
+                &context,
+                request.study.as_deref(),
+            )
+            .await;
+        }
+        Ok(assessment)
     }
 
     /// Writes the assessment's resources in one transaction, unless the same assessment was

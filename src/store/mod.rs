@@ -11,9 +11,11 @@ mod embeddings;
 mod files;
 mod hl7;
 mod imaging;
+mod model_deployments;
 mod resources;
 mod risk_jobs;
 mod search;
+mod shadow_predictions;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,8 +31,10 @@ pub use embeddings::{InstanceToEmbed, StoredPooledEmbedding, StudyEmbeddings};
 pub use files::FileStore;
 pub use hl7::{Hl7Receipt, NewHl7Message};
 pub use imaging::{StoredInstance, StoredSeries, StoredStudy, StudyFilter, StudySummary};
+pub use model_deployments::DeploymentRow;
 pub use resources::{StoreTransaction, StoredResource, WriteMethod};
 pub use risk_jobs::{PendingRiskJob, RiskJobState};
+pub use shadow_predictions::ShadowPrediction;
 
 use cache::ReadCache;
 

@@ -163,6 +163,21 @@ fn cases() -> Vec<Case> {
             400,
             true,
         ),
+        case(Method::GET, "/models", Value::Null, 200, false),
+        case(
+            Method::GET,
+            "/models/shadow-predictions/no-report",
+            Value::Null,
+            200,
+            false,
+        ),
+        case(
+            Method::POST,
+            "/models/no-such-model@1/$deploy",
+            json!({"status": "active"}),
+            404,
+            false,
+        ),
         // p1's report, for which no explanation was kept.
         case(
             Method::GET,

@@ -42,13 +42,8 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     spawn_app_in(tempfile::tempdir().unwrap(), database_url, adjust).await
 }
 
-/// Starts the service over an existing data folder (and PostgreSQL database).
-pub async fn spawn_app_in(
-    dir: TempDir,
-    database_url: Option<String>,
-    adjust: impl FnOnce(&mut Settings),
-) -> TestApp {
-    LazyLock::force(&TRACING);
+/// The settings a test's service runs with, over `dir` (and a PostgreSQL database).
+pub fn settings_for(dir: &std::path::Path, database_url: Option<&str>) -> Settings {
     let mut settings = Settings::default();
     // Tests that embed images configure a model of their own.
     settings.inference.enabled = false;
@@ -56,13 +51,24 @@ pub async fn spawn_app_in(
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/risk/gbsg2-recurrence");
     settings.server.listen = "127.0.0.1:0".parse().unwrap();
     settings.server.workers = 2;
-    settings.storage.data_dir = dir.path().to_path_buf();
+    settings.storage.data_dir = dir.to_path_buf();
     settings.dicom.listen = "127.0.0.1:0".parse().unwrap();
     settings.hl7.listen = "127.0.0.1:0".parse().unwrap();
-    if let Some(url) = &database_url {
-        settings.database.url = Some(SecretString::from(url.clone()));
+    if let Some(url) = database_url {
+        settings.database.url = Some(SecretString::from(url.to_owned()));
         settings.database.max_connections = 4;
     }
+    settings
+}
+
+/// Starts the service over an existing data folder (and PostgreSQL database).
+pub async fn spawn_app_in(
+    dir: TempDir,
+    database_url: Option<String>,
+    adjust: impl FnOnce(&mut Settings),
+) -> TestApp {
+    LazyLock::force(&TRACING);
+    let mut settings = settings_for(dir.path(), database_url.as_deref());
     adjust(&mut settings);
     // A restart may find the previous instance's last tasks still letting go of the database.
     let mut attempts = 0;

@@ -132,7 +132,8 @@ async fn a_signed_report_is_final_attested_counted_and_never_overwritten() {
     let mut edited = stored.clone();
     edited["status"] = json!("amended");
     assert_outcome(
-        app.put(&format!("DiagnosticReport/{report}"), &edited, None).await,
+        app.put(&format!("DiagnosticReport/{report}"), &edited, None)
+            .await,
         409,
     )
     .await;

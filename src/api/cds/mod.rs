@@ -156,9 +156,9 @@ pub async fn call_service(
     };
     let assessment = match state.pipeline.assess_now(request, inputs).await {
         Ok(assessment) => assessment,
-        Err(e) => return refusal(&state, service, risk, e),
+        Err(e) => return refusal(&state, service, &risk, e),
     };
-    let cards = match cards(&state, service, &call, risk, &assessment) {
+    let cards = match cards(&state, service, &call, &risk, &assessment) {
         Some((card, mut shown)) => {
             shown.client = access.client();
             state.pipeline.record_card(&shown).await?;

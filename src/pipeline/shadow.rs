@@ -1,0 +1,149 @@
+//! Shadow models: each scores the inputs of every assessment the active model answers, by its
+//! own input spec, intended population and time origin, and what it says is kept in
+//! `shadow_predictions` for governance only: never filed as FHIR resources, never returned to
+//! a clinician or an EHR. A shadow model that cannot answer (outside its population, nothing
+//! it takes on record) is kept as a refusal with why, so that its coverage can be compared too.
+
+use std::sync::Arc;
+
+use super::risk::RiskModel;
+use super::risk_clock::horizon_risks;
+use super::{Pipeline, PipelineError};
+use crate::domain::ResourceId;
+use crate::features::{PatientContext, build_features};
+use crate::fusion::Inputs;
+use crate::store::ShadowPrediction;
+
+/// What a shadow model said of one assessment's inputs.
+enum ShadowAnswer {
+    Scored {
+        log_hazard_ratio: f64,
+        /// (label, days, probability).
+        horizons: Vec<(String, f64, f64)>,
+    },
+    Refused(String),
+}
+
+impl Pipeline {
+    /// Scores the assessment filed as `report` with every shadow model, and keeps what each
+    /// said. A failure is logged: the clinician's assessment is not held up by a shadow.
+    pub(super) async fn score_shadows(
+        &self,
+        report: &ResourceId,
+        patient: &ResourceId,
+        context: &PatientContext,
+        study: Option<&str>,
+    ) {
+        let registry = self.models();
+        for shadow in registry.shadows() {
+            let d = &shadow.description;
+            let answer = match self.shadow_answer(shadow, patient, context, study).await {
+                Ok(answer) => answer,
+                Err(e) => ShadowAnswer::Refused(e.to_string()),
+            };
+            let (log_hazard_ratio, horizons, refused) = match answer {
+                ShadowAnswer::Scored {
+                    log_hazard_ratio,
+                    horizons,
+                } => (Some(log_hazard_ratio), Some(horizons), None),
+                ShadowAnswer::Refused(why) => (None, None, Some(why)),
+            };
+            let row = ShadowPrediction {
+                report: report.to_string(),
+                model: d.name.clone(),
+                version: d.version.clone(),
+                patient: patient.to_string(),
+                log_hazard_ratio,
+                horizons: horizons.map(|h| {
+                    serde_json::Value::Array(
+                        h.into_iter()
+                            .map(|(label, days, p)| {
+                                serde_json::json!({"label": label, "days": days, "probability": p})
+                            })
+                            .collect(),
+                    )
+                    .to_string()
+                }),
+                refused,
+            };
+            if let Err(e) = self.store.keep_shadow_prediction(&row).await {
+                tracing::warn!(model = %d.name, version = %d.version, error = %e, "a shadow prediction could not be kept");
+            }
+        }
+    }
+
+    async fn shadow_answer(
+        &self,
+        shadow: &Arc<RiskModel>,
+        patient: &ResourceId,
+        context: &PatientContext,
+        study: Option<&str>,
+    ) -> Result<ShadowAnswer, PipelineError> {
+        let Some(spec) = shadow.model.manifest.inputs.as_ref() else {
+            return Ok(ShadowAnswer::Refused("the model has no input spec".into()));
+        };
+        let clock = match self
+            .assessment_clock(shadow, spec, context, patient, &[])
+            .await
+        {
+            Ok(clock) => clock,
+            Err(e) => return Ok(ShadowAnswer::Refused(e.to_string())),
+        };
+        let mut warnings = Vec::new();
+        // A shadow never makes the clinician wait for an encoder: what is encoded is used.
+        let (embeddings, _) = self
+            .assessment_embeddings(spec, context, study, false, &mut warnings)
+            .await?;
+        let mut features = build_features(spec, context, &embeddings, clock.as_of());
+        let familiarity = shadow.model.familiarity(&features);
+        for column in &familiarity.unseen_levels {
+            features.forget_column(column);
+        }
+        let inputs = Inputs::from_feature_sets(
+            &shadow.model.manifest.layout,
+            std::slice::from_ref(&features),
+        )
+        .map_err(|e| super::risk::AssessmentError::NoInputs(e.to_string()))?;
+        let lacking: Vec<String> = features
+            .unfilled
+            .iter()
+            .filter(|u| spec.required.contains(&u.feature))
+            .map(|u| u.feature.clone())
+            .collect();
+        if !lacking.is_empty() {
+            return Ok(ShadowAnswer::Refused(format!(
+                "the model does not answer without {}",
+                lacking.join(", ")
+            )));
+        }
+        if !inputs.any_present(0) {
+            return Ok(ShadowAnswer::Refused(
+                "nothing on record that the model takes".into(),
+            ));
+        }
+        let model = Arc::clone(shadow);
+        let predicted = crate::telemetry::spawn_blocking_with_tracing(move || {
+            model.model.predict(&inputs, false)
+        })
+        .await
+        .map_err(PipelineError::Blocking)?
+        .map_err(super::risk::AssessmentError::from)?;
+        let Some(prediction) = predicted.into_iter().next() else {
+            return Ok(ShadowAnswer::Refused(
+                "the model returned no prediction".into(),
+            ));
+        };
+        let every: Vec<usize> = (0..shadow.model.manifest.horizons.len()).collect();
+        let unit_days = shadow.model.manifest.outcome.time_unit.days();
+        Ok(match horizon_risks(shadow, &prediction, &every, &clock) {
+            Ok((horizons, _)) => ShadowAnswer::Scored {
+                log_hazard_ratio: prediction.risk,
+                horizons: horizons
+                    .into_iter()
+                    .map(|h| (h.label, h.time * unit_days, h.probability))
+                    .collect(),
+            },
+            Err(e) => ShadowAnswer::Refused(e.to_string()),
+        })
+    }
+}
