@@ -23,6 +23,7 @@ pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod metrics;
 pub mod telemetry;
 
 pub mod cohort;

@@ -90,6 +90,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(models::list_models)
         .service(models::deploy_model)
         .service(models::shadow_predictions)
+        .service(models::metrics)
         .service(cds::discovery)
         .service(cds::call_service)
         .service(cds::service_feedback)

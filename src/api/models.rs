@@ -146,3 +146,18 @@ pub async fn shadow_predictions(
         .collect();
     Ok(HttpResponse::Ok().json(json!({"predictions": predictions})))
 }
+
+/// The service's metrics in the OpenMetrics text format, for Prometheus.
+#[utoipa::path(
+    tag = "Operations",
+    responses(
+        (status = 200, description = "Requests by route and status with their latency, assessments by model and outcome, inference time, shadow predictions, each model's deployment, reviews, card feedback, queue depths", body = String, content_type = "application/openmetrics-text"),
+    )
+)]
+#[get("/metrics")]
+pub async fn metrics(state: Data<ApiState>) -> HttpResponse {
+    state.pipeline.sample_metrics();
+    HttpResponse::Ok()
+        .content_type(crate::metrics::CONTENT_TYPE)
+        .body(crate::metrics::METRICS.render())
+}

@@ -185,6 +185,14 @@ pub const RULES: &[RouteRule] = &[
     ),
     rule(
         "GET",
+        "/metrics",
+        // Counts and timings, never a patient; for the people who run and govern the models.
+        All(&[(Device, Read), (Provenance, Read)]),
+        Refused,
+        rest("metrics", AuditAction::Read),
+    ),
+    rule(
+        "GET",
         "/models",
         // The models and who changed them last: what their Devices and Provenance say.
         All(&[(Device, Read), (Provenance, Read)]),

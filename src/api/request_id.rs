@@ -5,6 +5,8 @@
 
 use std::time::Instant;
 
+use crate::metrics::{METRICS, ResponseLabels, RouteLabels};
+
 use actix_web::HttpMessage;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -53,11 +55,25 @@ pub async fn request_id_middleware(
     let result = with_request_id(id.clone(), next.call(req))
         .instrument(span.clone())
         .await;
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let elapsed = started.elapsed().as_secs_f64();
+    let latency_ms = elapsed * 1000.0;
     let _entered = span.enter();
+    let mut labels = RouteLabels { route, method };
+    METRICS
+        .http_duration
+        .get_or_create(&labels)
+        .observe(elapsed);
     match result {
         Ok(mut response) => {
             let status = response.status().as_u16();
+            METRICS
+                .http_requests
+                .get_or_create(&ResponseLabels {
+                    route: std::mem::take(&mut labels.route),
+                    method: std::mem::take(&mut labels.method),
+                    status,
+                })
+                .inc();
             if let Ok(value) = HeaderValue::from_str(&id) {
                 response
                     .headers_mut()

@@ -54,6 +54,11 @@ impl Auditor {
         (Auditor { queue }, writer)
     }
 
+    /// Records queued, not yet taken by the writer.
+    pub fn depth(&self) -> usize {
+        self.queue.max_capacity() - self.queue.capacity()
+    }
+
     /// Queues a record; waits while the queue is full.
     pub async fn record(&self, record: AuditRecord) {
         if self
@@ -181,6 +186,29 @@ impl Pipeline {
                 record.request_id = crate::telemetry::current_request_id();
             }
             auditor.record(record).await;
+        }
+    }
+
+    /// Samples the queue depths and the models' deployments into the metrics (at a scrape).
+    pub fn sample_metrics(&self) {
+        use crate::metrics::{DeploymentLabels, METRICS};
+        let audit = self.auditor.as_ref().map_or(0, Auditor::depth);
+        METRICS.audit_queue_depth.set(audit as i64);
+        METRICS
+            .risk_jobs_running
+            .set(self.risk_admission.in_use() as i64);
+        for deployed in &self.models().models {
+            let d = &deployed.model.description;
+            for status in ["active", "shadow", "retired"] {
+                METRICS
+                    .model_deployed
+                    .get_or_create(&DeploymentLabels {
+                        model: d.name.clone(),
+                        version: d.version.clone(),
+                        status: status.to_owned(),
+                    })
+                    .set(i64::from(deployed.status.as_str() == status));
+            }
         }
     }
 

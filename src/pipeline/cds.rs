@@ -287,6 +287,7 @@ impl Pipeline {
         let mut patients: Vec<String> = Vec::new();
         let mut tx = self.store.begin().await?;
         let mut filed = 0usize;
+        let mut outcomes = Vec::new();
         for (f, card) in feedback.iter().zip(&shown) {
             let id = feedback_id(f);
             if !patients.contains(&card.patient) {
@@ -315,8 +316,15 @@ impl Pipeline {
             };
             tx.write(ResourceType::Basic, &id, map, None).await?;
             filed += 1;
+            outcomes.push(f.outcome.clone());
         }
         tx.commit().await?;
+        for decision in outcomes {
+            crate::metrics::METRICS
+                .card_feedback
+                .get_or_create(&crate::metrics::DecisionLabels { decision })
+                .inc();
+        }
         tracing::info!(
             service,
             feedback = feedback.len(),

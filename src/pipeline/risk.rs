@@ -20,6 +20,7 @@ use super::{Pipeline, PipelineError};
 use crate::domain::{Horizon, IdError, ResourceId, ResourceType, TimeUnit};
 use crate::features::{FeatureSet, PatientContext, build_features};
 use crate::fusion::{Inputs, Model, PackageError, PredictError};
+use crate::metrics::{self, METRICS};
 use crate::report::ReportError;
 use crate::report::risk::{
     AssessmentContent, AssessmentIds, ModelDescription, Unfilled, assessment_resources,
@@ -225,6 +226,35 @@ impl Pipeline {
         inputs: AssessmentInputs,
     ) -> Result<Assessment, PipelineError> {
         let risk = self.risk_model().ok_or(AssessmentError::NoModel)?;
+        let started = std::time::Instant::now();
+        let answer = self.assess_with(&risk, request, inputs).await;
+        let d = &risk.description;
+        let outcome = match &answer {
+            Ok(a) if a.created => "filed",
+            Ok(_) => "reused",
+            Err(PipelineError::Assessment(_)) => "refused",
+            Err(_) => "failed",
+        };
+        METRICS
+            .assessments
+            .get_or_create(&metrics::outcome(&d.name, &d.version, outcome))
+            .inc();
+        if answer.is_ok() {
+            METRICS
+                .assessment_duration
+                .get_or_create(&metrics::model(&d.name, &d.version))
+                .observe(started.elapsed().as_secs_f64());
+        }
+        answer
+    }
+
+    async fn assess_with(
+        &self,
+        risk: &Arc<RiskModel>,
+        request: &AssessmentRequest,
+        inputs: AssessmentInputs,
+    ) -> Result<Assessment, PipelineError> {
+        let risk = Arc::clone(risk);
         check_model_name(&risk, request.model.as_deref())?;
         let horizons = select_horizons(&risk, &request.horizons)?;
 
@@ -277,10 +307,18 @@ impl Pipeline {
             return Err(AssessmentError::NoInputs(unfilled_summary(&features)).into());
         }
         let model = Arc::clone(&risk);
+        let forward = std::time::Instant::now();
         let explained = spawn_blocking_with_tracing(move || model.model.predict(&inputs, true))
             .await
             .map_err(PipelineError::Blocking)?
             .map_err(AssessmentError::from)?;
+        METRICS
+            .inference_duration
+            .get_or_create(&metrics::model(
+                &risk.description.name,
+                &risk.description.version,
+            ))
+            .observe(forward.elapsed().as_secs_f64());
         let Some(prediction) = explained.into_iter().next() else {
             return Err(
                 AssessmentError::NoInputs("the model returned no prediction".into()).into(),

@@ -31,6 +31,7 @@ use crate::telemetry::spawn_with_tracing;
 #[derive(Clone)]
 pub struct RiskAdmission {
     slots: Arc<Semaphore>,
+    capacity: usize,
     time_limit: Duration,
 }
 
@@ -54,8 +55,14 @@ impl RiskAdmission {
     pub fn new(max_concurrent: usize, time_limit: Duration) -> Self {
         Self {
             slots: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            capacity: max_concurrent.max(1),
             time_limit,
         }
+    }
+
+    /// Assessments running or waiting now.
+    pub fn in_use(&self) -> usize {
+        self.capacity.saturating_sub(self.slots.available_permits())
     }
 
     fn slot(&self) -> Result<OwnedSemaphorePermit, RiskJobError> {

@@ -12,6 +12,7 @@ use super::{Pipeline, PipelineError};
 use crate::domain::ResourceId;
 use crate::features::{PatientContext, build_features};
 use crate::fusion::Inputs;
+use crate::metrics::{self, METRICS};
 use crate::store::ShadowPrediction;
 
 /// What a shadow model said of one assessment's inputs.
@@ -41,6 +42,15 @@ impl Pipeline {
                 Ok(answer) => answer,
                 Err(e) => ShadowAnswer::Refused(e.to_string()),
             };
+            let outcome = if matches!(answer, ShadowAnswer::Scored { .. }) {
+                "scored"
+            } else {
+                "refused"
+            };
+            METRICS
+                .shadow_predictions
+                .get_or_create(&metrics::outcome(&d.name, &d.version, outcome))
+                .inc();
             let (log_hazard_ratio, horizons, refused) = match answer {
                 ShadowAnswer::Scored {
                     log_hazard_ratio,

@@ -237,6 +237,12 @@ impl Pipeline {
                 .await?,
         );
         tx.commit().await?;
+        crate::metrics::METRICS
+            .reviews
+            .get_or_create(&crate::metrics::DecisionLabels {
+                decision: request.decision.word().to_owned(),
+            })
+            .inc();
         tracing::info!(
             report = %request.report,
             decision = request.decision.word(),

@@ -164,6 +164,7 @@ fn cases() -> Vec<Case> {
             true,
         ),
         case(Method::GET, "/models", Value::Null, 200, false),
+        case(Method::GET, "/metrics", Value::Null, 200, false),
         case(
             Method::GET,
             "/models/shadow-predictions/no-report",

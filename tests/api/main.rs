@@ -33,6 +33,7 @@ mod https;
 mod import;
 mod issuer;
 mod mcode_patients;
+mod metrics;
 mod models;
 mod openapi;
 mod phi_in_logs;
