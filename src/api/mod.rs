@@ -91,6 +91,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(models::deploy_model)
         .service(models::shadow_predictions)
         .service(models::metrics)
+        .service(models::performance)
         .service(cds::discovery)
         .service(cds::call_service)
         .service(cds::service_feedback)

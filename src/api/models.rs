@@ -161,3 +161,17 @@ pub async fn metrics(state: Data<ApiState>) -> HttpResponse {
         .content_type(crate::metrics::CONTENT_TYPE)
         .body(crate::metrics::METRICS.render())
 }
+
+/// How each model version does on the assessments whose outcomes are on record: the active
+/// model's and the shadows' side by side.
+#[utoipa::path(
+    tag = "Models",
+    responses(
+        (status = 200, description = "Per model version and role (active, shadow): assessments, those paired with a usable outcome, events, Harrell's and Uno's C, and by horizon the AUC and the expected against the observed event rate; and how many could not be paired, by reason", body = Object, content_type = "application/json"),
+    )
+)]
+#[get("/monitoring/performance")]
+pub async fn performance(state: Data<ApiState>) -> Result<HttpResponse, ApiError> {
+    let performance = state.pipeline.monitor_performance().await?;
+    Ok(HttpResponse::Ok().json(json!({"models": performance})))
+}

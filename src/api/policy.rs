@@ -193,6 +193,14 @@ pub const RULES: &[RouteRule] = &[
     ),
     rule(
         "GET",
+        "/monitoring/performance",
+        // Governance reads the assessments and outcomes it pairs, as figures only.
+        All(&[(Device, Read), (Provenance, Read), (RiskAssessment, Read)]),
+        Refused,
+        rest("monitoring", AuditAction::Read),
+    ),
+    rule(
+        "GET",
         "/models",
         // The models and who changed them last: what their Devices and Provenance say.
         All(&[(Device, Read), (Provenance, Read)]),

@@ -9,6 +9,7 @@
 pub mod builder;
 pub mod context;
 pub mod notes;
+pub mod outcome;
 pub mod population;
 pub mod recorded;
 pub mod spec;

@@ -16,6 +16,7 @@ mod hl7_filing;
 mod imaging;
 mod lookup;
 pub mod models;
+pub mod monitoring;
 mod resources;
 pub mod risk;
 mod risk_clock;

@@ -59,6 +59,8 @@ pub enum RecordSource {
     /// The EHR the service is configured to pull from, if any (the FHIR operation, jobs).
     #[default]
     Configured,
+    /// What this service holds, without asking the EHR (monitoring: outcomes filed here).
+    Held,
     /// What the caller sent (CDS Hooks prefetch) or had read for it with its own token
     /// (`fhirServer`), as read from the server at `base`.
     Given {
@@ -109,6 +111,7 @@ impl Pipeline {
                 None => (None, None),
             },
             RecordSource::Given { record, base } => (base, Some(Ok(*record))),
+            RecordSource::Held => (None, None),
         };
         let local = match self.store.read(ResourceType::Patient, id).await {
             Ok(stored) => Some(stored),

@@ -75,6 +75,7 @@ impl Pipeline {
                     .to_string()
                 }),
                 refused,
+                created_ms: 0,
             };
             if let Err(e) = self.store.keep_shadow_prediction(&row).await {
                 tracing::warn!(model = %d.name, version = %d.version, error = %e, "a shadow prediction could not be kept");

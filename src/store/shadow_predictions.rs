@@ -18,6 +18,8 @@ pub struct ShadowPrediction {
     pub horizons: Option<String>,
     /// Why it did not answer.
     pub refused: Option<String>,
+    /// When it was kept (set by the store).
+    pub created_ms: i64,
 }
 
 impl Store {
@@ -47,24 +49,36 @@ impl Store {
         report: &str,
     ) -> Result<Vec<ShadowPrediction>, StoreError> {
         let rows = sqlx::query(
-            "SELECT report, model, version, patient, log_hazard_ratio, horizons, refused \
-             FROM shadow_predictions WHERE report = $1 ORDER BY model, version",
+            "SELECT report, model, version, patient, log_hazard_ratio, horizons, refused, \
+             created_ms FROM shadow_predictions WHERE report = $1 ORDER BY model, version",
         )
         .bind(report)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(ShadowPrediction {
-                    report: row.try_get("report")?,
-                    model: row.try_get("model")?,
-                    version: row.try_get("version")?,
-                    patient: row.try_get("patient")?,
-                    log_hazard_ratio: row.try_get("log_hazard_ratio")?,
-                    horizons: row.try_get("horizons")?,
-                    refused: row.try_get("refused")?,
-                })
-            })
-            .collect()
+        rows.iter().map(shadow_row).collect()
     }
+
+    /// Every shadow prediction kept, oldest first.
+    pub async fn all_shadow_predictions(&self) -> Result<Vec<ShadowPrediction>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT report, model, version, patient, log_hazard_ratio, horizons, refused, \
+             created_ms FROM shadow_predictions ORDER BY created_ms",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(shadow_row).collect()
+    }
+}
+
+fn shadow_row(row: &sqlx::any::AnyRow) -> Result<ShadowPrediction, StoreError> {
+    Ok(ShadowPrediction {
+        report: row.try_get("report")?,
+        model: row.try_get("model")?,
+        version: row.try_get("version")?,
+        patient: row.try_get("patient")?,
+        log_hazard_ratio: row.try_get("log_hazard_ratio")?,
+        horizons: row.try_get("horizons")?,
+        refused: row.try_get("refused")?,
+        created_ms: row.try_get("created_ms")?,
+    })
 }

@@ -167,6 +167,13 @@ fn cases() -> Vec<Case> {
         case(Method::GET, "/metrics", Value::Null, 200, false),
         case(
             Method::GET,
+            "/monitoring/performance",
+            Value::Null,
+            200,
+            false,
+        ),
+        case(
+            Method::GET,
             "/models/shadow-predictions/no-report",
             Value::Null,
             200,

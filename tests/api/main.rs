@@ -35,6 +35,7 @@ mod issuer;
 mod mcode_patients;
 mod metrics;
 mod models;
+mod monitoring;
 mod openapi;
 mod phi_in_logs;
 mod population;

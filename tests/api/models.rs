@@ -13,7 +13,7 @@ use crate::helpers::{TestApp, assert_outcome, spawn_app_in};
 use crate::risk_assessment::{assess, of_type, patient_with_record};
 
 /// A models folder with a trained bundle and a copy of it whose weights were changed.
-fn models_dir(dir: &Path) -> std::path::PathBuf {
+pub(crate) fn models_dir(dir: &Path) -> std::path::PathBuf {
     let models = dir.join("models");
     std::fs::create_dir_all(&models).unwrap();
     let training = dir.join("training");
@@ -41,7 +41,7 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-async fn listed(app: &TestApp) -> Value {
+pub(crate) async fn listed(app: &TestApp) -> Value {
     let response = app
         .client
         .get(format!("{}/models", app.address))
@@ -52,7 +52,7 @@ async fn listed(app: &TestApp) -> Value {
     response.json().await.unwrap()
 }
 
-fn status_of(listing: &Value, name: &str) -> (String, String) {
+pub(crate) fn status_of(listing: &Value, name: &str) -> (String, String) {
     let model = listing["models"]
         .as_array()
         .unwrap()
@@ -63,6 +63,18 @@ fn status_of(listing: &Value, name: &str) -> (String, String) {
         model["version"].as_str().unwrap().to_owned(),
         model["status"].as_str().unwrap().to_owned(),
     )
+}
+
+/// Makes the trained bundle of [`models_dir`] a shadow model.
+pub(crate) async fn deploy_shadow_of_trained(app: &TestApp) {
+    let (version, _) = status_of(&listed(app).await, "ldh-imaging");
+    let response = deploy(
+        app,
+        &format!("ldh-imaging@{version}"),
+        json!({"status": "shadow"}),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
 }
 
 async fn deploy(app: &TestApp, model: &str, body: Value) -> reqwest::Response {

@@ -104,6 +104,7 @@ const MODULES: &[(&str, &str, &[&str])] = &[
             "metrics",
             "report",
             "store",
+            "survival",
             "telemetry",
         ],
     ),

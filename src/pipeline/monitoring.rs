@@ -1,0 +1,326 @@
+//! How each model version does once outcomes arrive: every assessment the active model filed,
+//! and every shadow model's answer to the same inputs, paired with what the record says
+//! happened since (`features::outcome`: the event first dated after the assessment, or no
+//! event until the latest dated fact), and judged censoring-aware: Harrell's and Uno's C of
+//! the risk, and by each horizon the time-dependent AUC and the expected event rate (the mean
+//! predicted probability) against the observed one (one minus Kaplan–Meier). Assessments whose
+//! record cannot be used (an event dated before the assessment, a death without a date, facts
+//! after the death) are counted with why, never silently dropped.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::risk_inputs::RecordSource;
+use super::{Pipeline, PipelineError};
+use crate::domain::{ResourceId, ResourceType};
+use crate::features::PatientContext;
+use crate::features::outcome::Outcome;
+use crate::fhir::parse_search;
+use crate::survival::{cumulative_dynamic_auc, harrell_c, kaplan_meier, uno_c};
+
+/// One model version's performance on the assessments paired with outcomes.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ModelPerformance {
+    pub model: String,
+    pub version: String,
+    /// `active` for assessments it answered; `shadow` for what it scored beside them.
+    pub role: &'static str,
+    pub assessments: usize,
+    /// Paired with a usable outcome.
+    pub paired: usize,
+    pub events: usize,
+    pub harrell_c: Option<f64>,
+    pub uno_c: Option<f64>,
+    pub horizons: Vec<HorizonPerformance>,
+    /// Why assessments could not be paired, with how many.
+    pub unusable: BTreeMap<String, usize>,
+    /// Whose event definition the outcomes were read by: the model's `own`, or the
+    /// `active model's` (a shadow that names none).
+    pub outcome_definition: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct HorizonPerformance {
+    pub label: String,
+    pub days: f64,
+    /// The mean predicted probability of the event by the horizon.
+    pub expected: f64,
+    /// One minus the Kaplan–Meier survival at the horizon.
+    pub observed: f64,
+    pub auc: Option<f64>,
+}
+
+/// One prediction to pair: who, when, and the probability by each horizon.
+struct Scored {
+    patient: String,
+    assessed: DateTime<Utc>,
+    /// (label, days, probability).
+    horizons: Vec<(String, f64, f64)>,
+}
+
+fn date_of(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .ok()
+        .or_else(|| {
+            NaiveDate::parse_from_str(text.get(..10)?, "%Y-%m-%d")
+                .ok()
+                .map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc())
+        })
+}
+
+/// A horizon in words from its length in days (`1 year`, `3 years`, `90 days`).
+fn horizon_label(days: f64) -> String {
+    let years = days / crate::domain::DAYS_PER_YEAR;
+    let whole = years.round();
+    if whole >= 1.0 && (years - whole).abs() < 0.01 {
+        if whole == 1.0 {
+            "1 year".into()
+        } else {
+            format!("{whole:.0} years")
+        }
+    } else {
+        format!("{days:.0} days")
+    }
+}
+
+/// A filed RiskAssessment as a prediction: (model, version, scored).
+fn filed_prediction(resource: &Value) -> Option<(String, String, Scored)> {
+    let method = resource.pointer("/method/text")?.as_str()?;
+    let (model, version) = method.rsplit_once(' ')?;
+    let patient = resource
+        .pointer("/subject/reference")?
+        .as_str()?
+        .strip_prefix("Patient/")?
+        .to_owned();
+    let mut assessed = None;
+    let mut horizons = Vec::new();
+    for p in resource.get("prediction")?.as_array()? {
+        let start = date_of(p.pointer("/whenPeriod/start")?.as_str()?)?;
+        let end = date_of(p.pointer("/whenPeriod/end")?.as_str()?)?;
+        assessed.get_or_insert(start);
+        let days = (end - start).num_days() as f64;
+        horizons.push((
+            horizon_label(days),
+            days,
+            p.get("probabilityDecimal")?.as_f64()?,
+        ));
+    }
+    Some((
+        model.to_owned(),
+        version.to_owned(),
+        Scored {
+            patient,
+            assessed: assessed?,
+            horizons,
+        },
+    ))
+}
+
+impl Pipeline {
+    /// The performance of every model version that has answered or shadowed assessments.
+    pub async fn monitor_performance(&self) -> Result<Vec<ModelPerformance>, PipelineError> {
+        let mut groups: BTreeMap<(String, String, &'static str), Vec<Scored>> = BTreeMap::new();
+        let mut query = parse_search(ResourceType::RiskAssessment, &[], false, 500, 500)?;
+        loop {
+            let (page, total) = self
+                .store
+                .search(ResourceType::RiskAssessment, &query)
+                .await?;
+            let read = page.len();
+            for stored in page {
+                let Some(content) = stored.content else {
+                    continue;
+                };
+                let Ok(resource) = serde_json::from_str::<Value>(&content) else {
+                    continue;
+                };
+                if let Some((model, version, scored)) = filed_prediction(&resource) {
+                    groups
+                        .entry((model, version, "active"))
+                        .or_default()
+                        .push(scored);
+                }
+            }
+            query.offset += read as u32;
+            if read == 0 || u64::from(query.offset) >= total {
+                break;
+            }
+        }
+        for row in self.store.all_shadow_predictions().await? {
+            let (Some(horizons), Some(created)) = (
+                row.horizons
+                    .as_deref()
+                    .and_then(|h| serde_json::from_str::<Value>(h).ok()),
+                DateTime::from_timestamp_millis(row.created_ms),
+            ) else {
+                continue;
+            };
+            let horizons = horizons
+                .as_array()
+                .map(|hs| {
+                    hs.iter()
+                        .filter_map(|h| {
+                            Some((
+                                h["label"].as_str()?.to_owned(),
+                                h["days"].as_f64()?,
+                                h["probability"].as_f64()?,
+                            ))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            groups
+                .entry((row.model, row.version, "shadow"))
+                .or_default()
+                .push(Scored {
+                    patient: row.patient,
+                    assessed: created,
+                    horizons,
+                });
+        }
+
+        let registry = self.models();
+        let mut contexts: BTreeMap<String, Option<PatientContext>> = BTreeMap::new();
+        let mut out = Vec::new();
+        for ((model, version, role), scored) in groups {
+            let own = registry
+                .find(&model, &version)
+                .and_then(|m| m.model.model.manifest.inputs.as_ref())
+                .and_then(|spec| spec.population.clone());
+            // A shadow that names no event of its own is judged by the active model's: it is
+            // a candidate answer to the same clinical question.
+            let outcome_from = if own.is_some() {
+                "own"
+            } else {
+                "active model's"
+            };
+            let population = own.or_else(|| {
+                registry
+                    .active()
+                    .and_then(|m| m.model.manifest.inputs.as_ref())
+                    .and_then(|spec| spec.population.clone())
+            });
+            let mut unusable: BTreeMap<String, usize> = BTreeMap::new();
+            let (mut time, mut event, mut risk) = (Vec::new(), Vec::new(), Vec::new());
+            let mut probabilities: Vec<&[(String, f64, f64)]> = Vec::new();
+            for s in &scored {
+                let Some(population) = &population else {
+                    *unusable
+                        .entry("no event is defined for the model".into())
+                        .or_default() += 1;
+                    continue;
+                };
+                if !contexts.contains_key(&s.patient) {
+                    let context = self.held_context(&s.patient).await?;
+                    contexts.insert(s.patient.clone(), context);
+                }
+                let Some(Some(context)) = contexts.get(&s.patient) else {
+                    *unusable
+                        .entry("the patient is no longer held".into())
+                        .or_default() += 1;
+                    continue;
+                };
+                let (until, happened) = match population.outcome_after(context, s.assessed) {
+                    Outcome::Event { at, .. } => (at, true),
+                    Outcome::Censored { until } => (until, false),
+                    Outcome::Unusable(why) => {
+                        // The kind of reason, without the resource it names: a count per kind.
+                        let kind = why.split(':').next().unwrap_or(&why).to_owned();
+                        *unusable.entry(kind).or_default() += 1;
+                        continue;
+                    }
+                };
+                let Some(last) = s.horizons.last() else {
+                    continue;
+                };
+                time.push(((until - s.assessed).num_seconds() as f64 / 86_400.0).max(0.0));
+                event.push(happened);
+                risk.push(last.2);
+                probabilities.push(&s.horizons);
+            }
+            let harrell = harrell_c(&time, &event, &risk).map(|c| c.c_index);
+            let longest = scored
+                .iter()
+                .filter_map(|s| s.horizons.last().map(|h| h.1))
+                .fold(0.0, f64::max);
+            let uno = uno_c((&time, &event), &time, &event, &risk, Some(longest))
+                .ok()
+                .map(|c| c.c_index);
+            let labels: Vec<(String, f64)> = scored
+                .first()
+                .map(|s| s.horizons.iter().map(|h| (h.0.clone(), h.1)).collect())
+                .unwrap_or_default();
+            let horizons = labels
+                .iter()
+                .enumerate()
+                .map(|(k, (label, days))| {
+                    let predicted: Vec<f64> = probabilities
+                        .iter()
+                        .map(|p| p.get(k).map_or(0.0, |h| h.2))
+                        .collect();
+                    let expected = if predicted.is_empty() {
+                        0.0
+                    } else {
+                        predicted.iter().sum::<f64>() / predicted.len() as f64
+                    };
+                    let auc = cumulative_dynamic_auc(
+                        (&time, &event),
+                        &time,
+                        &event,
+                        &predicted,
+                        &[*days],
+                    )
+                    .ok()
+                    .and_then(|(scores, _)| scores.first().copied());
+                    HorizonPerformance {
+                        label: label.clone(),
+                        days: *days,
+                        expected,
+                        observed: if time.is_empty() {
+                            0.0
+                        } else {
+                            1.0 - kaplan_meier(&time, &event, *days)
+                        },
+                        auc,
+                    }
+                })
+                .collect();
+            out.push(ModelPerformance {
+                model,
+                version,
+                role,
+                assessments: scored.len(),
+                paired: time.len(),
+                events: event.iter().filter(|&&e| e).count(),
+                harrell_c: harrell,
+                uno_c: uno,
+                horizons,
+                unusable,
+                outcome_definition: outcome_from,
+            });
+        }
+        tracing::info!(models = out.len(), "model performance computed");
+        Ok(out)
+    }
+
+    /// What this service holds about a patient now (never the EHR: outcomes are what was
+    /// filed here), or None when the patient is gone.
+    async fn held_context(&self, patient: &str) -> Result<Option<PatientContext>, PipelineError> {
+        let Ok(id) = ResourceId::parse(patient) else {
+            return Ok(None);
+        };
+        match self.gather_record(&id, RecordSource::Held).await {
+            Ok(record) => Ok(Some(PatientContext::from_resources(
+                &record.patient,
+                record.resources.iter(),
+            ))),
+            Err(e) if e.kind() == crate::error::ErrorKind::NotFound => Ok(None),
+            Err(e) if e.kind() == crate::error::ErrorKind::Gone => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! Monitoring once outcomes arrive: assessments by the active model and a shadow's answers to
+//! the same inputs are paired with what was filed since (a metastasis after the assessment is
+//! the event; a later fact, follow-up without it), and each model version's discrimination
+//! and calibration are reported side by side; a record that dates the event before the
+//! assessment is counted as unusable, not used.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, spawn_app_with};
+use crate::models::{deploy_shadow_of_trained, status_of};
+use crate::risk_assessment::{assess, coded, patient_with_record};
+
+fn days_from_now(days: i64) -> String {
+    (chrono::Utc::now() + chrono::Duration::days(days))
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
+async fn metastasis(app: &TestApp, patient: &str, date: &str) {
+    app.create(&json!({"resourceType": "Condition",
+        "subject": {"reference": format!("Patient/{patient}")},
+        "code": coded("http://snomed.info/sct", "128462008"),
+        "onsetDateTime": date}))
+        .await;
+}
+
+async fn follow_up(app: &TestApp, patient: &str, date: &str) {
+    app.create(&json!({"resourceType": "Observation", "status": "final",
+        "subject": {"reference": format!("Patient/{patient}")},
+        "code": coded("http://loinc.org", "21889-1"),
+        "effectiveDateTime": date,
+        "valueQuantity": {"value": 5, "unit": "mm", "system": "http://unitsofmeasure.org", "code": "mm"}}))
+        .await;
+}
+
+#[tokio::test]
+async fn assessments_are_paired_with_later_outcomes_per_model_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = crate::models::models_dir(dir.path());
+    let app = spawn_app_with(move |s| s.risk.models_dir = Some(models)).await;
+    deploy_shadow_of_trained(&app).await;
+
+    let mut patients = Vec::new();
+    for _ in 0..10 {
+        let patient = patient_with_record(&app, true).await;
+        let response = assess(&app, &patient, &json!({"resourceType": "Parameters"})).await;
+        assert_eq!(response.status(), 200);
+        patients.push(patient);
+    }
+    // What happened since: five metastases at different times, four followed without one,
+    // and one record that dates its metastasis before the assessment.
+    for (i, patient) in patients.iter().enumerate() {
+        match i {
+            0..=4 => metastasis(&app, patient, &days_from_now(100 + 150 * i as i64)).await,
+            5..=8 => follow_up(&app, patient, &days_from_now(900)).await,
+            _ => metastasis(&app, patient, &days_from_now(-30)).await,
+        }
+    }
+
+    let response = app
+        .client
+        .get(format!("{}/monitoring/performance", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    let models = body["models"].as_array().unwrap();
+    let of = |role: &str| {
+        models
+            .iter()
+            .find(|m| m["role"] == role)
+            .unwrap_or_else(|| panic!("{role} in {body}"))
+    };
+    for (role, name) in [("active", "gbsg2-recurrence"), ("shadow", "ldh-imaging")] {
+        let m = of(role);
+        assert_eq!(m["model"], name, "{m}");
+        assert_eq!(m["assessments"], 10, "{m}");
+        assert_eq!(m["paired"], 9, "{m}");
+        assert_eq!(m["events"], 5, "{m}");
+        let unusable = m["unusable"].as_object().unwrap();
+        assert_eq!(
+            unusable.values().map(|v| v.as_u64().unwrap()).sum::<u64>(),
+            1
+        );
+        assert_eq!(
+            unusable.keys().next().unwrap(),
+            "an event dated before the assessment",
+            "{m}"
+        );
+        let c = m["harrell_c"].as_f64();
+        assert!(c.is_none() || (0.0..=1.0).contains(&c.unwrap()), "{m}");
+        let horizons = m["horizons"].as_array().unwrap();
+        assert!(!horizons.is_empty(), "{m}");
+        let first = &horizons[0];
+        assert!((0.0..=1.0).contains(&first["expected"].as_f64().unwrap()));
+        // By the first horizon (a year), one of the nine paired had the event.
+        let observed = first["observed"].as_f64().unwrap();
+        assert!(observed > 0.05 && observed < 0.3, "{first}");
+    }
+    assert_eq!(of("active")["horizons"][0]["label"], "1 year");
+    assert_eq!(of("active")["outcome_definition"], "own");
+    // The shadow names no event of its own: judged by the active model's.
+    assert_eq!(of("shadow")["outcome_definition"], "active model's");
+    assert_eq!(
+        status_of(&crate::models::listed(&app).await, "ldh-imaging").1,
+        "shadow"
+    );
+}
