@@ -92,6 +92,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(models::shadow_predictions)
         .service(models::metrics)
         .service(models::performance)
+        .service(models::clinician_actions)
         .service(cds::discovery)
         .service(cds::call_service)
         .service(cds::service_feedback)

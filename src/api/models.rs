@@ -175,3 +175,17 @@ pub async fn performance(state: Data<ApiState>) -> Result<HttpResponse, ApiError
     let performance = state.pipeline.monitor_performance().await?;
     Ok(HttpResponse::Ok().json(json!({"models": performance})))
 }
+
+/// What clinicians did with each model version's output: cards accepted or overridden, reports
+/// signed or disagreed with, the reasons, and the acceptance rate.
+#[utoipa::path(
+    tag = "Models",
+    responses(
+        (status = 200, description = "Per model version: CDS cards accepted and overridden with the override reasons, reports signed and disagreed with the reasons, and the acceptance rate", body = Object, content_type = "application/json"),
+    )
+)]
+#[get("/monitoring/actions")]
+pub async fn clinician_actions(state: Data<ApiState>) -> Result<HttpResponse, ApiError> {
+    let actions = state.pipeline.clinician_actions().await?;
+    Ok(HttpResponse::Ok().json(json!({"models": actions})))
+}

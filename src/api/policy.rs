@@ -201,6 +201,14 @@ pub const RULES: &[RouteRule] = &[
     ),
     rule(
         "GET",
+        "/monitoring/actions",
+        // Counts of the feedback and review records (Basic), by model.
+        All(&[(Device, Read), (Provenance, Read), (Basic, Read)]),
+        Refused,
+        rest("monitoring", AuditAction::Read),
+    ),
+    rule(
+        "GET",
         "/models",
         // The models and who changed them last: what their Devices and Provenance say.
         All(&[(Device, Read), (Provenance, Read)]),

@@ -172,6 +172,7 @@ fn cases() -> Vec<Case> {
             200,
             false,
         ),
+        case(Method::GET, "/monitoring/actions", Value::Null, 200, false),
         case(
             Method::GET,
             "/models/shadow-predictions/no-report",

@@ -41,10 +41,18 @@ async fn assessments_are_paired_with_later_outcomes_per_model_version() {
     deploy_shadow_of_trained(&app).await;
 
     let mut patients = Vec::new();
+    let mut reports = Vec::new();
     for _ in 0..10 {
         let patient = patient_with_record(&app, true).await;
         let response = assess(&app, &patient, &json!({"resourceType": "Parameters"})).await;
         assert_eq!(response.status(), 200);
+        let bundle: Value = response.json().await.unwrap();
+        reports.push(
+            crate::risk_assessment::of_type(&bundle, "DiagnosticReport")[0]["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
         patients.push(patient);
     }
     // What happened since: five metastases at different times, four followed without one,
@@ -106,4 +114,47 @@ async fn assessments_are_paired_with_later_outcomes_per_model_version() {
         status_of(&crate::models::listed(&app).await, "ldh-imaging").1,
         "shadow"
     );
+
+    // What clinicians did, per model version: two reports signed, one disagreed with.
+    let clinician =
+        json!({"name": "clinician", "valueReference": {"reference": "Practitioner/onc-1"}});
+    for (report, decision) in [
+        (&reports[0], "sign"),
+        (&reports[1], "sign"),
+        (&reports[2], "disagree"),
+    ] {
+        let mut parameters = vec![
+            json!({"name": "decision", "valueCode": decision}),
+            clinician.clone(),
+        ];
+        if decision == "disagree" {
+            parameters.push(json!({"name": "reason", "valueCode": "override-inputs-wrong"}));
+        }
+        let response = app
+            .post(
+                &format!("DiagnosticReport/{report}/$sign-off"),
+                &json!({"resourceType": "Parameters", "parameter": parameters}),
+            )
+            .await;
+        assert_eq!(response.status(), 200);
+    }
+    let actions: Value = app
+        .client
+        .get(format!("{}/monitoring/actions", app.address))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let gbsg2 = &actions["models"][0];
+    assert_eq!(gbsg2["model"], "gbsg2-recurrence", "{actions}");
+    assert_eq!(gbsg2["reports_signed"], 2, "{actions}");
+    assert_eq!(gbsg2["reports_disagreed"], 1, "{actions}");
+    assert_eq!(
+        gbsg2["disagree_reasons"]["override-inputs-wrong"], 1,
+        "{actions}"
+    );
+    let rate = gbsg2["acceptance_rate"].as_f64().unwrap();
+    assert!((rate - 2.0 / 3.0).abs() < 1e-9, "{actions}");
 }
