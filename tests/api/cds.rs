@@ -553,15 +553,7 @@ async fn feedback_is_filed_once_searchable_and_audited() {
         assert!(extensions.contains(expected), "{expected} in {extensions}");
     }
     // Counted for governance, per model version, with the reason given.
-    let actions: Value = app
-        .client
-        .get(format!("{}/monitoring/actions", app.address))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let actions = app.get_json("/monitoring/actions").await;
     let model = &actions["models"][0];
     assert_eq!(model["cards_overridden"], 1, "{actions}");
     assert_eq!(

@@ -268,6 +268,18 @@ impl TestApp {
         response.json().await.unwrap()
     }
 
+    /// `GET {address}{path}` (outside `/fhir`): its JSON, after checking it answered 200.
+    pub async fn get_json(&self, path: &str) -> Value {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "GET {path}");
+        response.json().await.unwrap()
+    }
+
     pub async fn search(&self, query: &str) -> Value {
         let response = self.get(query).await;
         assert_eq!(response.status(), 200, "search {query}");

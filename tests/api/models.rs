@@ -42,14 +42,7 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 pub(crate) async fn listed(app: &TestApp) -> Value {
-    let response = app
-        .client
-        .get(format!("{}/models", app.address))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    response.json().await.unwrap()
+    app.get_json("/models").await
 }
 
 pub(crate) fn status_of(listing: &Value, name: &str) -> (String, String) {

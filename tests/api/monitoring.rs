@@ -65,14 +65,7 @@ async fn assessments_are_paired_with_later_outcomes_per_model_version() {
         }
     }
 
-    let response = app
-        .client
-        .get(format!("{}/monitoring/performance", app.address))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let body: Value = response.json().await.unwrap();
+    let body = app.get_json("/monitoring/performance").await;
     let models = body["models"].as_array().unwrap();
     let of = |role: &str| {
         models
@@ -138,15 +131,7 @@ async fn assessments_are_paired_with_later_outcomes_per_model_version() {
             .await;
         assert_eq!(response.status(), 200);
     }
-    let actions: Value = app
-        .client
-        .get(format!("{}/monitoring/actions", app.address))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let actions = app.get_json("/monitoring/actions").await;
     let gbsg2 = &actions["models"][0];
     assert_eq!(gbsg2["model"], "gbsg2-recurrence", "{actions}");
     assert_eq!(gbsg2["reports_signed"], 2, "{actions}");
