@@ -3,7 +3,8 @@
 //! happened since (`features::outcome`: the event first dated after the assessment, or no
 //! event until the latest dated fact), and judged censoring-aware: Harrell's and Uno's C of
 //! the risk, and by each horizon the time-dependent AUC and the expected event rate (the mean
-//! predicted probability) against the observed one (one minus Kaplan–Meier). Assessments whose
+//! predicted probability) against the observed one (one minus Kaplan–Meier), the calibration
+//! slope and calibration-in-the-large, and observed against expected by risk decile. Assessments whose
 //! record cannot be used (an event dated before the assessment, a death without a date, facts
 //! after the death) are counted with why, never silently dropped.
 
@@ -19,7 +20,10 @@ use crate::domain::{ResourceId, ResourceType};
 use crate::features::PatientContext;
 use crate::features::outcome::Outcome;
 use crate::fhir::parse_search;
-use crate::survival::{cumulative_dynamic_auc, harrell_c, kaplan_meier, uno_c};
+use crate::survival::{
+    CensoringDistribution, ReliabilityBin, cumulative_dynamic_auc, fit_logistic, harrell_c,
+    kaplan_meier, reliability, status_at, uno_c,
+};
 
 /// One model version's performance on the assessments paired with outcomes.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -51,6 +55,12 @@ pub struct HorizonPerformance {
     /// One minus the Kaplan–Meier survival at the horizon.
     pub observed: f64,
     pub auc: Option<f64>,
+    /// Calibration slope (1 is perfect), censoring-weighted, when it can be fitted.
+    pub calibration_slope: Option<f64>,
+    /// Calibration-in-the-large: the intercept with the slope fixed at 1 (0 is perfect).
+    pub calibration_in_the_large: Option<f64>,
+    /// Observed against expected by risk decile (bins of equal count).
+    pub deciles: Vec<ReliabilityBin>,
 }
 
 /// One prediction to pair: who, when, and the probability by each horizon.
@@ -250,6 +260,7 @@ impl Pipeline {
             let uno = uno_c((&time, &event), &time, &event, &risk, Some(longest))
                 .ok()
                 .map(|c| c.c_index);
+            let censoring = CensoringDistribution::fit(&time, &event);
             let labels: Vec<(String, f64)> = scored
                 .first()
                 .map(|s| s.horizons.iter().map(|h| (h.0.clone(), h.1)).collect())
@@ -276,7 +287,13 @@ impl Pipeline {
                     )
                     .ok()
                     .and_then(|(scores, _)| scores.first().copied());
+                    let status = status_at(&censoring, &time, &event, *days);
                     HorizonPerformance {
+                        calibration_slope: fit_logistic(&predicted, &status, None)
+                            .map(|f| f.slope),
+                        calibration_in_the_large: fit_logistic(&predicted, &status, Some(1.0))
+                            .map(|f| f.intercept),
+                        deciles: reliability(&predicted, &status, 10),
                         label: label.clone(),
                         days: *days,
                         expected,

@@ -100,6 +100,16 @@ async fn assessments_are_paired_with_later_outcomes_per_model_version() {
         assert!(observed > 0.05 && observed < 0.3, "{first}");
     }
     assert_eq!(of("active")["horizons"][0]["label"], "1 year");
+    // Calibration at a year: every patient known (an event or followed past it) is binned.
+    let year = &of("active")["horizons"][0];
+    let binned: u64 = year["deciles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(binned, 9, "{year}");
+    assert!(year["calibration_in_the_large"].is_number(), "{year}");
     assert_eq!(of("active")["outcome_definition"], "own");
     // The shadow names no event of its own: judged by the active model's.
     assert_eq!(of("shadow")["outcome_definition"], "active model's");
