@@ -93,6 +93,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(models::metrics)
         .service(models::performance)
         .service(models::clinician_actions)
+        .service(models::input_missingness)
         .service(cds::discovery)
         .service(cds::call_service)
         .service(cds::service_feedback)

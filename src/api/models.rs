@@ -189,3 +189,16 @@ pub async fn clinician_actions(state: Data<ApiState>) -> Result<HttpResponse, Ap
     let actions = state.pipeline.clinician_actions().await?;
     Ok(HttpResponse::Ok().json(json!({"models": actions})))
 }
+
+/// How often each input was missing from each model version's assessments.
+#[utoipa::path(
+    tag = "Models",
+    responses(
+        (status = 200, description = "Per model version: the assessments, and per input the assessments it was missing from and the rate", body = Object, content_type = "application/json"),
+    )
+)]
+#[get("/monitoring/inputs")]
+pub async fn input_missingness(state: Data<ApiState>) -> Result<HttpResponse, ApiError> {
+    let inputs = state.pipeline.input_missingness().await?;
+    Ok(HttpResponse::Ok().json(json!({"models": inputs})))
+}

@@ -201,6 +201,13 @@ pub const RULES: &[RouteRule] = &[
     ),
     rule(
         "GET",
+        "/monitoring/inputs",
+        All(&[(Device, Read), (Provenance, Read), (RiskAssessment, Read)]),
+        Refused,
+        rest("monitoring", AuditAction::Read),
+    ),
+    rule(
+        "GET",
         "/monitoring/actions",
         // Counts of the feedback and review records (Basic), by model.
         All(&[(Device, Read), (Provenance, Read), (Basic, Read)]),

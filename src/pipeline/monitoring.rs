@@ -289,8 +289,7 @@ impl Pipeline {
                     .and_then(|(scores, _)| scores.first().copied());
                     let status = status_at(&censoring, &time, &event, *days);
                     HorizonPerformance {
-                        calibration_slope: fit_logistic(&predicted, &status, None)
-                            .map(|f| f.slope),
+                        calibration_slope: fit_logistic(&predicted, &status, None).map(|f| f.slope),
                         calibration_in_the_large: fit_logistic(&predicted, &status, Some(1.0))
                             .map(|f| f.intercept),
                         deciles: reliability(&predicted, &status, 10),
@@ -460,6 +459,62 @@ impl Pipeline {
                 a.acceptance_rate = (answered > 0)
                     .then(|| (a.cards_accepted + a.reports_signed) as f64 / answered as f64);
                 a
+            })
+            .collect())
+    }
+}
+
+/// How often each input was missing from one model version's assessments.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct InputMissingness {
+    pub model: String,
+    pub version: String,
+    pub assessments: usize,
+    /// Per input (as the model names it): the assessments it was missing from, and the rate.
+    pub missing: BTreeMap<String, MissingRate>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct MissingRate {
+    pub count: usize,
+    pub rate: f64,
+}
+
+impl Pipeline {
+    /// The missingness of each input, per model version, over the assessments filed (from the
+    /// explanation kept beside each).
+    pub async fn input_missingness(&self) -> Result<Vec<InputMissingness>, PipelineError> {
+        let mut by_model: BTreeMap<(String, String), InputMissingness> = BTreeMap::new();
+        for content in self.store.all_assessment_views().await? {
+            let Ok(view) =
+                serde_json::from_str::<crate::report::risk_view::AssessmentView>(&content)
+            else {
+                continue;
+            };
+            let key = (view.model.name.clone(), view.model.version.clone());
+            let entry = by_model.entry(key).or_insert_with(|| InputMissingness {
+                model: view.model.name.clone(),
+                version: view.model.version.clone(),
+                ..InputMissingness::default()
+            });
+            entry.assessments += 1;
+            let mut seen: Vec<&str> = Vec::new();
+            for m in &view.missing {
+                let input = m.feature.split('=').next().unwrap_or(&m.feature);
+                if !seen.contains(&input) {
+                    seen.push(input);
+                    entry.missing.entry(input.to_owned()).or_default().count += 1;
+                }
+            }
+        }
+        Ok(by_model
+            .into_values()
+            .map(|mut m| {
+                let total = m.assessments.max(1) as f64;
+                for rate in m.missing.values_mut() {
+                    rate.rate = rate.count as f64 / total;
+                }
+                m
             })
             .collect())
     }

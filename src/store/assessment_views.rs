@@ -42,4 +42,12 @@ impl Store {
         row.map(|row| Ok((row.try_get("patient")?, row.try_get("content")?)))
             .transpose()
     }
+
+    /// Every explanation kept, oldest first, as JSON.
+    pub async fn all_assessment_views(&self) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT content FROM assessment_views ORDER BY created_ms")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|row| Ok(row.try_get("content")?)).collect()
+    }
 }

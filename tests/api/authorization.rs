@@ -173,6 +173,7 @@ fn cases() -> Vec<Case> {
             false,
         ),
         case(Method::GET, "/monitoring/actions", Value::Null, 200, false),
+        case(Method::GET, "/monitoring/inputs", Value::Null, 200, false),
         case(
             Method::GET,
             "/models/shadow-predictions/no-report",

@@ -152,4 +152,21 @@ async fn assessments_are_paired_with_later_outcomes_per_model_version() {
     );
     let rate = gbsg2["acceptance_rate"].as_f64().unwrap();
     assert!((rate - 2.0 / 3.0).abs() < 1e-9, "{actions}");
+
+    // Every one of the ten had the whole record: nothing missing for the active model; the
+    // shadow's own inputs are its business, not the assessments'.
+    let inputs = app.get_json("/monitoring/inputs").await;
+    let active = &inputs["models"][0];
+    assert_eq!(active["model"], "gbsg2-recurrence", "{inputs}");
+    assert_eq!(active["assessments"], 10, "{inputs}");
+    assert_eq!(active["missing"], json!({}), "{inputs}");
+    let partial = patient_with_record(&app, false).await;
+    assess(&app, &partial, &json!({"resourceType": "Parameters"})).await;
+    let inputs = app.get_json("/monitoring/inputs").await;
+    let tsize = &inputs["models"][0]["missing"]["tsize"];
+    assert_eq!(tsize["count"], 1, "{inputs}");
+    assert!(
+        (tsize["rate"].as_f64().unwrap() - 1.0 / 11.0).abs() < 1e-9,
+        "{inputs}"
+    );
 }
