@@ -30,6 +30,38 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub audit: AuditSettings,
     pub app: AppSettings,
+    pub monitoring: MonitoringSettings,
+}
+
+/// When the monitoring of the models raises an alert.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitoringSettings {
+    /// Seconds between two runs of the monitoring job; 0: only when asked.
+    pub interval_secs: u64,
+    /// Fewer assessments paired with outcomes than this: no judgement of discrimination or
+    /// calibration yet.
+    pub min_paired: usize,
+    /// Alert when a model's C-index (Harrell's) on the paired assessments is below the
+    /// one its card reports on held-out patients by more than this.
+    pub c_index_drop: f64,
+    /// Alert when the calibration-in-the-large at a horizon is further from 0 than this
+    /// (on the log-odds scale).
+    pub calibration_in_the_large: f64,
+    /// Alert when an input is missing from more than this share of a model's assessments.
+    pub missing_rate: f64,
+}
+
+impl Default for MonitoringSettings {
+    fn default() -> Self {
+        Self {
+            interval_secs: 3600,
+            min_paired: 100,
+            c_index_drop: 0.05,
+            calibration_in_the_large: 0.5,
+            missing_rate: 0.2,
+        }
+    }
 }
 
 /// The SMART app at `/app/`, as registered with the EHRs that launch it.

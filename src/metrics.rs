@@ -58,6 +58,14 @@ pub struct DecisionLabels {
     pub decision: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AlertLabels {
+    pub model: String,
+    pub version: String,
+    /// `discrimination`, `calibration`, `input-missing:{input}`.
+    pub kind: String,
+}
+
 type Timings<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency() -> Histogram {
@@ -78,6 +86,7 @@ pub struct Metrics {
     pub card_feedback: Family<DecisionLabels, Counter>,
     pub audit_queue_depth: Gauge,
     pub risk_jobs_running: Gauge,
+    pub alerts: Family<AlertLabels, Gauge>,
 }
 
 impl Metrics {
@@ -96,6 +105,7 @@ impl Metrics {
             card_feedback: Family::default(),
             audit_queue_depth: Gauge::default(),
             risk_jobs_running: Gauge::default(),
+            alerts: Family::default(),
         };
         registry.register(
             "http_requests",
@@ -151,6 +161,11 @@ impl Metrics {
             "risk_jobs_running",
             "Assessments running or waiting now",
             metrics.risk_jobs_running.clone(),
+        );
+        registry.register(
+            "alert",
+            "1 for each monitoring alert raised at the last evaluation, by model and kind",
+            metrics.alerts.clone(),
         );
         Self {
             registry,

@@ -156,6 +156,27 @@ async fn serve(
         .sync_models()
         .await
         .map_err(|e| StartupError::Models(e.to_string()))?;
+    pipeline = pipeline.with_alert_thresholds(crate::pipeline::alerts::AlertThresholds {
+        min_paired: settings.monitoring.min_paired,
+        c_index_drop: settings.monitoring.c_index_drop,
+        calibration_in_the_large: settings.monitoring.calibration_in_the_large,
+        missing_rate: settings.monitoring.missing_rate,
+    });
+    // The monitoring job: the models judged against their outcomes, alerts raised.
+    if settings.monitoring.interval_secs > 0 {
+        let pipeline = pipeline.clone();
+        let every = std::time::Duration::from_secs(settings.monitoring.interval_secs);
+        background.push(spawn_with_tracing(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            loop {
+                tick.tick().await;
+                match pipeline.evaluate_alerts().await {
+                    Ok(alerts) => tracing::info!(alerts = alerts.len(), "monitoring evaluated"),
+                    Err(e) => tracing::warn!(error = %e, "monitoring could not be evaluated"),
+                }
+            }
+        }));
+    }
     // A change another process (`prognostics models`) records is applied within seconds.
     {
         let pipeline = pipeline.clone();

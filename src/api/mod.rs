@@ -94,6 +94,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(models::performance)
         .service(models::clinician_actions)
         .service(models::input_missingness)
+        .service(models::evaluate_alerts)
         .service(cds::discovery)
         .service(cds::call_service)
         .service(cds::service_feedback)

@@ -202,3 +202,18 @@ pub async fn input_missingness(state: Data<ApiState>) -> Result<HttpResponse, Ap
     let inputs = state.pipeline.input_missingness().await?;
     Ok(HttpResponse::Ok().json(json!({"models": inputs})))
 }
+
+/// Evaluates the monitoring's figures against the configured thresholds now (the monitoring
+/// job does it every `monitoring.interval_secs`): each alert is logged, shown on `/metrics`
+/// and filed once as a DetectedIssue naming the model's Device.
+#[utoipa::path(
+    tag = "Models",
+    responses(
+        (status = 200, description = "The alerts raised: model, version, kind (discrimination, calibration, input-missing:INPUT), what crossed the threshold, and the DetectedIssue", body = Object, content_type = "application/json"),
+    )
+)]
+#[post("/monitoring/$evaluate")]
+pub async fn evaluate_alerts(state: Data<ApiState>) -> Result<HttpResponse, ApiError> {
+    let alerts = state.pipeline.evaluate_alerts().await?;
+    Ok(HttpResponse::Ok().json(json!({"alerts": alerts})))
+}

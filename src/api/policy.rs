@@ -200,6 +200,18 @@ pub const RULES: &[RouteRule] = &[
         rest("monitoring", AuditAction::Read),
     ),
     rule(
+        "POST",
+        "/monitoring/$evaluate",
+        All(&[
+            (Device, Read),
+            (Provenance, Read),
+            (RiskAssessment, Read),
+            (DetectedIssue, Create),
+        ]),
+        Refused,
+        rest("monitoring-evaluate", AuditAction::Execute),
+    ),
+    rule(
         "GET",
         "/monitoring/inputs",
         All(&[(Device, Read), (Provenance, Read), (RiskAssessment, Read)]),

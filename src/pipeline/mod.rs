@@ -5,6 +5,7 @@
 //! delivery, resumption). Imports the layers below it; knows nothing about HTTP, DIMSE or MLLP,
 //! nor about cohorts and training (offline work is the command line's).
 
+pub mod alerts;
 pub mod audit;
 mod bundle;
 pub mod cds;
@@ -204,6 +205,8 @@ pub struct Pipeline {
     patient_matching: Arc<tokio::sync::Mutex<()>>,
     /// The models loaded and how each is deployed (the active one answers).
     models: Arc<models::ModelSlot>,
+    /// When the monitoring raises an alert.
+    alert_thresholds: alerts::AlertThresholds,
     /// The EHR an assessment pulls the patient's record from, when one is configured.
     ehr: Option<crate::ehr::FhirClient>,
     /// How many assessments run at once, and how long a synchronous caller waits.
@@ -262,6 +265,7 @@ impl Pipeline {
             hl7: Hl7Options::default(),
             patient_matching: Arc::new(tokio::sync::Mutex::new(())),
             models: Arc::new(models::ModelSlot::default()),
+            alert_thresholds: alerts::AlertThresholds::default(),
             ehr: None,
             risk_admission: risk_jobs::RiskAdmission::default(),
             auditor: None,
@@ -289,6 +293,12 @@ impl Pipeline {
     /// Admits assessments within these limits (see [`Pipeline::submit_assessment`]).
     pub fn with_risk_admission(mut self, admission: risk_jobs::RiskAdmission) -> Self {
         self.risk_admission = admission;
+        self
+    }
+
+    /// Raises monitoring alerts at these thresholds.
+    pub fn with_alert_thresholds(mut self, thresholds: alerts::AlertThresholds) -> Self {
+        self.alert_thresholds = thresholds;
         self
     }
 

@@ -175,6 +175,13 @@ fn cases() -> Vec<Case> {
         case(Method::GET, "/monitoring/actions", Value::Null, 200, false),
         case(Method::GET, "/monitoring/inputs", Value::Null, 200, false),
         case(
+            Method::POST,
+            "/monitoring/$evaluate",
+            Value::Null,
+            200,
+            false,
+        ),
+        case(
             Method::GET,
             "/models/shadow-predictions/no-report",
             Value::Null,

@@ -37,7 +37,13 @@ async fn follow_up(app: &TestApp, patient: &str, date: &str) {
 async fn assessments_are_paired_with_later_outcomes_per_model_version() {
     let dir = tempfile::tempdir().unwrap();
     let models = crate::models::models_dir(dir.path());
-    let app = spawn_app_with(move |s| s.risk.models_dir = Some(models)).await;
+    let app = spawn_app_with(move |s| {
+        s.risk.models_dir = Some(models);
+        s.monitoring.interval_secs = 0;
+        s.monitoring.min_paired = 5;
+        s.monitoring.missing_rate = 0.05;
+    })
+    .await;
     deploy_shadow_of_trained(&app).await;
 
     let mut patients = Vec::new();
@@ -168,5 +174,74 @@ async fn assessments_are_paired_with_later_outcomes_per_model_version() {
     assert!(
         (tsize["rate"].as_f64().unwrap() - 1.0 / 11.0).abs() < 1e-9,
         "{inputs}"
+    );
+
+    // Alerts: the C-index fell from the card's 0.74 to 0.5 on these patients; one in eleven
+    // had no tumour size. Each is filed once as a DetectedIssue naming the model's Device and
+    // shown on /metrics.
+    let evaluate = || async {
+        let response = app
+            .client
+            .post(format!("{}/monitoring/$evaluate", app.address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.json::<Value>().await.unwrap()
+    };
+    let raised = evaluate().await;
+    let alerts = raised["alerts"].as_array().unwrap();
+    let kind_of = |model: &str, kind: &str| {
+        alerts
+            .iter()
+            .find(|a| a["model"] == model && a["kind"] == kind)
+            .unwrap_or_else(|| panic!("{model} {kind} in {raised}"))
+            .clone()
+    };
+    let discrimination = kind_of("gbsg2-recurrence", "discrimination");
+    assert!(
+        discrimination["detail"].as_str().unwrap().contains("0.739"),
+        "{discrimination}"
+    );
+    kind_of("gbsg2-recurrence", "input-missing:tsize");
+    let issue = app
+        .get(discrimination["detected_issue"].as_str().unwrap())
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(issue["resourceType"], "DetectedIssue");
+    crate::helpers::assert_valid_fhir("the alert", std::slice::from_ref(&issue));
+    assert!(
+        issue["implicated"][0]["reference"]
+            .as_str()
+            .unwrap()
+            .starts_with("Device/model-"),
+        "{issue}"
+    );
+    let filed = |text: Value| text["total"].as_u64().unwrap();
+    let issues = filed(app.search("DetectedIssue?_summary=count").await);
+    assert_eq!(issues, alerts.len() as u64);
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.lines().any(|l| l.starts_with("prognostics_alert{")
+            && l.contains("kind=\"discrimination\"")
+            && l.ends_with(" 1")),
+        "{metrics}"
+    );
+    // Evaluated again: the same alerts, nothing filed twice.
+    let again = evaluate().await;
+    assert_eq!(again["alerts"].as_array().unwrap().len(), alerts.len());
+    assert_eq!(
+        filed(app.search("DetectedIssue?_summary=count").await),
+        issues
     );
 }
