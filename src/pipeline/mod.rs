@@ -196,6 +196,8 @@ pub struct Pipeline {
     imaging: ImagingOptions,
     /// Serialises ImagingStudy refreshes within this process.
     imaging_refresh: Arc<tokio::sync::Mutex<()>>,
+    /// The text encoder of the notes, when a loaded model takes notes.
+    text_encoder: Option<Arc<crate::encoders::TextEncoder>>,
     /// The image encoder behind its batching thread, when inference is on.
     image_encoder: Option<BatchedEncoder>,
     /// Wakes the embedding worker.
@@ -261,6 +263,7 @@ impl Pipeline {
             imaging,
             imaging_refresh: Arc::new(tokio::sync::Mutex::new(())),
             image_encoder: None,
+            text_encoder: None,
             embedding_wanted: Arc::new(tokio::sync::Notify::new()),
             hl7: Hl7Options::default(),
             patient_matching: Arc::new(tokio::sync::Mutex::new(())),
@@ -293,6 +296,12 @@ impl Pipeline {
     /// Admits assessments within these limits (see [`Pipeline::submit_assessment`]).
     pub fn with_risk_admission(mut self, admission: risk_jobs::RiskAdmission) -> Self {
         self.risk_admission = admission;
+        self
+    }
+
+    /// Embeds notes for the models that take them with `encoder`.
+    pub fn with_text_encoder(mut self, encoder: Arc<crate::encoders::TextEncoder>) -> Self {
+        self.text_encoder = Some(encoder);
         self
     }
 

@@ -277,6 +277,7 @@ impl Pipeline {
                 &context,
                 request.study.as_deref(),
                 inputs.encode_now,
+                clock.as_of().at,
                 &mut warnings,
             )
             .await?;

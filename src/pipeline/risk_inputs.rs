@@ -8,6 +8,7 @@
 //! the spot when the embedding worker has not reached it yet.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
@@ -21,6 +22,7 @@ use crate::ehr::{EhrError, FhirClient, PatientRecord, pull_patient};
 use crate::features::{Embeddings, PatientContext};
 use crate::fhir::parse_search;
 use crate::store::StoreError;
+use crate::telemetry::spawn_blocking_with_tracing;
 
 /// The resource types an assessment reads its inputs from.
 const INPUT_TYPES: [ResourceType; 9] = [
@@ -250,12 +252,29 @@ impl Pipeline {
         context: &PatientContext,
         asked: Option<&str>,
         encode_now: bool,
+        as_of: chrono::DateTime<chrono::Utc>,
         warnings: &mut Vec<String>,
     ) -> Result<(Embeddings, Option<(ResourceId, String)>), PipelineError> {
         let mut embeddings = Embeddings::default();
-        if spec.notes.is_some() {
-            warnings
-                .push("the notes encoder is not loaded by the service; notes were not used".into());
+        if let Some(notes) = &spec.notes {
+            match &self.text_encoder {
+                Some(encoder) if encoder.name == notes.encoder => {
+                    let (encoder, notes, context) =
+                        (Arc::clone(encoder), notes.clone(), context.clone());
+                    embeddings.notes = spawn_blocking_with_tracing(move || {
+                        super::features::embed_notes(&encoder, &notes, &context, as_of)
+                    })
+                    .await
+                    .map_err(PipelineError::Blocking)??;
+                }
+                Some(encoder) => warnings.push(format!(
+                    "the model's notes encoder is {}, the service has {} loaded; notes were not used",
+                    notes.encoder, encoder.name
+                )),
+                None => warnings.push(
+                    "the notes encoder is not loaded by the service; notes were not used".into(),
+                ),
+            }
         }
         let Some(imaging) = &spec.imaging else {
             return Ok((embeddings, None));

@@ -103,7 +103,7 @@ impl Pipeline {
         let mut warnings = Vec::new();
         // A shadow never makes the clinician wait for an encoder: what is encoded is used.
         let (embeddings, _) = self
-            .assessment_embeddings(spec, context, study, false, &mut warnings)
+            .assessment_embeddings(spec, context, study, false, clock.as_of().at, &mut warnings)
             .await?;
         let mut features = build_features(spec, context, &embeddings, clock.as_of());
         let familiarity = shadow.model.familiarity(&features);

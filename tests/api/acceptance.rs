@@ -24,37 +24,115 @@ fn years(n: f64) -> Horizon {
     Horizon::new(n, TimeUnit::Years).unwrap()
 }
 
-/// A small cohort of random patients (age, LDH, a 64-wide image embedding), and a model
-/// trained on it whose input spec reads them from FHIR: age from the birth date, LDH by LOINC
-/// 2532-0, the image embedding of encoder `tiny`.
-pub(crate) fn train_model(dir: &Path) -> PathBuf {
-    let mut state = 0x2545_f491_4f6c_dd1d_u64;
-    let mut uniform = move || {
+/// Uniform numbers in [0, 1) from a fixed seed (xorshift): random cohorts the same each run.
+pub(crate) fn uniform(seed: u64) -> impl FnMut() -> f64 {
+    let mut state = seed;
+    move || {
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
         (state >> 11) as f64 / (1u64 << 53) as f64
-    };
-    let mut csv = String::from("age,ldh,time,event");
-    for i in 0..64 {
-        csv += &format!(",imaging_{i}");
     }
-    csv.push('\n');
-    for _ in 0..120 {
-        let age = 40.0 + 40.0 * uniform();
-        let ldh = 150.0 + 200.0 * uniform();
-        let hazard = 0.03 * (age - 60.0) + 0.01 * (ldh - 250.0);
-        let time = (-(1.0 - uniform()).ln() / (0.0005 * hazard.exp())).min(3000.0) + 1.0;
-        let event = u8::from(time < 3000.0);
-        csv += &format!("{age:.1},{ldh:.0},{time:.0},{event}");
-        for _ in 0..64 {
-            csv += &format!(",{:.4}", uniform() - 0.5);
+}
+
+/// A tabular column of a random cohort: its name, and its value from a uniform draw.
+pub(crate) type Column<'a> = (&'a str, fn(f64) -> f64);
+
+/// A random cohort of `rows` patients: age, the `tabular` columns each drawn by its function,
+/// follow-up with a hazard of age (and whatever `hazard` adds from the tabular values), and an
+/// embedding `{prefix}_0 …` of `width` small random values.
+pub(crate) struct RandomCohort<'a> {
+    pub seed: u64,
+    pub rows: usize,
+    pub tabular: &'a [Column<'a>],
+    pub hazard: fn(f64, &[f64]) -> f64,
+    pub embedding: (&'a str, usize),
+}
+
+impl RandomCohort<'_> {
+    fn csv(&self) -> String {
+        let mut uniform = uniform(self.seed);
+        let mut csv = String::from("age");
+        for (name, _) in self.tabular {
+            csv += &format!(",{name}");
+        }
+        csv += ",time,event";
+        for i in 0..self.embedding.1 {
+            csv += &format!(",{}_{i}", self.embedding.0);
         }
         csv.push('\n');
+        for _ in 0..self.rows {
+            let age = 40.0 + 40.0 * uniform();
+            let values: Vec<f64> = self
+                .tabular
+                .iter()
+                .map(|(_, draw)| draw(uniform()))
+                .collect();
+            let hazard = (self.hazard)(age, &values);
+            let time = (-(1.0 - uniform()).ln() / (0.0005 * hazard.exp())).min(3000.0) + 1.0;
+            csv += &format!("{age:.1}");
+            for v in &values {
+                csv += &format!(",{v:.0}");
+            }
+            csv += &format!(",{time:.0},{}", u8::from(time < 3000.0));
+            for _ in 0..self.embedding.1 {
+                csv += &format!(",{:.4}", uniform() - 0.5);
+            }
+            csv.push('\n');
+        }
+        csv
     }
-    let cohort = dir.join("cohort.csv");
-    std::fs::write(&cohort, csv).unwrap();
-    let spec: InputSpec = toml::from_str(
+
+    /// A model trained on it, named `name`, reading its inputs by `spec` (TOML), into
+    /// `dir/{name}`.
+    pub(crate) fn train(&self, dir: &Path, name: &str, spec: &str, members: usize) -> PathBuf {
+        let cohort = dir.join(format!("{name}.csv"));
+        std::fs::write(&cohort, self.csv()).unwrap();
+        let spec: InputSpec = toml::from_str(spec).unwrap();
+        let out = dir.join(name);
+        let options = TrainOptions {
+            cohort,
+            roles: ColumnRoles {
+                time: "time".into(),
+                event: "event".into(),
+                embedding_components: 4,
+                ..ColumnRoles::default()
+            },
+            out: out.clone(),
+            name: name.into(),
+            settings: TrainSettings {
+                seed: 1,
+                members,
+                max_epochs: 30,
+                patience: 10,
+                ..TrainSettings::default()
+            },
+            test_fraction: 0.2,
+            horizons: vec![years(1.0), years(3.0)],
+            time_unit: TimeUnit::Days,
+            triage_recall: 0.9,
+            subgroups: vec![],
+            inputs: Some(spec),
+        };
+        train(&options, &mut |_| {}).unwrap();
+        out
+    }
+}
+
+/// A small cohort of random patients (age, LDH, a 64-wide image embedding), and a model
+/// trained on it whose input spec reads them from FHIR: age from the birth date, LDH by LOINC
+/// 2532-0, the image embedding of encoder `tiny`.
+pub(crate) fn train_model(dir: &Path) -> PathBuf {
+    let cohort = RandomCohort {
+        seed: 0x2545_f491_4f6c_dd1d,
+        rows: 120,
+        tabular: &[("ldh", |u| 150.0 + 200.0 * u)],
+        hazard: |age, values| 0.03 * (age - 60.0) + 0.01 * (values[0] - 250.0),
+        embedding: ("imaging", 64),
+    };
+    let model = cohort.train(
+        dir,
+        "ldh-imaging",
         r#"
         [clinical]
         age = true
@@ -69,34 +147,10 @@ pub(crate) fn train_model(dir: &Path) -> PathBuf {
         code = "death"
         display = "Death"
         "#,
-    )
-    .unwrap();
+        2,
+    );
     let out = dir.join("model");
-    let options = TrainOptions {
-        cohort,
-        roles: ColumnRoles {
-            time: "time".into(),
-            event: "event".into(),
-            embedding_components: 4,
-            ..ColumnRoles::default()
-        },
-        out: out.clone(),
-        name: "ldh-imaging".into(),
-        settings: TrainSettings {
-            seed: 1,
-            members: 2,
-            max_epochs: 30,
-            patience: 10,
-            ..TrainSettings::default()
-        },
-        test_fraction: 0.2,
-        horizons: vec![years(1.0), years(3.0)],
-        time_unit: TimeUnit::Days,
-        triage_recall: 0.9,
-        subgroups: vec![],
-        inputs: Some(spec),
-    };
-    train(&options, &mut |_| {}).unwrap();
+    std::fs::rename(&model, &out).unwrap();
     out
 }
 

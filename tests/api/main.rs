@@ -36,6 +36,7 @@ mod mcode_patients;
 mod metrics;
 mod models;
 mod monitoring;
+mod notes_model;
 mod openapi;
 mod phi_in_logs;
 mod population;
