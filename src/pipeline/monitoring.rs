@@ -44,6 +44,58 @@ pub struct ModelPerformance {
     /// Whose event definition the outcomes were read by: the model's `own`, or the
     /// `active model's` (a shadow that names none).
     pub outcome_definition: &'static str,
+    /// The same by subgroup (sex; age band at the assessment), each with its C-index.
+    pub subgroups: Vec<SubgroupPerformance>,
+    /// Per subgroup column, the largest difference in Harrell's C between its groups.
+    pub gaps: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SubgroupPerformance {
+    /// `sex` or `age`.
+    pub column: String,
+    pub group: String,
+    pub paired: usize,
+    pub events: usize,
+    pub harrell_c: Option<f64>,
+}
+
+/// The age band of the model card's subgroups.
+fn age_band(years: f64) -> &'static str {
+    match years {
+        y if y < 50.0 => "< 50",
+        y if y < 65.0 => "50–64",
+        y if y < 75.0 => "65–74",
+        _ => "≥ 75",
+    }
+}
+
+/// Harrell's C, rows and events of each group of `labels` (one per paired row).
+fn by_group(
+    column: &str,
+    labels: &[String],
+    time: &[f64],
+    event: &[bool],
+    risk: &[f64],
+) -> Vec<SubgroupPerformance> {
+    let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, label) in labels.iter().enumerate() {
+        groups.entry(label.as_str()).or_default().push(i);
+    }
+    groups
+        .into_iter()
+        .map(|(group, rows)| {
+            let pick = |v: &[f64]| rows.iter().map(|&i| v[i]).collect::<Vec<_>>();
+            let e: Vec<bool> = rows.iter().map(|&i| event[i]).collect();
+            SubgroupPerformance {
+                column: column.to_owned(),
+                group: group.to_owned(),
+                paired: rows.len(),
+                events: e.iter().filter(|&&x| x).count(),
+                harrell_c: harrell_c(&pick(time), &e, &pick(risk)).map(|c| c.c_index),
+            }
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -217,6 +269,7 @@ impl Pipeline {
             let mut unusable: BTreeMap<String, usize> = BTreeMap::new();
             let (mut time, mut event, mut risk) = (Vec::new(), Vec::new(), Vec::new());
             let mut probabilities: Vec<&[(String, f64, f64)]> = Vec::new();
+            let (mut sexes, mut ages) = (Vec::new(), Vec::new());
             for s in &scored {
                 let Some(population) = &population else {
                     *unusable
@@ -251,6 +304,22 @@ impl Pipeline {
                 event.push(happened);
                 risk.push(last.2);
                 probabilities.push(&s.horizons);
+                sexes.push(
+                    context
+                        .sex
+                        .map_or("unknown".to_owned(), |x| format!("{x:?}").to_lowercase()),
+                );
+                ages.push(
+                    context
+                        .birth_date
+                        .map_or("unknown", |born| {
+                            age_band(crate::features::context::age_in_years(
+                                born,
+                                s.assessed.date_naive(),
+                            ))
+                        })
+                        .to_owned(),
+                );
             }
             let harrell = harrell_c(&time, &event, &risk).map(|c| c.c_index);
             let longest = scored
@@ -305,7 +374,27 @@ impl Pipeline {
                     }
                 })
                 .collect();
+            let mut subgroups = by_group("sex", &sexes, &time, &event, &risk);
+            subgroups.extend(by_group("age", &ages, &time, &event, &risk));
+            let mut gaps: BTreeMap<String, f64> = BTreeMap::new();
+            for column in ["sex", "age"] {
+                let cs: Vec<f64> = subgroups
+                    .iter()
+                    .filter(|g| g.column == column)
+                    .filter_map(|g| g.harrell_c)
+                    .collect();
+                if cs.len() >= 2 {
+                    let (lo, hi) = cs
+                        .iter()
+                        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &c| {
+                            (a.min(c), b.max(c))
+                        });
+                    gaps.insert(column.to_owned(), hi - lo);
+                }
+            }
             out.push(ModelPerformance {
+                subgroups,
+                gaps,
                 model,
                 version,
                 role,
@@ -517,5 +606,39 @@ impl Pipeline {
                 m
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn age_bands_are_the_model_cards() {
+        assert_eq!(age_band(49.9), "< 50");
+        assert_eq!(age_band(50.0), "50–64");
+        assert_eq!(age_band(74.99), "65–74");
+        assert_eq!(age_band(75.0), "≥ 75");
+    }
+
+    #[test]
+    fn each_group_is_judged_on_its_own_rows() {
+        let labels: Vec<String> = ["a", "a", "a", "b", "b", "b"].map(String::from).to_vec();
+        let time = [1.0, 2.0, 3.0, 1.0, 2.0, 3.0];
+        let event = [true, true, false, true, true, false];
+        // Group a ranked right (higher risk, earlier event), group b wrong.
+        let risk = [0.9, 0.5, 0.1, 0.1, 0.5, 0.9];
+        let groups = by_group("g", &labels, &time, &event, &risk);
+        assert_eq!(groups.len(), 2);
+        assert_eq!(groups[0].harrell_c, Some(1.0));
+        assert_eq!(groups[1].harrell_c, Some(0.0));
+        assert_eq!(groups[0].events, 2);
+    }
+
+    #[test]
+    fn horizons_are_named_in_years_when_whole() {
+        assert_eq!(horizon_label(365.25), "1 year");
+        assert_eq!(horizon_label(1096.0), "3 years");
+        assert_eq!(horizon_label(90.0), "90 days");
     }
 }

@@ -117,6 +117,23 @@ async fn assessments_are_paired_with_later_outcomes_per_model_version() {
     assert_eq!(binned, 9, "{year}");
     assert!(year["calibration_in_the_large"].is_number(), "{year}");
     assert_eq!(of("active")["outcome_definition"], "own");
+    // By subgroup: all ten are women aged 65–74 (born 1954), so one group each and no gap.
+    let subgroups = of("active")["subgroups"].as_array().unwrap().clone();
+    let group = |column: &str| {
+        subgroups
+            .iter()
+            .filter(|g| g["column"] == column)
+            .map(|g| {
+                (
+                    g["group"].as_str().unwrap().to_owned(),
+                    g["paired"].as_u64().unwrap(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(group("sex"), [("female".to_owned(), 9)]);
+    assert_eq!(group("age"), [("65–74".to_owned(), 9)]);
+    assert_eq!(of("active")["gaps"], json!({}));
     // The shadow names no event of its own: judged by the active model's.
     assert_eq!(of("shadow")["outcome_definition"], "active model's");
     assert_eq!(
