@@ -50,6 +50,9 @@ pub struct MonitoringSettings {
     pub calibration_in_the_large: f64,
     /// Alert when an input is missing from more than this share of a model's assessments.
     pub missing_rate: f64,
+    /// Alert when Harrell's C differs between the groups of a subgroup (sex, age band) by
+    /// more than this.
+    pub subgroup_gap: f64,
 }
 
 impl Default for MonitoringSettings {
@@ -60,6 +63,7 @@ impl Default for MonitoringSettings {
             c_index_drop: 0.05,
             calibration_in_the_large: 0.5,
             missing_rate: 0.2,
+            subgroup_gap: 0.1,
         }
     }
 }

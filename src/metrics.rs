@@ -62,7 +62,7 @@ pub struct DecisionLabels {
 pub struct AlertLabels {
     pub model: String,
     pub version: String,
-    /// `discrimination`, `calibration`, `input-missing:{input}`.
+    /// `discrimination`, `calibration`, `input-missing:{input}`, `subgroup-gap:{column}`.
     pub kind: String,
 }
 

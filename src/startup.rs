@@ -164,6 +164,7 @@ async fn serve(
         c_index_drop: settings.monitoring.c_index_drop,
         calibration_in_the_large: settings.monitoring.calibration_in_the_large,
         missing_rate: settings.monitoring.missing_rate,
+        subgroup_gap: settings.monitoring.subgroup_gap,
     });
     // The monitoring job: the models judged against their outcomes, alerts raised.
     if settings.monitoring.interval_secs > 0 {

@@ -2,13 +2,15 @@
 //! whose C-index on the assessments paired with outcomes fell below its card's by more than
 //! the threshold (discrimination), whose calibration-in-the-large at a horizon is off by more
 //! than the threshold (calibration), or one of whose inputs is missing from more than the
-//! threshold's share of its assessments (input-missing) raises an alert: logged, shown on
+//! threshold's share of its assessments (input-missing), or whose C-index differs between the
+//! groups of a subgroup by more than the threshold (subgroup-gap) raises an alert: logged, shown on
 //! `/metrics` (`prognostics_alert`), and filed once as a FHIR DetectedIssue naming the
 //! model's Device. Too few paired assessments: no judgement yet.
 
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::monitoring::{InputMissingness, ModelPerformance};
 use super::{Pipeline, PipelineError, digest_id};
 use crate::domain::ResourceType;
 use crate::metrics::{AlertLabels, METRICS};
@@ -21,6 +23,7 @@ pub struct AlertThresholds {
     pub c_index_drop: f64,
     pub calibration_in_the_large: f64,
     pub missing_rate: f64,
+    pub subgroup_gap: f64,
 }
 
 impl Default for AlertThresholds {
@@ -30,6 +33,7 @@ impl Default for AlertThresholds {
             c_index_drop: 0.05,
             calibration_in_the_large: 0.5,
             missing_rate: 0.2,
+            subgroup_gap: 0.1,
         }
     }
 }
@@ -55,11 +59,107 @@ fn issue_code(kind: &str) -> (&'static str, &'static str) {
             "model-calibration-drift",
             "A model's predicted risks no longer match the observed ones",
         ),
+        kind if kind.starts_with("subgroup-gap") => (
+            "model-subgroup-gap",
+            "A model works less well for some patients than for others",
+        ),
         _ => (
             "model-input-missingness",
             "An input of a model is often missing",
         ),
     }
+}
+
+/// An alert to raise: (model, version, kind, what crossed the threshold).
+type Raised = (String, String, String, String);
+
+/// The alerts `performance` and `inputs` raise at `thresholds`; `card_c` is the Harrell's C a
+/// model's card reports on its held-out patients.
+fn judge(
+    performance: &[ModelPerformance],
+    inputs: &[InputMissingness],
+    thresholds: &AlertThresholds,
+    card_c: impl Fn(&str, &str) -> Option<f64>,
+) -> Vec<Raised> {
+    let mut raised: Vec<(String, String, String, String)> = Vec::new();
+    for p in performance
+        .iter()
+        .filter(|p| p.paired >= thresholds.min_paired)
+    {
+        let card_c = card_c(&p.model, &p.version);
+        if let (Some(c), Some(card_c)) = (p.harrell_c, card_c)
+            && card_c - c > thresholds.c_index_drop
+        {
+            raised.push((
+                p.model.clone(),
+                p.version.clone(),
+                "discrimination".into(),
+                format!(
+                    "Harrell's C {c:.3} on {} assessments paired with outcomes ({}), against {card_c:.3} on the card's held-out patients",
+                    p.paired, p.role
+                ),
+            ));
+        }
+        for (column, gap) in &p.gaps {
+            if *gap > thresholds.subgroup_gap {
+                let groups: Vec<String> = p
+                    .subgroups
+                    .iter()
+                    .filter(|g| &g.column == column)
+                    .filter_map(|g| Some(format!("{} {:.3}", g.group, g.harrell_c?)))
+                    .collect();
+                raised.push((
+                    p.model.clone(),
+                    p.version.clone(),
+                    format!("subgroup-gap:{column}"),
+                    format!(
+                        "Harrell's C differs by {gap:.3} between {column} groups ({}): {}",
+                        p.role,
+                        groups.join(", ")
+                    ),
+                ));
+            }
+        }
+        if let Some(h) = p.horizons.iter().find(|h| {
+            h.calibration_in_the_large
+                .is_some_and(|citl| citl.abs() > thresholds.calibration_in_the_large)
+        }) {
+            raised.push((
+                p.model.clone(),
+                p.version.clone(),
+                "calibration".into(),
+                format!(
+                    "calibration-in-the-large {:.2} at {} ({}): expected {:.1} %, observed {:.1} %",
+                    h.calibration_in_the_large.unwrap_or_default(),
+                    h.label,
+                    p.role,
+                    100.0 * h.expected,
+                    100.0 * h.observed
+                ),
+            ));
+        }
+    }
+    for m in inputs
+        .iter()
+        .filter(|m| m.assessments >= thresholds.min_paired)
+    {
+        for (input, rate) in &m.missing {
+            if rate.rate > thresholds.missing_rate {
+                raised.push((
+                    m.model.clone(),
+                    m.version.clone(),
+                    format!("input-missing:{input}"),
+                    format!(
+                        "{input} missing from {} of {} assessments ({:.0} %)",
+                        rate.count,
+                        m.assessments,
+                        100.0 * rate.rate
+                    ),
+                ));
+            }
+        }
+    }
+    raised
 }
 
 impl Pipeline {
@@ -70,70 +170,13 @@ impl Pipeline {
         let performance = self.monitor_performance().await?;
         let inputs = self.input_missingness().await?;
         let registry = self.models();
-        // (model, version, kind, detail)
-        let mut raised: Vec<(String, String, String, String)> = Vec::new();
-        for p in performance
-            .iter()
-            .filter(|p| p.paired >= thresholds.min_paired)
-        {
-            let card_c = registry
-                .find(&p.model, &p.version)
+        let raised = judge(&performance, &inputs, &thresholds, |model, version| {
+            registry
+                .find(model, version)
                 .and_then(|m| m.model.card_data.as_ref())
                 .and_then(|card| card.pointer("/test_metrics/harrell_c"))
-                .and_then(Value::as_f64);
-            if let (Some(c), Some(card_c)) = (p.harrell_c, card_c)
-                && card_c - c > thresholds.c_index_drop
-            {
-                raised.push((
-                    p.model.clone(),
-                    p.version.clone(),
-                    "discrimination".into(),
-                    format!(
-                        "Harrell's C {c:.3} on {} assessments paired with outcomes ({}), against {card_c:.3} on the card's held-out patients",
-                        p.paired, p.role
-                    ),
-                ));
-            }
-            if let Some(h) = p.horizons.iter().find(|h| {
-                h.calibration_in_the_large
-                    .is_some_and(|citl| citl.abs() > thresholds.calibration_in_the_large)
-            }) {
-                raised.push((
-                    p.model.clone(),
-                    p.version.clone(),
-                    "calibration".into(),
-                    format!(
-                        "calibration-in-the-large {:.2} at {} ({}): expected {:.1} %, observed {:.1} %",
-                        h.calibration_in_the_large.unwrap_or_default(),
-                        h.label,
-                        p.role,
-                        100.0 * h.expected,
-                        100.0 * h.observed
-                    ),
-                ));
-            }
-        }
-        for m in inputs
-            .iter()
-            .filter(|m| m.assessments >= thresholds.min_paired)
-        {
-            for (input, rate) in &m.missing {
-                if rate.rate > thresholds.missing_rate {
-                    raised.push((
-                        m.model.clone(),
-                        m.version.clone(),
-                        format!("input-missing:{input}"),
-                        format!(
-                            "{input} missing from {} of {} assessments ({:.0} %)",
-                            rate.count,
-                            m.assessments,
-                            100.0 * rate.rate
-                        ),
-                    ));
-                }
-            }
-        }
-
+                .and_then(Value::as_f64)
+        });
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let mut alerts = Vec::new();
         let mut tx = self.store.begin().await?;
@@ -187,5 +230,95 @@ impl Pipeline {
                 .set(1);
         }
         Ok(alerts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::pipeline::monitoring::{MissingRate, SubgroupPerformance};
+
+    fn performance(paired: usize, c: f64, gaps: &[(&str, f64)]) -> ModelPerformance {
+        ModelPerformance {
+            model: "m".into(),
+            version: "1".into(),
+            role: "active",
+            assessments: paired,
+            paired,
+            events: paired / 2,
+            harrell_c: Some(c),
+            uno_c: None,
+            horizons: Vec::new(),
+            unusable: BTreeMap::new(),
+            outcome_definition: "own",
+            subgroups: vec![
+                SubgroupPerformance {
+                    column: "age".into(),
+                    group: "< 50".into(),
+                    paired: paired / 2,
+                    events: 1,
+                    harrell_c: Some(0.8),
+                },
+                SubgroupPerformance {
+                    column: "age".into(),
+                    group: "≥ 75".into(),
+                    paired: paired / 2,
+                    events: 1,
+                    harrell_c: Some(0.6),
+                },
+            ],
+            gaps: gaps.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
+        }
+    }
+
+    fn kinds(raised: &[Raised]) -> Vec<&str> {
+        raised.iter().map(|r| r.2.as_str()).collect()
+    }
+
+    #[test]
+    fn each_threshold_raises_its_own_alert_and_no_other() {
+        let thresholds = AlertThresholds {
+            min_paired: 10,
+            ..AlertThresholds::default()
+        };
+        let card = |_: &str, _: &str| Some(0.74);
+        // Within every threshold: nothing.
+        let fine = [performance(50, 0.72, &[("age", 0.05)])];
+        assert!(judge(&fine, &[], &thresholds, card).is_empty());
+        // A subgroup apart by more than 0.1: that alert alone, naming the groups.
+        let apart = [performance(50, 0.72, &[("age", 0.2)])];
+        let raised = judge(&apart, &[], &thresholds, card);
+        assert_eq!(kinds(&raised), ["subgroup-gap:age"]);
+        assert!(raised[0].3.contains("< 50 0.800"), "{}", raised[0].3);
+        // Discrimination down from the card's.
+        let worse = [performance(50, 0.6, &[])];
+        assert_eq!(
+            kinds(&judge(&worse, &[], &thresholds, card)),
+            ["discrimination"]
+        );
+        // Too few paired: not judged.
+        let few = [performance(5, 0.5, &[("age", 0.5)])];
+        assert!(judge(&few, &[], &thresholds, card).is_empty());
+        // An input often missing.
+        let inputs = [InputMissingness {
+            model: "m".into(),
+            version: "1".into(),
+            assessments: 40,
+            missing: [(
+                "tsize".to_owned(),
+                MissingRate {
+                    count: 20,
+                    rate: 0.5,
+                },
+            )]
+            .into_iter()
+            .collect(),
+        }];
+        assert_eq!(
+            kinds(&judge(&fine, &inputs, &thresholds, card)),
+            ["input-missing:tsize"]
+        );
     }
 }
