@@ -225,6 +225,7 @@ async fn a_clinician_launches_the_app_from_the_ehr_sees_the_risk_and_signs_it() 
     );
     assert!(seen["validationRows"].as_u64().unwrap() >= 4);
     assert_eq!(seen["historyRows"], 1);
+    assert_eq!(seen["trendTitle"], "Risk within 5 years over time");
     // Usable in a 1024 × 768 frame, by keyboard, without serious accessibility faults, and
     // nothing the CSP had to block.
     assert_eq!(seen["fitsWidth"], true, "{seen:#}");

@@ -90,6 +90,7 @@ try {
   seen.model = await page.$$eval('#model-facts dd', (items) => items.map((i) => i.textContent.trim()));
   seen.validationRows = (await page.$$('#validation tbody tr')).length;
   seen.historyRows = (await page.$$('#history tbody tr')).length;
+  seen.trendTitle = await text(page, '#trend-chart svg title');
   seen.fitsWidth = await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth);
 
   // A source opens in a dialog, read with the app's token.

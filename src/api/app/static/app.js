@@ -191,9 +191,12 @@ function renderTrend(reports, risks) {
     const main = predictions[predictions.length - 1];
     const probability = main?.probabilityDecimal;
     const band = main?.qualitativeRisk?.coding?.[0]?.code || '';
-    return { report, date: (report.issued || report.effectiveDateTime || '').slice(0, 10), probability, band, label: main?.whenPeriod ? '' : '', model: risk?.method?.text || '' };
+    const days = main?.whenPeriod ? (Date.parse(main.whenPeriod.end) - Date.parse(main.whenPeriod.start)) / 86400000 : NaN;
+    const years = Math.round(days / 365.25);
+    const label = Number.isFinite(days) ? (Math.abs(days / 365.25 - years) < 0.02 && years >= 1 ? `${years} year${years === 1 ? '' : 's'}` : `${Math.round(days)} days`) : 'the longest horizon';
+    return { report, date: (report.issued || report.effectiveDateTime || '').slice(0, 10), probability, band, label, model: risk?.method?.text || '' };
   }).filter((a) => typeof a.probability === 'number');
-  const horizon = reports.length ? 'the main horizon' : '';
+  const horizon = assessments[0]?.label || 'the longest horizon';
   $('trend-chart').replaceChildren(assessments.length ? trend(assessments, horizon) : node('p', 'No earlier assessment.'));
   $('history').tBodies[0].replaceChildren(...assessments.map((a) => row([
     a.date, percent(a.probability), a.band, a.report.status === 'final' ? `signed (${a.report.resultsInterpreter?.[0]?.reference || ''})` : 'preliminary', a.model,
