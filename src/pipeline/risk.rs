@@ -19,7 +19,7 @@ use super::risk_view::ViewInputs;
 use super::{Pipeline, PipelineError};
 use crate::domain::{Horizon, IdError, ResourceId, ResourceType, TimeUnit};
 use crate::features::{FeatureSet, PatientContext, build_features};
-use crate::fusion::{Inputs, Model, PackageError, PredictError};
+use crate::fusion::{Familiarity, Inputs, Model, PackageError, PredictError};
 use crate::metrics::{self, METRICS};
 use crate::report::ReportError;
 use crate::report::risk::{
@@ -282,31 +282,7 @@ impl Pipeline {
             )
             .await?;
         let mut features = build_features(spec, &context, &embeddings, clock.as_of());
-        // Compared with the training data before the model sees them: a level no training
-        // patient had is given to it as unknown (and said, below).
-        let familiarity = risk.model.familiarity(&features);
-        for column in &familiarity.unseen_levels {
-            features.forget_column(column);
-        }
-        let inputs =
-            Inputs::from_feature_sets(&risk.model.manifest.layout, std::slice::from_ref(&features))
-                .map_err(|e| AssessmentError::NoInputs(e.to_string()))?;
-        let refused: Vec<String> = features
-            .unfilled
-            .iter()
-            .filter(|u| spec.required.contains(&u.feature))
-            .map(|u| format!("{}: {}", u.feature, u.reason))
-            .collect();
-        if !refused.is_empty() {
-            return Err(AssessmentError::NoInputs(format!(
-                "the model does not answer without {}",
-                refused.join("; ")
-            ))
-            .into());
-        }
-        if !inputs.any_present(0) {
-            return Err(AssessmentError::NoInputs(unfilled_summary(&features)).into());
-        }
+        let (inputs, familiarity) = model_inputs(&risk, spec, &mut features)?;
         let model = Arc::clone(&risk);
         let forward = std::time::Instant::now();
         let explained = spawn_blocking_with_tracing(move || model.model.predict(&inputs, true))
@@ -566,6 +542,40 @@ struct FiledBeside {
     view: String,
     /// The copy of a Patient known only to the EHR.
     patient_copy: Option<serde_json::Map<String, Value>>,
+}
+
+/// What `risk` is given of `features`, and how familiar they are: compared with the training
+/// data first, a level no training patient had is given to the model as unknown (the caller
+/// says so, from the familiarity). Refused when an input the model requires is missing, or
+/// when nothing it takes is on record.
+pub(super) fn model_inputs(
+    risk: &RiskModel,
+    spec: &crate::features::InputSpec,
+    features: &mut FeatureSet,
+) -> Result<(Inputs, Familiarity), AssessmentError> {
+    let familiarity = risk.model.familiarity(features);
+    for column in &familiarity.unseen_levels {
+        features.forget_column(column);
+    }
+    let inputs =
+        Inputs::from_feature_sets(&risk.model.manifest.layout, std::slice::from_ref(features))
+            .map_err(|e| AssessmentError::NoInputs(e.to_string()))?;
+    let refused: Vec<String> = features
+        .unfilled
+        .iter()
+        .filter(|u| spec.required.contains(&u.feature))
+        .map(|u| format!("{}: {}", u.feature, u.reason))
+        .collect();
+    if !refused.is_empty() {
+        return Err(AssessmentError::NoInputs(format!(
+            "the model does not answer without {}",
+            refused.join("; ")
+        )));
+    }
+    if !inputs.any_present(0) {
+        return Err(AssessmentError::NoInputs(unfilled_summary(features)));
+    }
+    Ok((inputs, familiarity))
 }
 
 fn check_model_name(risk: &RiskModel, asked: Option<&str>) -> Result<(), AssessmentError> {

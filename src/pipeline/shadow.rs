@@ -6,12 +6,11 @@
 
 use std::sync::Arc;
 
-use super::risk::RiskModel;
+use super::risk::{AssessmentError, RiskModel, model_inputs};
 use super::risk_clock::horizon_risks;
 use super::{Pipeline, PipelineError};
 use crate::domain::ResourceId;
 use crate::features::{PatientContext, build_features};
-use crate::fusion::Inputs;
 use crate::metrics::{self, METRICS};
 use crate::store::ShadowPrediction;
 
@@ -106,39 +105,18 @@ impl Pipeline {
             .assessment_embeddings(spec, context, study, false, clock.as_of().at, &mut warnings)
             .await?;
         let mut features = build_features(spec, context, &embeddings, clock.as_of());
-        let familiarity = shadow.model.familiarity(&features);
-        for column in &familiarity.unseen_levels {
-            features.forget_column(column);
-        }
-        let inputs = Inputs::from_feature_sets(
-            &shadow.model.manifest.layout,
-            std::slice::from_ref(&features),
-        )
-        .map_err(|e| super::risk::AssessmentError::NoInputs(e.to_string()))?;
-        let lacking: Vec<String> = features
-            .unfilled
-            .iter()
-            .filter(|u| spec.required.contains(&u.feature))
-            .map(|u| u.feature.clone())
-            .collect();
-        if !lacking.is_empty() {
-            return Ok(ShadowAnswer::Refused(format!(
-                "the model does not answer without {}",
-                lacking.join(", ")
-            )));
-        }
-        if !inputs.any_present(0) {
-            return Ok(ShadowAnswer::Refused(
-                "nothing on record that the model takes".into(),
-            ));
-        }
+        let inputs = match model_inputs(shadow, spec, &mut features) {
+            Ok((inputs, _)) => inputs,
+            Err(AssessmentError::NoInputs(why)) => return Ok(ShadowAnswer::Refused(why)),
+            Err(e) => return Err(e.into()),
+        };
         let model = Arc::clone(shadow);
         let predicted = crate::telemetry::spawn_blocking_with_tracing(move || {
             model.model.predict(&inputs, false)
         })
         .await
         .map_err(PipelineError::Blocking)?
-        .map_err(super::risk::AssessmentError::from)?;
+        .map_err(AssessmentError::from)?;
         let Some(prediction) = predicted.into_iter().next() else {
             return Ok(ShadowAnswer::Refused(
                 "the model returned no prediction".into(),
