@@ -428,14 +428,20 @@ impl Pipeline {
         let assessment = self
             .file_assessment(&risk, &ids, resources, warnings, content, beside)
             .await?;
-        if assessment.created {
-            self.score_shadows(
-                &ids.report,
-                &request.patient,
-                &context,
-                request.study.as_deref(),
-            )
-            .await;
+        // Shadows score beside the answer, not before it: the clinician never waits for a
+        // model nobody is shown.
+        if assessment.created && self.models().shadows().next().is_some() {
+            let pipeline = self.clone();
+            let (report, patient, study) = (
+                ids.report.clone(),
+                request.patient.clone(),
+                request.study.clone(),
+            );
+            crate::telemetry::spawn_with_tracing(async move {
+                pipeline
+                    .score_shadows(&report, &patient, &context, study.as_deref())
+                    .await;
+            });
         }
         Ok(assessment)
     }

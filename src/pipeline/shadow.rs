@@ -26,7 +26,7 @@ enum ShadowAnswer {
 
 impl Pipeline {
     /// Scores the assessment filed as `report` with every shadow model, and keeps what each
-    /// said. A failure is logged: the clinician's assessment is not held up by a shadow.
+    /// said; run beside the assessment's answer. A failure is logged.
     pub(super) async fn score_shadows(
         &self,
         report: &ResourceId,

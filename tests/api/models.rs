@@ -58,6 +58,23 @@ pub(crate) fn status_of(listing: &Value, name: &str) -> (String, String) {
     )
 }
 
+/// What the shadow models said of `report`, once they have said it (they score beside the
+/// assessment's answer, within seconds).
+pub(crate) async fn shadow_predictions(app: &TestApp, report: &str) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let found = app
+            .get_json(&format!("/models/shadow-predictions/{report}"))
+            .await;
+        if !found["predictions"].as_array().unwrap().is_empty()
+            || std::time::Instant::now() > deadline
+        {
+            return found;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// Makes the trained bundle of [`models_dir`] a shadow model.
 pub(crate) async fn deploy_shadow_of_trained(app: &TestApp) {
     let (version, _) = status_of(&listed(app).await, "ldh-imaging");
@@ -142,18 +159,7 @@ async fn models_are_deployed_switched_at_once_recorded_and_kept_across_a_restart
         .as_str()
         .unwrap()
         .to_owned();
-    let shadows: Value = app
-        .client
-        .get(format!(
-            "{}/models/shadow-predictions/{report}",
-            app.address
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let shadows = shadow_predictions(&app, &report).await;
     let prediction = &shadows["predictions"][0];
     assert_eq!(prediction["model"], "ldh-imaging", "{shadows}");
     assert!(prediction["logHazardRatio"].is_number(), "{shadows}");

@@ -61,6 +61,9 @@ async fn assessments_are_paired_with_later_outcomes_per_model_version() {
         );
         patients.push(patient);
     }
+    for report in &reports {
+        crate::models::shadow_predictions(&app, report).await;
+    }
     // What happened since: five metastases at different times, four followed without one,
     // and one record that dates its metastasis before the assessment.
     for (i, patient) in patients.iter().enumerate() {
