@@ -88,7 +88,7 @@ function renderBanner(patient, id, session) {
 function renderRisk(view, report) {
   const main = view.horizons[view.horizons.length - 1];
   $('risk-summary').textContent = main
-    ? `${percent(main.probability)} risk of ${view.outcome.display.toLowerCase()} within ${main.label} — ${main.band} risk.`
+    ? `${percent(main.probability)} risk of ${view.outcome.display.toLowerCase()} within ${main.label} (from ${view.issued.slice(0, 10)} to ${main.until}) — ${main.band} risk.`
     : 'No horizon could be given.';
   $('risk-summary').className = `summary band-${main?.band || 'none'}`;
   const signed = report.status === 'final';
