@@ -254,7 +254,7 @@ fn path_type(path: &str) -> Option<ResourceType> {
 }
 
 /// The bearer token of the request: Ok(None) when there is no Authorization header.
-fn bearer(req: &ServiceRequest) -> Result<Option<String>, ApiError> {
+fn bearer(req: &ServiceRequest) -> Result<Option<&str>, ApiError> {
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
         return Ok(None);
     };
@@ -279,7 +279,7 @@ fn bearer(req: &ServiceRequest) -> Result<Option<String>, ApiError> {
     {
         return Err(malformed());
     }
-    Ok(Some(token.to_owned()))
+    Ok(Some(token))
 }
 
 /// The public URL of a request: the root of the public FHIR base URL, and the path called (a
@@ -350,11 +350,11 @@ async fn decide(
         ));
     };
     if rule.needs == Needs::CdsClient {
-        let client = cds_client(verifier, &token, &public_url(&state.base_url, req.path())).await?;
+        let client = cds_client(verifier, token, &public_url(&state.base_url, req.path())).await?;
         *caller = Some(client.clone());
         return Ok(Access::new(Some(client), None));
     }
-    let verified = verifier.verify(&token).await.map_err(token_refusal)?;
+    let verified = verifier.verify(token).await.map_err(token_refusal)?;
     *caller = Some(verified.clone());
     let needed: Vec<(ResourceType, Interaction)> = match rule.needs {
         Needs::Public | Needs::Anyone | Needs::EachEntry | Needs::CdsClient => Vec::new(),
@@ -434,12 +434,14 @@ pub async fn access_middleware<B: MessageBody + 'static>(
     let decision = decide(&state, rule, &req, &mut caller).await;
     // Clients are told apart by their token; without one, by their address. Callers on this
     // host without a token (a local tool, a reverse proxy that authorizes) are not limited.
+    let limiter = &state.access.limiter;
     let client_key = match (&caller, req.peer_addr()) {
+        _ if !limiter.enabled() => None,
         (Some(c), _) => Some(format!("client:{}", c.client_id)),
         (None, Some(peer)) if !peer.ip().is_loopback() => Some(format!("address:{}", peer.ip())),
         (None, _) => None,
     };
-    let limited = client_key.map(|key| state.access.limiter.take(&key));
+    let limited = client_key.map(|key| limiter.take(&key));
     let decision = decision.and_then(|access| match limited {
         Some(Err(seconds)) => Err(ApiError::new(
             ErrorKind::Overloaded,
@@ -471,7 +473,7 @@ pub async fn access_middleware<B: MessageBody + 'static>(
             let touched = access.touched.clone();
             req.extensions_mut().insert(access);
             let response = next.call(req).await?.map_into_left_body();
-            let touched = touched.borrow().clone();
+            let touched = std::mem::take(&mut *touched.borrow_mut());
             (response, touched)
         }
     };

@@ -32,7 +32,8 @@ impl RateLimiter {
         }
     }
 
-    fn enabled(&self) -> bool {
+    /// Whether any limit is set.
+    pub fn enabled(&self) -> bool {
         self.burst > 0.0 && self.rate > 0.0
     }
 
