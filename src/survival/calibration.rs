@@ -80,7 +80,7 @@ pub fn fit_logistic(
         return None;
     }
     let (mut a, mut b) = (0.0, fixed_slope.unwrap_or(1.0));
-    for _ in 0..100 {
+    for _ in 0..200 {
         // Gradient and Hessian of the weighted log-likelihood.
         let (mut ga, mut gb, mut haa, mut hab, mut hbb) = (0.0, 0.0, 0.0, 0.0, 0.0);
         for &(x, y, w) in &rows {
@@ -102,6 +102,9 @@ pub fn fit_logistic(
             }
             ((hbb * ga - hab * gb) / det, (haa * gb - hab * ga) / det)
         };
+        // Steps kept short: where every patient has about the same prediction, a full
+        // Newton step from a poor start overshoots into the flat tails and never returns.
+        let (da, db) = (da.clamp(-2.0, 2.0), db.clamp(-2.0, 2.0));
         a += da;
         b += db;
         if !(a.is_finite() && b.is_finite()) {
@@ -187,6 +190,17 @@ mod tests {
         let bins = reliability(&predicted, &outcomes, 3);
         assert_eq!(bins.len(), 3);
         assert!((bins[2].observed - 0.8).abs() < 1e-12 && bins[2].count == 10);
+    }
+
+    #[test]
+    fn everyone_predicted_alike_still_gets_the_intercept_of_their_observed_rate() {
+        // Nine patients at 1 %, two events: the intercept is logit(2/9) − logit(0.01) (a full
+        // Newton step from 0 overshoots this one into the flat tail).
+        let predicted = [0.01; 9];
+        let outcomes: Vec<Option<(bool, f64)>> = (0..9).map(|i| Some((i < 2, 1.0))).collect();
+        let fit = fit_logistic(&predicted, &outcomes, Some(1.0)).unwrap();
+        let expected = logit(2.0 / 9.0) - logit(0.01);
+        assert!((fit.intercept - expected).abs() < 1e-6, "{fit:?}");
     }
 
     #[test]
