@@ -149,6 +149,20 @@ impl FeatureSet {
         }
     }
 
+    /// (value, known) of every feature by name, to look many up at once (an embedding brings
+    /// a thousand).
+    pub fn by_name(&self) -> std::collections::HashMap<&str, (f32, bool)> {
+        self.modalities
+            .iter()
+            .flat_map(|m| {
+                m.names
+                    .iter()
+                    .zip(m.values.iter().zip(&m.mask))
+                    .map(|(n, (v, k))| (n.as_str(), (*v, *k)))
+            })
+            .collect()
+    }
+
     /// (value, known) of a named feature.
     pub fn value(&self, name: &str) -> Option<(f32, bool)> {
         self.modalities.iter().find_map(|m| {

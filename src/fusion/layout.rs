@@ -92,6 +92,10 @@ pub struct Seen {
     /// A level: the rows that had it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<usize>,
+    /// A numeric feature's distribution over the rows that had it, as recorded (bundles
+    /// trained before it was kept have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bins: Option<super::reference::Bins>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -209,17 +213,7 @@ impl Inputs {
     ) -> Result<Self, LayoutError> {
         let mut inputs = Self::empty(layout);
         for set in sets {
-            // By name, once: an embedding brings a thousand features.
-            let built: std::collections::HashMap<&str, (f32, bool)> = set
-                .modalities
-                .iter()
-                .flat_map(|m| {
-                    m.names
-                        .iter()
-                        .zip(m.values.iter().zip(&m.mask))
-                        .map(|(n, (v, k))| (n.as_str(), (*v, *k)))
-                })
-                .collect();
+            let built = set.by_name();
             let mut row = Vec::with_capacity(layout.modalities.len());
             for modality in &layout.modalities {
                 let mut values = Vec::with_capacity(modality.features.len());

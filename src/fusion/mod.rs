@@ -8,6 +8,7 @@ mod network;
 mod package;
 mod pca;
 mod predict;
+mod reference;
 mod rng;
 mod train;
 
@@ -18,12 +19,14 @@ pub use layout::{
 };
 pub use network::{Architecture, Batch, FusionNet};
 pub use package::{
-    FORMAT, Horizon, MANIFEST_FILE, Manifest, Model, Outcome, PackageError, Triage, WEIGHTS_FILE,
+    FORMAT, Horizon, MANIFEST_FILE, Manifest, Model, Outcome, PackageError, Reference, Triage,
+    WEIGHTS_FILE,
 };
 pub use pca::Projection;
 pub use predict::{
     FeatureAttribution, HorizonProbability, ModalityContribution, PredictError, Prediction,
 };
+pub use reference::{BINS, Bins, EmbeddingShift, psi};
 pub use rng::Rng;
 pub use train::{EpochReport, Targets, TrainError, TrainSettings, Trained, train};
 

@@ -70,8 +70,19 @@ pub struct Manifest {
     /// How the service fills the layout's features from FHIR (names equal to the layout's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inputs: Option<InputSpec>,
+    /// What the training patients looked like, to tell drift (bundles trained before it was
+    /// kept have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<Reference>,
     /// sha256 of the weights file, hex.
     pub weights_sha256: String,
+}
+
+/// The training patients' distribution of what the model says of them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reference {
+    /// The model's log hazard ratio over the training rows.
+    pub risk: super::reference::Bins,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -76,6 +76,27 @@ impl Projection {
     }
 
     /// Scores of `rows` (`n × dimension`) on the components: `n × count`.
+    /// One row's scores (None when its width is not the projection's).
+    pub fn scores(&self, row: &[f32]) -> Option<Vec<f32>> {
+        let dimension = self.mean.len();
+        if row.len() != dimension || dimension == 0 {
+            return None;
+        }
+        Some(
+            self.components
+                .chunks_exact(dimension)
+                .take(self.count)
+                .map(|component| {
+                    component
+                        .iter()
+                        .zip(row.iter().zip(&self.mean))
+                        .map(|(c, (x, m))| c * (x - m))
+                        .sum()
+                })
+                .collect(),
+        )
+    }
+
     pub fn apply(&self, rows: &Tensor) -> candle_core::Result<Tensor> {
         let dimension = self.mean.len();
         let mean = Tensor::from_slice(&self.mean, (1, dimension), rows.device())?;
@@ -137,5 +158,13 @@ mod tests {
         let scores = p.apply(&x).unwrap().to_vec2::<f32>().unwrap();
         let var = scores.iter().map(|s| s[0] * s[0]).sum::<f32>() / 500.0;
         assert!((var - 1.0).abs() < 0.02, "{var}");
+        // One row at a time, the same scores.
+        for (row, expected) in rows.chunks(3).zip(&scores).take(5) {
+            let one = p.scores(row).unwrap();
+            for (a, b) in one.iter().zip(expected) {
+                assert!((a - b).abs() < 1e-4, "{one:?} {expected:?}");
+            }
+        }
+        assert!(p.scores(&[1.0]).is_none());
     }
 }

@@ -125,6 +125,7 @@ fn fitted(seed: u64) -> (Model, Inputs, Targets) {
         ],
         triage: None,
         inputs: None,
+        reference: None,
         weights_sha256: String::new(),
     };
     let model = Model::new(manifest, vec![(trained.network, trained.vars)]).unwrap();

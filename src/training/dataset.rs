@@ -11,7 +11,8 @@
 use crate::cohort::{Cohort, CohortError, Column, Values};
 use crate::features::Modality;
 use crate::fusion::{
-    Feature, FeatureLayout, Inputs, ModalityKind, ModalityLayout, Projection, Rng, Seen, Source,
+    BINS, Bins, Feature, FeatureLayout, Inputs, ModalityKind, ModalityLayout, Projection, Rng,
+    Seen, Source,
 };
 
 /// Which columns the model uses, and how.
@@ -201,6 +202,7 @@ fn column_features(
                     known.iter().copied().fold(f64::NEG_INFINITY, f64::max),
                 )),
                 count: None,
+                bins: Bins::of(&known, BINS),
             };
             let log = skewed(&known);
             if log {
@@ -234,6 +236,7 @@ fn column_features(
                         known,
                         range: None,
                         count: Some(rows.iter().filter(|&&r| codes[r] == Some(at)).count()),
+                        bins: None,
                     }),
                 })
                 .collect())

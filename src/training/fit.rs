@@ -13,7 +13,8 @@ use super::split::{complement, stratified_folds, stratified_split};
 use crate::cohort::{Cohort, Survival};
 use crate::domain::{Horizon as HorizonSpec, TimeUnit};
 use crate::fusion::{
-    self, EpochReport, Horizon, Manifest, Model, Outcome, Rng, Targets, TrainSettings, Triage,
+    self, BINS, Bins, EpochReport, Horizon, Manifest, Model, Outcome, Reference, Rng, Targets,
+    TrainSettings, Triage,
 };
 use crate::survival::{BaselineHazard, CensoringDistribution, fit_logistic, status_at};
 
@@ -153,6 +154,7 @@ pub fn fit(
             .collect(),
         triage: None,
         inputs: None,
+        reference: None,
         weights_sha256: String::new(),
     };
     let mut model = Model::new(
@@ -164,6 +166,7 @@ pub fn fit(
     // from its training rows).
     let risk = model.risk(&inputs)?;
     model.manifest.baseline = BaselineHazard::fit(&all.time, &all.event, &risk);
+    model.manifest.reference = Bins::of(&risk, BINS).map(|risk| Reference { risk });
 
     // Calibration on the out-of-fold predictions.
     let calibrated: Vec<usize> = (0..rows.len())
