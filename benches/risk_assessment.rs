@@ -9,7 +9,9 @@
 //!   background worker is off: `inference.embed_on_receipt = false`), so the request encodes it.
 //!
 //! Beside them, in the same run, `GET /fhir/Patient/{id}` at the same concurrency: the floor of
-//! an HTTP round trip to this service on this machine.
+//! an HTTP round trip to this service on this machine; and warm again at 1 and 8 clients with a
+//! second model deployed as a shadow (it scores every assessment's inputs beside the answer):
+//! what one shadow costs the clinician's request.
 //!
 //! Usage: `cargo bench --bench risk_assessment -- FILE` (a single-frame DICOM file, re-identified
 //! into each slice; scripts/bench-risk-assessment passes pydicom's CT_small.dcm).
@@ -44,8 +46,9 @@ fn var(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// A model over age, LDH and the EfficientNet-Lite0 embedding, trained on a random cohort.
-fn train_model(dir: &std::path::Path) -> std::path::PathBuf {
+/// A model over age, LDH and the EfficientNet-Lite0 embedding, trained on a random cohort,
+/// named `name`, into `dir/{name}`.
+fn train_model(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
     let mut state = 0x9e37_79b9_7f4a_7c15_u64;
     let mut uniform = move || {
         state ^= state << 13;
@@ -69,6 +72,7 @@ fn train_model(dir: &std::path::Path) -> std::path::PathBuf {
         }
         csv.push('\n');
     }
+    std::fs::create_dir_all(dir).unwrap();
     let cohort = dir.join("cohort.csv");
     std::fs::write(&cohort, csv).unwrap();
     let spec: InputSpec = toml::from_str(
@@ -76,7 +80,7 @@ fn train_model(dir: &std::path::Path) -> std::path::PathBuf {
          [imaging]\nencoder = \"efficientnet-lite0\"\ndimension = 1280\n",
     )
     .unwrap();
-    let out = dir.join("model");
+    let out = dir.join(name);
     let options = TrainOptions {
         cohort,
         roles: ColumnRoles {
@@ -86,7 +90,7 @@ fn train_model(dir: &std::path::Path) -> std::path::PathBuf {
             ..ColumnRoles::default()
         },
         out: out.clone(),
-        name: "bench".into(),
+        name: name.into(),
         settings: TrainSettings {
             seed: 1,
             max_epochs: 60,
@@ -138,6 +142,21 @@ async fn patient(client: &reqwest::Client, fhir: &str, n: usize) -> String {
         .unwrap();
     assert_eq!(response.status(), 201);
     id
+}
+
+/// `count` new patients, numbered on from `n`.
+async fn new_patients(
+    client: &reqwest::Client,
+    fhir: &str,
+    count: usize,
+    n: &mut usize,
+) -> Vec<String> {
+    let mut patients = Vec::with_capacity(count);
+    for _ in 0..count {
+        patients.push(patient(client, fhir, *n).await);
+        *n += 1;
+    }
+    patients
 }
 
 /// Stores a 20-slice series of its own study; returns the Study Instance UID.
@@ -206,7 +225,9 @@ async fn bench() {
     let cold_alone = var("BENCH_COLD_SERIES", 3);
 
     let dir = tempfile::tempdir().unwrap();
-    let model = train_model(dir.path());
+    let model = train_model(&dir.path().join("active"), "bench");
+    // A second model, deployed as a shadow for the last scenario.
+    train_model(&dir.path().join("models"), "bench-shadow");
     let mut settings = Settings::default();
     settings.server.listen = "127.0.0.1:0".parse().unwrap();
     settings.storage.data_dir = dir.path().join("data");
@@ -215,6 +236,7 @@ async fn bench() {
     settings.inference.models_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
     settings.inference.embed_on_receipt = false;
     settings.risk.model = model;
+    settings.risk.models_dir = Some(dir.path().join("models"));
     let app = Application::build(&settings).await.expect("service starts");
     let base = format!("http://127.0.0.1:{}", app.port());
     let fhir = format!("{base}/fhir");
@@ -242,11 +264,7 @@ async fn bench() {
     let mut n = 1;
     for clients in LEVELS {
         let requests = (warm_per_client * clients).max(48);
-        let mut patients = Vec::with_capacity(requests);
-        for _ in 0..requests {
-            patients.push(patient(&client, &fhir, n).await);
-            n += 1;
-        }
+        let patients = new_patients(&client, &fhir, requests, &mut n).await;
         let reads = patients
             .iter()
             .map(|p| (format!("{fhir}/Patient/{p}"), None))
@@ -270,6 +288,52 @@ async fn bench() {
             run.per_second()
         );
     }
+    // The cost of one shadow model on the same requests: it scores every assessment's
+    // inputs beside the answer, never before it.
+    let listing: Value = client
+        .get(format!("{base}/models"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let version = listing["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "bench-shadow")
+        .map(|m| m["version"].as_str().unwrap().to_owned())
+        .expect("the shadow bundle is loaded");
+    let deployed = client
+        .post(format!("{base}/models/bench-shadow@{version}/$deploy"))
+        .json(&json!({"status": "shadow"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deployed.status(), 200);
+    for clients in [1, 8] {
+        let requests = (warm_per_client * clients).max(48);
+        let patients = new_patients(&client, &fhir, requests, &mut n).await;
+        let jobs = patients
+            .iter()
+            .map(|p| assessment(&fhir, p, &warm_study))
+            .collect();
+        let run = drive(&client, clients, jobs, "application/fhir+json", |_| {}).await;
+        println!(
+            "| {clients} | $risk-assessment, warm, one shadow model | {requests} | {:.1} | {:.1} | {:.1} |",
+            run.percentile(0.5),
+            run.percentile(0.99),
+            run.per_second()
+        );
+    }
+    let retired = client
+        .post(format!("{base}/models/bench-shadow@{version}/$deploy"))
+        .json(&json!({"status": "retired"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retired.status(), 200);
     for clients in LEVELS.into_iter().filter(|_| cold_alone > 0) {
         let requests = clients.max(cold_alone);
         let mut jobs = Vec::with_capacity(requests);

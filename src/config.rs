@@ -48,11 +48,22 @@ pub struct MonitoringSettings {
     /// Alert when the calibration-in-the-large at a horizon is further from 0 than this
     /// (on the log-odds scale).
     pub calibration_in_the_large: f64,
-    /// Alert when an input is missing from more than this share of a model's assessments.
+    /// Alert when an input is missing from a model's recent assessments more often than from
+    /// its training rows, by more than this share.
     pub missing_rate: f64,
     /// Alert when Harrell's C differs between the groups of a subgroup (sex, age band) by
     /// more than this.
     pub subgroup_gap: f64,
+    /// Days of recent assessments whose inputs and outputs are compared with the training
+    /// patients' (drift).
+    pub window_days: u32,
+    /// Alert when the population stability index of an input, or of the model's risk,
+    /// against the training rows is above this (0.25 is the usual "marked shift").
+    pub psi: f64,
+    /// Alert when the mean of recent embeddings moved further than this from the training
+    /// patients' (root mean square over the model's whitened principal components, in
+    /// training standard deviations).
+    pub embedding_shift: f64,
 }
 
 impl Default for MonitoringSettings {
@@ -64,6 +75,9 @@ impl Default for MonitoringSettings {
             calibration_in_the_large: 0.5,
             missing_rate: 0.2,
             subgroup_gap: 0.1,
+            window_days: 90,
+            psi: 0.25,
+            embedding_shift: 0.5,
         }
     }
 }

@@ -159,13 +159,7 @@ async fn serve(
     if let Some(encoder) = load_notes_encoder(&settings.inference, &pipeline.models()).await {
         pipeline = pipeline.with_text_encoder(Arc::new(encoder));
     }
-    pipeline = pipeline.with_alert_thresholds(crate::pipeline::alerts::AlertThresholds {
-        min_paired: settings.monitoring.min_paired,
-        c_index_drop: settings.monitoring.c_index_drop,
-        calibration_in_the_large: settings.monitoring.calibration_in_the_large,
-        missing_rate: settings.monitoring.missing_rate,
-        subgroup_gap: settings.monitoring.subgroup_gap,
-    });
+    pipeline = pipeline.with_alert_thresholds(alert_thresholds(&settings.monitoring));
     // The monitoring job: the models judged against their outcomes, alerts raised.
     if settings.monitoring.interval_secs > 0 {
         let pipeline = pipeline.clone();
@@ -694,4 +688,20 @@ fn run(
         server = server.workers(workers);
     }
     Ok(server.run())
+}
+
+/// The monitoring's alert thresholds from the configuration.
+pub fn alert_thresholds(
+    monitoring: &crate::config::MonitoringSettings,
+) -> crate::pipeline::alerts::AlertThresholds {
+    crate::pipeline::alerts::AlertThresholds {
+        min_paired: monitoring.min_paired,
+        c_index_drop: monitoring.c_index_drop,
+        calibration_in_the_large: monitoring.calibration_in_the_large,
+        missing_rate: monitoring.missing_rate,
+        subgroup_gap: monitoring.subgroup_gap,
+        window_days: monitoring.window_days,
+        psi: monitoring.psi,
+        embedding_shift: monitoring.embedding_shift,
+    }
 }

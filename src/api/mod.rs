@@ -16,6 +16,7 @@ mod health;
 mod hl7;
 mod model_card;
 mod models;
+mod monitoring;
 pub mod policy;
 mod rate_limit;
 mod request;
@@ -91,10 +92,12 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(models::deploy_model)
         .service(models::shadow_predictions)
         .service(models::metrics)
-        .service(models::performance)
-        .service(models::clinician_actions)
-        .service(models::input_missingness)
-        .service(models::evaluate_alerts)
+        .service(monitoring::page)
+        .service(monitoring::performance)
+        .service(monitoring::drift)
+        .service(monitoring::clinician_actions)
+        .service(monitoring::input_missingness)
+        .service(monitoring::evaluate_alerts)
         .service(cds::discovery)
         .service(cds::call_service)
         .service(cds::service_feedback)

@@ -213,6 +213,26 @@ pub const RULES: &[RouteRule] = &[
     ),
     rule(
         "GET",
+        "/monitoring",
+        // The page: everything below at once (figures only, never a patient).
+        All(&[
+            (Device, Read),
+            (Provenance, Read),
+            (RiskAssessment, Read),
+            (Basic, Read),
+        ]),
+        Refused,
+        rest("monitoring", AuditAction::Read),
+    ),
+    rule(
+        "GET",
+        "/monitoring/drift",
+        All(&[(Device, Read), (Provenance, Read), (RiskAssessment, Read)]),
+        Refused,
+        rest("monitoring", AuditAction::Read),
+    ),
+    rule(
+        "GET",
         "/monitoring/inputs",
         All(&[(Device, Read), (Provenance, Read), (RiskAssessment, Read)]),
         Refused,

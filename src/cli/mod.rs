@@ -10,6 +10,7 @@ mod ehr;
 mod embed;
 mod import;
 mod models;
+mod monitor;
 mod serve;
 pub mod stored_cohort;
 pub mod synthesize;
@@ -89,6 +90,28 @@ pub enum Command {
     /// running service's `POST /models/{NAME@VERSION}/$deploy`).
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// How the models do once outcomes arrive, and how their inputs drift: write the
+    /// monitoring report.
+    #[command(subcommand)]
+    Monitor(MonitorCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum MonitorCommand {
+    /// Write the monitoring report as Markdown (`monitoring.md`) with its plots as SVG files
+    /// beside it: alerts, performance on outcomes against each model card, subgroups, drift
+    /// from the training patients, what clinicians did.
+    Report(MonitorReportArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MonitorReportArgs {
+    /// The first day of the assessments covered, e.g. 2026-01-01 (UTC).
+    #[arg(long)]
+    pub since: chrono::NaiveDate,
+    /// The folder to write into (created when missing).
+    #[arg(long)]
+    pub out: std::path::PathBuf,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -180,6 +203,9 @@ pub async fn run(command: Option<Command>, settings: Settings) -> anyhow::Result
             audit::export(&settings, &since).await
         }
         Some(Command::Models(command)) => deployments::run(&settings, command).await,
+        Some(Command::Monitor(MonitorCommand::Report(args))) => {
+            monitor::report(&settings, args).await
+        }
     }
 }
 

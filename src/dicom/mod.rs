@@ -9,7 +9,7 @@ mod part10;
 mod pixels;
 mod samples;
 
-pub use part10::{DicomStatus, part10_file, read_instance};
+pub use part10::{DicomStatus, acquisition, part10_file, read_instance};
 pub use pixels::{DecodedImage, decode_image, decode_modality_values};
 
 use crate::domain::DicomUid;

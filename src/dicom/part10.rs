@@ -201,6 +201,24 @@ fn instance_from(object: &DefaultDicomObject, ts_uid: String) -> Result<DicomIns
     })
 }
 
+/// How an instance was acquired, as its header says: manufacturer, model, software version,
+/// slice thickness (mm) and peak kilovoltage, each when present (for monitoring the mix of
+/// scanners and protocols a model meets).
+pub fn acquisition(bytes: &[u8]) -> Result<Vec<(&'static str, String)>, DicomError> {
+    let object = open(bytes)?;
+    let fields = [
+        ("manufacturer", tags::MANUFACTURER),
+        ("model", tags::MANUFACTURER_MODEL_NAME),
+        ("software", tags::SOFTWARE_VERSIONS),
+        ("slice_thickness", tags::SLICE_THICKNESS),
+        ("kvp", tags::KVP),
+    ];
+    Ok(fields
+        .into_iter()
+        .filter_map(|(name, tag)| Some((name, text(&object, tag)?)))
+        .collect())
+}
+
 fn text(object: &DefaultDicomObject, tag: Tag) -> Option<String> {
     let value = object.get(tag)?.to_str().ok()?;
     let trimmed = value.trim_matches([' ', '\0']);

@@ -10,7 +10,7 @@
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::monitoring::{InputMissingness, ModelPerformance};
+use super::monitoring::{InputDrift, ModelPerformance};
 use super::{Pipeline, PipelineError, digest_id};
 use crate::domain::ResourceType;
 use crate::metrics::{AlertLabels, METRICS};
@@ -24,6 +24,9 @@ pub struct AlertThresholds {
     pub calibration_in_the_large: f64,
     pub missing_rate: f64,
     pub subgroup_gap: f64,
+    pub window_days: u32,
+    pub psi: f64,
+    pub embedding_shift: f64,
 }
 
 impl Default for AlertThresholds {
@@ -34,6 +37,9 @@ impl Default for AlertThresholds {
             calibration_in_the_large: 0.5,
             missing_rate: 0.2,
             subgroup_gap: 0.1,
+            window_days: 90,
+            psi: 0.25,
+            embedding_shift: 0.5,
         }
     }
 }
@@ -63,6 +69,18 @@ fn issue_code(kind: &str) -> (&'static str, &'static str) {
             "model-subgroup-gap",
             "A model works less well for some patients than for others",
         ),
+        kind if kind.starts_with("input-drift") => (
+            "model-input-drift",
+            "An input of a model is distributed unlike in its training patients",
+        ),
+        kind if kind.starts_with("embedding-drift") => (
+            "model-embedding-drift",
+            "A model's images or notes look unlike those it learnt from",
+        ),
+        "output-drift" => (
+            "model-output-drift",
+            "A model's predicted risks are distributed unlike in its training patients",
+        ),
         _ => (
             "model-input-missingness",
             "An input of a model is often missing",
@@ -71,13 +89,13 @@ fn issue_code(kind: &str) -> (&'static str, &'static str) {
 }
 
 /// An alert to raise: (model, version, kind, what crossed the threshold).
-type Raised = (String, String, String, String);
+pub type Raised = (String, String, String, String);
 
-/// The alerts `performance` and `inputs` raise at `thresholds`; `card_c` is the Harrell's C a
+/// The alerts `performance` and `drift` raise at `thresholds`; `card_c` is the Harrell's C a
 /// model's card reports on its held-out patients.
-fn judge(
+pub fn judge(
     performance: &[ModelPerformance],
-    inputs: &[InputMissingness],
+    drift: &[InputDrift],
     thresholds: &AlertThresholds,
     card_c: impl Fn(&str, &str) -> Option<f64>,
 ) -> Vec<Raised> {
@@ -139,66 +157,134 @@ fn judge(
             ));
         }
     }
-    for m in inputs
+    for d in drift
         .iter()
-        .filter(|m| m.assessments >= thresholds.min_paired)
+        .filter(|d| d.assessments >= thresholds.min_paired)
     {
-        for (input, rate) in &m.missing {
-            if rate.rate > thresholds.missing_rate {
-                raised.push((
-                    m.model.clone(),
-                    m.version.clone(),
-                    format!("input-missing:{input}"),
+        let mut raise = |kind: String, detail: String| {
+            raised.push((d.model.clone(), d.version.clone(), kind, detail));
+        };
+        for c in &d.inputs {
+            let training = c.training_missing_rate.unwrap_or(0.0);
+            if c.missing_rate - training > thresholds.missing_rate {
+                raise(
+                    format!("input-missing:{}", c.input),
                     format!(
-                        "{input} missing from {} of {} assessments ({:.0} %)",
-                        rate.count,
-                        m.assessments,
-                        100.0 * rate.rate
+                        "{} missing from {:.0} % of {} assessments since {} ({}), against {:.0} % of the training patients",
+                        c.input,
+                        100.0 * c.missing_rate,
+                        d.assessments,
+                        d.since,
+                        d.role,
+                        100.0 * training
                     ),
-                ));
+                );
             }
+            if let Some(psi) = c.psi.filter(|psi| *psi > thresholds.psi) {
+                raise(
+                    format!("input-drift:{}", c.input),
+                    format!(
+                        "{}: population stability index {psi:.2} against the training patients, over {} assessments since {} ({})",
+                        c.input, d.assessments, d.since, d.role
+                    ),
+                );
+            }
+        }
+        for e in &d.embeddings {
+            if e.shift.mean_shift > thresholds.embedding_shift {
+                raise(
+                    format!("embedding-drift:{}", e.modality),
+                    format!(
+                        "{} embeddings moved {:.2} training standard deviations from the training patients' (spread {:.2}), over {} assessments since {} ({})",
+                        e.modality,
+                        e.shift.mean_shift,
+                        e.shift.spread,
+                        e.shift.rows,
+                        d.since,
+                        d.role
+                    ),
+                );
+            }
+        }
+        if let Some(psi) = d.output_psi.filter(|psi| *psi > thresholds.psi) {
+            raise(
+                "output-drift".into(),
+                format!(
+                    "predicted risks: population stability index {psi:.2} against the training patients', over {} assessments since {} ({})",
+                    d.assessments, d.since, d.role
+                ),
+            );
         }
     }
     raised
 }
 
+/// The DetectedIssue an alert is filed as: one per model version and kind.
+fn alert_id(model: &str, version: &str, kind: &str) -> crate::domain::ResourceId {
+    digest_id("alert", &[model, version, kind])
+        .unwrap_or_else(|_| crate::domain::ResourceId::generate())
+}
+
 impl Pipeline {
+    /// The alerts `performance` and `drift` raise at the configured thresholds, each with the
+    /// DetectedIssue it is (or would be) filed as; nothing is filed.
+    pub fn alerts_of(&self, performance: &[ModelPerformance], drift: &[InputDrift]) -> Vec<Alert> {
+        let registry = self.models();
+        judge(
+            performance,
+            drift,
+            &self.alert_thresholds,
+            |model, version| {
+                registry
+                    .find(model, version)
+                    .and_then(|m| m.model.card_data.as_ref())
+                    .and_then(|card| card.pointer("/test_metrics/harrell_c"))
+                    .and_then(Value::as_f64)
+            },
+        )
+        .into_iter()
+        .map(|(model, version, kind, detail)| {
+            let id = alert_id(&model, &version, &kind);
+            Alert {
+                model,
+                version,
+                kind,
+                detail,
+                detected_issue: format!("DetectedIssue/{id}"),
+            }
+        })
+        .collect()
+    }
+
     /// Evaluates the monitoring's figures against the thresholds; files each new alert as a
     /// DetectedIssue; sets the alert gauges to what was raised now.
     pub async fn evaluate_alerts(&self) -> Result<Vec<Alert>, PipelineError> {
-        let thresholds = self.alert_thresholds;
         let performance = self.monitor_performance().await?;
-        let inputs = self.input_missingness().await?;
+        let drift = self.input_drift(self.alert_thresholds.window_days).await?;
+        let raised = self.alerts_of(&performance, &drift);
         let registry = self.models();
-        let raised = judge(&performance, &inputs, &thresholds, |model, version| {
-            registry
-                .find(model, version)
-                .and_then(|m| m.model.card_data.as_ref())
-                .and_then(|card| card.pointer("/test_metrics/harrell_c"))
-                .and_then(Value::as_f64)
-        });
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let mut alerts = Vec::new();
         let mut tx = self.store.begin().await?;
-        for (model, version, kind, detail) in raised {
-            let id = digest_id("alert", &[&model, &version, &kind])
-                .unwrap_or_else(|_| crate::domain::ResourceId::generate());
+        for alert in raised {
+            let (model, version, kind) = (&alert.model, &alert.version, &alert.kind);
+            let id = alert_id(model, version, kind);
             if tx
                 .current_version(ResourceType::DetectedIssue, &id)
                 .await?
                 .is_none()
             {
                 let device = registry
-                    .find(&model, &version)
+                    .find(model, version)
                     .map(|m| format!("Device/{}", m.model.description.device_id));
-                let (code, display) = issue_code(&kind);
+                let (code, display) = issue_code(kind);
                 let mut issue = json!({
                     "resourceType": "DetectedIssue",
                     "status": "preliminary",
                     "code": {"coding": [{"system": CODE_SYSTEM, "code": code, "display": display}]},
                     "severity": "moderate",
                     "identifiedDateTime": now,
-                    "detail": format!("{model} {version}: {detail}"),
+                    "detail": format!("{model} {version}: {}", alert.detail),
                 });
                 if let Some(device) = device {
                     issue["implicated"] = json!([{"reference": device}]);
@@ -209,13 +295,7 @@ impl Pipeline {
                 }
                 tracing::warn!(model = %model, version = %version, kind = %kind, "monitoring alert raised");
             }
-            alerts.push(Alert {
-                model,
-                version,
-                kind,
-                detail,
-                detected_issue: format!("DetectedIssue/{id}"),
-            });
+            alerts.push(alert);
         }
         tx.commit().await?;
         METRICS.alerts.clear();
@@ -238,7 +318,8 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::pipeline::monitoring::{MissingRate, SubgroupPerformance};
+    use crate::fusion::EmbeddingShift;
+    use crate::pipeline::monitoring::{ColumnDrift, EmbeddingDrift, SubgroupPerformance};
 
     fn performance(paired: usize, c: f64, gaps: &[(&str, f64)]) -> ModelPerformance {
         ModelPerformance {
@@ -270,6 +351,34 @@ mod tests {
                 },
             ],
             gaps: gaps.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
+            windows: Vec::new(),
+        }
+    }
+
+    fn drift(assessments: usize) -> InputDrift {
+        InputDrift {
+            model: "m".into(),
+            version: "1".into(),
+            role: "active".into(),
+            assessments,
+            since: "2026-01-01T00:00:00Z".into(),
+            inputs: vec![ColumnDrift {
+                input: "tsize".into(),
+                psi: Some(0.05),
+                missing_rate: 0.1,
+                training_missing_rate: Some(0.0),
+            }],
+            embeddings: vec![EmbeddingDrift {
+                modality: "imaging".into(),
+                shift: EmbeddingShift {
+                    rows: assessments,
+                    mean_shift: 0.1,
+                    spread: 1.0,
+                },
+            }],
+            output_psi: Some(0.02),
+            output_shares: Vec::new(),
+            acquisition: BTreeMap::new(),
         }
     }
 
@@ -301,24 +410,30 @@ mod tests {
         // Too few paired: not judged.
         let few = [performance(5, 0.5, &[("age", 0.5)])];
         assert!(judge(&few, &[], &thresholds, card).is_empty());
-        // An input often missing.
-        let inputs = [InputMissingness {
-            model: "m".into(),
-            version: "1".into(),
-            assessments: 40,
-            missing: [(
-                "tsize".to_owned(),
-                MissingRate {
-                    count: 20,
-                    rate: 0.5,
-                },
-            )]
-            .into_iter()
-            .collect(),
-        }];
+        // Drift: an input missing more often than in training, an input and the risk
+        // distributed otherwise, an embedding moved; each its own alert.
+        let mut drifted = drift(40);
+        assert!(judge(&fine, &[drifted.clone()], &thresholds, card).is_empty());
+        drifted.inputs[0].missing_rate = 0.5;
         assert_eq!(
-            kinds(&judge(&fine, &inputs, &thresholds, card)),
+            kinds(&judge(&fine, &[drifted.clone()], &thresholds, card)),
             ["input-missing:tsize"]
         );
+        drifted.inputs[0].missing_rate = 0.0;
+        drifted.inputs[0].psi = Some(0.4);
+        drifted.output_psi = Some(0.3);
+        drifted.embeddings[0].shift.mean_shift = 0.8;
+        assert_eq!(
+            kinds(&judge(&fine, &[drifted.clone()], &thresholds, card)),
+            [
+                "input-drift:tsize",
+                "embedding-drift:imaging",
+                "output-drift"
+            ]
+        );
+        // Too few recent assessments: not judged.
+        let mut few = drifted;
+        few.assessments = 5;
+        assert!(judge(&fine, &[few], &thresholds, card).is_empty());
     }
 }

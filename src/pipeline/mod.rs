@@ -306,6 +306,11 @@ impl Pipeline {
     }
 
     /// Raises monitoring alerts at these thresholds.
+    /// When the monitoring raises an alert, and over which window it measures drift.
+    pub fn alert_thresholds(&self) -> &alerts::AlertThresholds {
+        &self.alert_thresholds
+    }
+
     pub fn with_alert_thresholds(mut self, thresholds: alerts::AlertThresholds) -> Self {
         self.alert_thresholds = thresholds;
         self

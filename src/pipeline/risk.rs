@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+use super::monitoring::InputSnapshot;
 use super::risk_clock::{Clock, horizon_risks};
 use super::risk_inputs::AssessmentInputs;
 use super::risk_view::ViewInputs;
@@ -25,7 +26,7 @@ use crate::report::ReportError;
 use crate::report::risk::{
     AssessmentContent, AssessmentIds, ModelDescription, Unfilled, assessment_resources,
 };
-use crate::store::StoreError;
+use crate::store::{ModelInputs, StoreError};
 use crate::telemetry::spawn_blocking_with_tracing;
 
 /// A model the service serves: a bundle with an input spec, and how it is named in FHIR.
@@ -404,7 +405,7 @@ impl Pipeline {
                 })
                 .collect(),
             basis,
-            imaging_study: study.map(|(id, _)| id),
+            imaging_study: study.as_ref().map(|(id, _)| id.clone()),
             key,
         };
         let resources = assessment_resources(&content, &ids);
@@ -421,8 +422,13 @@ impl Pipeline {
             resource: "the assessment's explanation",
             source,
         })?;
+        let mut inputs = InputSnapshot::of(&risk.model, &features, content.log_hazard_ratio);
+        if let Some((id, _)) = &study {
+            inputs.acquisition = self.acquisition(id).await;
+        }
         let beside = FiledBeside {
             view,
+            inputs: serde_json::to_string(&inputs).unwrap_or_default(),
             patient_copy: record.patient_copy,
         };
         let assessment = self
@@ -526,6 +532,15 @@ impl Pipeline {
         }
         tx.keep_assessment_view(ids.report.as_ref(), content.patient.as_ref(), &beside.view)
             .await?;
+        tx.keep_model_inputs(&ModelInputs {
+            report: ids.report.to_string(),
+            model: risk.description.name.clone(),
+            version: risk.description.version.clone(),
+            role: "active".into(),
+            created_ms: 0,
+            content: beside.inputs,
+        })
+        .await?;
         tx.commit().await?;
         tracing::info!(
             patient_resources = out.len(),
@@ -546,6 +561,8 @@ impl Pipeline {
 struct FiledBeside {
     /// The explanation the app shows (JSON).
     view: String,
+    /// What the model was given, for drift (JSON of [`InputSnapshot`]).
+    inputs: String,
     /// The copy of a Patient known only to the EHR.
     patient_copy: Option<serde_json::Map<String, Value>>,
 }

@@ -6,18 +6,21 @@
 
 use std::sync::Arc;
 
+use super::monitoring::InputSnapshot;
 use super::risk::{AssessmentError, RiskModel, model_inputs};
 use super::risk_clock::horizon_risks;
 use super::{Pipeline, PipelineError};
 use crate::domain::ResourceId;
 use crate::features::{PatientContext, build_features};
 use crate::metrics::{self, METRICS};
-use crate::store::ShadowPrediction;
+use crate::store::{ModelInputs, ShadowPrediction};
 
 /// What a shadow model said of one assessment's inputs.
 enum ShadowAnswer {
     Scored {
         log_hazard_ratio: f64,
+        /// What it was given (JSON of [`InputSnapshot`]).
+        inputs: String,
         /// (label, days, probability).
         horizons: Vec<(String, f64, f64)>,
     },
@@ -54,7 +57,21 @@ impl Pipeline {
                 ShadowAnswer::Scored {
                     log_hazard_ratio,
                     horizons,
-                } => (Some(log_hazard_ratio), Some(horizons), None),
+                    inputs,
+                } => {
+                    let kept = ModelInputs {
+                        report: report.to_string(),
+                        model: d.name.clone(),
+                        version: d.version.clone(),
+                        role: "shadow".into(),
+                        created_ms: 0,
+                        content: inputs,
+                    };
+                    if let Err(e) = self.store.keep_model_inputs(&kept).await {
+                        tracing::warn!(model = %d.name, version = %d.version, error = %e, "a shadow model's inputs could not be kept");
+                    }
+                    (Some(log_hazard_ratio), Some(horizons), None)
+                }
                 ShadowAnswer::Refused(why) => (None, None, Some(why)),
             };
             let row = ShadowPrediction {
@@ -101,7 +118,7 @@ impl Pipeline {
         };
         let mut warnings = Vec::new();
         // A shadow never makes the clinician wait for an encoder: what is encoded is used.
-        let (embeddings, _) = self
+        let (embeddings, used_study) = self
             .assessment_embeddings(spec, context, study, false, clock.as_of().at, &mut warnings)
             .await?;
         let mut features = build_features(spec, context, &embeddings, clock.as_of());
@@ -127,6 +144,13 @@ impl Pipeline {
         Ok(match horizon_risks(shadow, &prediction, &every, &clock) {
             Ok((horizons, _)) => ShadowAnswer::Scored {
                 log_hazard_ratio: prediction.risk,
+                inputs: {
+                    let mut inputs = InputSnapshot::of(&shadow.model, &features, prediction.risk);
+                    if let Some((study, _)) = &used_study {
+                        inputs.acquisition = self.acquisition(study).await;
+                    }
+                    serde_json::to_string(&inputs).unwrap_or_default()
+                },
                 horizons: horizons
                     .into_iter()
                     .map(|h| (h.label, h.time * unit_days, h.probability))

@@ -24,7 +24,7 @@ const USER: &str = "Practitioner/onc-7";
 const CLIENT_ID: &str = "prognostics-risk-view";
 
 /// What a browser test needs: Chromium and the test's npm packages.
-fn browser_ready(root: &Path) -> bool {
+pub(crate) fn browser_ready(root: &Path) -> bool {
     let ready = Path::new(&chromium()).exists()
         && root
             .join("tests/browser/node_modules/puppeteer-core")
@@ -319,14 +319,19 @@ async fn a_clinician_launches_the_app_from_the_ehr_sees_the_risk_and_signs_it() 
 
 /// Runs the browser script on `launch` (`sign` or `view`); what it saw.
 async fn browse(root: &Path, launch: &str, shots: &Path, mode: &str) -> Value {
-    let script = root.join("tests/browser/app.mjs");
-    let (launch, shots, mode) = (launch.to_owned(), shots.to_path_buf(), mode.to_owned());
+    let shots = shots.to_string_lossy().into_owned();
+    run_script(root, "app.mjs", &[launch, &shots, mode]).await
+}
+
+/// Runs `tests/browser/{script}` with `args` in Chromium; the JSON it printed, checked for
+/// success.
+pub(crate) async fn run_script(root: &Path, script: &str, args: &[&str]) -> Value {
+    let script = root.join("tests/browser").join(script);
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
     let output = tokio::task::spawn_blocking(move || {
         Command::new(node())
             .arg(script)
-            .arg(&launch)
-            .arg(&shots)
-            .arg(&mode)
+            .args(&args)
             .env("CHROMIUM", chromium())
             .output()
             .unwrap()

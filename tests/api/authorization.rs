@@ -174,6 +174,8 @@ fn cases() -> Vec<Case> {
         ),
         case(Method::GET, "/monitoring/actions", Value::Null, 200, false),
         case(Method::GET, "/monitoring/inputs", Value::Null, 200, false),
+        case(Method::GET, "/monitoring/drift", Value::Null, 200, false),
+        case(Method::GET, "/monitoring", Value::Null, 200, false),
         case(
             Method::POST,
             "/monitoring/$evaluate",

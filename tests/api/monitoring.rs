@@ -37,6 +37,7 @@ async fn follow_up(app: &TestApp, patient: &str, date: &str) {
 async fn assessments_are_paired_with_later_outcomes_per_model_version() {
     let dir = tempfile::tempdir().unwrap();
     let models = crate::models::models_dir(dir.path());
+    let models_dir = models.clone();
     let app = spawn_app_with(move |s| {
         s.risk.models_dir = Some(models);
         s.monitoring.interval_secs = 0;
@@ -264,4 +265,138 @@ async fn assessments_are_paired_with_later_outcomes_per_model_version() {
         filed(app.search("DetectedIssue?_summary=count").await),
         issues
     );
+
+    // Drift against the training patients: every input of the eleven assessments compared with
+    // the bundle's training distribution, the missing size against none missing in training.
+    let drift = app.get_json("/monitoring/drift").await;
+    let active = drift["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["role"] == "active")
+        .unwrap_or_else(|| panic!("{drift}"));
+    assert_eq!(active["assessments"], 11, "{active}");
+    let input = |name: &str| {
+        active["inputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["input"] == name)
+            .unwrap_or_else(|| panic!("{name} in {active}"))
+            .clone()
+    };
+    let tsize = input("tsize");
+    assert!(tsize["psi"].as_f64().unwrap() >= 0.0, "{tsize}");
+    assert!((tsize["missing_rate"].as_f64().unwrap() - 1.0 / 11.0).abs() < 1e-9);
+    assert_eq!(tsize["training_missing_rate"], 0.0);
+    assert!(input("tgrade")["psi"].is_number(), "{active}");
+    assert!(active["output_psi"].as_f64().unwrap() >= 0.0, "{active}");
+    assert_eq!(active["output_shares"].as_array().unwrap().len(), 10);
+    // The same patients, all alike: every size the same, so the size's distribution is not
+    // the training patients' (a PSI far above 0.25), shown for governance to judge.
+    assert!(tsize["psi"].as_f64().unwrap() > 0.25, "{tsize}");
+
+    // The page the governance team reads: drawn by the service, no script.
+    let page = app
+        .client
+        .get(format!("{}/monitoring", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let policy = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(policy.starts_with("default-src 'none'"), "{policy}");
+    let html = page.text().await.unwrap();
+    for expected in [
+        "<h1>Model monitoring</h1>",
+        "Calibration: gbsg2-recurrence",
+        "Discrimination over time: gbsg2-recurrence",
+        "Drift by input: gbsg2-recurrence",
+        "input-drift:tsize",
+        "<td>override-inputs-wrong (1)</td>",
+    ] {
+        assert!(html.contains(expected), "{expected} in the page");
+    }
+    assert!(!html.contains("<script"), "the page runs no script");
+    let bad = app
+        .client
+        .get(format!("{}/monitoring?since=yesterday", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+
+    // In a browser: what a person sees, and accessible.
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    if crate::app_browser::browser_ready(&root) {
+        let shots = tempfile::tempdir().unwrap();
+        let seen = crate::app_browser::run_script(
+            &root,
+            "monitoring.mjs",
+            &[
+                &format!("{}/monitoring", app.address),
+                &shots.path().to_string_lossy(),
+            ],
+        )
+        .await;
+        assert_eq!(seen["status"], 200, "{seen:#}");
+        assert_eq!(seen["title"], "Model monitoring");
+        let plots = seen["plots"].as_array().unwrap();
+        assert!(plots.len() >= 5, "{seen:#}");
+        for plot in plots {
+            assert!(plot["width"].as_u64().unwrap() > 300, "{plot}");
+            assert!(plot["marks"].as_u64().unwrap() > 0, "{plot}");
+        }
+        assert_eq!(seen["axeViolations"], json!([]), "{seen:#}");
+        assert_eq!(seen["consoleErrors"], json!([]), "{seen:#}");
+        assert_eq!(seen["cspViolations"], json!([]), "{seen:#}");
+        assert_eq!(seen["failedRequests"], json!([]), "{seen:#}");
+        let bytes = std::fs::read(shots.path().join("monitoring.png")).unwrap();
+        if std::env::var_os("UPDATE_SCREENSHOTS").is_some() {
+            std::fs::write(root.join("tests/browser/screenshots/monitoring.png"), bytes).unwrap();
+        }
+    }
+
+    // The same as a report on disk, from the command line (the service stopped: the
+    // embedded database belongs to one process).
+    let (data, database) = app.stop().await;
+    let out = tempfile::tempdir().unwrap();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_prognostics"));
+    command.arg("--data-dir").arg(data.path());
+    if let Some(url) = &database {
+        command.arg("--database").arg(url);
+    }
+    let report = command
+        .env("PROGNOSTICS_RISK__MODELS_DIR", &models_dir)
+        .env(
+            "PROGNOSTICS_RISK__MODEL",
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("models/risk/gbsg2-recurrence"),
+        )
+        .env("PROGNOSTICS_MONITORING__MIN_PAIRED", "5")
+        .env("RUST_LOG", "warn")
+        .args(["monitor", "report", "--since", &days_from_now(-1), "--out"])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(
+        report.status.success(),
+        "{}",
+        String::from_utf8_lossy(&report.stderr)
+    );
+    let markdown = std::fs::read_to_string(out.path().join("monitoring.md")).unwrap();
+    assert!(markdown.starts_with("# Model monitoring"), "{markdown}");
+    assert!(markdown.contains("| gbsg2-recurrence |"), "{markdown}");
+    let linked: Vec<&str> = markdown
+        .lines()
+        .filter_map(|l| l.strip_prefix("![")?.split("](").nth(1)?.strip_suffix(')'))
+        .collect();
+    assert!(linked.len() >= 5, "{markdown}");
+    for file in linked {
+        let svg = std::fs::read_to_string(out.path().join(file)).unwrap();
+        assert!(svg.starts_with("<svg"), "{file}");
+    }
 }

@@ -8,6 +8,11 @@
 //! record cannot be used (an event dated before the assessment, a death without a date, facts
 //! after the death) are counted with why, never silently dropped.
 
+mod actions;
+mod inputs;
+mod plots;
+mod report;
+
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -20,9 +25,15 @@ use crate::domain::{ResourceId, ResourceType};
 use crate::features::PatientContext;
 use crate::features::outcome::Outcome;
 use crate::fhir::parse_search;
+pub use actions::ClinicianActions;
+pub use inputs::{
+    ColumnDrift, EmbeddingDrift, InputDrift, InputMissingness, InputSnapshot, MissingRate, drift_of,
+};
+pub use report::{CardFigures, MonitoringReport, Plot};
+
 use crate::survival::{
-    CensoringDistribution, ReliabilityBin, cumulative_dynamic_auc, fit_logistic, harrell_c,
-    kaplan_meier, reliability, status_at, uno_c,
+    CensoringDistribution, ReliabilityBin, brier_scores, cumulative_dynamic_auc, fit_logistic,
+    harrell_c, kaplan_meier, reliability, status_at, uno_c,
 };
 
 /// One model version's performance on the assessments paired with outcomes.
@@ -48,6 +59,24 @@ pub struct ModelPerformance {
     pub subgroups: Vec<SubgroupPerformance>,
     /// Per subgroup column, the largest difference in Harrell's C between its groups.
     pub gaps: BTreeMap<String, f64>,
+    /// The same over rolling windows: the assessments of each calendar quarter.
+    pub windows: Vec<WindowPerformance>,
+}
+
+/// Discrimination on the assessments of one calendar quarter.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct WindowPerformance {
+    /// `2026-Q4`.
+    pub window: String,
+    pub paired: usize,
+    pub events: usize,
+    pub harrell_c: Option<f64>,
+}
+
+/// The calendar quarter of a date (`2026-Q4`).
+fn quarter(at: DateTime<Utc>) -> String {
+    use chrono::Datelike;
+    format!("{}-Q{}", at.year(), at.month0() / 3 + 1)
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -61,7 +90,7 @@ pub struct SubgroupPerformance {
 }
 
 /// The age band of the model card's subgroups.
-fn age_band(years: f64) -> &'static str {
+pub fn age_band(years: f64) -> &'static str {
     match years {
         y if y < 50.0 => "< 50",
         y if y < 65.0 => "50–64",
@@ -107,6 +136,8 @@ pub struct HorizonPerformance {
     /// One minus the Kaplan–Meier survival at the horizon.
     pub observed: f64,
     pub auc: Option<f64>,
+    /// The Brier score, weighted by the inverse of the censoring distribution.
+    pub brier: Option<f64>,
     /// Calibration slope (1 is perfect), censoring-weighted, when it can be fitted.
     pub calibration_slope: Option<f64>,
     /// Calibration-in-the-large: the intercept with the slope fixed at 1 (0 is perfect).
@@ -182,9 +213,174 @@ fn filed_prediction(resource: &Value) -> Option<(String, String, Scored)> {
     ))
 }
 
+/// One assessment paired with what happened since.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PairedAssessment {
+    pub assessed: DateTime<Utc>,
+    /// Days from the assessment to the event, or to the last news without it.
+    pub days: f64,
+    pub event: bool,
+    /// (label, days, probability of the event by then), by horizon, the longest last.
+    pub horizons: Vec<(String, f64, f64)>,
+    /// (subgroup column, group): `sex`, `age` band, and any other the caller names.
+    pub groups: Vec<(String, String)>,
+}
+
+/// Who is judged, and what could not be paired.
+#[derive(Debug, Clone)]
+pub struct Judged {
+    pub model: String,
+    pub version: String,
+    pub role: &'static str,
+    pub assessments: usize,
+    pub unusable: BTreeMap<String, usize>,
+    pub outcome_definition: &'static str,
+}
+
+/// Groups with fewer events than this are shown but left out of the gap between groups: their
+/// C-index is too uncertain to call one group worse.
+pub const MIN_GROUP_EVENTS: usize = 20;
+
+/// A model version's performance on its paired assessments.
+pub fn performance_of(judged: Judged, paired: &[PairedAssessment]) -> ModelPerformance {
+    let time: Vec<f64> = paired.iter().map(|p| p.days).collect();
+    let event: Vec<bool> = paired.iter().map(|p| p.event).collect();
+    let risk: Vec<f64> = paired
+        .iter()
+        .map(|p| p.horizons.last().map_or(0.0, |h| h.2))
+        .collect();
+    let harrell = harrell_c(&time, &event, &risk).map(|c| c.c_index);
+    let longest = paired
+        .iter()
+        .filter_map(|p| p.horizons.last().map(|h| h.1))
+        .fold(0.0, f64::max);
+    let uno = uno_c((&time, &event), &time, &event, &risk, Some(longest))
+        .ok()
+        .map(|c| c.c_index);
+    let censoring = CensoringDistribution::fit(&time, &event);
+    let labels: Vec<(String, f64)> = paired
+        .first()
+        .map(|p| p.horizons.iter().map(|h| (h.0.clone(), h.1)).collect())
+        .unwrap_or_default();
+    let horizons = labels
+        .iter()
+        .enumerate()
+        .map(|(k, (label, days))| {
+            let predicted: Vec<f64> = paired
+                .iter()
+                .map(|p| p.horizons.get(k).map_or(0.0, |h| h.2))
+                .collect();
+            let expected = if predicted.is_empty() {
+                0.0
+            } else {
+                predicted.iter().sum::<f64>() / predicted.len() as f64
+            };
+            let auc = cumulative_dynamic_auc((&time, &event), &time, &event, &predicted, &[*days])
+                .ok()
+                .and_then(|(scores, _)| scores.first().copied());
+            let status = status_at(&censoring, &time, &event, *days);
+            let survival: Vec<Vec<f64>> = predicted.iter().map(|p| vec![1.0 - p]).collect();
+            let brier = brier_scores((&time, &event), &time, &event, &survival, &[*days])
+                .ok()
+                .and_then(|b| b.first().copied());
+            // A fit that ran away (too few patients, everyone alike) says nothing.
+            let sane = |v: f64| v.is_finite() && v.abs() < 20.0;
+            HorizonPerformance {
+                calibration_slope: fit_logistic(&predicted, &status, None)
+                    .map(|f| f.slope)
+                    .filter(|v| sane(*v)),
+                calibration_in_the_large: fit_logistic(&predicted, &status, Some(1.0))
+                    .map(|f| f.intercept)
+                    .filter(|v| sane(*v)),
+                deciles: reliability(&predicted, &status, 10),
+                label: label.clone(),
+                days: *days,
+                expected,
+                observed: if time.is_empty() {
+                    0.0
+                } else {
+                    1.0 - kaplan_meier(&time, &event, *days)
+                },
+                auc,
+                brier,
+            }
+        })
+        .collect();
+    let mut columns: Vec<&str> = Vec::new();
+    for p in paired {
+        for (column, _) in &p.groups {
+            if !columns.contains(&column.as_str()) {
+                columns.push(column);
+            }
+        }
+    }
+    let mut subgroups = Vec::new();
+    let mut gaps: BTreeMap<String, f64> = BTreeMap::new();
+    for column in columns {
+        let labels: Vec<String> = paired
+            .iter()
+            .map(|p| {
+                p.groups
+                    .iter()
+                    .find(|(c, _)| c == column)
+                    .map_or("unknown".to_owned(), |(_, g)| g.clone())
+            })
+            .collect();
+        let groups = by_group(column, &labels, &time, &event, &risk);
+        let cs: Vec<f64> = groups
+            .iter()
+            .filter(|g| g.events >= MIN_GROUP_EVENTS)
+            .filter_map(|g| g.harrell_c)
+            .collect();
+        if cs.len() >= 2 {
+            let (lo, hi) = cs
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &c| {
+                    (a.min(c), b.max(c))
+                });
+            gaps.insert(column.to_owned(), hi - lo);
+        }
+        subgroups.extend(groups);
+    }
+    let quarters: Vec<String> = paired.iter().map(|p| quarter(p.assessed)).collect();
+    let windows = by_group("quarter", &quarters, &time, &event, &risk)
+        .into_iter()
+        .map(|g| WindowPerformance {
+            window: g.group,
+            paired: g.paired,
+            events: g.events,
+            harrell_c: g.harrell_c,
+        })
+        .collect();
+    ModelPerformance {
+        model: judged.model,
+        version: judged.version,
+        role: judged.role,
+        assessments: judged.assessments,
+        paired: paired.len(),
+        events: event.iter().filter(|&&e| e).count(),
+        harrell_c: harrell,
+        uno_c: uno,
+        horizons,
+        unusable: judged.unusable,
+        outcome_definition: judged.outcome_definition,
+        subgroups,
+        gaps,
+        windows,
+    }
+}
+
 impl Pipeline {
     /// The performance of every model version that has answered or shadowed assessments.
     pub async fn monitor_performance(&self) -> Result<Vec<ModelPerformance>, PipelineError> {
+        self.monitor_performance_since(None).await
+    }
+
+    /// The same, over the assessments made at or after `since` only.
+    pub async fn monitor_performance_since(
+        &self,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Vec<ModelPerformance>, PipelineError> {
         let mut groups: BTreeMap<(String, String, &'static str), Vec<Scored>> = BTreeMap::new();
         let mut query = parse_search(ResourceType::RiskAssessment, &[], false, 500, 500)?;
         loop {
@@ -245,6 +441,12 @@ impl Pipeline {
                 });
         }
 
+        if let Some(since) = since {
+            for scored in groups.values_mut() {
+                scored.retain(|s| s.assessed >= since);
+            }
+            groups.retain(|_, scored| !scored.is_empty());
+        }
         let registry = self.models();
         let mut contexts: BTreeMap<String, Option<PatientContext>> = BTreeMap::new();
         let mut out = Vec::new();
@@ -267,9 +469,7 @@ impl Pipeline {
                     .and_then(|spec| spec.population.clone())
             });
             let mut unusable: BTreeMap<String, usize> = BTreeMap::new();
-            let (mut time, mut event, mut risk) = (Vec::new(), Vec::new(), Vec::new());
-            let mut probabilities: Vec<&[(String, f64, f64)]> = Vec::new();
-            let (mut sexes, mut ages) = (Vec::new(), Vec::new());
+            let mut paired: Vec<PairedAssessment> = Vec::new();
             for s in &scored {
                 let Some(population) = &population else {
                     *unusable
@@ -297,117 +497,39 @@ impl Pipeline {
                         continue;
                     }
                 };
-                let Some(last) = s.horizons.last() else {
+                if s.horizons.is_empty() {
                     continue;
-                };
-                time.push(((until - s.assessed).num_seconds() as f64 / 86_400.0).max(0.0));
-                event.push(happened);
-                risk.push(last.2);
-                probabilities.push(&s.horizons);
-                sexes.push(
-                    context
-                        .sex
-                        .map_or("unknown".to_owned(), |x| format!("{x:?}").to_lowercase()),
-                );
-                ages.push(
-                    context
-                        .birth_date
-                        .map_or("unknown", |born| {
-                            age_band(crate::features::context::age_in_years(
-                                born,
-                                s.assessed.date_naive(),
-                            ))
-                        })
-                        .to_owned(),
-                );
-            }
-            let harrell = harrell_c(&time, &event, &risk).map(|c| c.c_index);
-            let longest = scored
-                .iter()
-                .filter_map(|s| s.horizons.last().map(|h| h.1))
-                .fold(0.0, f64::max);
-            let uno = uno_c((&time, &event), &time, &event, &risk, Some(longest))
-                .ok()
-                .map(|c| c.c_index);
-            let censoring = CensoringDistribution::fit(&time, &event);
-            let labels: Vec<(String, f64)> = scored
-                .first()
-                .map(|s| s.horizons.iter().map(|h| (h.0.clone(), h.1)).collect())
-                .unwrap_or_default();
-            let horizons = labels
-                .iter()
-                .enumerate()
-                .map(|(k, (label, days))| {
-                    let predicted: Vec<f64> = probabilities
-                        .iter()
-                        .map(|p| p.get(k).map_or(0.0, |h| h.2))
-                        .collect();
-                    let expected = if predicted.is_empty() {
-                        0.0
-                    } else {
-                        predicted.iter().sum::<f64>() / predicted.len() as f64
-                    };
-                    let auc = cumulative_dynamic_auc(
-                        (&time, &event),
-                        &time,
-                        &event,
-                        &predicted,
-                        &[*days],
-                    )
-                    .ok()
-                    .and_then(|(scores, _)| scores.first().copied());
-                    let status = status_at(&censoring, &time, &event, *days);
-                    HorizonPerformance {
-                        calibration_slope: fit_logistic(&predicted, &status, None).map(|f| f.slope),
-                        calibration_in_the_large: fit_logistic(&predicted, &status, Some(1.0))
-                            .map(|f| f.intercept),
-                        deciles: reliability(&predicted, &status, 10),
-                        label: label.clone(),
-                        days: *days,
-                        expected,
-                        observed: if time.is_empty() {
-                            0.0
-                        } else {
-                            1.0 - kaplan_meier(&time, &event, *days)
-                        },
-                        auc,
-                    }
-                })
-                .collect();
-            let mut subgroups = by_group("sex", &sexes, &time, &event, &risk);
-            subgroups.extend(by_group("age", &ages, &time, &event, &risk));
-            let mut gaps: BTreeMap<String, f64> = BTreeMap::new();
-            for column in ["sex", "age"] {
-                let cs: Vec<f64> = subgroups
-                    .iter()
-                    .filter(|g| g.column == column)
-                    .filter_map(|g| g.harrell_c)
-                    .collect();
-                if cs.len() >= 2 {
-                    let (lo, hi) = cs
-                        .iter()
-                        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &c| {
-                            (a.min(c), b.max(c))
-                        });
-                    gaps.insert(column.to_owned(), hi - lo);
                 }
+                let sex = context
+                    .sex
+                    .map_or("unknown".to_owned(), |x| format!("{x:?}").to_lowercase());
+                let age = context.birth_date.map_or("unknown", |born| {
+                    age_band(crate::features::context::age_in_years(
+                        born,
+                        s.assessed.date_naive(),
+                    ))
+                });
+                paired.push(PairedAssessment {
+                    assessed: s.assessed,
+                    days: ((until - s.assessed).num_seconds() as f64 / 86_400.0).max(0.0),
+                    event: happened,
+                    horizons: s.horizons.clone(),
+                    groups: vec![("sex".into(), sex), ("age".into(), age.to_owned())],
+                });
             }
-            out.push(ModelPerformance {
-                subgroups,
-                gaps,
-                model,
-                version,
-                role,
-                assessments: scored.len(),
-                paired: time.len(),
-                events: event.iter().filter(|&&e| e).count(),
-                harrell_c: harrell,
-                uno_c: uno,
-                horizons,
-                unusable,
-                outcome_definition: outcome_from,
-            });
+            out.push(performance_of(
+                Judged {
+                    model,
+                    version,
+                    role,
+                    assessments: scored.len(),
+                    unusable,
+                    outcome_definition: outcome_from,
+                },
+                &paired,
+            ));
         }
+
         tracing::info!(models = out.len(), "model performance computed");
         Ok(out)
     }
@@ -427,185 +549,6 @@ impl Pipeline {
             Err(e) if e.kind() == crate::error::ErrorKind::Gone => Ok(None),
             Err(e) => Err(e),
         }
-    }
-}
-
-/// What clinicians did with one model version's output: CDS cards accepted or overridden (with
-/// the reasons given), and risk reports signed or disagreed with (with the reasons).
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
-pub struct ClinicianActions {
-    pub model: String,
-    pub version: String,
-    pub cards_accepted: usize,
-    pub cards_overridden: usize,
-    pub override_reasons: BTreeMap<String, usize>,
-    pub reports_signed: usize,
-    pub reports_disagreed: usize,
-    pub disagree_reasons: BTreeMap<String, usize>,
-    /// Accepted cards and signed reports among every card answered and report reviewed.
-    pub acceptance_rate: Option<f64>,
-}
-
-/// The value of a Basic's extension whose URL ends with `#{name}`.
-fn extension<'a>(resource: &'a Value, name: &str, key: &str) -> Option<&'a Value> {
-    resource["extension"]
-        .as_array()?
-        .iter()
-        .find(|e| {
-            e["url"]
-                .as_str()
-                .is_some_and(|u| u.ends_with(&format!("#{name}")))
-        })?
-        .get(key)
-}
-
-/// `name|version` (a card's) or `name version` (a report's).
-fn model_named(text: &str) -> (String, String) {
-    let (name, version) = text
-        .split_once('|')
-        .or_else(|| text.rsplit_once(' '))
-        .unwrap_or((text, ""));
-    (name.to_owned(), version.to_owned())
-}
-
-impl Pipeline {
-    /// Clinicians' answers per model version, from the feedback and review records filed.
-    pub async fn clinician_actions(&self) -> Result<Vec<ClinicianActions>, PipelineError> {
-        let mut by_model: BTreeMap<(String, String), ClinicianActions> = BTreeMap::new();
-        for code in ["cds-feedback", "assessment-signed", "assessment-disagreed"] {
-            let params = [(
-                "code".to_owned(),
-                format!("{}|{code}", crate::report::risk::CODE_SYSTEM),
-            )];
-            let mut query = parse_search(ResourceType::Basic, &params, true, 500, 500)?;
-            loop {
-                let (page, total) = self.store.search(ResourceType::Basic, &query).await?;
-                let read = page.len();
-                for stored in page {
-                    let Some(resource) = stored
-                        .content
-                        .as_deref()
-                        .and_then(|c| serde_json::from_str::<Value>(c).ok())
-                    else {
-                        continue;
-                    };
-                    let Some(model) =
-                        extension(&resource, "model", "valueString").and_then(Value::as_str)
-                    else {
-                        continue;
-                    };
-                    let (name, version) = model_named(model);
-                    let actions = by_model
-                        .entry((name.clone(), version.clone()))
-                        .or_insert_with(|| ClinicianActions {
-                            model: name,
-                            version,
-                            ..ClinicianActions::default()
-                        });
-                    let reason = |key: &str| {
-                        extension(&resource, key, "valueCoding")
-                            .and_then(|c| c["code"].as_str())
-                            .unwrap_or("none given")
-                            .to_owned()
-                    };
-                    match code {
-                        "cds-feedback" => {
-                            match extension(&resource, "outcome", "valueCode")
-                                .and_then(Value::as_str)
-                            {
-                                Some("accepted") => actions.cards_accepted += 1,
-                                Some("overridden") => {
-                                    actions.cards_overridden += 1;
-                                    *actions
-                                        .override_reasons
-                                        .entry(reason("overrideReason"))
-                                        .or_default() += 1;
-                                }
-                                _ => {}
-                            }
-                        }
-                        "assessment-signed" => actions.reports_signed += 1,
-                        _ => {
-                            actions.reports_disagreed += 1;
-                            *actions
-                                .disagree_reasons
-                                .entry(reason("reason"))
-                                .or_default() += 1;
-                        }
-                    }
-                }
-                query.offset += read as u32;
-                if read == 0 || u64::from(query.offset) >= total {
-                    break;
-                }
-            }
-        }
-        Ok(by_model
-            .into_values()
-            .map(|mut a| {
-                let answered =
-                    a.cards_accepted + a.cards_overridden + a.reports_signed + a.reports_disagreed;
-                a.acceptance_rate = (answered > 0)
-                    .then(|| (a.cards_accepted + a.reports_signed) as f64 / answered as f64);
-                a
-            })
-            .collect())
-    }
-}
-
-/// How often each input was missing from one model version's assessments.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
-pub struct InputMissingness {
-    pub model: String,
-    pub version: String,
-    pub assessments: usize,
-    /// Per input (as the model names it): the assessments it was missing from, and the rate.
-    pub missing: BTreeMap<String, MissingRate>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
-pub struct MissingRate {
-    pub count: usize,
-    pub rate: f64,
-}
-
-impl Pipeline {
-    /// The missingness of each input, per model version, over the assessments filed (from the
-    /// explanation kept beside each).
-    pub async fn input_missingness(&self) -> Result<Vec<InputMissingness>, PipelineError> {
-        let mut by_model: BTreeMap<(String, String), InputMissingness> = BTreeMap::new();
-        for content in self.store.all_assessment_views().await? {
-            let Ok(view) =
-                serde_json::from_str::<crate::report::risk_view::AssessmentView>(&content)
-            else {
-                continue;
-            };
-            let key = (view.model.name.clone(), view.model.version.clone());
-            let entry = by_model.entry(key).or_insert_with(|| InputMissingness {
-                model: view.model.name.clone(),
-                version: view.model.version.clone(),
-                ..InputMissingness::default()
-            });
-            entry.assessments += 1;
-            let mut seen: Vec<&str> = Vec::new();
-            for m in &view.missing {
-                let input = m.feature.split('=').next().unwrap_or(&m.feature);
-                if !seen.contains(&input) {
-                    seen.push(input);
-                    entry.missing.entry(input.to_owned()).or_default().count += 1;
-                }
-            }
-        }
-        Ok(by_model
-            .into_values()
-            .map(|mut m| {
-                let total = m.assessments.max(1) as f64;
-                for rate in m.missing.values_mut() {
-                    rate.rate = rate.count as f64 / total;
-                }
-                m
-            })
-            .collect())
     }
 }
 
