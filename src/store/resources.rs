@@ -177,6 +177,31 @@ impl Store {
         search_on(&mut conn, t, query).await
     }
 
+    /// Every current resource of type `t`, `limit` at a time by id after `after` (a job that
+    /// reads them all: each page costs its rows, where a page at an offset costs the offset).
+    pub async fn contents_after(
+        &self,
+        t: ResourceType,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, content FROM resources WHERE resource_type = $1 AND deleted = 0 \
+             AND id > $2 ORDER BY id LIMIT $3",
+        )
+        .bind(t.as_str())
+        .bind(after.unwrap_or(""))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let content: Option<String> = row.try_get("content")?;
+                Ok((row.try_get("id")?, content.unwrap_or_default()))
+            })
+            .collect()
+    }
+
     /// Starts a write transaction. On SQLite it takes the write lock at once, so that a
     /// read-then-write never fails half-way on a lock upgrade.
     pub async fn begin(&self) -> Result<StoreTransaction, StoreError> {

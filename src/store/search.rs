@@ -284,6 +284,14 @@ fn push_order(sql: &mut SqlBuilder, query: &SearchQuery) {
             SortKey::Id => {
                 sql.push("r.id ").push(dir);
             }
+            // With a filter, the filter drives the search (its matches, through the search
+            // index) and the few it finds are sorted; `+ 0` keeps the planner from walking the
+            // whole type in `resources_by_last_updated` order, testing each resource against
+            // the filter (SQLite chose that to avoid a sort: a patient's Observations cost every
+            // Observation held). Without a filter, that index gives the order for free.
+            SortKey::LastUpdated if !query.filters.is_empty() => {
+                sql.push("r.last_updated_ms + 0 ").push(dir);
+            }
             SortKey::LastUpdated => {
                 sql.push("r.last_updated_ms ").push(dir);
             }

@@ -24,7 +24,6 @@ use super::{Pipeline, PipelineError};
 use crate::domain::{ResourceId, ResourceType};
 use crate::features::PatientContext;
 use crate::features::outcome::Outcome;
-use crate::fhir::parse_search;
 pub use actions::ClinicianActions;
 pub use inputs::{
     ColumnDrift, EmbeddingDrift, InputDrift, InputMissingness, InputSnapshot, MissingRate, drift_of,
@@ -237,6 +236,9 @@ pub struct Judged {
     pub outcome_definition: &'static str,
 }
 
+/// Patients' records read at once by the monitoring.
+const CONCURRENT_RECORDS: usize = 8;
+
 /// Groups with fewer events than this are shown but left out of the gap between groups: their
 /// C-index is too uncertain to call one group worse.
 pub const MIN_GROUP_EVENTS: usize = 20;
@@ -382,18 +384,18 @@ impl Pipeline {
         since: Option<DateTime<Utc>>,
     ) -> Result<Vec<ModelPerformance>, PipelineError> {
         let mut groups: BTreeMap<(String, String, &'static str), Vec<Scored>> = BTreeMap::new();
-        let mut query = parse_search(ResourceType::RiskAssessment, &[], false, 500, 500)?;
+        let mut after: Option<String> = None;
         loop {
-            let (page, total) = self
+            let page = self
                 .store
-                .search(ResourceType::RiskAssessment, &query)
+                .contents_after(ResourceType::RiskAssessment, after.as_deref(), 1_000)
                 .await?;
-            let read = page.len();
-            for stored in page {
-                let Some(content) = stored.content else {
-                    continue;
-                };
-                let Ok(resource) = serde_json::from_str::<Value>(&content) else {
+            let Some((last, _)) = page.last() else {
+                break;
+            };
+            after = Some(last.clone());
+            for (_, content) in &page {
+                let Ok(resource) = serde_json::from_str::<Value>(content) else {
                     continue;
                 };
                 if let Some((model, version, scored)) = filed_prediction(&resource) {
@@ -402,10 +404,6 @@ impl Pipeline {
                         .or_default()
                         .push(scored);
                 }
-            }
-            query.offset += read as u32;
-            if read == 0 || u64::from(query.offset) >= total {
-                break;
             }
         }
         for row in self.store.all_shadow_predictions().await? {
@@ -448,7 +446,28 @@ impl Pipeline {
             groups.retain(|_, scored| !scored.is_empty());
         }
         let registry = self.models();
+        // Every patient's record read once, several at a time (most of the job's time).
+        let patients: std::collections::BTreeSet<String> = groups
+            .values()
+            .flatten()
+            .map(|s| s.patient.clone())
+            .collect();
         let mut contexts: BTreeMap<String, Option<PatientContext>> = BTreeMap::new();
+        {
+            use futures_util::StreamExt;
+            let mut read = futures_util::stream::iter(patients)
+                .map(|patient: String| {
+                    let pipeline = self.clone();
+                    async move {
+                        let context = pipeline.held_context(&patient).await;
+                        (patient, context)
+                    }
+                })
+                .buffer_unordered(CONCURRENT_RECORDS);
+            while let Some((patient, context)) = read.next().await {
+                contexts.insert(patient, context?);
+            }
+        }
         let mut out = Vec::new();
         for ((model, version, role), scored) in groups {
             let own = registry
@@ -477,10 +496,6 @@ impl Pipeline {
                         .or_default() += 1;
                     continue;
                 };
-                if !contexts.contains_key(&s.patient) {
-                    let context = self.held_context(&s.patient).await?;
-                    contexts.insert(s.patient.clone(), context);
-                }
                 let Some(Some(context)) = contexts.get(&s.patient) else {
                     *unusable
                         .entry("the patient is no longer held".into())
