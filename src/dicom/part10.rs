@@ -77,6 +77,11 @@ pub fn read_instance(bytes: &[u8]) -> Result<DicomInstance, DicomError> {
 /// Parses a complete Part 10 file, refusing DICOMDIRs and transfer syntaxes the parser cannot
 /// read before the data set is touched.
 pub(super) fn open(bytes: &[u8]) -> Result<DefaultDicomObject, DicomError> {
+    open_until(bytes, None)
+}
+
+/// [`open`], stopping before `until` when given (a header read that skips the pixel data).
+fn open_until(bytes: &[u8], until: Option<Tag>) -> Result<DefaultDicomObject, DicomError> {
     let body = without_preamble(bytes)?;
     let meta =
         FileMetaTable::from_reader(body).map_err(|e| DicomError::UnreadableMeta(Box::new(e)))?;
@@ -96,8 +101,12 @@ pub(super) fn open(bytes: &[u8]) -> Result<DefaultDicomObject, DicomError> {
         Some(ts) if !ts.is_unsupported() => {}
         _ => return Err(DicomError::UnsupportedTransferSyntax { uid: ts_uid }),
     }
-    OpenFileOptions::new()
-        .read_preamble(ReadPreamble::Never)
+    let options = OpenFileOptions::new().read_preamble(ReadPreamble::Never);
+    let options = match until {
+        Some(tag) => options.read_until(tag),
+        None => options,
+    };
+    options
         .from_reader(body)
         .map_err(|e| DicomError::Unreadable(Box::new(e)))
 }
@@ -205,7 +214,8 @@ fn instance_from(object: &DefaultDicomObject, ts_uid: String) -> Result<DicomIns
 /// slice thickness (mm) and peak kilovoltage, each when present (for monitoring the mix of
 /// scanners and protocols a model meets).
 pub fn acquisition(bytes: &[u8]) -> Result<Vec<(&'static str, String)>, DicomError> {
-    let object = open(bytes)?;
+    // The header only: an assessment reads it, and must not decode pixels it does not use.
+    let object = open_until(bytes, Some(tags::PIXEL_DATA))?;
     let fields = [
         ("manufacturer", tags::MANUFACTURER),
         ("model", tags::MANUFACTURER_MODEL_NAME),
