@@ -154,7 +154,7 @@ async fn main() {
                 .insert("tsize".into(), 10.0 + 40.0 * uniform());
             snapshot.levels.insert("tgrade".into(), "II".into());
             tx.keep_model_inputs(&ModelInputs {
-                report: format!("mon-dr-{i}"),
+                report: format!("mon-ra-{i}"),
                 model: name.clone(),
                 version: version.clone(),
                 role: "active".into(),

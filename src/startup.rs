@@ -441,6 +441,29 @@ pub async fn open_pipeline(settings: &Settings) -> Result<Pipeline, StartupError
     }))
 }
 
+/// The encoders a service started with `settings` would run (see
+/// [`crate::pipeline::models::ConfiguredEncoders`]): the image encoder when inference is on,
+/// and every text encoder of the encoders' manifest.
+pub fn configured_encoders(
+    settings: &InferenceSettings,
+) -> crate::pipeline::models::ConfiguredEncoders {
+    let Ok(manifest) = crate::encoders::ModelManifest::read(&settings.models_dir) else {
+        return crate::pipeline::models::ConfiguredEncoders::default();
+    };
+    crate::pipeline::models::ConfiguredEncoders {
+        image: settings
+            .enabled
+            .then(|| {
+                manifest
+                    .image_encoder(settings.image_encoder.as_deref())
+                    .ok()
+            })
+            .flatten()
+            .map(|(name, _)| name.to_owned()),
+        text: manifest.text_encoders.keys().cloned().collect(),
+    }
+}
+
 /// Loads the configured model (first: active until the deployments say otherwise) and every
 /// bundle of `risk.models_dir`. A bundle there that fails its checks is listed as unloadable
 /// (and logged), not fatal; the same name and version twice is loaded once.

@@ -11,19 +11,11 @@ use crate::config::Settings;
 use crate::domain::{AuditAction, AuditOutcome, AuditRecord};
 use crate::pipeline::models::{DeployRequest, Deployment};
 use crate::pipeline::{Auditor, Pipeline};
-use crate::startup::{load_models, open_pipeline};
+use crate::startup::{configured_encoders, load_models, open_pipeline};
 
 pub async fn run(settings: &Settings, command: ModelsCommand) -> anyhow::Result<ExitCode> {
-    let pipeline = open_pipeline(settings)
-        .await
-        .context("could not open the database")?
-        .with_models(load_models(&settings.risk).await?);
-    let (pipeline, writer) = if settings.audit.enabled {
-        let (auditor, writer) = Auditor::start(pipeline.store().clone());
-        (pipeline.with_auditor(auditor), Some(writer))
-    } else {
-        (pipeline, None)
-    };
+    let (pipeline, writer) = open_audited(settings).await?;
+    let pipeline = pipeline.with_configured_encoders(configured_encoders(&settings.inference));
     pipeline.sync_models().await?;
     let (args, status) = match command {
         ModelsCommand::List => {
@@ -53,9 +45,26 @@ pub async fn run(settings: &Settings, command: ModelsCommand) -> anyhow::Result<
     Ok(ExitCode::SUCCESS)
 }
 
+/// The service's database with its models, and its audit trail's writer when the service keeps
+/// one (a command's changes are audited like the API's).
+pub(super) async fn open_audited(
+    settings: &Settings,
+) -> anyhow::Result<(Pipeline, Option<tokio::task::JoinHandle<()>>)> {
+    let pipeline = open_pipeline(settings)
+        .await
+        .context("could not open the database")?
+        .with_models(load_models(&settings.risk).await?);
+    Ok(if settings.audit.enabled {
+        let (auditor, writer) = Auditor::start(pipeline.store().clone());
+        (pipeline.with_auditor(auditor), Some(writer))
+    } else {
+        (pipeline, None)
+    })
+}
+
 /// Lets go of the database (and the embedded database's lock): the audit writer is stopped
 /// after what was queued is committed.
-async fn close(pipeline: Pipeline, writer: Option<tokio::task::JoinHandle<()>>) {
+pub(super) async fn close(pipeline: Pipeline, writer: Option<tokio::task::JoinHandle<()>>) {
     pipeline.flush_audit().await;
     if let Some(writer) = writer {
         writer.abort();
@@ -67,7 +76,7 @@ async fn close(pipeline: Pipeline, writer: Option<tokio::task::JoinHandle<()>>) 
 }
 
 /// Who runs the command, as the record names them.
-fn operator() -> String {
+pub(super) fn operator() -> String {
     let user = std::env::var("USER").unwrap_or_else(|_| "unknown user".into());
     format!("command line ({user})")
 }

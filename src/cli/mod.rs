@@ -102,6 +102,18 @@ pub enum MonitorCommand {
     /// beside it: alerts, performance on outcomes against each model card, subgroups, drift
     /// from the training patients, what clinicians did.
     Report(MonitorReportArgs),
+    /// File an outcome file for a past cohort (CSV: patient, outcome, date) as the facts the
+    /// monitoring pairs assessments with; checked whole first, filed all or nothing.
+    Outcomes(MonitorOutcomesArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MonitorOutcomesArgs {
+    /// The CSV file: a header naming `patient` (a Patient id, or `system|value` of one of its
+    /// identifiers), `outcome` (progression, no-evidence-of-disease, death) and `date`
+    /// (YYYY-MM-DD).
+    #[arg(long)]
+    pub file: std::path::PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -205,6 +217,9 @@ pub async fn run(command: Option<Command>, settings: Settings) -> anyhow::Result
         Some(Command::Models(command)) => deployments::run(&settings, command).await,
         Some(Command::Monitor(MonitorCommand::Report(args))) => {
             monitor::report(&settings, args).await
+        }
+        Some(Command::Monitor(MonitorCommand::Outcomes(args))) => {
+            monitor::outcomes(&settings, args).await
         }
     }
 }

@@ -7,9 +7,11 @@
 
 mod arff;
 mod csv_file;
+mod outcomes;
 mod parquet_file;
 
 pub use csv_file::write as write_csv;
+pub use outcomes::{OutcomeFileError, OutcomeKind, OutcomeRow, read_outcome_file};
 
 use std::path::{Path, PathBuf};
 

@@ -210,13 +210,14 @@ fn instance_from(object: &DefaultDicomObject, ts_uid: String) -> Result<DicomIns
     })
 }
 
-/// How an instance was acquired, as its header says: manufacturer, model, software version,
-/// slice thickness (mm) and peak kilovoltage, each when present (for monitoring the mix of
+/// How an instance was acquired, as its header says: where (institution), manufacturer, model,
+/// software version, slice thickness (mm) and peak kilovoltage, each when present (for monitoring the mix of
 /// scanners and protocols a model meets).
 pub fn acquisition(bytes: &[u8]) -> Result<Vec<(&'static str, String)>, DicomError> {
     // The header only: an assessment reads it, and must not decode pixels it does not use.
     let object = open_until(bytes, Some(tags::PIXEL_DATA))?;
     let fields = [
+        ("institution", tags::INSTITUTION_NAME),
         ("manufacturer", tags::MANUFACTURER),
         ("model", tags::MANUFACTURER_MODEL_NAME),
         ("software", tags::SOFTWARE_VERSIONS),

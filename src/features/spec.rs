@@ -67,6 +67,11 @@ pub struct InputSpec {
     /// Inputs (column names) without which the model does not answer.
     #[serde(default)]
     pub required: Vec<String>,
+    /// Inputs (column names) the model is judged in groups of once outcomes arrive (besides
+    /// sex, age band, site and scanner): a categorical input by level, a numeric one at the
+    /// training patients' median.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subgroups: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
@@ -396,7 +401,7 @@ impl InputSpec {
                 return Err(SpecError(format!("{what}: the dimension must be positive")));
             }
         }
-        if !self.required.is_empty() {
+        if !self.required.is_empty() || !self.subgroups.is_empty() {
             let filled: BTreeSet<String> = super::builder::spec_features(self)
                 .into_iter()
                 .map(|(_, name)| {
@@ -404,10 +409,12 @@ impl InputSpec {
                         .map_or(name.clone(), |(c, _)| c.to_owned())
                 })
                 .collect();
-            if let Some(unknown) = self.required.iter().find(|r| !filled.contains(*r)) {
-                return Err(SpecError(format!(
-                    "`required` names `{unknown}`, which the spec does not fill"
-                )));
+            for (what, names) in [("required", &self.required), ("subgroups", &self.subgroups)] {
+                if let Some(unknown) = names.iter().find(|r| !filled.contains(*r)) {
+                    return Err(SpecError(format!(
+                        "`{what}` names `{unknown}`, which the spec does not fill"
+                    )));
+                }
             }
         }
         if let Some(population) = &self.population {

@@ -96,6 +96,8 @@ pub enum PipelineError {
     SignOff(#[from] sign_off::SignOffError),
     #[error(transparent)]
     Model(#[from] models::ModelError),
+    #[error(transparent)]
+    OutcomeFile(#[from] monitoring::OutcomeFileError),
     #[error("Bundle.entry[{index}]: {source}")]
     BundleEntry {
         index: usize,
@@ -136,7 +138,8 @@ impl PipelineError {
             PipelineError::MissingId
             | PipelineError::IdMismatch
             | PipelineError::NoPatientIdentifier
-            | PipelineError::InvalidBundle { .. } => ErrorKind::Invalid,
+            | PipelineError::InvalidBundle { .. }
+            | PipelineError::OutcomeFile(_) => ErrorKind::Invalid,
             PipelineError::AmbiguousCondition { .. } | PipelineError::IfMatchOnCreate { .. } => {
                 ErrorKind::PreconditionFailed
             }
@@ -200,6 +203,9 @@ pub struct Pipeline {
     text_encoder: Option<Arc<crate::encoders::TextEncoder>>,
     /// The image encoder behind its batching thread, when inference is on.
     image_encoder: Option<BatchedEncoder>,
+    /// The encoders a service started with this configuration runs, for a pipeline that loads
+    /// none itself (the command line deciding whether a model can be promoted).
+    encoders_configured: Option<models::ConfiguredEncoders>,
     /// Wakes the embedding worker.
     embedding_wanted: Arc<tokio::sync::Notify>,
     hl7: Hl7Options,
@@ -264,6 +270,7 @@ impl Pipeline {
             imaging_refresh: Arc::new(tokio::sync::Mutex::new(())),
             image_encoder: None,
             text_encoder: None,
+            encoders_configured: None,
             embedding_wanted: Arc::new(tokio::sync::Notify::new()),
             hl7: Hl7Options::default(),
             patient_matching: Arc::new(tokio::sync::Mutex::new(())),
@@ -330,6 +337,13 @@ impl Pipeline {
     /// Embeds received images with `encoder` (see [`Pipeline::run_embedding_worker`]).
     pub fn with_image_encoder(mut self, encoder: BatchedEncoder) -> Self {
         self.image_encoder = Some(encoder);
+        self
+    }
+
+    /// Judges models by `encoders` rather than by the encoders loaded (see
+    /// [`models::ConfiguredEncoders`]).
+    pub fn with_configured_encoders(mut self, encoders: models::ConfiguredEncoders) -> Self {
+        self.encoders_configured = Some(encoders);
         self
     }
 

@@ -191,6 +191,11 @@ pub enum ModelError {
          nothing was switched)"
     )]
     LastActive(String),
+    #[error(
+        "{model} cannot be given its inputs here: {reason}; as the active model every answer \
+         would lack them (the change is refused, nothing was switched)"
+    )]
+    CannotFill { model: String, reason: String },
 }
 
 impl ModelError {
@@ -200,8 +205,17 @@ impl ModelError {
             ModelError::Unchanged { .. } | ModelError::Busy | ModelError::LastActive(_) => {
                 ErrorKind::Conflict
             }
+            ModelError::CannotFill { .. } => ErrorKind::Unprocessable,
         }
     }
+}
+
+/// The encoders a service started with the configuration would run: the image encoder when
+/// inference is on, and every text encoder it can load for a model that takes notes.
+#[derive(Debug, Clone, Default)]
+pub struct ConfiguredEncoders {
+    pub image: Option<String>,
+    pub text: Vec<String>,
 }
 
 /// What a change asks.
@@ -337,6 +351,57 @@ impl Pipeline {
         Ok(true)
     }
 
+    /// Why `model` could not be given an input modality here, if it could not: it takes
+    /// embeddings of an encoder this service does not run (notes encoded by another text
+    /// encoder, or none loaded; studies by another image encoder, or inference off). A shadow
+    /// may lack them (what it lacked shows in its monitoring); the active model may not.
+    fn unfillable(&self, model: &RiskModel) -> Option<String> {
+        let spec = model.model.manifest.inputs.as_ref()?;
+        let configured = self.encoders_configured.as_ref();
+        let text: Vec<&str> = match (&self.text_encoder, configured) {
+            (Some(loaded), _) => vec![loaded.name.as_str()],
+            (None, Some(c)) => c.text.iter().map(String::as_str).collect(),
+            (None, None) => Vec::new(),
+        };
+        let image: Option<&str> = match (&self.image_encoder, configured) {
+            (Some(loaded), _) => Some(loaded.name()),
+            (None, Some(c)) => c.image.as_deref(),
+            (None, None) => None,
+        };
+        let mut lacking = Vec::new();
+        if let Some(notes) = &spec.notes
+            && !text.contains(&notes.encoder.as_str())
+        {
+            lacking.push(match text.first() {
+                Some(other) => format!(
+                    "it takes notes encoded by `{}`, and this service encodes them with `{other}`",
+                    notes.encoder
+                ),
+                None => format!(
+                    "it takes notes encoded by `{}`, and no text encoder is loaded (one is \
+                     loaded at start when a model that is not retired takes notes)",
+                    notes.encoder
+                ),
+            });
+        }
+        if let Some(imaging) = &spec.imaging
+            && image != Some(imaging.encoder.as_str())
+        {
+            lacking.push(match image {
+                Some(other) => format!(
+                    "it takes studies encoded by `{}`, and this service encodes them with `{other}`",
+                    imaging.encoder
+                ),
+                None => format!(
+                    "it takes studies encoded by `{}`, and no image encoder runs here \
+                     (inference is off)",
+                    imaging.encoder
+                ),
+            });
+        }
+        (!lacking.is_empty()).then(|| lacking.join("; "))
+    }
+
     /// Deploys a loaded model as asked: one transaction for the table, the Device and the
     /// Provenance (promoting a model retires the one active before it), then the registry is
     /// swapped. Returns the Device and the Provenance filed, as JSON.
@@ -388,6 +453,15 @@ impl Pipeline {
             return Err(
                 ModelError::LastActive(format!("{}@{}", request.name, request.version)).into(),
             );
+        }
+        if request.status == Deployment::Active
+            && let Some(reason) = self.unfillable(&target.model)
+        {
+            return Err(ModelError::CannotFill {
+                model: format!("{}@{}", request.name, request.version),
+                reason,
+            }
+            .into());
         }
         let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let mut tx = self.store.begin().await?;

@@ -25,7 +25,7 @@ use crate::store::StoreError;
 use crate::telemetry::spawn_blocking_with_tracing;
 
 /// The resource types an assessment reads its inputs from.
-const INPUT_TYPES: [ResourceType; 9] = [
+pub(super) const INPUT_TYPES: [ResourceType; 9] = [
     ResourceType::Observation,
     ResourceType::Condition,
     ResourceType::DocumentReference,
@@ -61,8 +61,6 @@ pub enum RecordSource {
     /// The EHR the service is configured to pull from, if any (the FHIR operation, jobs).
     #[default]
     Configured,
-    /// What this service holds, without asking the EHR (monitoring: outcomes filed here).
-    Held,
     /// What the caller sent (CDS Hooks prefetch) or had read for it with its own token
     /// (`fhirServer`), as read from the server at `base`.
     Given {
@@ -113,7 +111,6 @@ impl Pipeline {
                 None => (None, None),
             },
             RecordSource::Given { record, base } => (base, Some(Ok(*record))),
-            RecordSource::Held => (None, None),
         };
         let local = match self.store.read(ResourceType::Patient, id).await {
             Ok(stored) => Some(stored),
@@ -426,7 +423,7 @@ impl Pipeline {
     }
 }
 
-fn ai_asserted(resource: &Value) -> bool {
+pub(super) fn ai_asserted(resource: &Value) -> bool {
     resource
         .pointer("/meta/security")
         .and_then(Value::as_array)

@@ -7,6 +7,7 @@ mod assessment_views;
 mod audit;
 mod cache;
 mod cds_cards;
+mod compartments;
 mod embeddings;
 mod files;
 mod hl7;
@@ -28,6 +29,7 @@ use sqlx::{AnyPool, Row};
 
 pub use audit::{AuditFilter, AuditRow, ChainCheck, GENESIS_HASH, NewAuditEvent, chain_hash};
 pub use cds_cards::ShownCard;
+pub use compartments::COMPARTMENT_BATCH;
 pub use embeddings::{InstanceToEmbed, StoredPooledEmbedding, StudyEmbeddings};
 pub use files::FileStore;
 pub use hl7::{Hl7Receipt, NewHl7Message};

@@ -102,13 +102,23 @@ pub fn check_cohort(
     Ok((cohort, survival))
 }
 
-/// The columns named, or by default sex/gender and age columns.
-fn subgroup_columns(cohort: &Cohort, named: &[String]) -> Vec<String> {
-    if named.is_empty() {
-        default_subgroup_columns(cohort)
-    } else {
-        named.to_vec()
+/// The columns named, or by default sex/gender and age columns and those the model's spec
+/// names under `subgroups` (the groups the monitoring will judge it in).
+fn subgroup_columns(
+    cohort: &Cohort,
+    named: &[String],
+    spec: Option<&crate::features::InputSpec>,
+) -> Vec<String> {
+    if !named.is_empty() {
+        return named.to_vec();
     }
+    let mut columns = default_subgroup_columns(cohort);
+    for column in spec.map(|s| s.subgroups.as_slice()).unwrap_or_default() {
+        if !columns.contains(column) {
+            columns.push(column.clone());
+        }
+    }
+    columns
 }
 
 fn select(survival: &Survival, rows: &[usize]) -> (Vec<f64>, Vec<bool>) {
@@ -214,7 +224,8 @@ pub fn train(
     let fitted = fit(&cohort, &survival, &roles, &rest, &fit_options, progress)?;
     let mut model = fitted.model;
     model.manifest.inputs = options.inputs.clone();
-    let subgroup_columns = subgroup_columns(&cohort, &options.subgroups);
+    let subgroup_columns =
+        subgroup_columns(&cohort, &options.subgroups, model.manifest.inputs.as_ref());
     let (train_time, train_event) = select(&survival, &rest);
     let (metrics, subgroups, _) = judge(
         &model,
@@ -382,7 +393,8 @@ fn evaluate_bundle(options: &EvaluateOptions, bundle: &Path) -> Result<Evaluatio
     let (cohort, survival) = check_cohort(cohort, &options.roles)?;
     check_embedding_widths(&cohort, &model.manifest.layout, &options.roles)?;
     let rows: Vec<usize> = (0..cohort.rows).collect();
-    let subgroup_columns = subgroup_columns(&cohort, &options.subgroups);
+    let subgroup_columns =
+        subgroup_columns(&cohort, &options.subgroups, model.manifest.inputs.as_ref());
     // The censoring weights come from the cohort itself: the bundle does not carry its
     // training rows.
     let (metrics, subgroups, scores) = judge(
@@ -426,7 +438,7 @@ fn cross_validate(
         ));
     }
     let seed = options.settings.seed;
-    let subgroup_columns = subgroup_columns(&cohort, &options.subgroups);
+    let subgroup_columns = subgroup_columns(&cohort, &options.subgroups, options.inputs.as_ref());
     let fit_options = FitOptions {
         name: "cross-validation".into(),
         settings: options.settings.clone(),

@@ -38,6 +38,7 @@ mod models;
 mod monitoring;
 mod notes_model;
 mod openapi;
+mod outcome_file;
 mod phi_in_logs;
 mod population;
 mod request_log;

@@ -100,8 +100,16 @@ async fn deploy(app: &TestApp, model: &str, body: Value) -> reqwest::Response {
 async fn models_are_deployed_switched_at_once_recorded_and_kept_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let models = models_dir(dir.path());
+    // The image encoder the trained model's embeddings come from runs here.
+    let encoders = dir.path().join("encoders");
+    prognostics::encoders::write_random_model(&encoders, "tiny", "efficientnet-lite", 1).unwrap();
     let configure = |models: std::path::PathBuf| {
-        move |s: &mut prognostics::config::Settings| s.risk.models_dir = Some(models)
+        let encoders = encoders.clone();
+        move |s: &mut prognostics::config::Settings| {
+            s.risk.models_dir = Some(models);
+            s.inference.enabled = true;
+            s.inference.models_dir = encoders;
+        }
     };
     let data = tempfile::tempdir().unwrap();
     let database = crate::helpers::fresh_postgres_database().await;
@@ -334,6 +342,23 @@ async fn the_command_line_promotes_and_the_service_starts_with_it() {
     )
     .await
     .unwrap();
+    // As the active model it would answer without its images: no image encoder runs with
+    // this configuration. Refused, and the shadow stays.
+    let refused = run(
+        Some(Command::Models(ModelsCommand::Promote(DeployArgs {
+            model: model.clone(),
+            reason: None,
+        }))),
+        settings.clone(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("cannot be given its inputs here: it takes studies encoded by `tiny`"),
+        "{refused}"
+    );
 
     let app = spawn_app_in(data, database, move |s| s.risk.models_dir = Some(models)).await;
     let listing = listed(&app).await;
@@ -354,7 +379,41 @@ async fn the_command_line_promotes_and_the_service_starts_with_it() {
         "{model_entry}"
     );
     // The command line's changes are in the audit trail, refusals included.
-    let changes = crate::cds::audited(&app, "date=ge2000-01-01", "model-deploy", 3).await;
-    assert_eq!(changes.len(), 3, "{changes:?}");
-    assert_eq!(changes.iter().filter(|e| e["outcome"] != "0").count(), 2);
+    let changes = crate::cds::audited(&app, "date=ge2000-01-01", "model-deploy", 4).await;
+    assert_eq!(changes.len(), 4, "{changes:?}");
+    assert_eq!(changes.iter().filter(|e| e["outcome"] != "0").count(), 3);
+}
+
+#[tokio::test]
+async fn a_model_that_cannot_be_given_its_inputs_is_not_made_active() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = models_dir(dir.path());
+    // No image encoder runs (inference off): the trained model takes image embeddings.
+    let app = crate::helpers::spawn_app_with(move |s| s.risk.models_dir = Some(models)).await;
+    let (ldh, _) = status_of(&listed(&app).await, "ldh-imaging");
+    let before = listed(&app).await;
+    let outcome = assert_outcome(
+        deploy(
+            &app,
+            &format!("ldh-imaging@{ldh}"),
+            json!({"status": "active"}),
+        )
+        .await,
+        422,
+    )
+    .await;
+    let text = outcome.to_string();
+    assert!(
+        text.contains("no image encoder runs here") && text.contains("nothing was switched"),
+        "{outcome}"
+    );
+    assert_eq!(listed(&app).await, before);
+    // A shadow may lack them: what it lacked shows in its monitoring, never in an answer.
+    let response = deploy(
+        &app,
+        &format!("ldh-imaging@{ldh}"),
+        json!({"status": "shadow"}),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
 }

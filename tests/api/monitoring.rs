@@ -75,6 +75,21 @@ async fn assessments_are_paired_with_later_outcomes_per_model_version() {
         }
     }
 
+    // Five of them cared for at one site (the Patient's managing organization).
+    for patient in &patients[..5] {
+        let mut resource: Value = app
+            .get(&format!("Patient/{patient}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        resource["managingOrganization"] = json!({"display": "North clinic"});
+        let response = app
+            .put(&format!("Patient/{patient}"), &resource, None)
+            .await;
+        assert_eq!(response.status(), 200);
+    }
+
     let body = app.get_json("/monitoring/performance").await;
     let models = body["models"].as_array().unwrap();
     let of = |role: &str| {
@@ -137,6 +152,17 @@ async fn assessments_are_paired_with_later_outcomes_per_model_version() {
     };
     assert_eq!(group("sex"), [("female".to_owned(), 9)]);
     assert_eq!(group("age"), [("65–74".to_owned(), 9)]);
+    // By site: the five at North clinic, the rest not known; by the inputs the spec names,
+    // as the model was given them (grade II, postmenopausal, no endocrine therapy).
+    assert_eq!(
+        group("site"),
+        [("North clinic".to_owned(), 5), ("unknown".to_owned(), 4)]
+    );
+    assert_eq!(group("tgrade"), [("II".to_owned(), 9)]);
+    assert_eq!(group("menostat"), [("Post".to_owned(), 9)]);
+    assert_eq!(group("horTh"), [("no".to_owned(), 9)]);
+    // No study was used: no scanner groups are made up.
+    assert_eq!(group("scanner"), []);
     assert_eq!(of("active")["gaps"], json!({}));
     // The shadow names no event of its own: judged by the active model's.
     assert_eq!(of("shadow")["outcome_definition"], "active model's");

@@ -52,7 +52,11 @@ const MODULES: &[(&str, &str, &[&str])] = &[
         "the EHR's FHIR server: client, SMART auth, the patient pull",
         &["config", "error", "fhir"],
     ),
-    ("cohort", "training cohorts: CSV, Parquet, ARFF", &[]),
+    (
+        "cohort",
+        "training cohorts (CSV, Parquet, ARFF) and a past cohort's outcome file",
+        &[],
+    ),
     (
         "features",
         "what is known of a patient, into a model's inputs",
@@ -92,6 +96,7 @@ const MODULES: &[(&str, &str, &[&str])] = &[
         "pipeline",
         "the use cases: FHIR CRUD and search, DICOM and HL7 intake, embedding, risk assessment and its jobs",
         &[
+            "cohort",
             "dicom",
             "domain",
             "ehr",

@@ -10,8 +10,11 @@
 
 mod actions;
 mod inputs;
+mod outcome_file;
 mod plots;
+mod records;
 mod report;
+mod subgroups;
 
 use std::collections::BTreeMap;
 
@@ -19,16 +22,18 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::risk_inputs::RecordSource;
 use super::{Pipeline, PipelineError};
-use crate::domain::{ResourceId, ResourceType};
-use crate::features::PatientContext;
+use crate::domain::ResourceType;
 use crate::features::outcome::Outcome;
 pub use actions::ClinicianActions;
 pub use inputs::{
     ColumnDrift, EmbeddingDrift, InputDrift, InputMissingness, InputSnapshot, MissingRate, drift_of,
 };
+pub use outcome_file::{
+    OutcomeFileError, OutcomeImport, OutcomeKind, OutcomeRow, read_outcome_file,
+};
 pub use report::{CardFigures, MonitoringReport, Plot};
+pub use subgroups::{SubgroupColumns, context_groups};
 
 use crate::survival::{
     CensoringDistribution, ReliabilityBin, brier_scores, cumulative_dynamic_auc, fit_logistic,
@@ -145,8 +150,10 @@ pub struct HorizonPerformance {
     pub deciles: Vec<ReliabilityBin>,
 }
 
-/// One prediction to pair: who, when, and the probability by each horizon.
+/// One prediction to pair: which assessment, who, when, and the probability by each horizon.
 struct Scored {
+    /// The assessment's DiagnosticReport id (its RiskAssessment's too).
+    report: String,
     patient: String,
     assessed: DateTime<Utc>,
     /// (label, days, probability).
@@ -180,7 +187,7 @@ fn horizon_label(days: f64) -> String {
 }
 
 /// A filed RiskAssessment as a prediction: (model, version, scored).
-fn filed_prediction(resource: &Value) -> Option<(String, String, Scored)> {
+fn filed_prediction(id: &str, resource: &Value) -> Option<(String, String, Scored)> {
     let method = resource.pointer("/method/text")?.as_str()?;
     let (model, version) = method.rsplit_once(' ')?;
     let patient = resource
@@ -205,6 +212,7 @@ fn filed_prediction(resource: &Value) -> Option<(String, String, Scored)> {
         model.to_owned(),
         version.to_owned(),
         Scored {
+            report: id.to_owned(),
             patient,
             assessed: assessed?,
             horizons,
@@ -221,7 +229,8 @@ pub struct PairedAssessment {
     pub event: bool,
     /// (label, days, probability of the event by then), by horizon, the longest last.
     pub horizons: Vec<(String, f64, f64)>,
-    /// (subgroup column, group): `sex`, `age` band, and any other the caller names.
+    /// (subgroup column, group): `sex`, `age` band, `site`, `scanner`, and the inputs the
+    /// model's spec names.
     pub groups: Vec<(String, String)>,
 }
 
@@ -235,9 +244,6 @@ pub struct Judged {
     pub unusable: BTreeMap<String, usize>,
     pub outcome_definition: &'static str,
 }
-
-/// Patients' records read at once by the monitoring.
-const CONCURRENT_RECORDS: usize = 8;
 
 /// Groups with fewer events than this are shown but left out of the gap between groups: their
 /// C-index is too uncertain to call one group worse.
@@ -394,11 +400,11 @@ impl Pipeline {
                 break;
             };
             after = Some(last.clone());
-            for (_, content) in &page {
+            for (id, content) in &page {
                 let Ok(resource) = serde_json::from_str::<Value>(content) else {
                     continue;
                 };
-                if let Some((model, version, scored)) = filed_prediction(&resource) {
+                if let Some((model, version, scored)) = filed_prediction(id, &resource) {
                     groups
                         .entry((model, version, "active"))
                         .or_default()
@@ -433,6 +439,7 @@ impl Pipeline {
                 .entry((row.model, row.version, "shadow"))
                 .or_default()
                 .push(Scored {
+                    report: row.report,
                     patient: row.patient,
                     assessed: created,
                     horizons,
@@ -445,29 +452,43 @@ impl Pipeline {
             }
             groups.retain(|_, scored| !scored.is_empty());
         }
+        // What each model was given for each assessment (its acquisition and inputs), kept
+        // by the service in the assessment's transaction: a RiskAssessment without it was not
+        // filed by this service's model (written through the FHIR API, say), and is not judged.
+        let since_ms = since.map_or(0, |t| t.timestamp_millis());
+        let mut given: BTreeMap<(String, String, String), InputSnapshot> = BTreeMap::new();
+        for row in self.store.model_inputs_since(since_ms).await? {
+            if let Ok(snapshot) = serde_json::from_str::<InputSnapshot>(&row.content) {
+                given.insert((row.report, row.model, row.version), snapshot);
+            }
+        }
+        let mut not_filed_here = 0usize;
+        for ((model, version, role), scored) in groups.iter_mut() {
+            if *role == "active" {
+                let before = scored.len();
+                scored.retain(|s| {
+                    given.contains_key(&(s.report.clone(), model.clone(), version.clone()))
+                });
+                not_filed_here += before - scored.len();
+            }
+        }
+        groups.retain(|_, scored| !scored.is_empty());
+        if not_filed_here > 0 {
+            tracing::warn!(
+                risk_assessments = not_filed_here,
+                "RiskAssessments not filed by a model of this service were left out of the monitoring"
+            );
+        }
         let registry = self.models();
-        // Every patient's record read once, several at a time (most of the job's time).
-        let patients: std::collections::BTreeSet<String> = groups
+        // Every patient's record read once, many at a time (most of the job's time).
+        let patients: Vec<String> = groups
             .values()
             .flatten()
             .map(|s| s.patient.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
             .collect();
-        let mut contexts: BTreeMap<String, Option<PatientContext>> = BTreeMap::new();
-        {
-            use futures_util::StreamExt;
-            let mut read = futures_util::stream::iter(patients)
-                .map(|patient: String| {
-                    let pipeline = self.clone();
-                    async move {
-                        let context = pipeline.held_context(&patient).await;
-                        (patient, context)
-                    }
-                })
-                .buffer_unordered(CONCURRENT_RECORDS);
-            while let Some((patient, context)) = read.next().await {
-                contexts.insert(patient, context?);
-            }
-        }
+        let records = self.held_records(&patients).await?;
         let mut out = Vec::new();
         for ((model, version, role), scored) in groups {
             let own = registry
@@ -487,6 +508,9 @@ impl Pipeline {
                     .and_then(|m| m.model.manifest.inputs.as_ref())
                     .and_then(|spec| spec.population.clone())
             });
+            let subgroup_columns = registry
+                .find(&model, &version)
+                .map(|m| SubgroupColumns::of(&m.model.model));
             let mut unusable: BTreeMap<String, usize> = BTreeMap::new();
             let mut paired: Vec<PairedAssessment> = Vec::new();
             for s in &scored {
@@ -496,12 +520,13 @@ impl Pipeline {
                         .or_default() += 1;
                     continue;
                 };
-                let Some(Some(context)) = contexts.get(&s.patient) else {
+                let Some(record) = records.get(&s.patient) else {
                     *unusable
                         .entry("the patient is no longer held".into())
                         .or_default() += 1;
                     continue;
                 };
+                let context = &record.context;
                 let (until, happened) = match population.outcome_after(context, s.assessed) {
                     Outcome::Event { at, .. } => (at, true),
                     Outcome::Censored { until } => (until, false),
@@ -524,12 +549,19 @@ impl Pipeline {
                         s.assessed.date_naive(),
                     ))
                 });
+                let mut groups = vec![("sex".into(), sex), ("age".into(), age.to_owned())];
+                let snapshot = given.get(&(s.report.clone(), model.clone(), version.clone()));
+                groups.extend(context_groups(
+                    snapshot,
+                    record.organization.as_deref(),
+                    subgroup_columns.as_ref(),
+                ));
                 paired.push(PairedAssessment {
                     assessed: s.assessed,
                     days: ((until - s.assessed).num_seconds() as f64 / 86_400.0).max(0.0),
                     event: happened,
                     horizons: s.horizons.clone(),
-                    groups: vec![("sex".into(), sex), ("age".into(), age.to_owned())],
+                    groups,
                 });
             }
             out.push(performance_of(
@@ -547,23 +579,6 @@ impl Pipeline {
 
         tracing::info!(models = out.len(), "model performance computed");
         Ok(out)
-    }
-
-    /// What this service holds about a patient now (never the EHR: outcomes are what was
-    /// filed here), or None when the patient is gone.
-    async fn held_context(&self, patient: &str) -> Result<Option<PatientContext>, PipelineError> {
-        let Ok(id) = ResourceId::parse(patient) else {
-            return Ok(None);
-        };
-        match self.gather_record(&id, RecordSource::Held).await {
-            Ok(record) => Ok(Some(PatientContext::from_resources(
-                &record.patient,
-                record.resources.iter(),
-            ))),
-            Err(e) if e.kind() == crate::error::ErrorKind::NotFound => Ok(None),
-            Err(e) if e.kind() == crate::error::ErrorKind::Gone => Ok(None),
-            Err(e) => Err(e),
-        }
     }
 }
 
