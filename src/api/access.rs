@@ -26,7 +26,7 @@ use super::{ApiError, ApiState};
 use crate::auth::{Caller, Interaction, KeyError, Verifier};
 use crate::domain::{AuditAgent, AuditOutcome, AuditRecord, ResourceType};
 use crate::error::ErrorKind;
-use crate::fhir::compartment::{patient_parameter, patients_named, patients_of};
+use crate::fhir::compartment::{patient_parameter, patients_in_json, patients_named, patients_of};
 use crate::telemetry::current_request_id;
 
 /// Longest `Authorization` header read; a longer one is refused before it is parsed.
@@ -85,7 +85,12 @@ impl Access {
     /// A resource the request reads or writes: its patients are noted, and with a confined
     /// grant it must be in the token's patient's compartment.
     pub fn resource(&self, t: ResourceType, resource: &Map<String, Value>) -> Result<(), ApiError> {
-        let patients = patients_of(t, resource);
+        self.admit(patients_of(t, resource))
+    }
+
+    /// Notes the patients of what the request touches; with a confined grant, its own patient
+    /// must be among them.
+    fn admit(&self, patients: Vec<String>) -> Result<(), ApiError> {
         let inside = self
             .confined_to
             .as_ref()
@@ -110,11 +115,11 @@ impl Access {
                 Some(_) => Err(self.outside()),
             };
         }
-        match serde_json::from_str::<Map<String, Value>>(content) {
-            Ok(map) => self.resource(t, &map),
+        match patients_in_json(t, content) {
+            Some(patients) => self.admit(patients),
             // Unreadable content names no patient: only an unconfined caller may have it.
-            Err(_) if self.confined_to.is_none() => Ok(()),
-            Err(_) => Err(self.outside()),
+            None if self.confined_to.is_none() => Ok(()),
+            None => Err(self.outside()),
         }
     }
 

@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value};
 
-use super::search_params::{index_entries, search_params_for};
+use super::search_params::{index_entries, param_entries, search_params_for};
 use crate::domain::ResourceType;
 
 /// The search parameter that names a resource's patient: `_id` for Patient, else `patient`
@@ -37,6 +37,53 @@ pub fn patients_of(resource_type: ResourceType, resource: &Map<String, Value>) -
         .filter(|e| e.param == "patient" && e.system.as_deref() == Some("Patient"))
         .filter_map(|e| e.value)
         .collect()
+}
+
+/// The ids of the patients whose compartment the resource stored as `content` (its JSON text)
+/// is in, as [`patients_of`] tells, parsing only the elements its `patient` parameter reads (a
+/// read checked and audited for its patients parses a reference, not the whole resource).
+/// None when the text is not a JSON object.
+pub fn patients_in_json(resource_type: ResourceType, content: &str) -> Option<Vec<String>> {
+    use serde_json::value::RawValue;
+    use std::collections::HashMap;
+    if resource_type == ResourceType::Patient {
+        let map: Map<String, Value> = serde_json::from_str(content).ok()?;
+        return Some(patients_of(resource_type, &map));
+    }
+    let Some(def) = search_params_for(resource_type)
+        .iter()
+        .find(|p| p.name == "patient")
+    else {
+        // Still refuse what is not JSON, as a full parse would.
+        serde_json::from_str::<&RawValue>(content).ok()?;
+        return Some(Vec::new());
+    };
+    // The top level only, its values left as text; keys with escapes (never FHIR's) cannot be
+    // borrowed, and such a resource is parsed whole.
+    let top: HashMap<&str, &RawValue> = match serde_json::from_str(content) {
+        Ok(top) => top,
+        Err(_) => {
+            let map: Map<String, Value> = serde_json::from_str(content).ok()?;
+            return Some(patients_of(resource_type, &map));
+        }
+    };
+    let mut read = Map::new();
+    for element in def.elements {
+        let key = element.split('.').next().unwrap_or(element);
+        if let Some(raw) = top.get(key)
+            && !read.contains_key(key)
+        {
+            read.insert(key.to_owned(), serde_json::from_str(raw.get()).ok()?);
+        }
+    }
+    let mut patients: Vec<String> = param_entries(def, &read)
+        .into_iter()
+        .filter(|e| e.system.as_deref() == Some("Patient"))
+        .filter_map(|e| e.value)
+        .collect();
+    patients.sort();
+    patients.dedup();
+    Some(patients)
 }
 
 /// The patient ids a search parameter value names (`p1`, `Patient/p1`, `p1,p2`); None when one
@@ -76,6 +123,55 @@ mod tests {
         );
         assert_eq!(patient_parameter(ResourceType::Patient), Some("_id"));
         assert_eq!(patient_parameter(ResourceType::Organization), None);
+    }
+
+    #[test]
+    fn patients_read_from_json_text_are_those_of_the_whole_resource() {
+        for (t, resource) in [
+            (
+                ResourceType::Observation,
+                json!({"resourceType": "Observation", "status": "final",
+                "code": {"text": "x"}, "subject": {"reference": "Patient/p2"},
+                "performer": [{"reference": "Patient/p3"}]}),
+            ),
+            (
+                ResourceType::Observation,
+                json!({"resourceType": "Observation", "status": "final",
+                "code": {"text": "x"}, "subject": {"reference": "Group/g1"}}),
+            ),
+            (
+                ResourceType::Condition,
+                json!({"resourceType": "Condition",
+                "subject": {"reference": "Patient/p4"}}),
+            ),
+            (
+                ResourceType::Patient,
+                json!({"resourceType": "Patient", "id": "p5"}),
+            ),
+            (
+                ResourceType::Organization,
+                json!({"resourceType": "Organization", "id": "o1"}),
+            ),
+        ] {
+            let text = resource.to_string();
+            assert_eq!(
+                patients_in_json(t, &text).unwrap(),
+                patients_of(t, &map(resource)),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            patients_in_json(ResourceType::Observation, "not json"),
+            None
+        );
+        assert_eq!(patients_in_json(ResourceType::Organization, "[1"), None);
+        // An escaped key is read all the same.
+        let escaped =
+            r#"{"resourceType": "Observation", "subj\u0065ct": {"reference": "Patient/p6"}}"#;
+        assert_eq!(
+            patients_in_json(ResourceType::Observation, escaped).unwrap(),
+            ["p6"]
+        );
     }
 
     #[test]

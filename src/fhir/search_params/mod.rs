@@ -83,21 +83,33 @@ pub fn index_entries(
 ) -> Vec<IndexEntry> {
     let mut entries = Vec::new();
     for def in search_params_for(resource_type) {
-        for element in def.elements {
-            for value in values_at(resource, element) {
-                match def.kind {
-                    SearchParamKind::Token => push_tokens(def.name, value, &mut entries),
-                    SearchParamKind::Reference => push_reference(def, value, &mut entries),
-                    SearchParamKind::Date => push_date(def.name, value, &mut entries),
-                }
-            }
-        }
+        push_entries(def, resource, &mut entries);
     }
     entries.sort_by(|a, b| {
         (a.param, &a.system, &a.value, a.start_ms).cmp(&(b.param, &b.system, &b.value, b.start_ms))
     });
     entries.dedup();
     entries
+}
+
+/// The index entries of one search parameter of `resource` (those [`index_entries`] gives
+/// for it, unsorted): for a caller that needs one parameter, without the cost of all.
+pub fn param_entries(def: &SearchParamDef, resource: &Map<String, Value>) -> Vec<IndexEntry> {
+    let mut entries = Vec::new();
+    push_entries(def, resource, &mut entries);
+    entries
+}
+
+fn push_entries(def: &SearchParamDef, resource: &Map<String, Value>, out: &mut Vec<IndexEntry>) {
+    for element in def.elements {
+        for value in values_at(resource, element) {
+            match def.kind {
+                SearchParamKind::Token => push_tokens(def.name, value, out),
+                SearchParamKind::Reference => push_reference(def, value, out),
+                SearchParamKind::Date => push_date(def.name, value, out),
+            }
+        }
+    }
 }
 
 /// Follows a dotted element path through objects and arrays.
