@@ -378,6 +378,83 @@ pub fn performance_of(judged: Judged, paired: &[PairedAssessment]) -> ModelPerfo
     }
 }
 
+/// One model version's predictions on their way to being judged.
+struct Judging {
+    judged: Judged,
+    /// Its event definition (a shadow without one: the active model's).
+    population: Option<crate::features::population::PopulationSpec>,
+    subgroup_columns: Option<SubgroupColumns>,
+    scored: Vec<Scored>,
+    paired: Vec<PairedAssessment>,
+}
+
+impl Judging {
+    /// Pairs prediction `k` with its patient's record as held (none: the patient is gone), or
+    /// counts why it cannot be.
+    fn pair(
+        &mut self,
+        k: usize,
+        record: Option<&records::HeldRecord>,
+        given: &BTreeMap<(String, String, String), InputSnapshot>,
+    ) {
+        let s = &self.scored[k];
+        let unusable = &mut self.judged.unusable;
+        let Some(population) = &self.population else {
+            *unusable
+                .entry("no event is defined for the model".into())
+                .or_default() += 1;
+            return;
+        };
+        let Some(record) = record else {
+            *unusable
+                .entry("the patient is no longer held".into())
+                .or_default() += 1;
+            return;
+        };
+        let context = &record.context;
+        let (until, happened) = match population.outcome_after(context, s.assessed) {
+            Outcome::Event { at, .. } => (at, true),
+            Outcome::Censored { until } => (until, false),
+            Outcome::Unusable(why) => {
+                // The kind of reason, without the resource it names: a count per kind.
+                let kind = why.split(':').next().unwrap_or(&why).to_owned();
+                *unusable.entry(kind).or_default() += 1;
+                return;
+            }
+        };
+        if s.horizons.is_empty() {
+            return;
+        }
+        let sex = context
+            .sex
+            .map_or("unknown".to_owned(), |x| format!("{x:?}").to_lowercase());
+        let age = context.birth_date.map_or("unknown", |born| {
+            age_band(crate::features::context::age_in_years(
+                born,
+                s.assessed.date_naive(),
+            ))
+        });
+        let mut groups = vec![("sex".into(), sex), ("age".into(), age.to_owned())];
+        let key = (
+            s.report.clone(),
+            self.judged.model.clone(),
+            self.judged.version.clone(),
+        );
+        groups.extend(context_groups(
+            given.get(&key),
+            record.organization.as_deref(),
+            self.subgroup_columns.as_ref(),
+        ));
+        self.paired.push(PairedAssessment {
+            assessed: s.assessed,
+            days: ((until - s.assessed).num_seconds() as f64 / 86_400.0).max(0.0),
+            event: happened,
+            horizons: s.horizons.clone(),
+            groups,
+        });
+    }
+}
+
 impl Pipeline {
     /// The performance of every model version that has answered or shadowed assessments.
     pub async fn monitor_performance(&self) -> Result<Vec<ModelPerformance>, PipelineError> {
@@ -480,102 +557,70 @@ impl Pipeline {
             );
         }
         let registry = self.models();
-        // Every patient's record read once, many at a time (most of the job's time).
-        let patients: Vec<String> = groups
-            .values()
-            .flatten()
-            .map(|s| s.patient.clone())
-            .collect::<std::collections::BTreeSet<_>>()
+        // How each model version is judged: its event definition and subgroups.
+        let mut judging: Vec<Judging> = groups
             .into_iter()
-            .collect();
-        let records = self.held_records(&patients).await?;
-        let mut out = Vec::new();
-        for ((model, version, role), scored) in groups {
-            let own = registry
-                .find(&model, &version)
-                .and_then(|m| m.model.model.manifest.inputs.as_ref())
-                .and_then(|spec| spec.population.clone());
-            // A shadow that names no event of its own is judged by the active model's: it is
-            // a candidate answer to the same clinical question.
-            let outcome_from = if own.is_some() {
-                "own"
-            } else {
-                "active model's"
-            };
-            let population = own.or_else(|| {
-                registry
-                    .active()
-                    .and_then(|m| m.model.manifest.inputs.as_ref())
-                    .and_then(|spec| spec.population.clone())
-            });
-            let subgroup_columns = registry
-                .find(&model, &version)
-                .map(|m| SubgroupColumns::of(&m.model.model));
-            let mut unusable: BTreeMap<String, usize> = BTreeMap::new();
-            let mut paired: Vec<PairedAssessment> = Vec::new();
-            for s in &scored {
-                let Some(population) = &population else {
-                    *unusable
-                        .entry("no event is defined for the model".into())
-                        .or_default() += 1;
-                    continue;
+            .map(|((model, version, role), scored)| {
+                let own = registry
+                    .find(&model, &version)
+                    .and_then(|m| m.model.model.manifest.inputs.as_ref())
+                    .and_then(|spec| spec.population.clone());
+                // A shadow that names no event of its own is judged by the active model's: it
+                // is a candidate answer to the same clinical question.
+                let outcome_definition = if own.is_some() {
+                    "own"
+                } else {
+                    "active model's"
                 };
-                let Some(record) = records.get(&s.patient) else {
-                    *unusable
-                        .entry("the patient is no longer held".into())
-                        .or_default() += 1;
-                    continue;
-                };
-                let context = &record.context;
-                let (until, happened) = match population.outcome_after(context, s.assessed) {
-                    Outcome::Event { at, .. } => (at, true),
-                    Outcome::Censored { until } => (until, false),
-                    Outcome::Unusable(why) => {
-                        // The kind of reason, without the resource it names: a count per kind.
-                        let kind = why.split(':').next().unwrap_or(&why).to_owned();
-                        *unusable.entry(kind).or_default() += 1;
-                        continue;
-                    }
-                };
-                if s.horizons.is_empty() {
-                    continue;
+                let population = own.or_else(|| {
+                    registry
+                        .active()
+                        .and_then(|m| m.model.manifest.inputs.as_ref())
+                        .and_then(|spec| spec.population.clone())
+                });
+                let subgroup_columns = registry
+                    .find(&model, &version)
+                    .map(|m| SubgroupColumns::of(&m.model.model));
+                Judging {
+                    judged: Judged {
+                        model,
+                        version,
+                        role,
+                        assessments: scored.len(),
+                        unusable: BTreeMap::new(),
+                        outcome_definition,
+                    },
+                    population,
+                    subgroup_columns,
+                    scored,
+                    paired: Vec::new(),
                 }
-                let sex = context
-                    .sex
-                    .map_or("unknown".to_owned(), |x| format!("{x:?}").to_lowercase());
-                let age = context.birth_date.map_or("unknown", |born| {
-                    age_band(crate::features::context::age_in_years(
-                        born,
-                        s.assessed.date_naive(),
-                    ))
-                });
-                let mut groups = vec![("sex".into(), sex), ("age".into(), age.to_owned())];
-                let snapshot = given.get(&(s.report.clone(), model.clone(), version.clone()));
-                groups.extend(context_groups(
-                    snapshot,
-                    record.organization.as_deref(),
-                    subgroup_columns.as_ref(),
-                ));
-                paired.push(PairedAssessment {
-                    assessed: s.assessed,
-                    days: ((until - s.assessed).num_seconds() as f64 / 86_400.0).max(0.0),
-                    event: happened,
-                    horizons: s.horizons.clone(),
-                    groups,
-                });
+            })
+            .collect();
+        // Every patient's record read once, a batch at a time (most of the job's time), each
+        // batch's assessments paired and the records let go: memory holds the pairs only.
+        let mut by_patient: BTreeMap<String, Vec<(usize, usize)>> = BTreeMap::new();
+        for (g, j) in judging.iter().enumerate() {
+            for (k, scored) in j.scored.iter().enumerate() {
+                by_patient
+                    .entry(scored.patient.clone())
+                    .or_default()
+                    .push((g, k));
             }
-            out.push(performance_of(
-                Judged {
-                    model,
-                    version,
-                    role,
-                    assessments: scored.len(),
-                    unusable,
-                    outcome_definition: outcome_from,
-                },
-                &paired,
-            ));
         }
+        let patients: Vec<String> = by_patient.keys().cloned().collect();
+        for batch in patients.chunks(crate::store::COMPARTMENT_BATCH) {
+            let records = self.held_records(batch).await?;
+            for patient in batch {
+                for &(g, k) in &by_patient[patient] {
+                    judging[g].pair(k, records.get(patient), &given);
+                }
+            }
+        }
+        let out: Vec<ModelPerformance> = judging
+            .into_iter()
+            .map(|j| performance_of(j.judged, &j.paired))
+            .collect();
 
         tracing::info!(models = out.len(), "model performance computed");
         Ok(out)

@@ -118,7 +118,7 @@ impl Pipeline {
                 );
             }
         }
-        tracing::info!(
+        tracing::debug!(
             patients = patients.len(),
             held = out.len(),
             "records read for monitoring"
