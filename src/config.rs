@@ -51,8 +51,8 @@ pub struct MonitoringSettings {
     /// Alert when an input is missing from a model's recent assessments more often than from
     /// its training rows, by more than this share.
     pub missing_rate: f64,
-    /// Alert when Harrell's C differs between the groups of a subgroup (sex, age band) by
-    /// more than this.
+    /// Alert when Harrell's C differs between the groups of a subgroup (sex, age band, site,
+    /// scanner, the inputs a model's spec names) by more than this.
     pub subgroup_gap: f64,
     /// Days of recent assessments whose inputs and outputs are compared with the training
     /// patients' (drift).
@@ -64,6 +64,11 @@ pub struct MonitoringSettings {
     /// patients' (root mean square over the model's whitened principal components, in
     /// training standard deviations).
     pub embedding_shift: f64,
+    /// Alert when clinicians accept a smaller share than this of a model version's outputs
+    /// (accepted CDS cards and signed reports among every card answered and report reviewed).
+    pub acceptance_rate: f64,
+    /// Fewer clinicians' decisions on a model version than this: no judgement of acceptance.
+    pub min_decisions: usize,
 }
 
 impl Default for MonitoringSettings {
@@ -78,6 +83,8 @@ impl Default for MonitoringSettings {
             window_days: 90,
             psi: 0.25,
             embedding_shift: 0.5,
+            acceptance_rate: 0.5,
+            min_decisions: 20,
         }
     }
 }

@@ -726,5 +726,7 @@ pub fn alert_thresholds(
         window_days: monitoring.window_days,
         psi: monitoring.psi,
         embedding_shift: monitoring.embedding_shift,
+        acceptance_rate: monitoring.acceptance_rate,
+        min_decisions: monitoring.min_decisions,
     }
 }

@@ -3,14 +3,15 @@
 //! the threshold (discrimination), whose calibration-in-the-large at a horizon is off by more
 //! than the threshold (calibration), or one of whose inputs is missing from more than the
 //! threshold's share of its assessments (input-missing), or whose C-index differs between the
-//! groups of a subgroup by more than the threshold (subgroup-gap) raises an alert: logged, shown on
+//! groups of a subgroup by more than the threshold (subgroup-gap), or whose outputs clinicians
+//! accept less often than the threshold (acceptance) raises an alert: logged, shown on
 //! `/metrics` (`prognostics_alert`), and filed once as a FHIR DetectedIssue naming the
 //! model's Device. Too few paired assessments: no judgement yet.
 
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::monitoring::{InputDrift, ModelPerformance};
+use super::monitoring::{ClinicianActions, InputDrift, ModelPerformance};
 use super::{Pipeline, PipelineError, digest_id};
 use crate::domain::ResourceType;
 use crate::metrics::{AlertLabels, METRICS};
@@ -27,6 +28,8 @@ pub struct AlertThresholds {
     pub window_days: u32,
     pub psi: f64,
     pub embedding_shift: f64,
+    pub acceptance_rate: f64,
+    pub min_decisions: usize,
 }
 
 impl Default for AlertThresholds {
@@ -40,6 +43,8 @@ impl Default for AlertThresholds {
             window_days: 90,
             psi: 0.25,
             embedding_shift: 0.5,
+            acceptance_rate: 0.5,
+            min_decisions: 20,
         }
     }
 }
@@ -81,6 +86,10 @@ fn issue_code(kind: &str) -> (&'static str, &'static str) {
             "model-output-drift",
             "A model's predicted risks are distributed unlike in its training patients",
         ),
+        "acceptance" => (
+            "model-low-acceptance",
+            "Clinicians often override or disagree with a model's output",
+        ),
         _ => (
             "model-input-missingness",
             "An input of a model is often missing",
@@ -96,6 +105,7 @@ pub type Raised = (String, String, String, String);
 pub fn judge(
     performance: &[ModelPerformance],
     drift: &[InputDrift],
+    actions: &[ClinicianActions],
     thresholds: &AlertThresholds,
     card_c: impl Fn(&str, &str) -> Option<f64>,
 ) -> Vec<Raised> {
@@ -216,6 +226,40 @@ pub fn judge(
             );
         }
     }
+    for a in actions {
+        let decided =
+            a.cards_accepted + a.cards_overridden + a.reports_signed + a.reports_disagreed;
+        if decided < thresholds.min_decisions {
+            continue;
+        }
+        if let Some(rate) = a
+            .acceptance_rate
+            .filter(|rate| *rate < thresholds.acceptance_rate)
+        {
+            let reasons: Vec<String> = a
+                .override_reasons
+                .iter()
+                .chain(&a.disagree_reasons)
+                .map(|(reason, n)| format!("{reason} {n}"))
+                .collect();
+            raised.push((
+                a.model.clone(),
+                a.version.clone(),
+                "acceptance".into(),
+                format!(
+                    "clinicians accepted {:.0} % of {decided} decisions ({} cards overridden, {} reports disagreed with{})",
+                    100.0 * rate,
+                    a.cards_overridden,
+                    a.reports_disagreed,
+                    if reasons.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; reasons: {}", reasons.join(", "))
+                    }
+                ),
+            ));
+        }
+    }
     raised
 }
 
@@ -228,11 +272,17 @@ fn alert_id(model: &str, version: &str, kind: &str) -> crate::domain::ResourceId
 impl Pipeline {
     /// The alerts `performance` and `drift` raise at the configured thresholds, each with the
     /// DetectedIssue it is (or would be) filed as; nothing is filed.
-    pub fn alerts_of(&self, performance: &[ModelPerformance], drift: &[InputDrift]) -> Vec<Alert> {
+    pub fn alerts_of(
+        &self,
+        performance: &[ModelPerformance],
+        drift: &[InputDrift],
+        actions: &[ClinicianActions],
+    ) -> Vec<Alert> {
         let registry = self.models();
         judge(
             performance,
             drift,
+            actions,
             &self.alert_thresholds,
             |model, version| {
                 registry
@@ -261,7 +311,8 @@ impl Pipeline {
     pub async fn evaluate_alerts(&self) -> Result<Vec<Alert>, PipelineError> {
         let performance = self.monitor_performance().await?;
         let drift = self.input_drift(self.alert_thresholds.window_days).await?;
-        let raised = self.alerts_of(&performance, &drift);
+        let actions = self.clinician_actions().await?;
+        let raised = self.alerts_of(&performance, &drift, &actions);
         let registry = self.models();
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let mut alerts = Vec::new();
@@ -395,28 +446,28 @@ mod tests {
         let card = |_: &str, _: &str| Some(0.74);
         // Within every threshold: nothing.
         let fine = [performance(50, 0.72, &[("age", 0.05)])];
-        assert!(judge(&fine, &[], &thresholds, card).is_empty());
+        assert!(judge(&fine, &[], &[], &thresholds, card).is_empty());
         // A subgroup apart by more than 0.1: that alert alone, naming the groups.
         let apart = [performance(50, 0.72, &[("age", 0.2)])];
-        let raised = judge(&apart, &[], &thresholds, card);
+        let raised = judge(&apart, &[], &[], &thresholds, card);
         assert_eq!(kinds(&raised), ["subgroup-gap:age"]);
         assert!(raised[0].3.contains("< 50 0.800"), "{}", raised[0].3);
         // Discrimination down from the card's.
         let worse = [performance(50, 0.6, &[])];
         assert_eq!(
-            kinds(&judge(&worse, &[], &thresholds, card)),
+            kinds(&judge(&worse, &[], &[], &thresholds, card)),
             ["discrimination"]
         );
         // Too few paired: not judged.
         let few = [performance(5, 0.5, &[("age", 0.5)])];
-        assert!(judge(&few, &[], &thresholds, card).is_empty());
+        assert!(judge(&few, &[], &[], &thresholds, card).is_empty());
         // Drift: an input missing more often than in training, an input and the risk
         // distributed otherwise, an embedding moved; each its own alert.
         let mut drifted = drift(40);
-        assert!(judge(&fine, &[drifted.clone()], &thresholds, card).is_empty());
+        assert!(judge(&fine, &[drifted.clone()], &[], &thresholds, card).is_empty());
         drifted.inputs[0].missing_rate = 0.5;
         assert_eq!(
-            kinds(&judge(&fine, &[drifted.clone()], &thresholds, card)),
+            kinds(&judge(&fine, &[drifted.clone()], &[], &thresholds, card)),
             ["input-missing:tsize"]
         );
         drifted.inputs[0].missing_rate = 0.0;
@@ -424,7 +475,7 @@ mod tests {
         drifted.output_psi = Some(0.3);
         drifted.embeddings[0].shift.mean_shift = 0.8;
         assert_eq!(
-            kinds(&judge(&fine, &[drifted.clone()], &thresholds, card)),
+            kinds(&judge(&fine, &[drifted.clone()], &[], &thresholds, card)),
             [
                 "input-drift:tsize",
                 "embedding-drift:imaging",
@@ -434,6 +485,41 @@ mod tests {
         // Too few recent assessments: not judged.
         let mut few = drifted;
         few.assessments = 5;
-        assert!(judge(&fine, &[few], &thresholds, card).is_empty());
+        assert!(judge(&fine, &[few], &[], &thresholds, card).is_empty());
+        // What clinicians do: 8 of 30 decisions accepted is below half; 30 % of 10 is too few
+        // decisions to judge.
+        let mut actions = ClinicianActions {
+            model: "m".into(),
+            version: "1".into(),
+            cards_accepted: 5,
+            cards_overridden: 12,
+            override_reasons: BTreeMap::from([("override-inputs-wrong".into(), 12)]),
+            reports_signed: 3,
+            reports_disagreed: 10,
+            disagree_reasons: BTreeMap::new(),
+            acceptance_rate: Some(8.0 / 30.0),
+        };
+        let raised = judge(
+            &fine,
+            &[],
+            std::slice::from_ref(&actions),
+            &thresholds,
+            card,
+        );
+        assert_eq!(kinds(&raised), ["acceptance"]);
+        assert!(
+            raised[0].3.contains("override-inputs-wrong 12"),
+            "{}",
+            raised[0].3
+        );
+        actions.cards_overridden = 2;
+        actions.reports_disagreed = 0;
+        actions.reports_signed = 0;
+        actions.acceptance_rate = Some(5.0 / 7.0);
+        assert!(judge(&fine, &[], &[actions.clone()], &thresholds, card).is_empty());
+        actions.acceptance_rate = Some(0.3);
+        actions.cards_accepted = 3;
+        actions.cards_overridden = 7;
+        assert!(judge(&fine, &[], &[actions], &thresholds, card).is_empty());
     }
 }

@@ -43,6 +43,9 @@ async fn assessments_are_paired_with_later_outcomes_per_model_version() {
         s.monitoring.interval_secs = 0;
         s.monitoring.min_paired = 5;
         s.monitoring.missing_rate = 0.05;
+        // Three decisions are enough to judge here; two of three accepted is below 0.7.
+        s.monitoring.min_decisions = 3;
+        s.monitoring.acceptance_rate = 0.7;
     })
     .await;
     deploy_shadow_of_trained(&app).await;
@@ -251,6 +254,14 @@ async fn assessments_are_paired_with_later_outcomes_per_model_version() {
         "{discrimination}"
     );
     kind_of("gbsg2-recurrence", "input-missing:tsize");
+    let acceptance = kind_of("gbsg2-recurrence", "acceptance");
+    assert!(
+        acceptance["detail"]
+            .as_str()
+            .unwrap()
+            .contains("accepted 67 % of 3 decisions"),
+        "{acceptance}"
+    );
     let issue = app
         .get(discrimination["detected_issue"].as_str().unwrap())
         .await

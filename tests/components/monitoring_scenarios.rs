@@ -168,6 +168,7 @@ fn alerts(model: &Model, cohort: &Cohort, survival: &Survival) -> Vec<String> {
     judge(
         &[performance],
         &[drift],
+        &[],
         &AlertThresholds::default(),
         |_, _| Some(card),
     )
@@ -397,7 +398,7 @@ fn a_scanner_change_raises_embedding_drift_and_nothing_else() {
                 e.modality, e.shift.mean_shift, e.shift.spread
             );
         }
-        judge(&[], &[drift], &thresholds, |_, _| None)
+        judge(&[], &[drift], &[], &thresholds, |_, _| None)
             .into_iter()
             .map(|raised| raised.2)
             .collect()

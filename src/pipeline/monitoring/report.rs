@@ -425,7 +425,7 @@ impl Pipeline {
             .clamp(1, i64::from(u32::MAX)) as u32;
         let drift = self.input_drift(window).await?;
         let actions = self.clinician_actions().await?;
-        let alerts = self.alerts_of(&performance, &drift);
+        let alerts = self.alerts_of(&performance, &drift, &actions);
         let registry = self.models();
         let cards = registry
             .models
