@@ -86,6 +86,10 @@ fn issue_code(kind: &str) -> (&'static str, &'static str) {
             "model-output-drift",
             "A model's predicted risks are distributed unlike in its training patients",
         ),
+        kind if kind.starts_with("acquisition-change") => (
+            "model-acquisition-change",
+            "The images a model meets are acquired unlike before",
+        ),
         "acceptance" => (
             "model-low-acceptance",
             "Clinicians often override or disagree with a model's output",
@@ -212,6 +216,17 @@ pub fn judge(
                         e.shift.rows,
                         d.since,
                         d.role
+                    ),
+                );
+            }
+        }
+        for (field, change) in &d.acquisition_change {
+            if change.psi > thresholds.psi && change.before >= thresholds.min_paired {
+                raise(
+                    format!("acquisition-change:{field}"),
+                    format!(
+                        "imaging {field}: population stability index {:.2} of the {} studies since {} ({}) against the {} before",
+                        change.psi, change.recent, d.since, d.role, change.before
                     ),
                 );
             }
@@ -430,6 +445,7 @@ mod tests {
             output_psi: Some(0.02),
             output_shares: Vec::new(),
             acquisition: BTreeMap::new(),
+            acquisition_change: BTreeMap::new(),
         }
     }
 
@@ -482,6 +498,26 @@ mod tests {
                 "output-drift"
             ]
         );
+        // The scanners' mix changed against the studies before the window.
+        let mut rescanned = drift(40);
+        rescanned.acquisition_change.insert(
+            "model".into(),
+            crate::pipeline::monitoring::AcquisitionChange {
+                psi: 0.9,
+                before: 30,
+                recent: 40,
+            },
+        );
+        assert_eq!(
+            kinds(&judge(&fine, &[rescanned.clone()], &[], &thresholds, card)),
+            ["acquisition-change:model"]
+        );
+        rescanned
+            .acquisition_change
+            .get_mut("model")
+            .unwrap()
+            .before = 5;
+        assert!(judge(&fine, &[rescanned], &[], &thresholds, card).is_empty());
         // Too few recent assessments: not judged.
         let mut few = drifted;
         few.assessments = 5;

@@ -5,8 +5,9 @@
 //! higher (calibration), a subgroup whose outcomes the model no longer ranks (subgroup gap).
 //! Each raises its own alert and no other, and the unchanged cohort raises none. A shadow
 //! model given more of the record is seen to discriminate better than the active one.
-//! The imaging scanner change is proved in `tests/api/monitoring_scanner.rs`, where a model
-//! that takes images is trained.
+//! A scanner change is proved on a model that takes images, trained here: images rendered
+//! otherwise under the same header are told by the embeddings alone, a new scanner by the
+//! embeddings and the acquisition headers.
 
 use std::collections::BTreeMap;
 
@@ -15,7 +16,7 @@ use prognostics::cohort::{Cohort, Survival, Values, read_cohort};
 use prognostics::fusion::{Model, Prediction};
 use prognostics::pipeline::alerts::{AlertThresholds, judge};
 use prognostics::pipeline::monitoring::{
-    InputSnapshot, Judged, PairedAssessment, age_band, drift_of, performance_of,
+    InputSnapshot, Judged, PairedAssessment, acquisition_counts, age_band, drift_of, performance_of,
 };
 use prognostics::training::dataset::cohort_inputs;
 use prognostics::training::inputs::recode_for_spec;
@@ -163,6 +164,7 @@ fn alerts(model: &Model, cohort: &Cohort, survival: &Survival) -> Vec<String> {
         "active",
         "2025-01-01T00:00:00Z".into(),
         &snapshots(model, cohort, &predicted),
+        &BTreeMap::new(),
     );
     let card = card_c();
     judge(
@@ -338,7 +340,7 @@ fn embedding_snapshots(
 }
 
 #[test]
-fn a_scanner_change_raises_embedding_drift_and_nothing_else() {
+fn a_scanner_change_is_told_by_its_embeddings_and_its_headers() {
     use prognostics::domain::{Horizon, TimeUnit};
     use prognostics::fusion::TrainSettings;
     use prognostics::training::{ColumnRoles, TrainOptions, train};
@@ -377,7 +379,21 @@ fn a_scanner_change_raises_embedding_drift_and_nothing_else() {
     .unwrap();
     let model = Model::load(&out).unwrap();
     let thresholds = AlertThresholds::default();
-    let kinds = |offset: f64, seed: u64| -> Vec<String> {
+    // Before the window, 300 studies from one scanner.
+    let scanner = |manufacturer: &str, model: &str| {
+        BTreeMap::from([
+            ("manufacturer".to_owned(), manufacturer.to_owned()),
+            ("model".to_owned(), model.to_owned()),
+        ])
+    };
+    let earlier: Vec<InputSnapshot> = (0..300)
+        .map(|_| InputSnapshot {
+            acquisition: scanner("GE MEDICAL SYSTEMS", "LightSpeed16"),
+            ..InputSnapshot::default()
+        })
+        .collect();
+    let before = acquisition_counts(&earlier);
+    let kinds = |offset: f64, seed: u64, acquired: &BTreeMap<String, String>| -> Vec<String> {
         let cohort = imaging_cohort(
             &dir.path().join(format!("new-{seed}.csv")),
             seed,
@@ -385,11 +401,16 @@ fn a_scanner_change_raises_embedding_drift_and_nothing_else() {
             offset,
         );
         let predicted = predictions(&model, &cohort);
+        let mut snapshots = embedding_snapshots(&model, &cohort, &predicted);
+        for s in &mut snapshots {
+            s.acquisition = acquired.clone();
+        }
         let drift = drift_of(
             &model,
             "active",
             "2025-01-01T00:00:00Z".into(),
-            &embedding_snapshots(&model, &cohort, &predicted),
+            &snapshots,
+            &before,
         );
         assert_eq!(drift.embeddings.len(), 1, "the imaging embedding is judged");
         for e in &drift.embeddings {
@@ -403,9 +424,20 @@ fn a_scanner_change_raises_embedding_drift_and_nothing_else() {
             .map(|raised| raised.2)
             .collect()
     };
+    let same = scanner("GE MEDICAL SYSTEMS", "LightSpeed16");
     // New patients from the same scanner: nothing.
-    assert_eq!(kinds(0.0, 2), Vec::<String>::new());
-    // The same patients' images from a scanner that renders them brighter (every component
-    // of the embedding up by 0.6, about two of its standard deviations).
-    assert_eq!(kinds(0.6, 2), ["embedding-drift:imaging"]);
+    assert_eq!(kinds(0.0, 2, &same), Vec::<String>::new());
+    // The same patients' images rendered brighter by a scanner whose header says the same (a
+    // reconstruction change: every component of the embedding up by 0.6, about two of its
+    // standard deviations): the embeddings tell it.
+    assert_eq!(kinds(0.6, 2, &same), ["embedding-drift:imaging"]);
+    // A new scanner, which renders them so: the headers tell it too.
+    assert_eq!(
+        kinds(0.6, 2, &scanner("SIEMENS", "SOMATOM Force")),
+        [
+            "embedding-drift:imaging",
+            "acquisition-change:manufacturer",
+            "acquisition-change:model"
+        ]
+    );
 }

@@ -183,6 +183,70 @@ pub struct InputDrift {
     pub output_shares: Vec<(f64, f64)>,
     /// Per acquisition field (manufacturer, model, …), how many studies had each value.
     pub acquisition: BTreeMap<String, BTreeMap<String, usize>>,
+    /// Per acquisition field, the population stability index of its mix in the window against
+    /// the studies of the assessments before it (none before: not compared), and how many
+    /// studies before the window had it.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub acquisition_change: BTreeMap<String, AcquisitionChange>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AcquisitionChange {
+    pub psi: f64,
+    /// Studies before the window with the field.
+    pub before: usize,
+    /// In the window.
+    pub recent: usize,
+}
+
+/// Counts of each acquisition field's values over `snapshots`.
+pub fn acquisition_counts(
+    snapshots: &[InputSnapshot],
+) -> BTreeMap<String, BTreeMap<String, usize>> {
+    let mut counts: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+    for s in snapshots {
+        for (field, value) in &s.acquisition {
+            *counts
+                .entry(field.clone())
+                .or_default()
+                .entry(value.clone())
+                .or_default() += 1;
+        }
+    }
+    counts
+}
+
+/// Per field in both, the PSI of `recent`'s mix of values against `before`'s (over the values
+/// either had).
+fn acquisition_change(
+    before: &BTreeMap<String, BTreeMap<String, usize>>,
+    recent: &BTreeMap<String, BTreeMap<String, usize>>,
+) -> BTreeMap<String, AcquisitionChange> {
+    let mut out = BTreeMap::new();
+    for (field, now) in recent {
+        let Some(then) = before.get(field) else {
+            continue;
+        };
+        let (n_then, n_now) = (then.values().sum::<usize>(), now.values().sum::<usize>());
+        if n_then == 0 || n_now == 0 {
+            continue;
+        }
+        let values: std::collections::BTreeSet<&String> = then.keys().chain(now.keys()).collect();
+        let share = |counts: &BTreeMap<String, usize>, n: usize, v: &String| {
+            counts.get(v).copied().unwrap_or(0) as f64 / n as f64
+        };
+        let expected: Vec<f64> = values.iter().map(|v| share(then, n_then, v)).collect();
+        let actual: Vec<f64> = values.iter().map(|v| share(now, n_now, v)).collect();
+        out.insert(
+            field.clone(),
+            AcquisitionChange {
+                psi: psi(&expected, &actual),
+                before: n_then,
+                recent: n_now,
+            },
+        );
+    }
+    out
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -204,12 +268,14 @@ pub struct EmbeddingDrift {
 }
 
 /// The drift of `snapshots` (one model version's in `role`, in the window from `since`)
-/// against `model`'s training.
+/// against `model`'s training, and of their acquisition mix against `before` (the counts of
+/// the assessments before the window, [`acquisition_counts`]).
 pub fn drift_of(
     model: &Model,
     role: &str,
     since: String,
     snapshots: &[InputSnapshot],
+    before: &BTreeMap<String, BTreeMap<String, usize>>,
 ) -> InputDrift {
     let n = snapshots.len().max(1) as f64;
     let mut columns = Vec::new();
@@ -296,16 +362,8 @@ pub fn drift_of(
         }
         _ => (None, Vec::new()),
     };
-    let mut acquisition: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
-    for s in snapshots {
-        for (field, value) in &s.acquisition {
-            *acquisition
-                .entry(field.clone())
-                .or_default()
-                .entry(value.clone())
-                .or_default() += 1;
-        }
-    }
+    let acquisition = acquisition_counts(snapshots);
+    let acquisition_change = acquisition_change(before, &acquisition);
     InputDrift {
         model: model.manifest.name.clone(),
         version: model.manifest.version.clone(),
@@ -317,6 +375,7 @@ pub fn drift_of(
         output_psi,
         output_shares,
         acquisition,
+        acquisition_change,
     }
 }
 
@@ -325,31 +384,42 @@ impl Pipeline {
     /// `window_days` days of assessments, against its training.
     pub async fn input_drift(&self, window_days: u32) -> Result<Vec<InputDrift>, PipelineError> {
         let since = chrono::Utc::now() - chrono::Duration::days(i64::from(window_days));
-        let rows = self
-            .store
-            .model_inputs_since(since.timestamp_millis())
-            .await?;
+        let since_ms = since.timestamp_millis();
+        // Every assessment's inputs: those of the window judged, the acquisition of those
+        // before it counted to compare the window's with.
+        let rows = self.store.model_inputs_since(0).await?;
         let mut groups: BTreeMap<(String, String, String), Vec<InputSnapshot>> = BTreeMap::new();
+        let mut earlier: BTreeMap<(String, String, String), Vec<InputSnapshot>> = BTreeMap::new();
         for row in rows {
             let Ok(snapshot) = serde_json::from_str::<InputSnapshot>(&row.content) else {
                 continue;
             };
-            groups
-                .entry((row.model, row.version, row.role))
-                .or_default()
-                .push(snapshot);
+            let key = (row.model, row.version, row.role);
+            if row.created_ms >= since_ms {
+                groups.entry(key).or_default().push(snapshot);
+            } else if !snapshot.acquisition.is_empty() {
+                earlier.entry(key).or_default().push(InputSnapshot {
+                    acquisition: snapshot.acquisition,
+                    ..InputSnapshot::default()
+                });
+            }
         }
         let registry = self.models();
         let since = since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let drift: Vec<InputDrift> = groups
             .into_iter()
-            .filter_map(|((model, version, role), snapshots)| {
-                let loaded = registry.find(&model, &version)?;
+            .filter_map(|(key, snapshots)| {
+                let loaded = registry.find(&key.0, &key.1)?;
+                let before = earlier
+                    .get(&key)
+                    .map(|e| acquisition_counts(e))
+                    .unwrap_or_default();
                 Some(drift_of(
                     &loaded.model.model,
-                    &role,
+                    &key.2,
                     since.clone(),
                     &snapshots,
+                    &before,
                 ))
             })
             .collect();
@@ -435,5 +505,44 @@ impl Pipeline {
         .await
         .map_err(PipelineError::Blocking)??;
         Ok(fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn studies(values: &[(&str, usize)]) -> Vec<InputSnapshot> {
+        values
+            .iter()
+            .flat_map(|(scanner, n)| {
+                (0..*n).map(|_| {
+                    let mut s = InputSnapshot::default();
+                    s.acquisition.insert("model".into(), (*scanner).into());
+                    s
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_new_scanner_in_the_window_shows_as_a_change_of_mix() {
+        let before = acquisition_counts(&studies(&[("A", 90), ("B", 10)]));
+        let same = acquisition_change(
+            &before,
+            &acquisition_counts(&studies(&[("A", 45), ("B", 5)])),
+        );
+        assert!(same["model"].psi < 0.01, "{same:?}");
+        let changed = acquisition_change(
+            &before,
+            &acquisition_counts(&studies(&[("A", 10), ("B", 5), ("C", 35)])),
+        );
+        assert!(changed["model"].psi > 0.25, "{changed:?}");
+        assert_eq!(
+            (changed["model"].before, changed["model"].recent),
+            (100, 50)
+        );
+        // Nothing before: nothing to compare with.
+        assert!(acquisition_change(&BTreeMap::new(), &before).is_empty());
     }
 }

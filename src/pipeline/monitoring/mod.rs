@@ -27,7 +27,8 @@ use crate::domain::ResourceType;
 use crate::features::outcome::Outcome;
 pub use actions::ClinicianActions;
 pub use inputs::{
-    ColumnDrift, EmbeddingDrift, InputDrift, InputMissingness, InputSnapshot, MissingRate, drift_of,
+    AcquisitionChange, ColumnDrift, EmbeddingDrift, InputDrift, InputMissingness, InputSnapshot,
+    MissingRate, acquisition_counts, drift_of,
 };
 pub use outcome_file::{
     OutcomeFileError, OutcomeImport, OutcomeKind, OutcomeRow, read_outcome_file,
