@@ -69,8 +69,8 @@ pub async fn outcomes(settings: &Settings, args: MonitorOutcomesArgs) -> anyhow:
         .with_context(|| format!("could not read {} as UTF-8 text", args.file.display()))?;
     let (pipeline, writer) = open_audited(settings).await?;
     let filed = match read_outcome_file(&text, chrono::Utc::now().date_naive()) {
-        Ok(rows) => pipeline
-            .import_outcomes(&rows)
+        Ok(file) => pipeline
+            .import_outcomes(&file)
             .await
             .map_err(anyhow::Error::from),
         Err(e) => Err(e.into()),

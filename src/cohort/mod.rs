@@ -11,7 +11,7 @@ mod outcomes;
 mod parquet_file;
 
 pub use csv_file::write as write_csv;
-pub use outcomes::{OutcomeFileError, OutcomeKind, OutcomeRow, read_outcome_file};
+pub use outcomes::{OutcomeFile, OutcomeFileError, OutcomeKind, OutcomeRow, read_outcome_file};
 
 use std::path::{Path, PathBuf};
 

@@ -47,11 +47,16 @@ pub struct OutcomeRow {
 #[error("the outcome file was not filed (nothing was): {}", .0.join("; "))]
 pub struct OutcomeFileError(pub Vec<String>);
 
-/// The rows of an outcome file, or every problem found in it.
-pub fn read_outcome_file(
-    text: &str,
-    today: NaiveDate,
-) -> Result<Vec<OutcomeRow>, OutcomeFileError> {
+/// An outcome file as read: its rows, and the lines that could not be read, with why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutcomeFile {
+    pub rows: Vec<OutcomeRow>,
+    pub problems: Vec<String>,
+}
+
+/// The rows of an outcome file and its unreadable lines; an error when it has no usable
+/// header or no rows at all.
+pub fn read_outcome_file(text: &str, today: NaiveDate) -> Result<OutcomeFile, OutcomeFileError> {
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
         .from_reader(text.as_bytes());
@@ -109,13 +114,9 @@ pub fn read_outcome_file(
         });
     }
     if rows.is_empty() && problems.is_empty() {
-        problems.push("the file has no rows".into());
+        return Err(OutcomeFileError(vec!["the file has no rows".into()]));
     }
-    if problems.is_empty() {
-        Ok(rows)
-    } else {
-        Err(OutcomeFileError(problems))
-    }
+    Ok(OutcomeFile { rows, problems })
 }
 
 #[cfg(test)]
@@ -127,19 +128,22 @@ mod tests {
     }
 
     #[test]
-    fn every_bad_line_is_named_and_nothing_read() {
+    fn every_bad_line_is_named() {
         let text = "patient,outcome,date\n\
                     p1,progression,2025-03-01\n\
                     p2,relapsed,2025-03-01\n\
                     p3,death,01/02/2025\n\
                     ,death,2025-01-01\n\
                     p4,death,2099-01-01\n";
-        let err = read_outcome_file(text, day("2026-12-07")).unwrap_err();
-        assert_eq!(err.0.len(), 4, "{err}");
-        assert!(err.0[0].starts_with("line 3: outcome `relapsed`"), "{err}");
-        assert!(err.0[1].starts_with("line 4: the date"), "{err}");
-        assert!(err.0[2].starts_with("line 5: no patient"), "{err}");
-        assert!(err.0[3].contains("in the future"), "{err}");
+        let file = read_outcome_file(text, day("2026-12-07")).unwrap();
+        let err = &file.problems;
+        assert_eq!(err.len(), 4, "{err:?}");
+        assert!(err[0].starts_with("line 3: outcome `relapsed`"), "{err:?}");
+        assert!(err[1].starts_with("line 4: the date"), "{err:?}");
+        assert!(err[2].starts_with("line 5: no patient"), "{err:?}");
+        assert!(err[3].contains("in the future"), "{err:?}");
+        // The good line is read all the same, for the rest of the checks.
+        assert_eq!(file.rows.len(), 1);
         assert!(read_outcome_file("who,what\np1,death\n", day("2026-12-07")).is_err());
         assert!(read_outcome_file("patient,outcome,date\n", day("2026-12-07")).is_err());
     }
@@ -149,7 +153,7 @@ mod tests {
         let text = "Patient,Outcome,Date,source\n\
                     urn:oid:1|123, Recurrence ,2025-03-01,registry\n\
                     p2,NED,2025-06-30,\n";
-        let rows = read_outcome_file(text, day("2026-12-07")).unwrap();
+        let rows = read_outcome_file(text, day("2026-12-07")).unwrap().rows;
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].line, 2);
         assert_eq!(rows[0].patient, "urn:oid:1|123");

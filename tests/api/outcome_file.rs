@@ -167,13 +167,15 @@ async fn a_past_cohorts_outcome_file_is_paired_once_and_a_contradictory_one_refu
     assert_eq!(paired(&settings).await, (n, events, observations));
 
     // A death on another day than the one filed, a follow-up after a death, an unknown
-    // patient: refused whole, each line named, nothing filed (not even the good row).
+    // patient, an unknown outcome: refused whole, each line named, nothing filed (not even the
+    // good row).
     let bad = "patient,outcome,date\n\
                past-0,death,2026-04-01\n\
                past-3,death,2026-01-01\n\
                past-3,no-evidence-of-disease,2026-06-01\n\
                nobody,progression,2025-06-01\n\
-               past-4,progression,2026-10-01\n";
+               past-4,progression,2026-10-01\n\
+               past-5,relapsed,2025-01-01\n";
     let file = data.path().join("bad.csv");
     std::fs::write(&file, bad).unwrap();
     let err = import(&settings, &file).await.unwrap_err().to_string();
@@ -181,6 +183,7 @@ async fn a_past_cohorts_outcome_file_is_paired_once_and_a_contradictory_one_refu
         "line 2: deaths on different days",
         "line 4: no-evidence-of-disease on 2026-06-01, after the death on 2026-01-01",
         "line 5: no patient held here has this id",
+        "line 7: outcome `relapsed` is not one of",
     ] {
         assert!(err.contains(expected), "{expected} in {err}");
     }

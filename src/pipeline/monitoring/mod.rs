@@ -31,7 +31,7 @@ pub use inputs::{
     MissingRate, acquisition_counts, drift_of,
 };
 pub use outcome_file::{
-    OutcomeFileError, OutcomeImport, OutcomeKind, OutcomeRow, read_outcome_file,
+    OutcomeFile, OutcomeFileError, OutcomeImport, OutcomeKind, OutcomeRow, read_outcome_file,
 };
 pub use report::{CardFigures, MonitoringReport, Plot};
 pub use subgroups::{SubgroupColumns, context_groups};

@@ -21,7 +21,9 @@ use chrono::NaiveDate;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-pub use crate::cohort::{OutcomeFileError, OutcomeKind, OutcomeRow, read_outcome_file};
+pub use crate::cohort::{
+    OutcomeFile, OutcomeFileError, OutcomeKind, OutcomeRow, read_outcome_file,
+};
 use crate::domain::{ResourceId, ResourceType};
 use crate::fhir::parse_search;
 use crate::pipeline::lookup::escape_token;
@@ -171,12 +173,14 @@ impl Pipeline {
         })
     }
 
-    /// Files the outcomes of `rows` (see the module), all or nothing.
+    /// Files the outcomes of `file` (see the module), all or nothing: a line it could not
+    /// read refuses it, with every other problem found.
     pub async fn import_outcomes(
         &self,
-        rows: &[OutcomeRow],
+        file: &OutcomeFile,
     ) -> Result<OutcomeImport, PipelineError> {
-        let mut problems = Vec::new();
+        let rows = &file.rows;
+        let mut problems = file.problems.clone();
         let mut by_patient: BTreeMap<ResourceId, Vec<&OutcomeRow>> = BTreeMap::new();
         let mut resolved: BTreeMap<&str, Result<ResourceId, String>> = BTreeMap::new();
         for row in rows {
