@@ -105,7 +105,16 @@ pub fn parse_search(
         ignored: Vec::new(),
     };
     let defs = search_params_for(resource_type);
+    let mut values = 0usize;
     for (raw_name, value) in params {
+        values += value_count(value);
+        if values > MAX_SEARCH_VALUES {
+            return Err(FhirError::InvalidSearchValue {
+                name: raw_name.chars().take(64).collect(),
+                reason: "a search names at most 500 values in all (each comma-separated value \
+                         and each repeated parameter counts one)",
+            });
+        }
         let (name, modifier) = match raw_name.split_once(':') {
             Some((n, m)) => (n, Some(m)),
             None => (raw_name.as_str(), None),
@@ -159,6 +168,13 @@ pub fn parse_search(
             },
         };
         if let Some(filter) = filter {
+            if query.filters.len() == MAX_SEARCH_FILTERS {
+                return Err(FhirError::InvalidSearchValue {
+                    name: raw_name.chars().take(64).collect(),
+                    reason: "a search takes at most 30 criteria (parameters other than \
+                             _count, _offset and _sort)",
+                });
+            }
             query.filters.push(filter);
         }
         // Paging is expressed by the links themselves, not carried in `applied`.
@@ -167,6 +183,30 @@ pub fn parse_search(
         }
     }
     Ok(query)
+}
+
+/// The most values one search may name, over all its parameters: each becomes a condition of
+/// one SQL statement, and databases bound how many one expression holds (SQLite: a depth of
+/// 1,000), so that a longer list is a clear 400, never a database error.
+pub const MAX_SEARCH_VALUES: usize = 500;
+
+/// The most criteria one search may AND: each is a subquery of the statement, and planning
+/// grows steeply with their number (on PostgreSQL 500 took minutes).
+pub const MAX_SEARCH_FILTERS: usize = 30;
+
+/// How many values a parameter's value names: its unescaped commas, plus one.
+fn value_count(value: &str) -> usize {
+    let mut count = 1;
+    let mut escaped = false;
+    for c in value.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            ',' => count += 1,
+            _ => {}
+        }
+    }
+    count
 }
 
 fn unsupported(name: &str, modifier: &str) -> FhirError {
@@ -489,6 +529,30 @@ mod tests {
         };
         assert_eq!(values.len(), 1);
         assert_eq!(values[0].code.as_deref(), Some("a,b"));
+    }
+
+    #[test]
+    fn a_search_names_a_bounded_number_of_values() {
+        assert_eq!(value_count("a"), 1);
+        assert_eq!(value_count("a,b,c"), 3);
+        assert_eq!(value_count(r"a\,b,c"), 2);
+        let many = |n: usize| {
+            (0..n)
+                .map(|i| format!("c{i}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        assert!(parse(ResourceType::Observation, &[("code", &many(500))], false).is_ok());
+        let err = parse(ResourceType::Observation, &[("code", &many(3000))], false).unwrap_err();
+        assert!(err.to_string().contains("at most 500 values"), "{err}");
+        // Repeated parameters count too, and a search ANDs a bounded number of criteria.
+        let repeated: Vec<(&str, &str)> = (0..501).map(|_| ("code", "x")).collect();
+        assert!(parse(ResourceType::Observation, &repeated, false).is_err());
+        let criteria: Vec<(&str, &str)> = (0..30).map(|_| ("code", "x")).collect();
+        assert!(parse(ResourceType::Observation, &criteria, false).is_ok());
+        let criteria: Vec<(&str, &str)> = (0..31).map(|_| ("code", "x")).collect();
+        let err = parse(ResourceType::Observation, &criteria, false).unwrap_err();
+        assert!(err.to_string().contains("at most 30 criteria"), "{err}");
     }
 
     #[test]

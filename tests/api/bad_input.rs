@@ -257,3 +257,59 @@ async fn links_ignore_the_host_a_client_claims() {
     let links = found["link"].to_string() + &found["entry"].to_string();
     assert!(!links.contains("evil"), "{links}");
 }
+
+#[tokio::test]
+async fn a_search_with_thousands_of_values_is_a_400_not_a_database_error() {
+    let app = spawn_app().await;
+    let values = |n: usize| {
+        (0..n)
+            .map(|i| format!("c{i}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    // As many as a search may name: answered.
+    let r = app.get(&format!("Observation?code={}", values(500))).await;
+    assert_eq!(r.status(), 200);
+    // Thousands OR'd in one parameter, or as many parameters: refused before any SQL.
+    let outcome = assert_outcome(
+        app.get(&format!("Observation?code={}", values(3000))).await,
+        400,
+    )
+    .await;
+    assert!(
+        outcome["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("at most 500 values"),
+        "{outcome}"
+    );
+    let repeated = |n: usize| {
+        (0..n)
+            .map(|i| format!("code=c{i}"))
+            .collect::<Vec<_>>()
+            .join("&")
+    };
+    // As many criteria as a search may AND: answered; one more, or hundreds: refused.
+    assert_eq!(
+        app.get(&format!("Observation?{}", repeated(30)))
+            .await
+            .status(),
+        200
+    );
+    for n in [31, 600] {
+        assert_outcome(app.get(&format!("Observation?{}", repeated(n))).await, 400).await;
+    }
+    // A conditional create whose If-None-Exist names thousands: refused, nothing created.
+    let r = app
+        .client
+        .post(app.url("Patient"))
+        .header("content-type", "application/fhir+json")
+        .header("if-none-exist", format!("identifier={}", values(3000)))
+        .body(json!({"resourceType": "Patient"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_outcome(r, 400).await;
+    let total = app.search("Patient?_summary=count").await["total"].clone();
+    assert_eq!(total, 0, "nothing created");
+}
