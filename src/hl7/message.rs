@@ -311,6 +311,22 @@ MSH|^~\\&|A|B|C|D|1||ADT^A08|2|P|2.5\rPID|2\rBTS|2\rFTS|1\r";
     }
 
     #[test]
+    fn trailing_empty_segments_and_a_missing_last_terminator_are_read() {
+        let base = "MSH|^~\\&|EPIC|HOSP|PROG|HOSP|202601011200||ADT^A04|1|P|2.5\r\
+                    PID|1||123^^^HOSP||DOE^JANE";
+        for sent in [
+            base.to_owned(),
+            format!("{base}\r"),
+            format!("{base}\r\r\r"),
+            format!("{base}\r \r\n"),
+            format!("{base}\n\n"),
+        ] {
+            let message = read_message(sent.as_bytes()).unwrap();
+            assert_eq!(message.text, base, "{sent:?}");
+        }
+    }
+
+    #[test]
     fn a_message_without_msh_is_refused_naming_msh() {
         let refusal = read_message(b"PID|1||123\r").unwrap_err();
         assert_eq!(refusal.problem.condition, ErrorCondition::SegmentSequence);
