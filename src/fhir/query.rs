@@ -133,6 +133,11 @@ pub fn parse_search(
                 None
             }
             "_format" | "_pretty" | "_total" => continue,
+            // Only the number of matches: no page is read.
+            "_summary" if value == "count" => {
+                query.count = 0;
+                None
+            }
             "_id" => Some(match modifier {
                 Some("missing") => return Err(unsupported(name, "missing")),
                 Some(m) => return Err(unsupported(name, m)),

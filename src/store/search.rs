@@ -62,6 +62,9 @@ impl SqlBuilder {
     }
 }
 
+/// One page of matches and how many match in all. The page is read one row longer than asked:
+/// when it is not full, the total is known from it (the common case of a patient's few
+/// resources) and no `COUNT(*)` is run; otherwise, or past the end, the matches are counted.
 pub(super) async fn search_on(
     conn: &mut AnyConnection,
     t: ResourceType,
@@ -73,12 +76,23 @@ pub(super) async fn search_on(
         binds: Vec::new(),
     };
     count.binds = clone_binds(&filter.binds);
-    let total: i64 = count.query().fetch_one(&mut *conn).await?.try_get("n")?;
-
-    if query.count == 0 {
-        return Ok((Vec::new(), total as u64));
+    if query.count > 0 {
+        let asked = query.count as usize;
+        let longer = SearchQuery {
+            count: query.count.saturating_add(1),
+            ..query.clone()
+        };
+        let mut page = page_on(conn, t, &longer, filter).await?;
+        if page.len() <= asked && (!page.is_empty() || query.offset == 0) {
+            let total = u64::from(query.offset) + page.len() as u64;
+            return Ok((page, total));
+        }
+        page.truncate(asked);
+        let total: i64 = count.query().fetch_one(&mut *conn).await?.try_get("n")?;
+        return Ok((page, total as u64));
     }
-    Ok((page_on(conn, t, query, filter).await?, total as u64))
+    let total: i64 = count.query().fetch_one(&mut *conn).await?.try_get("n")?;
+    Ok((Vec::new(), total as u64))
 }
 
 /// One page of matches, without counting them all: for lookups that only need to know
@@ -322,6 +336,12 @@ fn push_order(sql: &mut SqlBuilder, query: &SearchQuery) {
         }
         sql.push(", ");
     }
-    // A total order, so that pages neither repeat nor skip rows.
-    sql.push("r.last_updated_ms ASC, r.id ASC");
+    // A total order, so that pages neither repeat nor skip rows; with a filter, as above, the
+    // filter's matches are sorted rather than the type walked in `_lastUpdated` order (a
+    // patient's ten Observations cost every Observation held: the default order of a search).
+    if query.filters.is_empty() {
+        sql.push("r.last_updated_ms ASC, r.id ASC");
+    } else {
+        sql.push("r.last_updated_ms + 0 ASC, r.id ASC");
+    }
 }

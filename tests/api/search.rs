@@ -198,3 +198,38 @@ async fn invalid_search_values_are_refused() {
     assert_outcome(app.get("Observation?_count=many").await, 400).await;
     assert_outcome(app.get("Observation?code:text=x").await, 400).await;
 }
+
+#[tokio::test]
+async fn the_total_is_right_whether_read_from_the_page_or_counted() {
+    let app = spawn_app().await;
+    let patient = app
+        .create(&json!({"resourceType": "Patient", "gender": "female"}))
+        .await;
+    let id = patient["id"].as_str().unwrap();
+    for day in 1..=25 {
+        app.create(&observation(
+            id,
+            "2093-3",
+            &format!("2025-01-{day:02}"),
+            "final",
+        ))
+        .await;
+    }
+    // A page not full tells the total; a full one, or one past the end, is counted.
+    for (query, total, entries) in [
+        ("_count=30", 25, 25),
+        ("_count=25", 25, 25),
+        ("_count=10", 25, 10),
+        ("_count=10&_offset=20", 25, 5),
+        ("_count=10&_offset=10", 25, 10),
+        ("_count=10&_offset=40", 25, 0),
+        ("_summary=count", 25, 0),
+    ] {
+        let bundle = app
+            .search(&format!("Observation?subject=Patient/{id}&{query}"))
+            .await;
+        assert_eq!(bundle["total"], total, "{query}");
+        let found = bundle["entry"].as_array().map_or(0, Vec::len);
+        assert_eq!(found, entries, "{query}");
+    }
+}
