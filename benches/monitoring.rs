@@ -77,13 +77,8 @@ async fn main() {
 
     eprintln!("seeding {n} assessments with outcomes");
     let seeding = Instant::now();
-    let mut state = 0x2545_f491_4f6c_dd1d_u64;
-    let mut uniform = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state >> 11) as f64 / (1u64 << 53) as f64
-    };
+    let mut rng = prognostics::fusion::Rng::new(0x2545_f491_4f6c_dd1d);
+    let mut uniform = move || rng.uniform();
     let start = Utc::now() - Duration::days(3 * 365);
     let store = pipeline.store().clone();
     for chunk in (0..n).collect::<Vec<_>>().chunks(2_000) {

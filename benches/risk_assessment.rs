@@ -49,13 +49,8 @@ fn var(name: &str, default: usize) -> usize {
 /// A model over age, LDH and the EfficientNet-Lite0 embedding, trained on a random cohort,
 /// named `name`, into `dir/{name}`.
 fn train_model(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
-    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-    let mut uniform = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state >> 11) as f64 / (1u64 << 53) as f64
-    };
+    let mut rng = prognostics::fusion::Rng::new(0x9e37_79b9_7f4a_7c15);
+    let mut uniform = move || rng.uniform();
     let mut csv = String::from("age,ldh,time,event");
     for i in 0..1280 {
         csv += &format!(",imaging_{i}");
