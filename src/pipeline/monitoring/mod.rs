@@ -396,7 +396,7 @@ impl Judging {
         &mut self,
         k: usize,
         record: Option<&records::HeldRecord>,
-        given: &BTreeMap<(String, String, String), InputSnapshot>,
+        given: Option<&BTreeMap<String, InputSnapshot>>,
     ) {
         let s = &self.scored[k];
         let unusable = &mut self.judged.unusable;
@@ -436,13 +436,8 @@ impl Judging {
             ))
         });
         let mut groups = vec![("sex".into(), sex), ("age".into(), age.to_owned())];
-        let key = (
-            s.report.clone(),
-            self.judged.model.clone(),
-            self.judged.version.clone(),
-        );
         groups.extend(context_groups(
-            given.get(&key),
+            given.and_then(|by_report| by_report.get(&s.report)),
             record.organization.as_deref(),
             self.subgroup_columns.as_ref(),
         ));
@@ -534,19 +529,24 @@ impl Pipeline {
         // by the service in the assessment's transaction: a RiskAssessment without it was not
         // filed by this service's model (written through the FHIR API, say), and is not judged.
         let since_ms = since.map_or(0, |t| t.timestamp_millis());
-        let mut given: BTreeMap<(String, String, String), InputSnapshot> = BTreeMap::new();
+        // By model version, then by report.
+        let mut given: BTreeMap<(String, String), BTreeMap<String, InputSnapshot>> =
+            BTreeMap::new();
         for row in self.store.model_inputs_since(since_ms).await? {
-            if let Ok(snapshot) = serde_json::from_str::<InputSnapshot>(&row.content) {
-                given.insert((row.report, row.model, row.version), snapshot);
-            }
+            // Unreadable inputs still say the service filed the assessment; only its groups
+            // beyond sex and age are then unknown.
+            let snapshot = serde_json::from_str::<InputSnapshot>(&row.content).unwrap_or_default();
+            given
+                .entry((row.model, row.version))
+                .or_default()
+                .insert(row.report, snapshot);
         }
         let mut not_filed_here = 0usize;
         for ((model, version, role), scored) in groups.iter_mut() {
             if *role == "active" {
                 let before = scored.len();
-                scored.retain(|s| {
-                    given.contains_key(&(s.report.clone(), model.clone(), version.clone()))
-                });
+                let filed = given.get(&(model.clone(), version.clone()));
+                scored.retain(|s| filed.is_some_and(|by_report| by_report.contains_key(&s.report)));
                 not_filed_here += before - scored.len();
             }
         }
@@ -610,11 +610,15 @@ impl Pipeline {
             }
         }
         let patients: Vec<String> = by_patient.keys().cloned().collect();
+        let given_to: Vec<Option<&BTreeMap<String, InputSnapshot>>> = judging
+            .iter()
+            .map(|j| given.get(&(j.judged.model.clone(), j.judged.version.clone())))
+            .collect();
         for batch in patients.chunks(crate::store::COMPARTMENT_BATCH) {
             let records = self.held_records(batch).await?;
             for patient in batch {
                 for &(g, k) in &by_patient[patient] {
-                    judging[g].pair(k, records.get(patient), &given);
+                    judging[g].pair(k, records.get(patient), given_to[g]);
                 }
             }
         }
