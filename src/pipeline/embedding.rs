@@ -189,10 +189,35 @@ impl Pipeline {
             .study_instances_to_embed(&model, study_uid, u32::MAX / 2)
             .await?;
         if pending.is_empty() {
+            self.pool_study_if_behind(study_uid, &model).await?;
             return Ok(0);
         }
         self.embed_instances(&encoder, &model, &pending).await?;
         Ok(pending.len())
+    }
+
+    /// Pools a study whose instances are all embedded but whose pooled embedding does not
+    /// count them all yet: the worker saves instance embeddings one by one and pools after
+    /// its whole pass, so an assessment arriving in between would otherwise find no study
+    /// embedding.
+    async fn pool_study_if_behind(
+        &self,
+        study_uid: &DicomUid,
+        model: &ModelVersion,
+    ) -> Result<(), PipelineError> {
+        let current = self.store.study_embeddings(study_uid, model).await?;
+        let pooled = current.study.as_ref().map_or(0, |s| s.instances);
+        if current.embedded == 0 || pooled == current.embedded {
+            return Ok(());
+        }
+        let Some(study) = self.store.study(study_uid).await? else {
+            return Ok(());
+        };
+        for series in &study.series {
+            self.pool_series(&series.series_uid, study_uid, model)
+                .await?;
+        }
+        self.pool_study(study_uid, model).await
     }
 
     /// One pass: embeds up to [`WORKER_PASS`] instances, several at a time so that the

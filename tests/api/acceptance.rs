@@ -7,7 +7,6 @@
 //! checked is every step, not the numbers.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use prognostics::domain::{Horizon, TimeUnit};
 use prognostics::features::InputSpec;
@@ -15,7 +14,7 @@ use prognostics::fusion::TrainSettings;
 use prognostics::training::{ColumnRoles, TrainOptions, train};
 use serde_json::{Value, json};
 
-use crate::helpers::{assert_valid_fhir, pydicom_path, spawn_app_with};
+use crate::helpers::{TestApp, assert_valid_fhir, pydicom_path, spawn_app_with};
 
 pub(crate) const MRN_SYSTEM: &str = "http://hospital.example.org";
 const PATIENT: &str = "cancer-patient-jenny-m";
@@ -174,24 +173,48 @@ pub(crate) fn her_series(dir: &Path, ct: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Her CT image (pydicom's CT_small.dcm) when dcmtk is there to send it; `None` skips.
+pub(crate) fn her_ct() -> Option<PathBuf> {
+    if !crate::dimse::dcmtk_available() {
+        return None;
+    }
+    pydicom_path("CT_small.dcm")
+}
+
+/// The image encoder `tiny` (random weights) and a model trained on [`train_model`]'s cohort
+/// that reads its embedding, under `dir`: (encoders folder, model bundle).
+pub(crate) fn imaging_models(dir: &Path) -> (PathBuf, PathBuf) {
+    let models = dir.join("encoders");
+    prognostics::encoders::write_random_model(&models, "tiny", "efficientnet-lite", 1).unwrap();
+    (models, train_model(dir))
+}
+
+/// Sends [`her_series`] to the service's DICOM port by storescu.
+pub(crate) async fn store_her_series(app: &TestApp, dir: &Path, ct: &Path) {
+    let mut args: Vec<String> = ["-aec", "PROGNOSTICS", "127.0.0.1"]
+        .map(String::from)
+        .to_vec();
+    args.push(app.dicom_port.unwrap().to_string());
+    args.extend(her_series(dir, ct));
+    let sent = tokio::task::spawn_blocking(move || crate::dimse::run("storescu", &args))
+        .await
+        .unwrap();
+    assert!(sent.status.success(), "storescu");
+}
+
 #[tokio::test]
 async fn an_ehr_patient_with_a_study_and_a_lab_feed_is_assessed_end_to_end() {
     let Some((server, _client)) = crate::ehr::fhir_server_and_client().await else {
         return;
     };
-    if !crate::dimse::dcmtk_available() {
-        return;
-    }
     let Some(mllp_send) = crate::hl7::mllp_send() else {
         return;
     };
-    let Some(ct) = pydicom_path("CT_small.dcm") else {
+    let Some(ct) = her_ct() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let models = dir.path().join("encoders");
-    prognostics::encoders::write_random_model(&models, "tiny", "efficientnet-lite", 1).unwrap();
-    let bundle = train_model(dir.path());
+    let (models, bundle) = imaging_models(dir.path());
     let ehr = server.base_url.clone();
     let app = spawn_app_with(|s| {
         s.ehr.base_url = Some(ehr);
@@ -206,15 +229,7 @@ async fn an_ehr_patient_with_a_study_and_a_lab_feed_is_assessed_end_to_end() {
     .await;
 
     // Her CT series, by storescu.
-    let mut args: Vec<String> = ["-aec", "PROGNOSTICS", "127.0.0.1"]
-        .map(String::from)
-        .to_vec();
-    args.push(app.dicom_port.unwrap().to_string());
-    args.extend(her_series(dir.path(), &ct));
-    let sent = tokio::task::spawn_blocking(move || crate::dimse::run("storescu", &args))
-        .await
-        .unwrap();
-    assert!(sent.status.success(), "storescu");
+    store_her_series(&app, dir.path(), &ct).await;
 
     // Her LDH of this week (the model looks a year back), by mllp_send.
     let drawn = (chrono::Utc::now() - chrono::Duration::days(3)).format("%Y%m%d");
@@ -231,14 +246,7 @@ async fn an_ehr_patient_with_a_study_and_a_lab_feed_is_assessed_end_to_end() {
     assert!(ack.contains("MSA|AA|MSG0900"), "{ack}");
 
     // The ImagingStudy is written once the series is in.
-    let mut studies = Value::Null;
-    for _ in 0..100 {
-        studies = app.search("ImagingStudy").await;
-        if studies["total"] == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let studies = app.search_until_total("ImagingStudy", 1).await;
     assert_eq!(studies["total"], 1, "{studies}");
     let study_id = studies["entry"][0]["resource"]["id"]
         .as_str()

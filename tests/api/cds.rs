@@ -666,16 +666,11 @@ async fn cds_clients_sign_each_call_and_cannot_replay_it() {
 /// so; once `$risk-assessment` has encoded it, the card reopened shows that assessment.
 #[tokio::test]
 async fn a_card_does_not_wait_for_imaging_that_is_not_encoded() {
-    if !crate::dimse::dcmtk_available() {
-        return;
-    }
-    let Some(ct) = crate::helpers::pydicom_path("CT_small.dcm") else {
+    let Some(ct) = crate::acceptance::her_ct() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let models = dir.path().join("encoders");
-    prognostics::encoders::write_random_model(&models, "tiny", "efficientnet-lite", 1).unwrap();
-    let bundle = crate::acceptance::train_model(dir.path());
+    let (models, bundle) = crate::acceptance::imaging_models(dir.path());
     let app = crate::helpers::spawn_app_with(|s| {
         s.inference.enabled = true;
         s.inference.embed_on_receipt = false;
@@ -699,21 +694,9 @@ async fn a_card_does_not_wait_for_imaging_that_is_not_encoded() {
         "effectiveDateTime": drawn,
         "valueQuantity": {"value": 310, "unit": "U/L", "system": "http://unitsofmeasure.org", "code": "U/L"}}))
         .await;
-    let mut args: Vec<String> = ["-aec", "PROGNOSTICS", "127.0.0.1"]
-        .map(String::from)
-        .to_vec();
-    args.push(app.dicom_port.unwrap().to_string());
-    args.extend(crate::acceptance::her_series(dir.path(), &ct));
-    let sent = tokio::task::spawn_blocking(move || crate::dimse::run("storescu", &args))
-        .await
-        .unwrap();
-    assert!(sent.status.success(), "storescu");
-    for _ in 0..100 {
-        if app.search("ImagingStudy").await["total"] == 1 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    crate::acceptance::store_her_series(&app, dir.path(), &ct).await;
+    let studies = app.search_until_total("ImagingStudy", 1).await;
+    assert_eq!(studies["total"], 1, "{studies}");
 
     let card = cards_of(call(&app, PATIENT_VIEW, &hook(&patient)).await).await[0].clone();
     let detail = card["detail"].as_str().unwrap();

@@ -125,17 +125,10 @@ async fn storescu_stores_uncompressed_and_compressed_instances() {
     );
 }
 
-/// The number of ImagingStudy resources once it reaches `expected`, or after 10 s.
+/// The number of ImagingStudy resources once it reaches `expected`, or after 30 s.
 async fn imaging_studies_eventually(app: &TestApp, expected: u64) -> u64 {
-    let mut total = 0;
-    for _ in 0..100 {
-        total = app.search("ImagingStudy").await["total"].as_u64().unwrap();
-        if total == expected {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    total
+    let found = app.search_until_total("ImagingStudy", expected).await;
+    found["total"].as_u64().unwrap()
 }
 
 #[tokio::test]

@@ -27,9 +27,9 @@ async fn study_embeddings(app: &TestApp, study: &str) -> reqwest::Response {
         .unwrap()
 }
 
-/// Polls until the study has no pending instances.
+/// Polls until the study has no pending instances (for up to 30 s).
 async fn settled(app: &TestApp, study: &str) -> Value {
-    for _ in 0..200 {
+    for _ in 0..600 {
         let response = study_embeddings(app, study).await;
         assert_eq!(response.status(), 200);
         let body: Value = response.json().await.unwrap();
@@ -228,4 +228,66 @@ async fn without_an_encoder_embedding_routes_say_unavailable() {
         .await
         .unwrap();
     assert_outcome(response, 503).await;
+}
+
+/// The worker saves instance embeddings one by one and pools the series and the study after
+/// its pass: an assessment arriving in between (every instance embedded, no study embedding
+/// yet) pools the study itself and uses the imaging.
+#[tokio::test]
+async fn an_assessment_between_the_workers_embeddings_and_its_pooling_uses_the_imaging() {
+    let Some(ct) = crate::acceptance::her_ct() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (models, bundle) = crate::acceptance::imaging_models(dir.path());
+    let app = spawn_app_with(|s| {
+        use_model(s, &models);
+        s.risk.model = bundle;
+        s.dicom.patient_id_system = Some(crate::acceptance::MRN_SYSTEM.into());
+    })
+    .await;
+    let patient = app
+        .create(
+            &serde_json::json!({"resourceType": "Patient", "birthDate": "1965-01-01",
+            "identifier": [{"system": crate::acceptance::MRN_SYSTEM, "value": "MRN1234"}]}),
+        )
+        .await;
+    let patient = patient["id"].as_str().unwrap().to_owned();
+    crate::acceptance::store_her_series(&app, dir.path(), &ct).await;
+    let study = app.search_until_total("ImagingStudy", 1).await;
+    let uid = study["entry"][0]["resource"]["identifier"][0]["value"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("urn:oid:")
+        .to_owned();
+    let settled = settled(&app, &uid).await;
+    assert_eq!(settled["instanceCount"], 3, "{settled}");
+
+    // The worker's pass half done: the instances embedded, nothing pooled yet.
+    assert_eq!(app.execute("DELETE FROM study_embeddings").await, 1);
+    assert_eq!(app.execute("DELETE FROM series_embeddings").await, 1);
+    let response = app
+        .post(
+            &format!("Patient/{patient}/$risk-assessment"),
+            &serde_json::json!({"resourceType": "Parameters"}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let result: Value = response.json().await.unwrap();
+    let risk = result["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["resource"])
+        .find(|r| r["resourceType"] == "RiskAssessment")
+        .unwrap();
+    let rationale = risk["prediction"][0]["rationale"].as_str().unwrap();
+    assert!(rationale.contains("imaging +"), "{rationale}");
+    assert!(
+        !rationale.contains("Missing modalities: imaging"),
+        "{rationale}"
+    );
+    let pooled: Value = study_embeddings(&app, &uid).await.json().await.unwrap();
+    assert_eq!(pooled["status"], "complete", "{pooled}");
+    assert_eq!(pooled["instanceCount"], 3, "{pooled}");
 }

@@ -181,14 +181,7 @@ impl TestApp {
     pub async fn query_count(&self, sql: &str) -> i64 {
         use sqlx::Row;
         sqlx::any::install_default_drivers();
-        let url = match &self.database_url {
-            Some(url) => url.clone(),
-            None => format!(
-                "sqlite://{}",
-                self.dir.path().join("prognostics.db").display()
-            ),
-        };
-        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&self.database_url())
             .await
             .expect("the service's database opens");
         sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
@@ -197,6 +190,30 @@ impl TestApp {
             .expect("query runs")
             .try_get::<i64, _>(0)
             .expect("an integer")
+    }
+
+    /// Runs a statement on the service's database (to set up a state the service passes
+    /// through, such as a pass of a worker half done) and returns the rows it changed.
+    pub async fn execute(&self, sql: &str) -> u64 {
+        sqlx::any::install_default_drivers();
+        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&self.database_url())
+            .await
+            .expect("the service's database opens");
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&mut conn)
+            .await
+            .expect("statement runs")
+            .rows_affected()
+    }
+
+    fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!(
+                "sqlite://{}",
+                self.dir.path().join("prognostics.db").display()
+            ),
+        }
     }
 
     /// Stops the service and gives back its data folder and database for a restart.
@@ -284,6 +301,20 @@ impl TestApp {
         let response = self.get(query).await;
         assert_eq!(response.status(), 200, "search {query}");
         response.json().await.unwrap()
+    }
+
+    /// A search's Bundle once its total is `expected`, or the last one after 30 s: what the
+    /// service writes off the request path (an ImagingStudy after its instances) takes longer
+    /// on a busy machine.
+    pub async fn search_until_total(&self, query: &str, expected: u64) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let found = self.search(query).await;
+            if found["total"] == expected || std::time::Instant::now() > deadline {
+                return found;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 
     /// The AuditEvents an audit-trail search finds (`AuditEvent?…`), once the trail has
