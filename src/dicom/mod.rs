@@ -4,11 +4,14 @@
 //!
 //! [`DicomInstance`]: crate::domain::DicomInstance
 
+mod decoded_size;
 mod jpeg;
+mod lengths;
 mod part10;
 mod pixels;
 mod samples;
 
+pub use lengths::{Encoding, check_declared_lengths};
 pub use part10::{DicomStatus, acquisition, part10_file, read_instance};
 pub use pixels::{DecodedImage, decode_image, decode_modality_values};
 
@@ -23,6 +26,18 @@ pub enum DicomError {
     UnreadableMeta(#[source] Box<dicom_object::meta::Error>),
     #[error("the DICOM file could not be read (truncated or corrupt)")]
     Unreadable(#[source] Box<dicom_object::ReadError>),
+    #[error(
+        "the DICOM file is truncated or corrupt: element {tag} declares {declared} bytes where only {remaining} remain"
+    )]
+    DeclaredLength {
+        tag: String,
+        declared: u64,
+        remaining: u64,
+    },
+    #[error("the DICOM file is corrupt: at byte {offset} of its data set, {what}")]
+    MalformedElement { what: &'static str, offset: u64 },
+    #[error("the decoded image would take {bytes} bytes, over the limit of {limit}")]
+    ImageTooLarge { bytes: u64, limit: u64 },
     #[error("transfer syntax {uid} is not supported")]
     UnsupportedTransferSyntax { uid: String },
     #[error("required attribute {attribute} is missing or empty")]
@@ -54,6 +69,8 @@ impl DicomError {
             DicomError::NotDicom
             | DicomError::UnreadableMeta(_)
             | DicomError::Unreadable(_)
+            | DicomError::DeclaredLength { .. }
+            | DicomError::MalformedElement { .. }
             | DicomError::MissingAttribute { .. }
             | DicomError::MissingPixelData { .. }
             | DicomError::InvalidUid { .. } => ErrorKind::Invalid,
@@ -63,6 +80,7 @@ impl DicomError {
             | DicomError::Codec { .. }
             | DicomError::NoFrames
             | DicomError::UnsupportedPhotometric { .. } => ErrorKind::Unprocessable,
+            DicomError::ImageTooLarge { .. } => ErrorKind::PayloadTooLarge,
             DicomError::WriteMeta(_) => ErrorKind::Internal,
         }
     }
@@ -87,9 +105,12 @@ impl DicomError {
     /// The DICOM status a storage SCP or STOW-RS origin server reports for this failure.
     pub fn dicom_status(&self) -> DicomStatus {
         match self {
-            DicomError::NotDicom | DicomError::UnreadableMeta(_) | DicomError::Unreadable(_) => {
-                DicomStatus::CANNOT_UNDERSTAND
-            }
+            DicomError::NotDicom
+            | DicomError::UnreadableMeta(_)
+            | DicomError::Unreadable(_)
+            | DicomError::DeclaredLength { .. }
+            | DicomError::MalformedElement { .. } => DicomStatus::CANNOT_UNDERSTAND,
+            DicomError::ImageTooLarge { .. } => DicomStatus::OUT_OF_RESOURCES,
             DicomError::MissingAttribute { .. }
             | DicomError::MissingPixelData { .. }
             | DicomError::InvalidUid { .. } => DicomStatus::DATA_SET_DOES_NOT_MATCH_SOP_CLASS,

@@ -8,6 +8,7 @@ use dicom_object::{DefaultDicomObject, FileMetaTable, FileMetaTableBuilder, Open
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
 use super::DicomError;
+use super::lengths::{Encoding, check_declared_lengths_until, meta_group_end};
 use crate::domain::{
     DicomInstance, DicomUid, PatientAttributes, SeriesAttributes, StudyAttributes,
 };
@@ -17,6 +18,9 @@ use crate::error::ErrorKind;
 /// the file meta of files it assembles.
 const IMPLEMENTATION_CLASS_UID: &str = "2.25.108027565719624272402732348336842377975";
 const IMPLEMENTATION_VERSION_NAME: &str = concat!("PROGNOSTICS_", env!("CARGO_PKG_VERSION_MAJOR"));
+
+/// The most a deflated data set may inflate to.
+const MAX_INFLATED_BYTES: u64 = 1024 * 1024 * 1024;
 
 const MEDIA_STORAGE_DIRECTORY: &str = "1.2.840.10008.1.3.10";
 const STANDARD_ROOT: &str = "1.2.840.10008.";
@@ -97,10 +101,12 @@ fn open_until(bytes: &[u8], until: Option<Tag>) -> Result<DefaultDicomObject, Di
             uid: media_class.to_owned(),
         });
     }
-    match TransferSyntaxRegistry.get(&ts_uid) {
-        Some(ts) if !ts.is_unsupported() => {}
+    let ts = match TransferSyntaxRegistry.get(&ts_uid) {
+        Some(ts) if !ts.is_unsupported() => ts,
         _ => return Err(DicomError::UnsupportedTransferSyntax { uid: ts_uid }),
-    }
+    };
+    // Every declared length is checked before the parser reserves memory for it.
+    check_lengths(&body[4..], ts, until)?;
     let options = OpenFileOptions::new().read_preamble(ReadPreamble::Never);
     let options = match until {
         Some(tag) => options.read_until(tag),
@@ -134,6 +140,49 @@ pub fn part10_file(
         .map_err(|e| DicomError::WriteMeta(Box::new(e)))?;
     out.extend_from_slice(data_set);
     Ok(out)
+}
+
+/// Checks the declared lengths of a Part 10 file's bytes after `DICM` (up to `until`).
+fn check_lengths(
+    bytes: &[u8],
+    ts: &dicom_encoding::TransferSyntax,
+    until: Option<Tag>,
+) -> Result<(), DicomError> {
+    let data_set = &bytes[meta_group_end(bytes)?..];
+    let Some(encoding) = Encoding::of_transfer_syntax(ts) else {
+        let inflated = inflate(data_set)?;
+        return check_declared_lengths_until(&inflated, Encoding::EXPLICIT_LITTLE, until);
+    };
+    check_declared_lengths_until(data_set, encoding, until).or_else(|e| {
+        // Some writers encode the data set in implicit VR under an explicit transfer syntax;
+        // readers (pydicom, dcmtk) detect it from the first element.
+        let implicit = Encoding::IMPLICIT_LITTLE;
+        if encoding.explicit_vr && check_declared_lengths_until(data_set, implicit, until).is_ok() {
+            Ok(())
+        } else {
+            Err(e)
+        }
+    })
+}
+
+/// A deflated data set (PS3.5 A.5) inflated, refused once it outgrows [`MAX_INFLATED_BYTES`].
+fn inflate(deflated: &[u8]) -> Result<Vec<u8>, DicomError> {
+    use std::io::Read;
+    let mut inflated = Vec::new();
+    flate2::read::DeflateDecoder::new(deflated)
+        .take(MAX_INFLATED_BYTES + 1)
+        .read_to_end(&mut inflated)
+        .map_err(|_| DicomError::MalformedElement {
+            what: "the deflated data set does not inflate",
+            offset: 0,
+        })?;
+    if inflated.len() as u64 > MAX_INFLATED_BYTES {
+        return Err(DicomError::ImageTooLarge {
+            bytes: inflated.len() as u64,
+            limit: MAX_INFLATED_BYTES,
+        });
+    }
+    Ok(inflated)
 }
 
 fn without_preamble(bytes: &[u8]) -> Result<&[u8], DicomError> {

@@ -18,6 +18,7 @@ use dicom_pixeldata::{
 use rayon::prelude::*;
 
 use super::DicomError;
+use super::decoded_size::check_decoded_size;
 use super::part10::open;
 use super::samples::{self, StoredSamples};
 
@@ -45,6 +46,7 @@ pub struct DecodedImage {
 /// read there and normalised the same way.
 pub fn decode_image(bytes: &[u8]) -> Result<DecodedImage, DicomError> {
     let object = open(bytes)?;
+    check_decoded_size(&object)?;
     let context = FrameContext {
         window: file_window(&object).or_else(|| modality_window(&object)),
         palette: is_palette(&object)
@@ -179,6 +181,7 @@ impl FrameContext {
 /// differently encoded copies of an image must agree. Monochrome images only.
 pub fn decode_modality_values(bytes: &[u8]) -> Result<Vec<Vec<f32>>, DicomError> {
     let object = open(bytes)?;
+    check_decoded_size(&object)?;
     let all_frames = |pixels: &dyn FrameSource| {
         (0..pixels.frame_count())
             .map(|frame| pixels.modality_frame(frame))

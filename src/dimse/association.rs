@@ -18,6 +18,7 @@ use dicom_ul::pdu::{PDataValue, PDataValueType};
 use tokio::net::TcpStream;
 
 use crate::config::{AllowedCaller, DicomSettings};
+use crate::dicom::{Encoding, check_declared_lengths};
 use crate::domain::{AuditAction, AuditAgent, AuditOutcome, AuditRecord, DicomUid};
 use crate::pipeline::{DicomStatus, Pipeline};
 
@@ -33,6 +34,9 @@ const C_ECHO_RQ: u16 = 0x0030;
 const C_ECHO_RSP: u16 = 0x8030;
 /// Command Data Set Type (0000,0800) value meaning "no data set follows".
 const NO_DATA_SET: u16 = 0x0101;
+/// The largest command set accepted: a C-STORE-RQ is a few hundred bytes (its largest values
+/// are two UIDs of at most 64 bytes and an AE title).
+const MAX_COMMAND_BYTES: usize = 16 * 1024;
 
 /// The C-STORE request whose data set is being received.
 struct PendingStore {
@@ -216,6 +220,14 @@ async fn receive_all<S: Transport>(
                 for value in data {
                     match value.value_type {
                         PDataValueType::Command => {
+                            if command.len() + value.data.len() > MAX_COMMAND_BYTES {
+                                tracing::warn!(
+                                    bytes = command.len() + value.data.len(),
+                                    "DIMSE command set over the limit; aborting"
+                                );
+                                let _ = abort(association).await;
+                                return;
+                            }
                             command.extend_from_slice(&value.data);
                             if !value.is_last {
                                 continue;
@@ -284,6 +296,12 @@ async fn on_command<S: Transport>(
     context_id: u8,
 ) -> Result<Option<PendingStore>, ()> {
     let ts = IMPLICIT_VR_LITTLE_ENDIAN.erased();
+    // Declared lengths are checked before the parser reserves memory for them.
+    if let Err(e) = check_declared_lengths(bytes, Encoding::IMPLICIT_LITTLE) {
+        tracing::warn!(error = %e, "malformed DIMSE command; aborting");
+        let _ = abort(association).await;
+        return Err(());
+    }
     let Ok(cmd) = InMemDicomObject::read_dataset_with_ts(bytes, &ts) else {
         tracing::warn!("unreadable DIMSE command; aborting");
         let _ = abort(association).await;

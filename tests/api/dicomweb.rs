@@ -37,14 +37,14 @@ pub(crate) async fn stow(app: &TestApp, path: &str, body: Vec<u8>) -> reqwest::R
         .unwrap()
 }
 
-fn sequence<'a>(body: &'a Value, tag: &str) -> Vec<&'a Value> {
+pub(crate) fn sequence<'a>(body: &'a Value, tag: &str) -> Vec<&'a Value> {
     body[tag]["Value"]
         .as_array()
         .map(|items| items.iter().collect())
         .unwrap_or_default()
 }
 
-fn value<'a>(item: &'a Value, tag: &str) -> &'a Value {
+pub(crate) fn value<'a>(item: &'a Value, tag: &str) -> &'a Value {
     &item[tag]["Value"][0]
 }
 

@@ -36,21 +36,17 @@ async fn echoscu_gets_an_answer() {
         return;
     }
     let app = spawn_app().await;
+    assert!(echoes(&app).await);
+}
+
+/// Whether dcmtk's `echoscu` gets a C-ECHO answer from the service.
+pub(crate) async fn echoes(app: &TestApp) -> bool {
     let port = app.dicom_port.unwrap().to_string();
-    let output = tokio::task::spawn_blocking(move || {
-        run(
-            "echoscu",
-            &[
-                "-aec".into(),
-                "PROGNOSTICS".into(),
-                "127.0.0.1".into(),
-                port,
-            ],
-        )
-    })
-    .await
-    .unwrap();
-    assert!(output.status.success());
+    let args = ["-aec", "PROGNOSTICS", "127.0.0.1", &port].map(String::from);
+    let output = tokio::task::spawn_blocking(move || run("echoscu", &args))
+        .await
+        .unwrap();
+    output.status.success()
 }
 
 /// Sends `file` with `storescu`, proposing the transfer syntaxes that `options` select, and

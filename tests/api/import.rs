@@ -50,7 +50,7 @@ async fn import_stores_instances_skips_other_files_and_reports_failures() {
     assert!(stdout.contains("skipped 2 files"), "{stdout}");
     assert!(stdout.contains("1 failed"), "{stdout}");
     assert!(
-        stdout.contains("cut.dcm: the DICOM file could not be read"),
+        stdout.contains("cut.dcm: the DICOM file is truncated or corrupt"),
         "{stdout}"
     );
 

@@ -29,6 +29,7 @@ mod health;
 mod helpers;
 mod hl7;
 mod hl7_filing;
+mod hostile_input;
 mod https;
 mod import;
 mod issuer;

@@ -141,7 +141,14 @@ const MODULES: &[(&str, &str, &[&str])] = &[
     (
         "dimse",
         "the DICOM network edge: C-ECHO and C-STORE (dicom-ul)",
-        &["config", "domain", "listener", "pipeline", "telemetry"],
+        &[
+            "config",
+            "dicom",
+            "domain",
+            "listener",
+            "pipeline",
+            "telemetry",
+        ],
     ),
     (
         "mllp_listener",
