@@ -224,6 +224,9 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
     /// Worker threads for the HTTP server; 0 means one per CPU core.
     pub workers: usize,
+    /// Seconds a request body may pause between two of its pieces before the request is
+    /// answered 408 (the request line and headers have 5 s).
+    pub body_timeout_secs: u64,
     /// HTTPS: the certificate chain (PEM, the server's certificate first) …
     pub tls_certificate: Option<PathBuf>,
     /// … and its private key (PEM, PKCS #8, PKCS #1 or SEC1). Both or neither.
@@ -294,6 +297,10 @@ pub struct DicomSettings {
     pub max_instance_bytes: usize,
     /// Seconds an association may stay silent before it is aborted.
     pub idle_timeout_secs: u64,
+    /// Seconds a new connection has to complete its association request (and TLS handshake).
+    pub handshake_timeout_secs: u64,
+    /// Associations at once; past it a new connection is closed at once.
+    pub max_connections: usize,
     /// Largest STOW-RS request body, in bytes.
     pub max_stow_bytes: usize,
     /// `Identifier.system` under which a study's DICOM Patient ID (0010,0020) names its FHIR
@@ -391,6 +398,8 @@ pub struct Hl7Settings {
     pub max_message_bytes: usize,
     /// Seconds a connection may stay silent before it is closed.
     pub idle_timeout_secs: u64,
+    /// Connections at once; past it a new connection is closed at once.
+    pub max_connections: usize,
     /// The sending sites' time zone, for HL7 times sent without an offset: `local` (this
     /// machine's zone, daylight saving included) or a fixed offset such as `+01:00`.
     pub local_offset: String,
@@ -589,6 +598,7 @@ impl Default for ServerSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_body_bytes: 8 * 1024 * 1024,
             workers: 0,
+            body_timeout_secs: 30,
             tls_certificate: None,
             tls_key: None,
             cors_origins: Vec::new(),
@@ -634,6 +644,8 @@ impl Default for DicomSettings {
             max_pdu_length: 65_536,
             max_instance_bytes: 1024 * 1024 * 1024,
             idle_timeout_secs: 300,
+            handshake_timeout_secs: 30,
+            max_connections: 64,
             max_stow_bytes: 1024 * 1024 * 1024,
             allowed_callers: Vec::new(),
             tls_certificate: None,
@@ -651,6 +663,7 @@ impl Default for Hl7Settings {
             listen: SocketAddr::from(([127, 0, 0, 1], 2575)),
             max_message_bytes: 1024 * 1024,
             idle_timeout_secs: 300,
+            max_connections: 64,
             local_offset: "local".to_owned(),
             identifier_systems: std::collections::BTreeMap::new(),
             allowed_sources: Vec::new(),

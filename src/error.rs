@@ -29,6 +29,8 @@ pub enum ErrorKind {
     Unauthenticated,
     /// The caller is known, and its access does not cover the request.
     Forbidden,
+    /// The caller did not send its request in time (a request body that stopped arriving).
+    TimedOut,
     /// A bounded queue is full; the caller may retry later.
     Overloaded,
     /// A dependency (database, model, upstream) is not available right now.
@@ -38,7 +40,7 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    const NAMES: [(ErrorKind, &'static str); 15] = [
+    const NAMES: [(ErrorKind, &'static str); 16] = [
         (ErrorKind::Invalid, "invalid"),
         (ErrorKind::Unprocessable, "unprocessable"),
         (ErrorKind::NotFound, "not-found"),
@@ -51,6 +53,7 @@ impl ErrorKind {
         (ErrorKind::MethodNotAllowed, "method-not-allowed"),
         (ErrorKind::Unauthenticated, "unauthenticated"),
         (ErrorKind::Forbidden, "forbidden"),
+        (ErrorKind::TimedOut, "timed-out"),
         (ErrorKind::Overloaded, "overloaded"),
         (ErrorKind::Unavailable, "unavailable"),
         (ErrorKind::Internal, "internal"),

@@ -1,35 +1,123 @@
 //! The accept loop the TCP protocol edges share (the DICOM storage SCP, the MLLP listener):
 //! every connection runs as its own task, inside a span naming the protocol and the peer, so
-//! that every line it logs says which connection it came from; a failed accept is logged and
-//! the loop goes on.
+//! that every line it logs says which connection it came from. Connections per port are capped:
+//! past the cap a new connection is closed at once, so that one door cannot take every file
+//! descriptor of the process (and with them the HTTP door). A failed accept (out of file
+//! descriptors: EMFILE, ENFILE) backs off instead of spinning, and each kind of trouble is
+//! logged at most once per [`LOG_INTERVAL`] with a count of what happened in between.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use crate::telemetry::spawn_with_tracing;
 
-/// Accepts connections until the task is dropped, handing each to `serve` on a task of its own.
-/// `protocol` names the edge in logs.
-pub async fn accept_each<F, Fut>(listener: TcpListener, protocol: &'static str, serve: F)
-where
+/// The longest an accept loop waits after a failed accept (the wait doubles from 10 ms).
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// Repeated trouble is logged at most once per interval.
+pub const LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Accepts connections until the task is dropped, handing each to `serve` on a task of its own,
+/// at most `max_connections` at once. `protocol` names the edge in logs.
+pub async fn accept_each<F, Fut>(
+    listener: TcpListener,
+    protocol: &'static str,
+    max_connections: usize,
+    serve: F,
+) where
     F: Fn(TcpStream, SocketAddr) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    let slots = Arc::new(Semaphore::new(max_connections.max(1)));
+    let mut refused = RateLimitedLog::default();
+    let mut failed = RateLimitedLog::default();
+    let mut backoff = Duration::from_millis(10);
     loop {
-        match listener.accept().await {
-            Ok((stream, peer)) => {
-                let span = tracing::info_span!(
-                    "connection",
-                    protocol,
-                    peer = %peer,
-                    connection_id = %uuid::Uuid::new_v4()
-                );
-                spawn_with_tracing(serve(stream, peer).instrument(span));
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => {
+                backoff = Duration::from_millis(10);
+                accepted
             }
-            Err(e) => tracing::warn!(protocol, error = %e, "accept failed"),
+            Err(e) => {
+                if let Some(suppressed) = failed.due() {
+                    tracing::warn!(protocol, error = %e, suppressed, "accept failed; backing off");
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            drop(stream);
+            if let Some(suppressed) = refused.due() {
+                tracing::warn!(
+                    protocol,
+                    %peer,
+                    max_connections,
+                    suppressed,
+                    "connection limit reached: new connections are closed"
+                );
+            }
+            continue;
+        };
+        let span = tracing::info_span!(
+            "connection",
+            protocol,
+            peer = %peer,
+            connection_id = %uuid::Uuid::new_v4()
+        );
+        let connection = serve(stream, peer);
+        spawn_with_tracing(
+            async move {
+                connection.await;
+                drop(slot);
+            }
+            .instrument(span),
+        );
+    }
+}
+
+/// Says when a repeated event is due to be logged again: the first time, then once per
+/// [`LOG_INTERVAL`], with how many were not logged in between.
+#[derive(Default)]
+pub struct RateLimitedLog {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl RateLimitedLog {
+    /// `Some(events not logged since the last line)` when this one should be logged.
+    pub fn due(&mut self) -> Option<u64> {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|last| now.duration_since(last) < LOG_INTERVAL)
+        {
+            self.suppressed += 1;
+            return None;
         }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeated_event_is_logged_once_per_interval_with_the_count_between() {
+        let mut log = RateLimitedLog::default();
+        assert_eq!(log.due(), Some(0));
+        for _ in 0..1_000 {
+            assert_eq!(log.due(), None);
+        }
+        log.last = Some(Instant::now() - LOG_INTERVAL);
+        assert_eq!(log.due(), Some(1_000));
     }
 }

@@ -258,6 +258,7 @@ async fn serve(
         pipeline,
         base_url,
         max_body_bytes: settings.server.max_body_bytes,
+        body_timeout: std::time::Duration::from_secs(settings.server.body_timeout_secs.max(1)),
         dicomweb_max_body_bytes: settings.dicom.max_stow_bytes,
         hl7_max_message_bytes: settings.hl7.max_message_bytes,
         access,

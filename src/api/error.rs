@@ -203,6 +203,7 @@ mod tests {
             (ErrorKind::PayloadTooLarge, 413),
             (ErrorKind::UnsupportedMediaType, 415),
             (ErrorKind::Unprocessable, 422),
+            (ErrorKind::TimedOut, 408),
             (ErrorKind::Overloaded, 429),
             (ErrorKind::Internal, 500),
             (ErrorKind::Unavailable, 503),

@@ -45,6 +45,8 @@ pub struct ApiState {
     /// The public FHIR base URL links are built from (configured, else the bound address).
     pub base_url: String,
     pub max_body_bytes: usize,
+    /// The longest a request body may pause between two of its pieces.
+    pub body_timeout: std::time::Duration,
     /// Largest STOW-RS body.
     pub dicomweb_max_body_bytes: usize,
     /// Largest HL7 v2 message.

@@ -2,14 +2,18 @@
 
 use actix_web::HttpRequest;
 use actix_web::http::header;
-use actix_web::web::Payload;
+use actix_web::web::{self, Payload};
 use futures_util::StreamExt;
 
-use super::ApiError;
+use super::{ApiError, ApiState};
 use crate::error::ErrorKind;
 
+/// The most memory taken for a body before its bytes arrive, whatever `Content-Length` says.
+const INITIAL_CAPACITY: usize = 1024 * 1024;
+
 /// Reads the request body up to `limit` bytes. A `Content-Length` over the limit is refused
-/// before any of the body is read.
+/// before any of the body is read; a body that pauses longer than `server.body_timeout_secs`
+/// between two pieces is answered 408.
 pub(super) async fn read_body(
     req: &HttpRequest,
     mut payload: Payload,
@@ -29,8 +33,25 @@ pub(super) async fn read_body(
     if declared.is_some_and(|length| length > limit as u64) {
         return Err(too_large());
     }
-    let mut body = Vec::with_capacity(declared.map_or(0, |n| n as usize));
-    while let Some(chunk) = payload.next().await {
+    let pause = req
+        .app_data::<web::Data<ApiState>>()
+        .map_or(DEFAULT_BODY_TIMEOUT, |state| state.body_timeout);
+    let mut body = Vec::with_capacity(declared.map_or(0, |n| (n as usize).min(INITIAL_CAPACITY)));
+    loop {
+        let next = tokio::time::timeout(pause, payload.next())
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    ErrorKind::TimedOut,
+                    format!(
+                        "the request body stopped arriving (nothing for {} s)",
+                        pause.as_secs()
+                    ),
+                )
+            })?;
+        let Some(chunk) = next else {
+            return Ok(body);
+        };
         let chunk = chunk
             .map_err(|_| ApiError::new(ErrorKind::Invalid, "request body could not be read"))?;
         if body.len() + chunk.len() > limit {
@@ -38,8 +59,10 @@ pub(super) async fn read_body(
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(body)
 }
+
+/// The pause allowed when no state is configured (the default of `server.body_timeout_secs`).
+const DEFAULT_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The query string as name/value pairs, in order.
 pub(super) fn query_pairs(req: &HttpRequest) -> Vec<(String, String)> {

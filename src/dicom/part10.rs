@@ -51,9 +51,10 @@ impl DicomStatus {
             ErrorKind::Unprocessable | ErrorKind::Conflict | ErrorKind::PreconditionFailed => {
                 DicomStatus::DATA_SET_DOES_NOT_MATCH_SOP_CLASS
             }
-            ErrorKind::PayloadTooLarge | ErrorKind::Overloaded | ErrorKind::Unavailable => {
-                DicomStatus::OUT_OF_RESOURCES
-            }
+            ErrorKind::PayloadTooLarge
+            | ErrorKind::Overloaded
+            | ErrorKind::Unavailable
+            | ErrorKind::TimedOut => DicomStatus::OUT_OF_RESOURCES,
             ErrorKind::UnsupportedMediaType => DicomStatus::TRANSFER_SYNTAX_NOT_SUPPORTED,
             ErrorKind::Unauthenticated | ErrorKind::Forbidden => DicomStatus::NOT_AUTHORIZED,
             ErrorKind::NotFound

@@ -92,7 +92,7 @@ trait Transport: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Transport for S {}
 
 /// Negotiates an association on `stream` (over TLS when `tls` is given), then serves it. The
-/// negotiation, TLS handshake included, is bounded by the idle timeout.
+/// negotiation, TLS handshake included, is bounded by the handshake timeout.
 pub(super) async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
@@ -116,15 +116,17 @@ pub(super) async fn serve(
             options = options.with_transfer_syntax(ts.uid());
         }
     }
-    let idle = Duration::from_secs(settings.idle_timeout_secs.max(1));
+    let handshake = Duration::from_secs(settings.handshake_timeout_secs.max(1));
     match tls {
         None => {
-            let established = tokio::time::timeout(idle, options.establish_async(stream)).await;
+            let established =
+                tokio::time::timeout(handshake, options.establish_async(stream)).await;
             run(established, peer, settings, pipeline).await;
         }
         Some(config) => {
             let options = options.tls_config(config);
-            let established = tokio::time::timeout(idle, options.establish_tls_async(stream)).await;
+            let established =
+                tokio::time::timeout(handshake, options.establish_tls_async(stream)).await;
             run(established, peer, settings, pipeline).await;
         }
     }

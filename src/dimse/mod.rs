@@ -49,12 +49,18 @@ impl StorageScp {
     /// Accepts associations until the task is dropped.
     pub async fn run(self) {
         let (settings, pipeline, tls) = (self.settings, self.pipeline, self.tls);
-        crate::listener::accept_each(self.listener, "DICOM", move |stream, peer| {
-            let settings = Arc::clone(&settings);
-            let pipeline = pipeline.clone();
-            let tls = tls.clone();
-            async move { association::serve(stream, peer, tls, &settings, &pipeline).await }
-        })
+        let max_connections = settings.max_connections;
+        crate::listener::accept_each(
+            self.listener,
+            "DICOM",
+            max_connections,
+            move |stream, peer| {
+                let settings = Arc::clone(&settings);
+                let pipeline = pipeline.clone();
+                let tls = tls.clone();
+                async move { association::serve(stream, peer, tls, &settings, &pipeline).await }
+            },
+        )
         .await;
     }
 }

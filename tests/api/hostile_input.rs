@@ -156,3 +156,106 @@ async fn a_jpeg_declaring_more_pixels_than_its_header_is_kept_but_never_decoded(
         .await;
     assert_eq!(undecodable, 1, "marked as not decodable");
 }
+
+#[tokio::test]
+async fn a_request_body_that_stops_arriving_is_answered_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = crate::helpers::spawn_app_with(|s| s.server.body_timeout_secs = 1).await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    // Headers promising 1,000 bytes, then 10 of them, then nothing.
+    let request = format!(
+        "POST /fhir/Patient HTTP/1.1\r\nHost: {address}\r\n\
+         Content-Type: application/fhir+json\r\nContent-Length: 1000\r\n\r\n{{\"resourceT"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        stream.read_to_end(&mut answer),
+    )
+    .await;
+    assert!(read.is_ok(), "answered in time, not held open");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("OperationOutcome"), "{answer}");
+}
+
+#[tokio::test]
+async fn silent_dicom_connections_past_the_cap_are_closed_and_the_rest_time_out() {
+    use tokio::io::AsyncReadExt;
+    if !crate::dimse::dcmtk_available() {
+        return;
+    }
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.dicom.max_connections = 4;
+        s.dicom.handshake_timeout_secs = 2;
+    })
+    .await;
+    let address = format!("127.0.0.1:{}", app.dicom_port.unwrap());
+    let mut silent = Vec::new();
+    for _ in 0..4 {
+        silent.push(tokio::net::TcpStream::connect(&address).await.unwrap());
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // The fifth is closed at once: a read sees the end, not a wait.
+    let mut fifth = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(1), fifth.read(&mut byte))
+        .await
+        .expect("closed at once");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    // The silent ones are closed once the handshake time is up; then a modality gets in.
+    for mut stream in silent {
+        let read = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut byte))
+            .await
+            .expect("closed after the handshake timeout");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    }
+    assert!(crate::dimse::echoes(&app).await);
+}
+
+/// The scenario of a port flooded with silent connections in a process with few file
+/// descriptors: the other doors keep answering and the log stays short.
+#[tokio::test]
+async fn a_flood_of_silent_connections_leaves_http_answering_and_the_log_short() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let service = crate::request_log::Service::start_limited(
+        dir,
+        &[("PROGNOSTICS_INFERENCE__ENABLED", "false")],
+        true,
+        Some(256),
+    )
+    .await;
+    let dicom = service.port_of("DICOM storage SCP listening");
+    let logged_before = service.logged();
+    let mut flood = Vec::new();
+    for _ in 0..300 {
+        match tokio::net::TcpStream::connect(("127.0.0.1", dicom)).await {
+            Ok(stream) => flood.push(stream),
+            Err(e) => panic!("connect: {e}"),
+        }
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let health = reqwest::Client::new()
+        .get(format!("{}/healthz", service.address))
+        .timeout(std::time::Duration::from_secs(5))
+        .send()
+        .await
+        .expect("HTTP answers beside the flood");
+    assert_eq!(health.status(), 200);
+    let lines = service.since(logged_before);
+    assert!(
+        lines.len() < 50,
+        "{} lines logged: {:?}",
+        lines.len(),
+        &lines[..5.min(lines.len())]
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "connection limit reached: new connections are closed"),
+        "{lines:?}"
+    );
+    drop(flood);
+}

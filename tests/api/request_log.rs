@@ -49,8 +49,30 @@ impl Service {
         env: &[(&str, &str)],
         all_doors: bool,
     ) -> Service {
+        Service::start_limited(dir, env, all_doors, None).await
+    }
+
+    /// [`Service::start_with`], with at most `open_files` file descriptors (`ulimit -n`).
+    pub(crate) async fn start_limited(
+        dir: &std::path::Path,
+        env: &[(&str, &str)],
+        all_doors: bool,
+        open_files: Option<u32>,
+    ) -> Service {
         let data = tempfile::tempdir().unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_prognostics"));
+        let binary = env!("CARGO_BIN_EXE_prognostics");
+        let mut command = match open_files {
+            Some(n) => {
+                let mut shell = Command::new("sh");
+                shell.args([
+                    "-c",
+                    &format!("ulimit -n {n} && exec \"$0\" \"$@\""),
+                    binary,
+                ]);
+                shell
+            }
+            None => Command::new(binary),
+        };
         command
             .current_dir(dir)
             .env("RUST_LOG", "info,prognostics=debug")
