@@ -350,6 +350,15 @@ impl Pipeline {
     pub fn store(&self) -> &Store {
         &self.store
     }
+
+    /// Whether received files can be written now (see [`crate::store::FileStore::check_writable`]).
+    pub async fn storage_writable(&self) -> Result<(), PipelineError> {
+        let files = self.files.clone();
+        crate::telemetry::spawn_blocking_with_tracing(move || files.check_writable())
+            .await
+            .map_err(PipelineError::Blocking)?
+            .map_err(PipelineError::FileStore)
+    }
 }
 
 /// An id made from `parts`: `{prefix}-` and 40 hex digits of their digest, so that the same

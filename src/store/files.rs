@@ -12,6 +12,9 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::ContentHash;
 
+/// What the writability check writes: room for a few small instances.
+const WRITE_CHECK_BYTES: usize = 64 * 1024;
+
 #[derive(Clone, Debug)]
 pub struct FileStore {
     root: PathBuf,
@@ -72,6 +75,25 @@ impl FileStore {
             let _ = fs::remove_file(&tmp);
         }
         written.map(|()| hash)
+    }
+
+    /// Whether a file of [`WRITE_CHECK_BYTES`] can be written and flushed under the root now
+    /// (a full disk, a read-only mount or lost permissions say no). Blocking.
+    pub fn check_writable(&self) -> io::Result<()> {
+        fs::create_dir_all(&self.root)?;
+        let probe = self
+            .root
+            .join(format!(".write-check.{}.tmp", uuid::Uuid::new_v4()));
+        let written = (|| {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&probe)?;
+            file.write_all(&[0; WRITE_CHECK_BYTES])?;
+            file.sync_all()
+        })();
+        let _ = fs::remove_file(&probe);
+        written
     }
 
     /// Reads a stored file back. Blocking.

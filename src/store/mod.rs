@@ -107,6 +107,8 @@ pub enum StoreError {
     Unavailable(#[source] sqlx::Error),
     #[error("database migration failed")]
     Migration(#[source] sqlx::migrate::MigrateError),
+    #[error("the database's storage is full; writes resume once space is freed")]
+    Full(#[source] sqlx::Error),
     #[error("database request failed")]
     Database(#[source] sqlx::Error),
 }
@@ -118,7 +120,9 @@ impl StoreError {
             StoreError::Gone { .. } => ErrorKind::Gone,
             StoreError::VersionMismatch { .. } => ErrorKind::PreconditionFailed,
             StoreError::ConcurrentWrite { .. } => ErrorKind::Conflict,
-            StoreError::Unavailable(_) | StoreError::Locked { .. } => ErrorKind::Unavailable,
+            StoreError::Unavailable(_) | StoreError::Locked { .. } | StoreError::Full(_) => {
+                ErrorKind::Unavailable
+            }
             StoreError::LockFile { .. } => ErrorKind::Internal,
             StoreError::Corrupt { .. }
             | StoreError::CorruptRow { .. }
@@ -164,9 +168,15 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
                 StoreError::Unavailable(e)
             }
+            sqlx::Error::Database(ref db) if is_storage_full(db.as_ref()) => StoreError::Full(e),
             other => StoreError::Database(other),
         }
     }
+}
+
+/// SQLite's SQLITE_FULL (13, "database or disk is full") or PostgreSQL's disk_full (53100).
+fn is_storage_full(error: &dyn sqlx::error::DatabaseError) -> bool {
+    matches!(error.code().as_deref(), Some("13" | "53100"))
 }
 
 /// `prefix` followed by `rows` tuples of `columns` placeholders: `?` on SQLite, whose binding of
@@ -227,6 +237,19 @@ impl Store {
         let pool = AnyPoolOptions::new()
             .max_connections(settings.database.max_connections.max(1))
             .acquire_timeout(Duration::from_secs(settings.database.acquire_timeout_secs))
+            // A connection whose COMMIT failed (a full disk) and whose rollback did not take
+            // can come back still counting a transaction; reused, it would refuse every later
+            // transaction ("begin_with at non-zero transaction depth") until a restart. Such a
+            // connection is closed instead and the pool opens a fresh one.
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    let clean = !sqlx::Connection::is_in_transaction(conn);
+                    if !clean {
+                        tracing::warn!("a database connection left in a transaction: closed");
+                    }
+                    Ok(clean)
+                })
+            })
             .connect(url.expose_secret())
             .await
             .map_err(StoreError::Unavailable)?;

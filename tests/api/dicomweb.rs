@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use crate::helpers::{TestApp, assert_outcome, pydicom_file, pydicom_path, spawn_app};
 
-const BOUNDARY: &str = "DICOMwebBoundary7d1f";
+pub(crate) const BOUNDARY: &str = "DICOMwebBoundary7d1f";
 const CANNOT_UNDERSTAND: u64 = 0xC000;
 const DOES_NOT_MATCH_SOP_CLASS: u64 = 0xA900;
 

@@ -224,7 +224,7 @@ async fn a_flood_of_silent_connections_leaves_http_answering_and_the_log_short()
         dir,
         &[("PROGNOSTICS_INFERENCE__ENABLED", "false")],
         true,
-        Some(256),
+        Some(r#"ulimit -n 256 && exec "$0" "$@""#),
     )
     .await;
     let dicom = service.port_of("DICOM storage SCP listening");

@@ -17,6 +17,7 @@ mod cors;
 mod crud;
 mod dicomweb;
 mod dimse;
+mod disk_full;
 mod docs;
 mod ehr;
 mod ehr_smart;

@@ -18,7 +18,7 @@ pub(crate) struct Service {
     pub(crate) address: String,
     data: tempfile::TempDir,
     /// The PostgreSQL database, when the tests run on one.
-    database: Option<String>,
+    pub(crate) database: Option<String>,
 }
 
 impl Drop for Service {
@@ -52,23 +52,23 @@ impl Service {
         Service::start_limited(dir, env, all_doors, None).await
     }
 
-    /// [`Service::start_with`], with at most `open_files` file descriptors (`ulimit -n`).
+    /// [`Service::start_with`], started through `launch` (a shell line run with the binary as
+    /// `$0` and its arguments as `$@`, the data folder in `$TEST_SERVICE_DATA`): to limit
+    /// its file descriptors, or to give it a small disk of its own.
     pub(crate) async fn start_limited(
         dir: &std::path::Path,
         env: &[(&str, &str)],
         all_doors: bool,
-        open_files: Option<u32>,
+        launch: Option<&str>,
     ) -> Service {
         let data = tempfile::tempdir().unwrap();
         let binary = env!("CARGO_BIN_EXE_prognostics");
-        let mut command = match open_files {
-            Some(n) => {
+        let mut command = match launch {
+            Some(line) => {
                 let mut shell = Command::new("sh");
-                shell.args([
-                    "-c",
-                    &format!("ulimit -n {n} && exec \"$0\" \"$@\""),
-                    binary,
-                ]);
+                shell
+                    .args(["-c", line, binary])
+                    .env("TEST_SERVICE_DATA", data.path());
                 shell
             }
             None => Command::new(binary),
