@@ -81,7 +81,14 @@ impl SmartBackend {
             ))
         };
         let (key, algorithm) = match EncodingKey::from_rsa_pem(pem) {
-            Ok(key) => (key, Algorithm::RS384),
+            Ok(key) => {
+                tracing::warn!(
+                    "the SMART client key is RSA: its RS384 signatures go through the rsa crate, \
+                     whose private-key operations leak timing (RUSTSEC-2023-0071); an EC P-384 \
+                     key (ES384) avoids it"
+                );
+                (key, Algorithm::RS384)
+            }
             Err(_) => EncodingKey::from_ec_pem(pem)
                 .map(|key| (key, Algorithm::ES384))
                 .map_err(|e| refused(e.to_string()))?,
