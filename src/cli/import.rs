@@ -28,6 +28,8 @@ pub struct ImportReport {
     pub replaced: usize,
     /// Stored, but their pixel data cannot be decoded, with the reason.
     pub undecodable: Vec<(PathBuf, String)>,
+    /// Stored, though their file had a fault dcmtk and pydicom read past, with what it was.
+    pub tolerated: Vec<(PathBuf, String)>,
     /// Not DICOM instances (no DICM prefix, or not a storage SOP class).
     pub skipped: Vec<PathBuf>,
     /// DICOM files that could not be stored, with the reason.
@@ -69,6 +71,9 @@ pub async fn run(settings: &Settings, args: ImportArgs) -> anyhow::Result<ExitCo
             "stored, pixel data not decodable: {}: {reason}",
             path.display()
         );
+    }
+    for (path, tolerated) in &report.tolerated {
+        println!("stored with a warning: {}: {tolerated}", path.display());
     }
     Ok(if report.failed.is_empty() {
         ExitCode::SUCCESS
@@ -137,6 +142,9 @@ pub async fn import(pipeline: &Pipeline, files: Vec<PathBuf>, progress: bool) ->
                     StoreOutcome::Created => report.created += 1,
                     StoreOutcome::Unchanged => report.unchanged += 1,
                     StoreOutcome::Replaced => report.replaced += 1,
+                }
+                for tolerated in stored.tolerated {
+                    report.tolerated.push((path.clone(), tolerated));
                 }
                 if let Some(reason) = stored.pixels.reason() {
                     report.undecodable.push((path, reason.to_owned()));

@@ -97,19 +97,20 @@ pub fn meta_group_end(bytes: &[u8]) -> Result<usize, DicomError> {
     Ok(walk.pos)
 }
 
-/// Checks every declared length of the data set in `bytes`. Trailing zero bytes after the last
-/// element (padding some devices write) are allowed.
+/// Checks every declared length of the data set in `bytes`. Trailing bytes after the last
+/// complete element (zero padding some devices write, or a tail too short to be an element)
+/// are allowed.
 pub fn check_declared_lengths(bytes: &[u8], encoding: Encoding) -> Result<(), DicomError> {
-    check_declared_lengths_until(bytes, encoding, None)
+    check_declared_lengths_until(bytes, encoding, None).map(|_| ())
 }
 
 /// [`check_declared_lengths`] up to the top-level element `until` (what a reader that stops
-/// there will read).
+/// there will read). Returns where the data set ends: before any trailing padding.
 pub fn check_declared_lengths_until(
     bytes: &[u8],
     encoding: Encoding,
     until: Option<Tag>,
-) -> Result<(), DicomError> {
+) -> Result<usize, DicomError> {
     let mut walk = Walk {
         bytes,
         pos: 0,
@@ -129,13 +130,13 @@ pub fn check_declared_lengths_until(
             }
         }
         if walk.pos == bytes.len() || (stack.is_empty() && walk.rest_is_padding()) {
-            return Ok(());
+            return Ok(walk.pos);
         }
         let explicit_vr = stack.last().map_or(encoding.explicit_vr, |f| f.explicit_vr);
         let in_fragments = stack.last().map(|f| f.container) == Some(Container::Fragments);
         let tag = walk.tag()?;
         if stack.is_empty() && until.is_some_and(|until| tag >= until) {
-            return Ok(());
+            return Ok(bytes.len());
         }
         if tag.group() == 0xFFFE {
             let length = walk.u32()?;
@@ -331,8 +332,10 @@ impl Walk<'_> {
         Ok(self.pos + length)
     }
 
+    /// What follows is padding, not an element: zeros, or fewer bytes than an element header.
     fn rest_is_padding(&self) -> bool {
-        self.bytes[self.pos..].iter().all(|&b| b == 0)
+        let rest = &self.bytes[self.pos..];
+        rest.len() < 8 || rest.iter().all(|&b| b == 0)
     }
 
     fn refuse(&self, what: &'static str) -> DicomError {
@@ -388,9 +391,20 @@ mod tests {
         data.extend(header((0xFFFE, ITEM), 4));
         data.extend_from_slice(&[0xFF, 0xD8, 0xFF, 0xD9]);
         data.extend(header((0xFFFE, SEQUENCE_DELIMITATION), 0));
-        // Trailing padding.
-        data.extend_from_slice(&[0; 16]);
-        check_declared_lengths(&data, EXPLICIT_LITTLE).unwrap();
+        let end = data.len();
+        // Trailing padding, and a tail too short to be an element, are where it ends.
+        let mut padded = data.clone();
+        padded.extend_from_slice(&[0; 16]);
+        assert_eq!(
+            check_declared_lengths_until(&padded, EXPLICIT_LITTLE, None).unwrap(),
+            end
+        );
+        let mut tail = data.clone();
+        tail.extend_from_slice(&[1, 2, 3]);
+        assert_eq!(
+            check_declared_lengths_until(&tail, EXPLICIT_LITTLE, None).unwrap(),
+            end
+        );
     }
 
     #[test]
@@ -439,7 +453,9 @@ mod tests {
 
     #[test]
     fn truncated_headers_and_runaway_nesting_are_refused() {
-        assert!(check_declared_lengths(&[0x08, 0x00, 0x60], EXPLICIT_LITTLE).is_err());
+        let mut cut = explicit((0x0008, 0x0060), b"CS", b"CT");
+        cut.extend_from_slice(&[0x08, 0x00, 0x70, 0x00, b'L', b'O', 0x20, 0x00, b'G']);
+        assert!(check_declared_lengths(&cut, EXPLICIT_LITTLE).is_err());
         let mut deep = Vec::new();
         for _ in 0..100 {
             deep.extend(header((0x0008, 0x1140), UNDEFINED));

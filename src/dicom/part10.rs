@@ -5,7 +5,7 @@ use dicom_dictionary_std::tags;
 use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
 use dicom_object::file::ReadPreamble;
 use dicom_object::{DefaultDicomObject, FileMetaTable, FileMetaTableBuilder, OpenFileOptions, Tag};
-use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+use dicom_transfer_syntax_registry::{TransferSyntaxRegistry, entries};
 
 use super::DicomError;
 use super::lengths::{Encoding, check_declared_lengths_until, meta_group_end};
@@ -68,26 +68,66 @@ impl DicomStatus {
 
 /// Reads a complete Part 10 file (with or without its 128-byte preamble) and returns what the
 /// service records of it. The whole data set is parsed, pixel data included, so that a
-/// truncated file fails here rather than after it was acknowledged.
+/// truncated file fails here rather than after it was acknowledged. What real devices get
+/// wrong and dcmtk and pydicom read anyway is read too, and named in
+/// [`DicomInstance::tolerated`]: padding after the data set, a bare data set without preamble
+/// or file meta.
 pub fn read_instance(bytes: &[u8]) -> Result<DicomInstance, DicomError> {
-    let object = open(bytes)?;
+    let Opened { object, tolerated } = open_until(bytes, None)?;
     let ts_uid = object
         .meta()
         .transfer_syntax()
         .trim_end_matches(['\0', ' '])
         .to_owned();
-    instance_from(&object, ts_uid)
+    let mut instance = instance_from(&object, ts_uid)?;
+    instance.tolerated = tolerated;
+    Ok(instance)
 }
 
 /// Parses a complete Part 10 file, refusing DICOMDIRs and transfer syntaxes the parser cannot
 /// read before the data set is touched.
 pub(super) fn open(bytes: &[u8]) -> Result<DefaultDicomObject, DicomError> {
-    open_until(bytes, None)
+    open_until(bytes, None).map(|opened| opened.object)
+}
+
+/// A file read, and what was tolerated to read it.
+struct Opened {
+    object: DefaultDicomObject,
+    tolerated: Vec<String>,
 }
 
 /// [`open`], stopping before `until` when given (a header read that skips the pixel data).
-fn open_until(bytes: &[u8], until: Option<Tag>) -> Result<DefaultDicomObject, DicomError> {
-    let body = without_preamble(bytes)?;
+fn open_until(bytes: &[u8], until: Option<Tag>) -> Result<Opened, DicomError> {
+    let mut tolerated = Vec::new();
+    let wrapped;
+    let body = match without_preamble(bytes) {
+        Ok(body) => match FileMetaTable::from_reader(body) {
+            Ok(_) => body,
+            // A file meta without its group length or transfer syntax: what follows it is
+            // read as a bare data set, as pydicom does.
+            Err(meta_error) => {
+                let after = 4 + meta_group_end(&body[4..])?;
+                wrapped = bare_data_set(&body[after..])
+                    .map_err(|_| DicomError::UnreadableMeta(Box::new(meta_error)))?;
+                tolerated.push(
+                    "the file meta could not be read: the data set after it read as a bare \
+                     one, its transfer syntax told by its first element"
+                        .to_owned(),
+                );
+                &wrapped[128..]
+            }
+        },
+        Err(DicomError::NotDicom) => {
+            wrapped = bare_data_set(bytes)?;
+            tolerated.push(
+                "no preamble and no file meta: read as a bare data set, its transfer syntax \
+                 told by its first element"
+                    .to_owned(),
+            );
+            &wrapped[128..]
+        }
+        Err(e) => return Err(e),
+    };
     let meta =
         FileMetaTable::from_reader(body).map_err(|e| DicomError::UnreadableMeta(Box::new(e)))?;
     let ts_uid = meta
@@ -106,16 +146,70 @@ fn open_until(bytes: &[u8], until: Option<Tag>) -> Result<DefaultDicomObject, Di
         Some(ts) if !ts.is_unsupported() => ts,
         _ => return Err(DicomError::UnsupportedTransferSyntax { uid: ts_uid }),
     };
-    // Every declared length is checked before the parser reserves memory for it.
-    check_lengths(&body[4..], ts, until)?;
+    // Every declared length is checked before the parser reserves memory for it; what follows
+    // the data set's last element is left out.
+    let meta_end = 4 + meta_group_end(&body[4..])?;
+    let end = meta_end + check_lengths(&body[meta_end..], ts, until)?;
+    if end < body.len() {
+        tolerated.push(format!(
+            "{} bytes after the data set ignored (trailing padding)",
+            body.len() - end
+        ));
+    }
     let options = OpenFileOptions::new().read_preamble(ReadPreamble::Never);
     let options = match until {
         Some(tag) => options.read_until(tag),
         None => options,
     };
-    options
-        .from_reader(body)
-        .map_err(|e| DicomError::Unreadable(Box::new(e)))
+    let object = options
+        .from_reader(&body[..end])
+        .map_err(|e| DicomError::Unreadable(Box::new(e)))?;
+    Ok(Opened { object, tolerated })
+}
+
+/// A bare data set (no preamble, no `DICM`, no file meta, as some devices write files) wrapped
+/// into a Part 10 file, its encoding told by its first element as dcmtk and pydicom do: a VR
+/// after the tag means explicit VR little endian, else implicit. `NotDicom` when it does not
+/// start like a data set (group 0008) or lacks its SOP Class and Instance UIDs.
+fn bare_data_set(bytes: &[u8]) -> Result<Vec<u8>, DicomError> {
+    if bytes.len() < 8 || bytes[..2] != [0x08, 0x00] {
+        return Err(DicomError::NotDicom);
+    }
+    let explicit = bytes[4..6].iter().all(u8::is_ascii_uppercase)
+        && dicom_core::VR::from_binary([bytes[4], bytes[5]]).is_some();
+    let (encoding, ts) = if explicit {
+        (
+            Encoding::EXPLICIT_LITTLE,
+            entries::EXPLICIT_VR_LITTLE_ENDIAN,
+        )
+    } else {
+        (
+            Encoding::IMPLICIT_LITTLE,
+            entries::IMPLICIT_VR_LITTLE_ENDIAN,
+        )
+    };
+    let ts_uid = ts.uid();
+    let end = check_declared_lengths_until(bytes, encoding, Some(tags::PIXEL_DATA))
+        .map_err(|_| DicomError::NotDicom)?;
+    let ts = ts.erased();
+    let header = dicom_object::InMemDicomObject::read_dataset_with_ts(&bytes[..end], &ts);
+    // Only the header is needed here: the read stops at the first element it cannot take.
+    let header = match header {
+        Ok(header) => header,
+        Err(_) => return Err(DicomError::NotDicom),
+    };
+    let text = |tag| {
+        header
+            .get(tag)
+            .and_then(|e| e.to_str().ok())
+            .map(|v| v.trim_end_matches(['\0', ' ']).to_owned())
+            .filter(|v| !v.is_empty())
+    };
+    let (Some(class), Some(instance)) = (text(tags::SOP_CLASS_UID), text(tags::SOP_INSTANCE_UID))
+    else {
+        return Err(DicomError::NotDicom);
+    };
+    part10_file(bytes, &class, &instance, ts_uid)
 }
 
 /// Wraps a data set received over DIMSE, encoded in `transfer_syntax`, into a Part 10 file:
@@ -143,25 +237,26 @@ pub fn part10_file(
     Ok(out)
 }
 
-/// Checks the declared lengths of a Part 10 file's bytes after `DICM` (up to `until`).
+/// Checks the declared lengths of a data set encoded in `ts` (up to `until`); returns where it
+/// ends, before any trailing padding.
 fn check_lengths(
-    bytes: &[u8],
+    data_set: &[u8],
     ts: &dicom_encoding::TransferSyntax,
     until: Option<Tag>,
-) -> Result<(), DicomError> {
-    let data_set = &bytes[meta_group_end(bytes)?..];
+) -> Result<usize, DicomError> {
     let Some(encoding) = Encoding::of_transfer_syntax(ts) else {
+        // Deflated: checked inflated, nothing trimmed.
         let inflated = inflate(data_set)?;
-        return check_declared_lengths_until(&inflated, Encoding::EXPLICIT_LITTLE, until);
+        check_declared_lengths_until(&inflated, Encoding::EXPLICIT_LITTLE, until)?;
+        return Ok(data_set.len());
     };
     check_declared_lengths_until(data_set, encoding, until).or_else(|e| {
         // Some writers encode the data set in implicit VR under an explicit transfer syntax;
         // readers (pydicom, dcmtk) detect it from the first element.
         let implicit = Encoding::IMPLICIT_LITTLE;
-        if encoding.explicit_vr && check_declared_lengths_until(data_set, implicit, until).is_ok() {
-            Ok(())
-        } else {
-            Err(e)
+        match check_declared_lengths_until(data_set, implicit, until) {
+            Ok(end) if encoding.explicit_vr => Ok(end),
+            _ => Err(e),
         }
     })
 }
@@ -257,6 +352,7 @@ fn instance_from(object: &DefaultDicomObject, ts_uid: String) -> Result<DicomIns
         rows,
         columns: int(object, tags::COLUMNS),
         has_pixel_data,
+        tolerated: Vec::new(),
     })
 }
 
@@ -265,7 +361,7 @@ fn instance_from(object: &DefaultDicomObject, ts_uid: String) -> Result<DicomIns
 /// scanners and protocols a model meets).
 pub fn acquisition(bytes: &[u8]) -> Result<Vec<(&'static str, String)>, DicomError> {
     // The header only: an assessment reads it, and must not decode pixels it does not use.
-    let object = open_until(bytes, Some(tags::PIXEL_DATA))?;
+    let object = open_until(bytes, Some(tags::PIXEL_DATA))?.object;
     let fields = [
         ("institution", tags::INSTITUTION_NAME),
         ("manufacturer", tags::MANUFACTURER),

@@ -139,6 +139,9 @@ pub struct DicomInstance {
     pub rows: Option<i64>,
     pub columns: Option<i64>,
     pub has_pixel_data: bool,
+    /// What was wrong with the file and read anyway (trailing padding, no file meta): each
+    /// logged as a warning when the instance is stored.
+    pub tolerated: Vec<String>,
 }
 
 /// Whether an instance's pixel data decodes.

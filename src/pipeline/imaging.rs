@@ -24,6 +24,8 @@ pub struct IngestedInstance {
     pub study_uid: DicomUid,
     pub outcome: StoreOutcome,
     pub pixels: PixelStatus,
+    /// What was wrong with the file and read anyway (see `DicomInstance::tolerated`).
+    pub tolerated: Vec<String>,
 }
 
 /// An instance that was not stored: why, and its UIDs when they could be read.
@@ -107,6 +109,9 @@ impl Pipeline {
         if let Some(reason) = pixels.reason() {
             tracing::warn!(sop_instance_uid = %instance.sop_instance_uid, reason, "stored instance cannot be decoded");
         }
+        for tolerated in &instance.tolerated {
+            tracing::warn!(sop_instance_uid = %instance.sop_instance_uid, tolerated, "instance read despite a fault in its file");
+        }
         let outcome = self
             .store
             .save_instance(&instance, &hash, size, &pixels)
@@ -133,6 +138,7 @@ impl Pipeline {
             study_uid: instance.study_uid,
             outcome,
             pixels,
+            tolerated: instance.tolerated,
         })
     }
 
