@@ -14,6 +14,7 @@ mod bundles;
 mod cds;
 mod cohort_embeddings;
 mod cors;
+mod crash;
 mod crud;
 mod dicomweb;
 mod dimse;

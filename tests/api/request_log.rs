@@ -19,6 +19,16 @@ pub(crate) struct Service {
     data: tempfile::TempDir,
     /// The PostgreSQL database, when the tests run on one.
     pub(crate) database: Option<String>,
+    /// How it was started, for a restart.
+    launch: Launch,
+}
+
+/// What a start of the service is given.
+struct Launch {
+    dir: std::path::PathBuf,
+    env: Vec<(String, String)>,
+    all_doors: bool,
+    shell: Option<String>,
 }
 
 impl Drop for Service {
@@ -62,76 +72,37 @@ impl Service {
         launch: Option<&str>,
     ) -> Service {
         let data = tempfile::tempdir().unwrap();
-        let binary = env!("CARGO_BIN_EXE_prognostics");
-        let mut command = match launch {
-            Some(line) => {
-                let mut shell = Command::new("sh");
-                shell
-                    .args(["-c", line, binary])
-                    .env("TEST_SERVICE_DATA", data.path());
-                shell
-            }
-            None => Command::new(binary),
-        };
-        command
-            .current_dir(dir)
-            .env("RUST_LOG", "info,prognostics=debug")
-            .envs(env.iter().copied())
-            .arg("--log-format")
-            .arg("json")
-            .arg("--data-dir")
-            .arg(data.path());
         let database = fresh_postgres_database().await;
-        if let Some(url) = &database {
-            command.arg("--database").arg(url);
-        }
-        command.args(["serve", "--listen", "127.0.0.1:0"]);
-        if all_doors {
-            command.args([
-                "--dicom-listen",
-                "127.0.0.1:0",
-                "--mllp-listen",
-                "127.0.0.1:0",
-            ]);
-        } else {
-            command.args(["--no-dicom", "--no-mllp"]);
-        }
-        let mut child = command
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let lines: Arc<Mutex<Vec<Value>>> = Arc::new(Mutex::new(Vec::new()));
-        let stderr = child.stderr.take().unwrap();
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let value = serde_json::from_str(&line)
-                    .unwrap_or_else(|_| panic!("a log line that is not JSON: {line}"));
-                sink.lock().unwrap().push(value);
-            }
-        });
-        let mut port = None;
-        for _ in 0..600 {
-            port = lines
-                .lock()
-                .unwrap()
+        let launch = Launch {
+            dir: dir.to_path_buf(),
+            env: env
                 .iter()
-                .find(|l| l["message"] == "service listening")
-                .and_then(|l| l["port"].as_u64());
-            if port.is_some() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let port = port.expect("the service says where it listens");
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            all_doors,
+            shell: launch.map(str::to_owned),
+        };
+        let (child, lines, address) = spawn(&launch, data.path(), database.as_deref()).await;
         Service {
             child,
             lines,
-            address: format!("http://127.0.0.1:{port}"),
+            address,
             data,
             database,
+            launch,
         }
+    }
+
+    /// Kills the service as `kill -9` does (unless it is dead already) and starts it again on
+    /// the same data and database (on new ports).
+    pub(crate) async fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (child, lines, address) =
+            spawn(&self.launch, self.data.path(), self.database.as_deref()).await;
+        self.child = child;
+        self.lines = lines;
+        self.address = address;
     }
 
     /// The database URL the service uses.
@@ -180,6 +151,78 @@ impl Service {
     pub(crate) fn since(&self, from: usize) -> Vec<Value> {
         self.lines.lock().unwrap()[from..].to_vec()
     }
+}
+
+/// Starts the binary as `launch` says over `data` (and `database`) and waits for it to say
+/// where it listens.
+async fn spawn(
+    launch: &Launch,
+    data: &std::path::Path,
+    database: Option<&str>,
+) -> (Child, Arc<Mutex<Vec<Value>>>, String) {
+    let binary = env!("CARGO_BIN_EXE_prognostics");
+    let mut command = match &launch.shell {
+        Some(line) => {
+            let mut shell = Command::new("sh");
+            shell
+                .args(["-c", line, binary])
+                .env("TEST_SERVICE_DATA", data);
+            shell
+        }
+        None => Command::new(binary),
+    };
+    command
+        .current_dir(&launch.dir)
+        .env("RUST_LOG", "info,prognostics=debug")
+        .envs(launch.env.iter().map(|(k, v)| (k, v)))
+        .arg("--log-format")
+        .arg("json")
+        .arg("--data-dir")
+        .arg(data);
+    if let Some(url) = database {
+        command.arg("--database").arg(url);
+    }
+    command.args(["serve", "--listen", "127.0.0.1:0"]);
+    if launch.all_doors {
+        command.args([
+            "--dicom-listen",
+            "127.0.0.1:0",
+            "--mllp-listen",
+            "127.0.0.1:0",
+        ]);
+    } else {
+        command.args(["--no-dicom", "--no-mllp"]);
+    }
+    let mut child = command
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines: Arc<Mutex<Vec<Value>>> = Arc::new(Mutex::new(Vec::new()));
+    let stderr = child.stderr.take().unwrap();
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let value = serde_json::from_str(&line)
+                .unwrap_or_else(|_| panic!("a log line that is not JSON: {line}"));
+            sink.lock().unwrap().push(value);
+        }
+    });
+    let mut port = None;
+    for _ in 0..600 {
+        port = lines
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|l| l["message"] == "service listening")
+            .and_then(|l| l["port"].as_u64());
+        if port.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let port = port.expect("the service says where it listens");
+    (child, lines, format!("http://127.0.0.1:{port}"))
 }
 
 /// The request ids of a line's spans.
