@@ -5,6 +5,9 @@
 //! descriptor of the process (and with them the HTTP door). A failed accept (out of file
 //! descriptors: EMFILE, ENFILE) backs off instead of spinning, and each kind of trouble is
 //! logged at most once per [`LOG_INTERVAL`] with a count of what happened in between.
+//!
+//! On shutdown (the [`Shutdown`] signal) the loop stops accepting and waits, up to
+//! [`DRAIN_TIMEOUT`], for its connections to finish the message they are taking and close.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -12,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tracing::Instrument;
 
 use crate::telemetry::spawn_with_tracing;
@@ -21,24 +24,41 @@ use crate::telemetry::spawn_with_tracing;
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// Repeated trouble is logged at most once per interval.
 pub const LOG_INTERVAL: Duration = Duration::from_secs(10);
+/// The longest a stopping listener waits for its connections to finish.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Accepts connections until the task is dropped, handing each to `serve` on a task of its own,
-/// at most `max_connections` at once. `protocol` names the edge in logs.
+/// The stop signal every door and connection watches: `true` once the service is stopping.
+pub type Shutdown = watch::Receiver<bool>;
+
+/// Resolves once `shutdown` says the service is stopping (or its sender is gone).
+pub async fn stopping(shutdown: &mut Shutdown) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// Accepts connections until `shutdown`, handing each to `serve` (with the signal, so that it
+/// can stop between messages) on a task of its own, at most `max_connections` at once; then
+/// waits for them to finish. `protocol` names the edge in logs.
 pub async fn accept_each<F, Fut>(
     listener: TcpListener,
     protocol: &'static str,
     max_connections: usize,
+    mut shutdown: Shutdown,
     serve: F,
 ) where
-    F: Fn(TcpStream, SocketAddr) -> Fut,
+    F: Fn(TcpStream, SocketAddr, Shutdown) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let slots = Arc::new(Semaphore::new(max_connections.max(1)));
+    let max_connections = max_connections.max(1);
+    let slots = Arc::new(Semaphore::new(max_connections));
     let mut refused = RateLimitedLog::default();
     let mut failed = RateLimitedLog::default();
     let mut backoff = Duration::from_millis(10);
     loop {
-        let (stream, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = stopping(&mut shutdown) => break,
+        };
+        let (stream, peer) = match accepted {
             Ok(accepted) => {
                 backoff = Duration::from_millis(10);
                 accepted
@@ -71,7 +91,7 @@ pub async fn accept_each<F, Fut>(
             peer = %peer,
             connection_id = %uuid::Uuid::new_v4()
         );
-        let connection = serve(stream, peer);
+        let connection = serve(stream, peer, shutdown.clone());
         spawn_with_tracing(
             async move {
                 connection.await;
@@ -79,6 +99,22 @@ pub async fn accept_each<F, Fut>(
             }
             .instrument(span),
         );
+    }
+    drop(listener);
+    let open = max_connections - slots.available_permits();
+    tracing::info!(
+        protocol,
+        open,
+        "stopping: no new connections; open ones finish"
+    );
+    let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
+    match tokio::time::timeout(DRAIN_TIMEOUT, slots.acquire_many(all)).await {
+        Ok(_) => tracing::info!(protocol, "stopped: every connection finished"),
+        Err(_) => tracing::warn!(
+            protocol,
+            open = max_connections - slots.available_permits(),
+            "stopped with connections still open after the drain time"
+        ),
     }
 }
 

@@ -17,6 +17,7 @@ use crate::config::Hl7Settings;
 use crate::domain::{AuditAction, AuditAgent, AuditOutcome, AuditRecord};
 use crate::hl7::ack::AckCode;
 use crate::hl7::mllp_framing::{Frame, FrameError, read_frame, write_frame};
+use crate::listener::{Shutdown, accept_each, stopping};
 use crate::pipeline::Pipeline;
 
 /// A bound, not yet serving, MLLP listener.
@@ -48,22 +49,17 @@ impl MllpListener {
         self.listener.local_addr()
     }
 
-    /// Accepts connections until the task is dropped.
-    pub async fn run(self) {
+    /// Accepts connections until `shutdown`, then lets open ones finish their message.
+    pub async fn run(self, shutdown: Shutdown) {
         let (settings, pipeline, tls) = (self.settings, self.pipeline, self.tls);
         let max_connections = settings.max_connections;
-        crate::listener::accept_each(
-            self.listener,
-            "MLLP",
-            max_connections,
-            move |stream, peer| {
-                let settings = Arc::clone(&settings);
-                let pipeline = pipeline.clone();
-                let tls = tls.clone();
-                async move { accept(stream, peer, tls, &settings, &pipeline).await }
-            },
-        )
-        .await;
+        let serve = move |stream, peer, shutdown| {
+            let settings = Arc::clone(&settings);
+            let pipeline = pipeline.clone();
+            let tls = tls.clone();
+            async move { accept(stream, peer, tls, &settings, &pipeline, shutdown).await }
+        };
+        accept_each(self.listener, "MLLP", max_connections, shutdown, serve).await;
     }
 }
 
@@ -74,6 +70,7 @@ async fn accept(
     tls: Option<TlsAcceptor>,
     settings: &Hl7Settings,
     pipeline: &Pipeline,
+    shutdown: Shutdown,
 ) {
     // An engine not on the allow-list is disconnected before a byte is read: nothing it sends
     // is taken, and it learns nothing from an answer.
@@ -92,11 +89,11 @@ async fn accept(
     }
     let _ = stream.set_nodelay(true);
     let Some(tls) = tls else {
-        return serve(stream, peer, settings, pipeline).await;
+        return serve(stream, peer, settings, pipeline, shutdown).await;
     };
     let idle = Duration::from_secs(settings.idle_timeout_secs.max(1));
     match tokio::time::timeout(idle, tls.accept(stream)).await {
-        Ok(Ok(stream)) => serve(stream, peer, settings, pipeline).await,
+        Ok(Ok(stream)) => serve(stream, peer, settings, pipeline, shutdown).await,
         Ok(Err(e)) => {
             tracing::warn!(%peer, error = %e, "MLLP TLS handshake failed: closed");
             let mut record = message_record(peer);
@@ -108,9 +105,15 @@ async fn accept(
     }
 }
 
-/// Reads messages and answers each until the peer closes, breaks the framing or goes quiet.
-async fn serve<S>(stream: S, peer: SocketAddr, settings: &Hl7Settings, pipeline: &Pipeline)
-where
+/// Reads messages and answers each until the peer closes, breaks the framing or goes quiet, or
+/// the service stops (between messages: one being taken is answered first).
+async fn serve<S>(
+    stream: S,
+    peer: SocketAddr,
+    settings: &Hl7Settings,
+    pipeline: &Pipeline,
+    mut shutdown: Shutdown,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let (reader, mut writer) = tokio::io::split(stream);
@@ -118,16 +121,21 @@ where
     let idle = Duration::from_secs(settings.idle_timeout_secs.max(1));
     let mut messages = 0usize;
     loop {
-        let frame =
-            match tokio::time::timeout(idle, read_frame(&mut reader, settings.max_message_bytes))
-                .await
-            {
-                Err(_) => {
-                    tracing::info!(%peer, messages, "MLLP connection idle: closed");
-                    return;
-                }
-                Ok(frame) => frame,
-            };
+        let next = tokio::time::timeout(idle, read_frame(&mut reader, settings.max_message_bytes));
+        let frame = tokio::select! {
+            frame = next => frame,
+            () = stopping(&mut shutdown) => {
+                tracing::info!(%peer, messages, "MLLP connection closed: the service is stopping");
+                return;
+            }
+        };
+        let frame = match frame {
+            Err(_) => {
+                tracing::info!(%peer, messages, "MLLP connection idle: closed");
+                return;
+            }
+            Ok(frame) => frame,
+        };
         let answer = match frame {
             Ok(Frame::Closed) => {
                 tracing::debug!(%peer, messages, "MLLP connection closed by the peer");

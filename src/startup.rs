@@ -89,6 +89,9 @@ struct Served {
     server: Server,
     store: Store,
     background: Vec<tokio::task::JoinHandle<()>>,
+    /// The DICOM and MLLP listeners, and the signal that stops them.
+    doors: Vec<tokio::task::JoinHandle<()>>,
+    stop_doors: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Application {
@@ -145,6 +148,8 @@ async fn serve(
 ) -> Result<Served, StartupError> {
     let store = pipeline.store().clone();
     let mut background = Vec::new();
+    let (stop_doors, shutdown) = tokio::sync::watch::channel(false);
+    let mut doors = Vec::new();
     if let Some(encoder) = start_image_encoder(&settings.inference).await? {
         pipeline = pipeline.with_image_encoder(encoder);
         if settings.inference.embed_on_receipt {
@@ -230,7 +235,7 @@ async fn serve(
         })?;
         tracing::info!(port = addr.port(), ae_title = %settings.dicom.ae_title, "DICOM storage SCP listening");
         dicom_port = Some(addr.port());
-        background.push(spawn_with_tracing(scp.run()));
+        doors.push(spawn_with_tracing(scp.run(shutdown.clone())));
     }
     let mut mllp_port = None;
     if settings.hl7.enabled {
@@ -244,7 +249,7 @@ async fn serve(
         let addr = mllp.local_addr().map_err(bind_error)?;
         tracing::info!(port = addr.port(), "HL7 v2 MLLP listener listening");
         mllp_port = Some(addr.port());
-        background.push(spawn_with_tracing(mllp.run()));
+        doors.push(spawn_with_tracing(mllp.run(shutdown.clone())));
     }
     // Studies left stale by an interruption (stored instances, ImagingStudy not yet
     // written) are brought up to date in the background.
@@ -304,6 +309,8 @@ async fn serve(
         server,
         store,
         background,
+        doors,
+        stop_doors: Arc::new(stop_doors),
     })
 }
 
@@ -333,7 +340,20 @@ impl Application {
 
     /// Serves until SIGINT/SIGTERM, then finishes in-flight requests and closes the database.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        // On SIGTERM or SIGINT the HTTP server drains its requests in flight (actix's graceful
+        // shutdown) while the DICOM and MLLP doors stop accepting and let each open connection
+        // finish the message it is taking (bounded by listener::DRAIN_TIMEOUT).
+        let stop_doors = self.served.stop_doors.clone();
+        let signalled = spawn_with_tracing(async move {
+            stop_signal().await;
+            let _ = stop_doors.send(true);
+        });
         let result = self.served.server.await;
+        signalled.abort();
+        let _ = self.served.stop_doors.send(true);
+        for door in self.served.doors {
+            let _ = door.await;
+        }
         for task in &self.served.background {
             task.abort();
         }
@@ -344,6 +364,23 @@ impl Application {
         }
         self.served.store.close().await;
         result
+    }
+}
+
+/// Resolves on SIGTERM (an orchestrator stopping the service) or SIGINT (Ctrl-C).
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut terminate), Ok(mut interrupt)) => {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
     }
 }
 

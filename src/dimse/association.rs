@@ -20,6 +20,7 @@ use tokio::net::TcpStream;
 use crate::config::{AllowedCaller, DicomSettings};
 use crate::dicom::{Encoding, check_declared_lengths};
 use crate::domain::{AuditAction, AuditAgent, AuditOutcome, AuditRecord, DicomUid};
+use crate::listener::{Shutdown, stopping};
 use crate::pipeline::{DicomStatus, Pipeline};
 
 /// The Verification SOP Class (C-ECHO).
@@ -99,6 +100,7 @@ pub(super) async fn serve(
     tls: Option<Arc<rustls::ServerConfig>>,
     settings: &DicomSettings,
     pipeline: &Pipeline,
+    shutdown: Shutdown,
 ) {
     let mut options = ServerAssociationOptions::new()
         .ae_access_control(Callers {
@@ -119,16 +121,32 @@ pub(super) async fn serve(
     let handshake = Duration::from_secs(settings.handshake_timeout_secs.max(1));
     match tls {
         None => {
-            let established =
-                tokio::time::timeout(handshake, options.establish_async(stream)).await;
-            run(established, peer, settings, pipeline).await;
+            let establish = tokio::time::timeout(handshake, options.establish_async(stream));
+            let Some(established) = unless_stopping(establish, shutdown.clone()).await else {
+                return;
+            };
+            run(established, peer, settings, pipeline, shutdown).await;
         }
         Some(config) => {
             let options = options.tls_config(config);
-            let established =
-                tokio::time::timeout(handshake, options.establish_tls_async(stream)).await;
-            run(established, peer, settings, pipeline).await;
+            let establish = tokio::time::timeout(handshake, options.establish_tls_async(stream));
+            let Some(established) = unless_stopping(establish, shutdown.clone()).await else {
+                return;
+            };
+            run(established, peer, settings, pipeline, shutdown).await;
         }
+    }
+}
+
+/// `work`'s result, or `None` when the service stops first (a connection still negotiating is
+/// closed: nothing of it was acknowledged).
+async fn unless_stopping<T>(
+    work: impl std::future::Future<Output = T>,
+    mut shutdown: Shutdown,
+) -> Option<T> {
+    tokio::select! {
+        done = work => Some(done),
+        () = stopping(&mut shutdown) => None,
     }
 }
 
@@ -141,13 +159,21 @@ async fn run<S: Transport>(
     peer: SocketAddr,
     settings: &DicomSettings,
     pipeline: &Pipeline,
+    shutdown: Shutdown,
 ) {
     let reason = match established {
         Ok(Ok(mut association)) => {
             let calling = association.peer_ae_title().to_owned();
             tracing::info!(%peer, calling_ae = %calling, "DICOM association established");
             let mut received = Received::default();
-            receive_all(&mut association, settings, pipeline, &mut received).await;
+            receive_all(
+                &mut association,
+                settings,
+                pipeline,
+                &mut received,
+                shutdown,
+            )
+            .await;
             let stored = received.stored;
             if stored > 0
                 && let Err(e) = pipeline.refresh_imaging_studies().await
@@ -196,12 +222,28 @@ async fn receive_all<S: Transport>(
     settings: &DicomSettings,
     pipeline: &Pipeline,
     received: &mut Received,
+    mut shutdown: Shutdown,
 ) {
     let idle = Duration::from_secs(settings.idle_timeout_secs.max(1));
     let mut command = Vec::new();
     let mut pending: Option<PendingStore> = None;
     loop {
-        let pdu = match tokio::time::timeout(idle, association.receive()).await {
+        let between_messages = pending.is_none() && command.is_empty();
+        let next = tokio::time::timeout(idle, association.receive());
+        let received_pdu = if between_messages {
+            tokio::select! {
+                pdu = next => pdu,
+                () = stopping(&mut shutdown) => {
+                    // Everything answered so far is stored; the caller may associate again.
+                    tracing::info!("DICOM association aborted between messages: the service is stopping");
+                    let _ = abort(association).await;
+                    return;
+                }
+            }
+        } else {
+            next.await
+        };
+        let pdu = match received_pdu {
             Ok(Ok(pdu)) => pdu,
             Ok(Err(e)) => {
                 tracing::info!(error = %e, "DICOM association closed");

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::config::DicomSettings;
+use crate::listener::{Shutdown, accept_each};
 use crate::pipeline::Pipeline;
 
 pub use association::{ABSTRACT_SYNTAXES, VERIFICATION};
@@ -46,21 +47,19 @@ impl StorageScp {
         self.listener.local_addr()
     }
 
-    /// Accepts associations until the task is dropped.
-    pub async fn run(self) {
+    /// Accepts associations until `shutdown`, then lets open ones finish the instance they
+    /// are taking.
+    pub async fn run(self, shutdown: Shutdown) {
         let (settings, pipeline, tls) = (self.settings, self.pipeline, self.tls);
         let max_connections = settings.max_connections;
-        crate::listener::accept_each(
-            self.listener,
-            "DICOM",
-            max_connections,
-            move |stream, peer| {
-                let settings = Arc::clone(&settings);
-                let pipeline = pipeline.clone();
-                let tls = tls.clone();
-                async move { association::serve(stream, peer, tls, &settings, &pipeline).await }
-            },
-        )
-        .await;
+        let serve = move |stream, peer, shutdown| {
+            let settings = Arc::clone(&settings);
+            let pipeline = pipeline.clone();
+            let tls = tls.clone();
+            async move {
+                association::serve(stream, peer, tls, &settings, &pipeline, shutdown).await;
+            }
+        };
+        accept_each(self.listener, "DICOM", max_connections, shutdown, serve).await;
     }
 }

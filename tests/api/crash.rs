@@ -229,7 +229,7 @@ fn acknowledge(sent: &mut [(String, bool)], key: &str) {
 }
 
 /// The first column of the first row of `sql` on the service's database.
-async fn count(service: &Service, sql: &str) -> i64 {
+pub(crate) async fn count(service: &Service, sql: &str) -> i64 {
     use sqlx::Row;
     sqlx::any::install_default_drivers();
     let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&service.database_url())

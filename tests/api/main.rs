@@ -47,6 +47,7 @@ mod population;
 mod request_log;
 mod risk_assessment;
 mod search;
+mod shutdown;
 mod sign_off;
 mod smart_app;
 mod standalone;

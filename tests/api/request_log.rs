@@ -115,6 +115,30 @@ impl Service {
         })
     }
 
+    /// Asks the service to stop, as an orchestrator does (SIGTERM).
+    pub(crate) fn terminate(&self) {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    }
+
+    /// The exit status once the process has ended, waiting up to `limit`.
+    pub(crate) async fn exited_within(
+        &mut self,
+        limit: Duration,
+    ) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+
     /// Kills the service as `kill -9` does: no shutdown, nothing flushed.
     pub(crate) fn kill(&mut self) {
         self.child.kill().unwrap();
