@@ -280,6 +280,13 @@ pub struct ImportArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The folder to write the backup into: new, or empty.
+    #[arg(long, value_name = "DIR")]
+    pub to: PathBuf,
+}
+
+#[derive(Debug, Args)]
 pub struct CommonArgs {
     /// TOML configuration file.
     #[arg(long, global = true, env = "PROGNOSTICS_CONFIG", value_name = "FILE")]

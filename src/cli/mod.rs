@@ -5,6 +5,7 @@
 
 mod args;
 mod audit;
+mod backup;
 mod deployments;
 mod ehr;
 mod embed;
@@ -21,7 +22,7 @@ use clap::{Parser, Subcommand};
 use secrecy::SecretString;
 
 pub use args::{
-    CohortArgs, CommonArgs, EmbedCommand, EmbedImageArgs, EmbedTextArgs, EvaluateArgs,
+    BackupArgs, CohortArgs, CommonArgs, EmbedCommand, EmbedImageArgs, EmbedTextArgs, EvaluateArgs,
     FeaturesArgs, ImportArgs, ModelArgs, PullArgs, ServeArgs, SynthesizeArgs, TrainArgs,
 };
 
@@ -81,6 +82,10 @@ pub enum Command {
     /// Compute embeddings and print them as JSON, one object per line.
     #[command(subcommand)]
     Embed(EmbedCommand),
+    /// Back up the database and the received DICOM files into a new folder, while the service
+    /// runs: SQLite is snapshotted (`VACUUM INTO`), PostgreSQL dumped with `pg_dump`. Serve
+    /// from the folder (`--data-dir`) to restore; on PostgreSQL, `pg_restore` the dump first.
+    Backup(BackupArgs),
     /// The audit trail: check its hash chain, or export it as NDJSON.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -202,6 +207,7 @@ pub async fn run(command: Option<Command>, settings: Settings) -> anyhow::Result
         Some(Command::Serve(_)) | None => serve::serve(&settings).await,
         Some(Command::Migrate) => serve::migrate(&settings).await,
         Some(Command::Import(args)) => import::run(&settings, args).await,
+        Some(Command::Backup(args)) => backup::run(&settings, args).await,
         Some(Command::Embed(EmbedCommand::Image(args))) => embed::image(args),
         Some(Command::Embed(EmbedCommand::Text(args))) => embed::text(args).await,
         Some(Command::Train(args)) => models::train(&settings, args).await,

@@ -5,6 +5,7 @@
 
 mod assessment_views;
 mod audit;
+mod backup;
 mod cache;
 mod cds_cards;
 mod compartments;
@@ -28,6 +29,7 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Row};
 
 pub use audit::{AuditFilter, AuditRow, ChainCheck, GENESIS_HASH, NewAuditEvent, chain_hash};
+pub use backup::{FilesCopied, snapshot_sqlite};
 pub use cds_cards::ShownCard;
 pub use compartments::COMPARTMENT_BATCH;
 pub use embeddings::{InstanceToEmbed, StoredPooledEmbedding, StudyEmbeddings};

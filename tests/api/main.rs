@@ -9,6 +9,7 @@ mod audit_trail;
 mod auth_keys;
 mod auth_server;
 mod authorization;
+mod backup;
 mod bad_input;
 mod bundles;
 mod cds;
