@@ -10,12 +10,15 @@
 //! it on cohorts. `report` builds the FHIR the service emits and `store` persists (database
 //! rows and DICOM files). `pipeline` holds the use cases. The edges: `api` (HTTP), `dimse`
 //! (DICOM network), `mllp_listener` (HL7 v2 network) over the shared `listener` and `tls`, and
-//! `cli` (the commands); `startup` wires the service together. `tests/components/architecture.rs` holds
+//! `cli` (the commands); `startup` wires the service together; `fuzzing` feeds the parsers to the
+//! fuzzer. `tests/components/architecture.rs` holds
 //! the table of which module may import which.
 
 /// mimalloc for every binary built on this library (the service, its tests and benchmarks): with
 /// glibc's allocator, the encoders' megabyte-sized per-layer buffers went back to the kernel and
-/// were faulted in again on every forward pass (a tenth of the time in a profile).
+/// were faulted in again on every forward pass (a tenth of the time in a profile). Not under
+/// the fuzzer (`cfg(fuzzing)`), whose sanitizer must see every allocation.
+#[cfg(not(fuzzing))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -50,3 +53,6 @@ pub mod listener;
 pub mod mllp_listener;
 pub mod startup;
 pub mod tls;
+
+#[doc(hidden)]
+pub mod fuzzing;

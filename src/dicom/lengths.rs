@@ -196,8 +196,14 @@ pub fn check_declared_lengths_until(
                 _ if tag == tags::PIXEL_DATA => {
                     push(&mut stack, &walk, Container::Fragments, None, explicit_vr)?;
                 }
-                // An undefined-length UN holds implicit VR little endian (PS3.5 6.2.2).
-                Some(VR::UN) => push(&mut stack, &walk, Container::Sequence, None, false)?,
+                // An undefined-length UN (a sequence in implicit VR, PS3.5 6.2.2, CP-246):
+                // dicom-parser would take it as a 4 GiB value and reserve that much before
+                // failing, so it is refused here.
+                Some(VR::UN) => {
+                    return Err(walk.refuse(
+                        "an undefined-length UN value (CP-246), which this reader does not take",
+                    ));
+                }
                 Some(VR::SQ) | None => {
                     push(&mut stack, &walk, Container::Sequence, None, explicit_vr)?;
                 }
@@ -449,6 +455,18 @@ mod tests {
         command.push(0);
         assert_eq!(command.len(), 22);
         assert!(check_declared_lengths(&command, Encoding::IMPLICIT_LITTLE).is_err());
+    }
+
+    #[test]
+    fn an_undefined_length_un_is_refused_before_the_parser_reserves_4_gib_for_it() {
+        // (4453,100C) UN of undefined length, as GDCM writes an unknown private sequence.
+        let mut data = vec![0x53, 0x44, 0x0C, 0x10, b'U', b'N', 0, 0];
+        data.extend_from_slice(&UNDEFINED.to_le_bytes());
+        data.extend(header((0xFFFE, ITEM), UNDEFINED));
+        data.extend(header((0xFFFE, ITEM_DELIMITATION), 0));
+        data.extend(header((0xFFFE, SEQUENCE_DELIMITATION), 0));
+        let error = check_declared_lengths(&data, EXPLICIT_LITTLE).unwrap_err();
+        assert!(error.to_string().contains("undefined-length UN"), "{error}");
     }
 
     #[test]

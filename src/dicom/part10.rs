@@ -250,15 +250,7 @@ fn check_lengths(
         check_declared_lengths_until(&inflated, Encoding::EXPLICIT_LITTLE, until)?;
         return Ok(data_set.len());
     };
-    check_declared_lengths_until(data_set, encoding, until).or_else(|e| {
-        // Some writers encode the data set in implicit VR under an explicit transfer syntax;
-        // readers (pydicom, dcmtk) detect it from the first element.
-        let implicit = Encoding::IMPLICIT_LITTLE;
-        match check_declared_lengths_until(data_set, implicit, until) {
-            Ok(end) if encoding.explicit_vr => Ok(end),
-            _ => Err(e),
-        }
-    })
+    check_declared_lengths_until(data_set, encoding, until)
 }
 
 /// A deflated data set (PS3.5 A.5) inflated, refused once it outgrows [`MAX_INFLATED_BYTES`].

@@ -339,17 +339,13 @@ async fn on_command<S: Transport>(
     bytes: &[u8],
     context_id: u8,
 ) -> Result<Option<PendingStore>, ()> {
-    let ts = IMPLICIT_VR_LITTLE_ENDIAN.erased();
-    // Declared lengths are checked before the parser reserves memory for them.
-    if let Err(e) = check_declared_lengths(bytes, Encoding::IMPLICIT_LITTLE) {
-        tracing::warn!(error = %e, "malformed DIMSE command; aborting");
-        let _ = abort(association).await;
-        return Err(());
-    }
-    let Ok(cmd) = InMemDicomObject::read_dataset_with_ts(bytes, &ts) else {
-        tracing::warn!("unreadable DIMSE command; aborting");
-        let _ = abort(association).await;
-        return Err(());
+    let cmd = match read_command(bytes) {
+        Ok(cmd) => cmd,
+        Err(reason) => {
+            tracing::warn!(reason, "malformed DIMSE command; aborting");
+            let _ = abort(association).await;
+            return Err(());
+        }
     };
     let field = cmd
         .get(tags::COMMAND_FIELD)
@@ -390,6 +386,14 @@ async fn on_command<S: Transport>(
             Err(())
         }
     }
+}
+
+/// Reads a command set (implicit VR little endian, PS3.7 6.3.1), its declared lengths checked
+/// before the parser reserves memory for them.
+pub fn read_command(bytes: &[u8]) -> Result<InMemDicomObject, String> {
+    check_declared_lengths(bytes, Encoding::IMPLICIT_LITTLE).map_err(|e| e.to_string())?;
+    let ts = IMPLICIT_VR_LITTLE_ENDIAN.erased();
+    InMemDicomObject::read_dataset_with_ts(bytes, &ts).map_err(|e| e.to_string())
 }
 
 /// Stores a received data set; returns the C-STORE status.

@@ -16,7 +16,7 @@ use crate::config::DicomSettings;
 use crate::listener::{Shutdown, accept_each};
 use crate::pipeline::Pipeline;
 
-pub use association::{ABSTRACT_SYNTAXES, VERIFICATION};
+pub use association::{ABSTRACT_SYNTAXES, VERIFICATION, read_command};
 
 /// A bound, not yet serving, storage SCP.
 pub struct StorageScp {

@@ -202,6 +202,11 @@ const MODULES: &[(&str, &str, &[&str])] = &[
         ],
     ),
     (
+        "fuzzing",
+        "the parsers fed to the fuzzer (fuzz/) and to the replay of its inputs",
+        &["api", "dicom", "dimse", "domain", "fhir", "hl7", "report"],
+    ),
+    (
         "main",
         "the binary: settings, telemetry, run",
         &["cli", "encoders", "telemetry"],

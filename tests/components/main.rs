@@ -10,6 +10,7 @@ mod data;
 mod decoding;
 mod default_model;
 mod encoder_reference;
+mod fuzz_replay;
 mod lenient_reading;
 mod monitoring_scenarios;
 mod r4_definitions;

@@ -227,3 +227,13 @@ fn study_filter(params: &[(String, String)]) -> Result<StudyFilter, ApiError> {
     }
     Ok(filter)
 }
+
+/// Splits a STOW-RS body as the endpoint does, for the fuzzer: the parts' bodies (none when the
+/// framing is broken).
+#[doc(hidden)]
+pub fn stow_parts(body: &[u8], boundary: &str) -> Vec<Bytes> {
+    let body = Bytes::copy_from_slice(body);
+    multipart::parse(&body, boundary)
+        .map(|parts| parts.into_iter().map(|part| part.body).collect())
+        .unwrap_or_default()
+}

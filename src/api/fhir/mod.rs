@@ -16,6 +16,12 @@ use actix_web::HttpRequest;
 
 pub use negotiation::{Preferences, content_negotiation_middleware};
 
+/// Reads a `$risk-assessment` Parameters body as the operation does, for the fuzzer.
+#[doc(hidden)]
+pub fn check_risk_parameters(body: &[u8]) -> bool {
+    risk_assessment::parameters_read(body)
+}
+
 use super::error::ApiError;
 use super::{Access, ApiState, query_pairs, read_body};
 use crate::domain::{ResourceId, ResourceType};

@@ -106,6 +106,11 @@ fn horizon(p: &Value) -> Option<Horizon> {
     }
 }
 
+/// Whether a Parameters body reads (for the fuzzer, through `check_risk_parameters`).
+pub(super) fn parameters_read(body: &[u8]) -> bool {
+    parse_parameters(body).is_ok()
+}
+
 fn parse_parameters(body: &[u8]) -> Result<Asked, ApiError> {
     let mut asked = Asked::default();
     if body.iter().all(u8::is_ascii_whitespace) {
