@@ -94,7 +94,10 @@ pub fn dimse_command(data: &[u8]) {
 
 /// A STOW-RS body (boundary [`STOW_BOUNDARY`]): split into parts, each read as a DICOM file.
 pub fn stow_multipart(data: &[u8]) {
-    for part in crate::api::dicomweb::stow_parts(data, STOW_BOUNDARY).iter().take(16) {
+    for part in crate::api::dicomweb::stow_parts(data, STOW_BOUNDARY)
+        .iter()
+        .take(16)
+    {
         if crate::dicom::read_instance(part).is_ok() {
             let _ = crate::dicom::acquisition(part);
         }

@@ -91,9 +91,13 @@ pub async fn clinician_actions(state: Data<ApiState>) -> Result<HttpResponse, Ap
 /// The window of recent assessments drift is measured over.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct Window {
-    /// Days back from now (default: `monitoring.window_days`).
+    /// Days back from now, 1 to 36,525 (default: `monitoring.window_days`).
+    #[param(minimum = 1, maximum = 36525)]
     days: Option<u32>,
 }
+
+/// The longest drift window: a century.
+const MAX_WINDOW_DAYS: u32 = 36_525;
 
 /// How each model version's recent inputs and outputs compare with its training patients':
 /// the population stability index of each input and of the predicted risk, each input's
@@ -111,6 +115,12 @@ pub async fn drift(state: Data<ApiState>, window: Query<Window>) -> Result<HttpR
     let days = window
         .days
         .unwrap_or(state.pipeline.alert_thresholds().window_days);
+    if !(1..=MAX_WINDOW_DAYS).contains(&days) {
+        return Err(ApiError::new(
+            ErrorKind::Invalid,
+            format!("days: from 1 to {MAX_WINDOW_DAYS}"),
+        ));
+    }
     let drift = state.pipeline.input_drift(days).await?;
     Ok(HttpResponse::Ok().json(json!({"windowDays": days, "models": drift})))
 }

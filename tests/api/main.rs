@@ -47,6 +47,7 @@ mod phi_in_logs;
 mod population;
 mod request_log;
 mod risk_assessment;
+mod schemathesis;
 mod search;
 mod shutdown;
 mod sign_off;

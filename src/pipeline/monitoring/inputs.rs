@@ -383,7 +383,9 @@ impl Pipeline {
     /// The drift of every loaded model version's inputs and outputs over the last
     /// `window_days` days of assessments, against its training.
     pub async fn input_drift(&self, window_days: u32) -> Result<Vec<InputDrift>, PipelineError> {
-        let since = chrono::Utc::now() - chrono::Duration::days(i64::from(window_days));
+        let since = chrono::Utc::now()
+            .checked_sub_signed(chrono::Duration::days(i64::from(window_days)))
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
         let since_ms = since.timestamp_millis();
         // Every assessment's inputs: those of the window judged, the acquisition of those
         // before it counted to compare the window's with.
