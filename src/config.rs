@@ -262,9 +262,9 @@ pub struct DatabaseSettings {
     pub max_connections: u32,
     /// Seconds to wait for a free connection before a request fails as unavailable.
     pub acquire_timeout_secs: u64,
-    /// Current resource versions kept in memory for reads by id. Safe only while this process
-    /// is the database's sole writer: by default 10000 on SQLite and off (0) on PostgreSQL,
-    /// where several service instances may share the database.
+    /// Current resource versions kept in memory for reads by id (default 10000; 0: off). On
+    /// PostgreSQL the other replicas' writes reach it by LISTEN/NOTIFY, and it is bypassed
+    /// whenever that feed is down.
     pub read_cache_entries: Option<usize>,
 }
 
@@ -552,6 +552,10 @@ pub struct RiskSettings {
     pub time_limit_secs: u64,
     /// Assessments running or waiting at once, synchronous and asynchronous; more get 429.
     pub max_concurrent: usize,
+    /// Seconds an asynchronous assessment's lease lasts without renewal (renewed every third
+    /// of it while the job runs): how soon another replica, or this one restarted, takes over
+    /// a job whose holder died.
+    pub job_lease_secs: u64,
 }
 
 impl Default for RiskSettings {
@@ -561,6 +565,7 @@ impl Default for RiskSettings {
             models_dir: None,
             time_limit_secs: 30,
             max_concurrent: 64,
+            job_lease_secs: 30,
         }
     }
 }

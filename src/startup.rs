@@ -26,7 +26,7 @@ use crate::pipeline::models::{ModelRegistry, Unloadable};
 use crate::pipeline::risk::RiskModel;
 use crate::pipeline::risk_jobs::RiskAdmission;
 use crate::pipeline::{Hl7Options, ImagingOptions, PageSizes, Pipeline};
-use crate::store::{FileStore, Store, StoreError};
+use crate::store::{FileStore, Store, StoreError, WorkKind};
 use crate::telemetry::{spawn_blocking_with_tracing, spawn_with_tracing};
 
 #[derive(Debug, thiserror::Error)]
@@ -148,6 +148,8 @@ async fn serve(
 ) -> Result<Served, StartupError> {
     let store = pipeline.store().clone();
     let mut background = Vec::new();
+    // On PostgreSQL: the other replicas' writes, applied to this one's read cache.
+    background.push(spawn_with_tracing(store.clone().follow_other_writers()));
     let (stop_doors, shutdown) = tokio::sync::watch::channel(false);
     let mut doors = Vec::new();
     if let Some(encoder) = start_image_encoder(&settings.inference).await? {
@@ -165,7 +167,8 @@ async fn serve(
         pipeline = pipeline.with_text_encoder(Arc::new(encoder));
     }
     pipeline = pipeline.with_alert_thresholds(alert_thresholds(&settings.monitoring));
-    // The monitoring job: the models judged against their outcomes, alerts raised.
+    // The monitoring job: the models judged against their outcomes, alerts raised. Replicas
+    // on one database run it in turn: the one holding its lease, renewed at each pass.
     if settings.monitoring.interval_secs > 0 {
         let pipeline = pipeline.clone();
         let every = std::time::Duration::from_secs(settings.monitoring.interval_secs);
@@ -173,6 +176,18 @@ async fn serve(
             let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             loop {
                 tick.tick().await;
+                let store = pipeline.store();
+                match store
+                    .claim_work(WorkKind::Monitoring, "evaluation", every * 2)
+                    .await
+                {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "monitoring could not be claimed");
+                        continue;
+                    }
+                }
                 match pipeline.evaluate_alerts().await {
                     Ok(alerts) => tracing::info!(alerts = alerts.len(), "monitoring evaluated"),
                     Err(e) => tracing::warn!(error = %e, "monitoring could not be evaluated"),
@@ -193,10 +208,13 @@ async fn serve(
             }
         }));
     }
-    pipeline = pipeline.with_risk_admission(RiskAdmission::new(
-        settings.risk.max_concurrent,
-        std::time::Duration::from_secs(settings.risk.time_limit_secs),
-    ));
+    pipeline = pipeline.with_risk_admission(
+        RiskAdmission::new(
+            settings.risk.max_concurrent,
+            std::time::Duration::from_secs(settings.risk.time_limit_secs),
+        )
+        .with_job_lease(std::time::Duration::from_secs(settings.risk.job_lease_secs)),
+    );
     if settings.ehr.base_url.is_some() {
         pipeline = pipeline.with_ehr_client(crate::ehr::client_from_settings(&settings.ehr, None)?);
     }
@@ -279,13 +297,11 @@ async fn serve(
             .map_err(|e| StartupError::Auth(e.to_string()))?,
         },
     };
-    // Asynchronous assessments a stop left running are run again.
-    {
-        let pipeline = state.pipeline.clone();
-        background.push(spawn_with_tracing(async move {
-            pipeline.resume_risk_jobs().await;
-        }));
-    }
+    // Asynchronous assessments whose holder is gone (a stop left them running, or another
+    // replica died) are taken over, now and for as long as the service runs.
+    background.push(spawn_with_tracing(
+        state.pipeline.clone().take_over_risk_jobs(),
+    ));
     // The /docs page gets a token from the issuer's token endpoint, when it answers now.
     let token_url = api::smart::issuer_discovery(&state)
         .await
@@ -356,6 +372,13 @@ impl Application {
         }
         for task in &self.served.background {
             task.abort();
+        }
+        // Unfinished shared work (asynchronous assessments, claimed embeddings) goes to the
+        // other replicas now rather than when its leases run out.
+        match self.served.store.release_all_leases().await {
+            Ok(0) => {}
+            Ok(released) => tracing::info!(released, "leases on unfinished work given up"),
+            Err(e) => tracing::warn!(error = %e, "leases could not be given up; they run out"),
         }
         // Every audit record of what was served is written before the database closes.
         if let Some((auditor, writer)) = &self.trail {

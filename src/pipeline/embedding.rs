@@ -22,7 +22,7 @@ use crate::dicom::{self, DecodedImage};
 use crate::domain::{DicomUid, ModelVersion};
 use crate::encoders::{Admission, BatchedEncoder, Frame, ImageEncoder, preprocess};
 use crate::error::error_chain;
-use crate::store::{InstanceToEmbed, StudyEmbeddings};
+use crate::store::{InstanceToEmbed, StudyEmbeddings, WorkKind};
 use crate::telemetry::spawn_blocking_with_tracing;
 
 /// Frames encoded in one forward pass or queued at once: bounds memory for long multi-frame
@@ -31,6 +31,13 @@ const FRAMES_PER_PASS: usize = 16;
 
 /// Instances the worker takes from the database in one pass.
 const WORKER_PASS: u32 = 256;
+
+/// How long a replica's claim on an instance to embed lasts: past it, the replica is taken
+/// for dead and another embeds the instance.
+const EMBEDDING_LEASE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// How often an idle worker looks for instances nobody woke it for.
+const EMBEDDING_POLL: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// One instance's embedding, with the model that made it.
 #[derive(Clone, Debug, Serialize)]
@@ -168,7 +175,12 @@ impl Pipeline {
         };
         loop {
             match self.embed_pending(&encoder).await {
-                Ok(0) => self.embedding_wanted.notified().await,
+                // Woken by this replica's ingest, or after a while for what another replica
+                // received (or left unfinished when it died).
+                Ok(0) => {
+                    let _ = tokio::time::timeout(EMBEDDING_POLL, self.embedding_wanted.notified())
+                        .await;
+                }
                 Ok(_) => {}
                 Err(e) => {
                     tracing::error!(error = %error_chain(&e), "embedding pass failed; retrying");
@@ -225,11 +237,30 @@ impl Pipeline {
     /// to. Returns how many instances it embedded (or recorded as failed).
     pub async fn embed_pending(&self, encoder: &BatchedEncoder) -> Result<usize, PipelineError> {
         let model = model_version(encoder);
-        let pending = self.store.instances_to_embed(&model, WORKER_PASS).await?;
+        let listed = self.store.instances_to_embed(&model, WORKER_PASS).await?;
+        // Replicas on one database each embed the instances they claim.
+        let mut pending = Vec::with_capacity(listed.len());
+        for instance in listed {
+            let uid = instance.sop_instance_uid.to_string();
+            if self
+                .store
+                .claim_work(WorkKind::Embedding, &uid, EMBEDDING_LEASE)
+                .await?
+            {
+                pending.push(instance);
+            }
+        }
         if pending.is_empty() {
             return Ok(0);
         }
-        self.embed_instances(encoder, &model, &pending).await?;
+        let embedded = self.embed_instances(encoder, &model, &pending).await;
+        let uids: Vec<String> = pending
+            .iter()
+            .map(|i| i.sop_instance_uid.to_string())
+            .collect();
+        let uids: Vec<&str> = uids.iter().map(String::as_str).collect();
+        self.store.release_work(WorkKind::Embedding, &uids).await?;
+        embedded?;
         Ok(pending.len())
     }
 

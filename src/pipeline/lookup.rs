@@ -16,6 +16,9 @@ pub(super) async fn find_patient(
     system: Option<&str>,
     value: &str,
 ) -> Result<Option<StoredResource>, PipelineError> {
+    // Held until the caller's transaction ends, so that what it creates when nothing is found
+    // is not created by another writer, in this process or another, at the same time.
+    tx.lock_find_or_create(ResourceType::Patient).await?;
     let escaped = escape_token(value);
     // First the identifier as this service writes it (`system|value`, or `|value` for no
     // system), so that a Patient it created earlier is found again; then the value under

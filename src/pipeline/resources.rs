@@ -233,6 +233,7 @@ pub(super) async fn create_in(
     if_none_exist: Option<&str>,
 ) -> Result<Written, PipelineError> {
     if let Some(condition) = if_none_exist {
+        tx.lock_find_or_create(t).await?;
         let params: Vec<(String, String)> =
             url::form_urlencoded::parse(condition.trim_start_matches('?').as_bytes())
                 .into_owned()

@@ -2,7 +2,9 @@
 //! (a bounded number of assessments in flight; more are refused as overloaded), then either a
 //! synchronous answer within the time limit (past it the assessment goes on and is filed, and
 //! asking again returns it) or an asynchronous job, recorded before it is accepted, run, and
-//! found again by its status. Jobs a stop left running are run again at the next start. The
+//! found again by its status. A job is held under a lease (see `store::leases`) renewed while
+//! it runs; jobs whose holder stopped or died are taken over, by another replica or by this
+//! one at its next start, and a stopping replica gives its leases up at once. The
 //! answer is a collection Bundle of the filed resources, with an OperationOutcome when the
 //! prediction was made without part of the inputs. A failed job records the kind of its error,
 //! which each edge maps to its own protocol. Every task runs in the span of the request that
@@ -23,7 +25,7 @@ use crate::report::{
     BundleEntry, BundleKind, IssueCode, IssueSeverity, OutcomeIssue, ReportError, bundle,
     operation_outcome, resource_url,
 };
-use crate::store::RiskJobState;
+use crate::store::{PendingRiskJob, RiskJobState};
 use crate::telemetry::spawn_with_tracing;
 
 /// How many assessments may run at once (synchronous and asynchronous together) and how long
@@ -33,7 +35,15 @@ pub struct RiskAdmission {
     slots: Arc<Semaphore>,
     capacity: usize,
     time_limit: Duration,
+    /// How long a job's lease lasts without renewal.
+    job_lease: Duration,
 }
+
+/// The lease of an asynchronous job unless configured (`risk.job_lease_secs`).
+pub const DEFAULT_JOB_LEASE: Duration = Duration::from_secs(30);
+
+/// Jobs claimed from departed holders per pass.
+const TAKEOVER_BATCH: u32 = 16;
 
 impl std::fmt::Debug for RiskAdmission {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -57,7 +67,14 @@ impl RiskAdmission {
             slots: Arc::new(Semaphore::new(max_concurrent.max(1))),
             capacity: max_concurrent.max(1),
             time_limit,
+            job_lease: DEFAULT_JOB_LEASE,
         }
+    }
+
+    /// With asynchronous jobs held under `lease` (at least a second).
+    pub fn with_job_lease(mut self, lease: Duration) -> Self {
+        self.job_lease = lease.max(Duration::from_secs(1));
+        self
     }
 
     /// Assessments running or waiting now.
@@ -152,7 +169,12 @@ impl Pipeline {
                     record["request_id"] = Value::String(id.to_owned());
                 }
                 self.store
-                    .insert_risk_job(&job, &record.to_string(), base)
+                    .insert_risk_job(
+                        &job,
+                        &record.to_string(),
+                        base,
+                        self.risk_admission.job_lease,
+                    )
                     .await?;
                 tracing::info!(job, "assessment accepted");
                 spawn_with_tracing(self.clone().run_job(
@@ -226,50 +248,82 @@ impl Pipeline {
         }
     }
 
-    /// Runs again the asynchronous assessments a stop left running (at start, before serving),
-    /// each in a span carrying the request id it was accepted under.
-    pub async fn resume_risk_jobs(&self) {
-        let pending = match self.store.pending_risk_jobs().await {
-            Ok(pending) => pending,
-            Err(e) => {
-                tracing::error!(error = %error_chain(&e), "could not read the pending assessments");
+    /// Takes over, for as long as the service runs, the asynchronous assessments whose holder
+    /// is gone: at once (those a stop or crash left running), then every half lease.
+    pub async fn take_over_risk_jobs(self) {
+        let every = self.risk_admission.job_lease / 2;
+        loop {
+            self.take_over_abandoned_jobs().await;
+            tokio::time::sleep(every).await;
+        }
+    }
+
+    /// One pass of [`Pipeline::take_over_risk_jobs`]: claims what it can run now, each run in
+    /// a span carrying the request id it was accepted under.
+    async fn take_over_abandoned_jobs(&self) {
+        loop {
+            let free = self
+                .risk_admission
+                .slots
+                .available_permits()
+                .min(TAKEOVER_BATCH as usize);
+            if free == 0 {
                 return;
             }
-        };
-        for job in pending {
-            let recorded: Option<Value> = serde_json::from_str(&job.request).ok();
-            let request_id = recorded
-                .as_ref()
-                .and_then(|r| r.get("request_id"))
-                .and_then(Value::as_str)
-                .unwrap_or(&job.id)
-                .to_owned();
-            let span = tracing::info_span!("request", request_id = %request_id, job = %job.id);
-            let Some(request) = AssessmentRequest::from_json(&job.request) else {
-                span.in_scope(|| tracing::error!("a recorded assessment could not be read"));
-                let failed = RiskJobState::Failed {
-                    kind: ErrorKind::Internal,
-                    message: "the recorded request could not be read".into(),
-                };
-                if let Err(e) = self.store.finish_risk_job(&job.id, &failed).await {
-                    span.in_scope(|| {
-                        tracing::error!(error = %error_chain(&e), "could not record how an assessment ended");
-                    });
+            let claimed = match self
+                .store
+                .claim_abandoned_risk_jobs(self.risk_admission.job_lease, free as u32)
+                .await
+            {
+                Ok(claimed) => claimed,
+                Err(e) => {
+                    tracing::error!(error = %error_chain(&e), "could not claim the abandoned assessments");
+                    return;
                 }
-                continue;
             };
-            let Ok(permit) = Arc::clone(&self.risk_admission.slots).acquire_owned().await else {
+            let last = claimed.len() < free;
+            for job in claimed {
+                self.resume_job(job).await;
+            }
+            if last {
                 return;
-            };
-            span.in_scope(|| tracing::info!("resuming an assessment left running"));
-            spawn_with_tracing(
-                crate::telemetry::with_request_id(
-                    request_id,
-                    self.clone().run_job(job.id, request, job.base, permit),
-                )
-                .instrument(span),
-            );
+            }
         }
+    }
+
+    async fn resume_job(&self, job: PendingRiskJob) {
+        let recorded: Option<Value> = serde_json::from_str(&job.request).ok();
+        let request_id = recorded
+            .as_ref()
+            .and_then(|r| r.get("request_id"))
+            .and_then(Value::as_str)
+            .unwrap_or(&job.id)
+            .to_owned();
+        let span = tracing::info_span!("request", request_id = %request_id, job = %job.id);
+        let Some(request) = AssessmentRequest::from_json(&job.request) else {
+            span.in_scope(|| tracing::error!("a recorded assessment could not be read"));
+            let failed = RiskJobState::Failed {
+                kind: ErrorKind::Internal,
+                message: "the recorded request could not be read".into(),
+            };
+            if let Err(e) = self.store.finish_risk_job(&job.id, &failed).await {
+                span.in_scope(|| {
+                    tracing::error!(error = %error_chain(&e), "could not record how an assessment ended");
+                });
+            }
+            return;
+        };
+        let Ok(permit) = Arc::clone(&self.risk_admission.slots).acquire_owned().await else {
+            return;
+        };
+        span.in_scope(|| tracing::info!("taking over an assessment whose holder is gone"));
+        spawn_with_tracing(
+            crate::telemetry::with_request_id(
+                request_id,
+                self.clone().run_job(job.id, request, job.base, permit),
+            )
+            .instrument(span),
+        );
     }
 
     /// Runs an asynchronous assessment and records how it ended.
@@ -280,12 +334,20 @@ impl Pipeline {
         base: String,
         permit: OwnedSemaphorePermit,
     ) {
-        let result = match self
-            .assess_risk(&request, AssessmentInputs::default())
-            .await
-        {
-            Ok(assessment) => assessment_bundle(&base, &assessment).map_err(PipelineError::from),
-            Err(e) => Err(e),
+        let assessed = async {
+            match self
+                .assess_risk(&request, AssessmentInputs::default())
+                .await
+            {
+                Ok(assessment) => {
+                    assessment_bundle(&base, &assessment).map_err(PipelineError::from)
+                }
+                Err(e) => Err(e),
+            }
+        };
+        let result = tokio::select! {
+            result = assessed => result,
+            never = self.keep_lease(&job) => match never {},
         };
         drop(permit);
         let state = match result {
@@ -307,8 +369,30 @@ impl Pipeline {
                 }
             }
         };
-        if let Err(e) = self.store.finish_risk_job(&job, &state).await {
-            tracing::error!(job, error = %error_chain(&e), "could not record how an assessment ended");
+        match self.store.finish_risk_job(&job, &state).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                job,
+                "another replica holds the assessment now; its result is the one kept"
+            ),
+            Err(e) => {
+                tracing::error!(job, error = %error_chain(&e), "could not record how an assessment ended");
+            }
+        }
+    }
+
+    /// Renews a running job's lease every third of it, for as long as it is polled.
+    async fn keep_lease(&self, job: &str) -> std::convert::Infallible {
+        let lease = self.risk_admission.job_lease;
+        loop {
+            tokio::time::sleep(lease / 3).await;
+            match self.store.renew_risk_job(job, lease).await {
+                Ok(true) => {}
+                Ok(false) => tracing::warn!(job, "the assessment's lease was lost"),
+                Err(e) => {
+                    tracing::warn!(job, error = %error_chain(&e), "the assessment's lease could not be renewed");
+                }
+            }
         }
     }
 }

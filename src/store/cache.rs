@@ -1,10 +1,16 @@
-//! A bounded in-process cache of current resource versions for reads by id. Correct only while
-//! this process is the database's sole writer (always so for the embedded SQLite file; for
-//! PostgreSQL it is off unless configured): every committed write invalidates its keys, and an
-//! epoch counter keeps a read that raced with a commit from caching what it read before it.
+//! A bounded in-process cache of current resource versions for reads by id: every committed
+//! write invalidates its keys, and an epoch counter keeps a read that raced with a commit from
+//! caching what it read before it. On the embedded SQLite file this process is the only writer.
+//! On PostgreSQL other replicas write too: their commits arrive as notifications (see
+//! `Store::follow_other_writers`), and the cache is bypassed while none are being received
+//! (before the listener is up, and after its connection drops until it is up again and the
+//! cache has been emptied). A read on one replica can see the previous version for as long as
+//! another replica's notification takes to arrive (milliseconds on a LAN), as if it had been
+//! served just before that write.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::resources::StoredResource;
 use crate::domain::{ResourceId, ResourceType};
@@ -14,6 +20,8 @@ type Key = (ResourceType, ResourceId);
 #[derive(Debug)]
 pub(super) struct ReadCache {
     capacity: usize,
+    /// Whether every other writer's commits reach [`ReadCache::invalidate`].
+    live: AtomicBool,
     inner: Mutex<Inner>,
 }
 
@@ -29,12 +37,25 @@ struct Inner {
 }
 
 impl ReadCache {
-    /// A cache of at most `capacity` resources; 0 turns it off.
-    pub(super) fn new(capacity: usize) -> Self {
+    /// A cache of at most `capacity` resources; 0 turns it off. `live`: whether it may serve
+    /// at once (a sole writer), or only once [`ReadCache::set_live`] says other writers'
+    /// commits are followed.
+    pub(super) fn new(capacity: usize, live: bool) -> Self {
         Self {
             capacity,
+            live: AtomicBool::new(live),
             inner: Mutex::new(Inner::default()),
         }
+    }
+
+    /// Starts serving (other writers' commits are followed from now) or stops (they may be
+    /// missed: everything cached is forgotten, and reads in flight will not be cached).
+    pub(super) fn set_live(&self, live: bool) {
+        let mut inner = self.lock();
+        inner.epoch = inner.epoch.wrapping_add(1);
+        inner.entries.clear();
+        inner.order.clear();
+        self.live.store(live, Ordering::SeqCst);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -43,8 +64,13 @@ impl ReadCache {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Whether writes must be invalidated here (and announced to other replicas).
     pub(super) fn enabled(&self) -> bool {
         self.capacity > 0
+    }
+
+    fn serving(&self) -> bool {
+        self.enabled() && self.live.load(Ordering::SeqCst)
     }
 
     /// The epoch to pass to [`ReadCache::insert`] after reading from the database.
@@ -53,7 +79,7 @@ impl ReadCache {
     }
 
     pub(super) fn get(&self, t: ResourceType, id: &ResourceId) -> Option<StoredResource> {
-        if !self.enabled() {
+        if !self.serving() {
             return None;
         }
         self.lock().entries.get(&(t, id.clone())).cloned()
@@ -61,11 +87,11 @@ impl ReadCache {
 
     /// Caches what a read returned, unless a write was committed since `epoch` was taken.
     pub(super) fn insert(&self, epoch: u64, stored: &StoredResource) {
-        if !self.enabled() {
+        if !self.serving() {
             return;
         }
         let mut inner = self.lock();
-        if inner.epoch != epoch {
+        if inner.epoch != epoch || !self.live.load(Ordering::SeqCst) {
             return;
         }
         let key = (stored.resource_type, stored.id.clone());
@@ -119,7 +145,7 @@ mod tests {
 
     #[test]
     fn a_read_that_raced_with_a_commit_is_not_cached() {
-        let cache = ReadCache::new(10);
+        let cache = ReadCache::new(10, true);
         let before = cache.epoch();
         let a = ResourceId::parse("a").unwrap();
         cache.invalidate(&[(ResourceType::Patient, a.clone())]);
@@ -134,7 +160,7 @@ mod tests {
 
     #[test]
     fn the_oldest_entries_are_evicted_past_capacity() {
-        let cache = ReadCache::new(2);
+        let cache = ReadCache::new(2, true);
         for id in ["a", "b", "c"] {
             cache.insert(cache.epoch(), &stored(id, 1));
         }
@@ -145,7 +171,7 @@ mod tests {
 
     #[test]
     fn rewriting_the_same_resources_keeps_the_cache_bounded() {
-        let cache = ReadCache::new(3);
+        let cache = ReadCache::new(3, true);
         let a = ResourceId::parse("a").unwrap();
         for v in 1..=100 {
             cache.insert(cache.epoch(), &stored("a", v));
@@ -165,8 +191,26 @@ mod tests {
     }
 
     #[test]
+    fn a_cache_that_may_miss_other_writers_serves_nothing_until_it_follows_them() {
+        let cache = ReadCache::new(10, false);
+        let a = ResourceId::parse("a").unwrap();
+        cache.insert(cache.epoch(), &stored("a", 1));
+        assert!(cache.get(ResourceType::Patient, &a).is_none());
+        cache.set_live(true);
+        cache.insert(cache.epoch(), &stored("a", 1));
+        assert!(cache.get(ResourceType::Patient, &a).is_some());
+        // The listener's connection dropped: what was cached may be stale.
+        let before = cache.epoch();
+        cache.set_live(false);
+        assert!(cache.get(ResourceType::Patient, &a).is_none());
+        cache.set_live(true);
+        cache.insert(before, &stored("a", 1));
+        assert!(cache.get(ResourceType::Patient, &a).is_none());
+    }
+
+    #[test]
     fn a_zero_capacity_cache_holds_nothing() {
-        let cache = ReadCache::new(0);
+        let cache = ReadCache::new(0, true);
         cache.insert(cache.epoch(), &stored("a", 1));
         assert!(
             cache

@@ -13,12 +13,14 @@ mod embeddings;
 mod files;
 mod hl7;
 mod imaging;
+mod leases;
 mod model_deployments;
 mod model_inputs;
 mod resources;
 mod risk_jobs;
 mod search;
 mod shadow_predictions;
+mod write_feed;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +38,7 @@ pub use embeddings::{InstanceToEmbed, StoredPooledEmbedding, StudyEmbeddings};
 pub use files::FileStore;
 pub use hl7::{Hl7Receipt, NewHl7Message};
 pub use imaging::{StoredInstance, StoredSeries, StoredStudy, StudyFilter, StudySummary};
+pub use leases::WorkKind;
 pub use model_deployments::DeploymentRow;
 pub use model_inputs::ModelInputs;
 pub use resources::{StoreTransaction, StoredResource, WriteMethod};
@@ -44,8 +47,9 @@ pub use shadow_predictions::ShadowPrediction;
 
 use cache::ReadCache;
 
-/// Resources kept in the read cache on SQLite, where this process is the only writer.
-const DEFAULT_SQLITE_READ_CACHE: usize = 10_000;
+/// Resources kept in the read cache unless configured (on PostgreSQL it follows the other
+/// replicas' writes, see `write_feed`).
+const DEFAULT_READ_CACHE: usize = 10_000;
 
 use crate::config::{DatabaseBackend, Settings};
 use crate::domain::{ResourceType, VersionId};
@@ -217,6 +221,10 @@ pub struct Store {
     pool: AnyPool,
     backend: DatabaseBackend,
     cache: Arc<ReadCache>,
+    /// PostgreSQL's URL, for the connection that follows the other replicas' writes.
+    shared_url: Option<Arc<secrecy::SecretString>>,
+    /// This process's name as the holder of leases on shared work, new at each start.
+    replica: Arc<str>,
     /// The embedded database's lock, held while any clone of this store lives.
     _lock: Option<Arc<std::fs::File>>,
     /// SQLite: write transactions queue here, first come first served, instead of in SQLite's
@@ -264,14 +272,16 @@ impl Store {
         let cache_entries = settings
             .database
             .read_cache_entries
-            .unwrap_or(match backend {
-                DatabaseBackend::Sqlite => DEFAULT_SQLITE_READ_CACHE,
-                DatabaseBackend::Postgres => 0,
-            });
+            .unwrap_or(DEFAULT_READ_CACHE);
+        // The embedded database has one writer, this process; on PostgreSQL the cache serves
+        // once `follow_other_writers` is receiving the other replicas' writes.
+        let sole_writer = backend == DatabaseBackend::Sqlite;
         Ok(Store {
             pool,
             backend,
-            cache: Arc::new(ReadCache::new(cache_entries)),
+            cache: Arc::new(ReadCache::new(cache_entries, sole_writer)),
+            shared_url: (!sole_writer).then(|| Arc::new(url.clone())),
+            replica: uuid::Uuid::new_v4().to_string().into(),
             _lock: lock,
             write_queue: (backend == DatabaseBackend::Sqlite)
                 .then(|| Arc::new(tokio::sync::Mutex::new(()))),

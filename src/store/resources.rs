@@ -223,6 +223,54 @@ impl Store {
     }
 }
 
+/// The PostgreSQL notification channel on which committed writes are announced to the other
+/// replicas' read caches.
+pub(super) const WRITES_CHANNEL: &str = "prognostics_writes";
+
+/// PostgreSQL caps a notification's payload below 8000 bytes.
+const NOTIFICATION_BYTES: usize = 7000;
+
+/// `written` as notification payloads: `Type/id` keys separated by spaces.
+fn write_notifications(written: &[(ResourceType, ResourceId)]) -> Vec<String> {
+    let mut payloads = Vec::new();
+    let mut payload = String::new();
+    for (t, id) in written {
+        let key = format!("{}/{}", t.as_str(), id);
+        if !payload.is_empty() && payload.len() + 1 + key.len() > NOTIFICATION_BYTES {
+            payloads.push(std::mem::take(&mut payload));
+        }
+        if !payload.is_empty() {
+            payload.push(' ');
+        }
+        payload.push_str(&key);
+    }
+    if !payload.is_empty() {
+        payloads.push(payload);
+    }
+    payloads
+}
+
+/// The keys of a notification's payload; what does not read as one is skipped.
+pub(super) fn notified_keys(payload: &str) -> Vec<(ResourceType, ResourceId)> {
+    payload
+        .split(' ')
+        .filter_map(|key| {
+            let (t, id) = key.split_once('/')?;
+            Some((t.parse().ok()?, ResourceId::parse(id).ok()?))
+        })
+        .collect()
+}
+
+/// The advisory lock key of find-or-create on `t`: FNV-1a of a name of this service's own, so
+/// that it does not collide with another application's keys on a shared database.
+fn find_or_create_lock_key(t: ResourceType) -> i64 {
+    let name = format!("prognostics/find-or-create/{}", t.as_str());
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    hash as i64
+}
+
 /// Index rows written per INSERT statement (7 parameters each; SQLite allows 32766).
 const INDEX_ROWS_PER_INSERT: usize = 100;
 
@@ -239,9 +287,34 @@ pub struct StoreTransaction {
 }
 
 impl StoreTransaction {
-    pub async fn commit(self) -> Result<(), StoreError> {
+    pub async fn commit(mut self) -> Result<(), StoreError> {
+        if self.backend == DatabaseBackend::Postgres && self.cache.enabled() {
+            // Delivered to the other replicas' caches when, and only if, this commits.
+            for payload in write_notifications(&self.written) {
+                sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(WRITES_CHANNEL)
+                    .bind(payload)
+                    .execute(&mut *self.tx)
+                    .await?;
+            }
+        }
         self.tx.commit().await.map_err(StoreError::from)?;
         self.cache.invalidate(&self.written);
+        Ok(())
+    }
+
+    /// Holds, until this transaction ends, the lock under which every find-or-create of a
+    /// `t` runs (patient matching, conditional create), so that two writers cannot both find
+    /// nothing and both create. On PostgreSQL that is a transaction-level advisory lock, which
+    /// other processes on the database honour too; on SQLite the transaction already holds
+    /// the database's write lock.
+    pub async fn lock_find_or_create(&mut self, t: ResourceType) -> Result<(), StoreError> {
+        if self.backend == DatabaseBackend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(find_or_create_lock_key(t))
+                .execute(&mut *self.tx)
+                .await?;
+        }
         Ok(())
     }
 

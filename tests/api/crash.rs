@@ -323,7 +323,12 @@ async fn nothing_acknowledged_is_lost_or_doubled_across_kill_9() {
         .unwrap_or(10);
     let mut service = Service::start_with(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")),
-        &[("PROGNOSTICS_INFERENCE__ENABLED", "false")],
+        &[
+            ("PROGNOSTICS_INFERENCE__ENABLED", "false"),
+            // On PostgreSQL a restarted process takes over its predecessor's assessments once
+            // their leases run out.
+            ("PROGNOSTICS_RISK__JOB_LEASE_SECS", "2"),
+        ],
         true,
     )
     .await;

@@ -45,6 +45,7 @@ mod openapi;
 mod outcome_file;
 mod phi_in_logs;
 mod population;
+mod replicas;
 mod request_log;
 mod risk_assessment;
 mod schemathesis;

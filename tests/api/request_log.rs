@@ -16,7 +16,8 @@ pub(crate) struct Service {
     child: Child,
     lines: Arc<Mutex<Vec<Value>>>,
     pub(crate) address: String,
-    data: tempfile::TempDir,
+    /// The data folder, shared with the replicas started from this service.
+    data: Arc<tempfile::TempDir>,
     /// The PostgreSQL database, when the tests run on one.
     pub(crate) database: Option<String>,
     /// How it was started, for a restart.
@@ -87,9 +88,29 @@ impl Service {
             child,
             lines,
             address,
-            data,
+            data: Arc::new(data),
             database,
             launch,
+        }
+    }
+
+    /// Another process started as this one was, on the same database and data folder: a
+    /// replica (on PostgreSQL; the embedded database admits one process).
+    pub(crate) async fn replica(&self) -> Service {
+        let (child, lines, address) =
+            spawn(&self.launch, self.data.path(), self.database.as_deref()).await;
+        Service {
+            child,
+            lines,
+            address,
+            data: Arc::clone(&self.data),
+            database: self.database.clone(),
+            launch: Launch {
+                dir: self.launch.dir.clone(),
+                env: self.launch.env.clone(),
+                all_doors: self.launch.all_doors,
+                shell: self.launch.shell.clone(),
+            },
         }
     }
 

@@ -601,6 +601,8 @@ async fn an_accepted_request_left_running_by_a_stop_is_run_at_the_next_start() {
             "left-running",
             &request.to_json(),
             "http://example.org/fhir",
+            // Its process died with it: the lease has run out.
+            std::time::Duration::ZERO,
         )
         .await
         .unwrap();
