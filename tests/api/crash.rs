@@ -19,26 +19,29 @@ const CT_INSTANCE: &[u8] = b"1.3.6.1.4.1.5962.1.1.1.1.1.20040119072730.12322";
 
 /// What was sent, and what of it was acknowledged.
 #[derive(Default)]
-struct Ledger {
+pub(crate) struct Ledger {
     /// Patient identifiers sent by create and by transaction: (value, acknowledged).
-    patients: Vec<(String, bool)>,
+    pub(crate) patients: Vec<(String, bool)>,
     /// HL7 message control ids: (id, acknowledged AA).
-    messages: Vec<(String, bool)>,
+    pub(crate) messages: Vec<(String, bool)>,
     /// SOP Instance UIDs sent by STOW-RS and C-STORE: (uid, acknowledged).
-    instances: Vec<(String, bool)>,
+    pub(crate) instances: Vec<(String, bool)>,
     /// Status paths of accepted asynchronous assessments.
-    jobs: Vec<String>,
+    pub(crate) jobs: Vec<String>,
 }
 
-struct Traffic {
-    address: String,
-    mllp_port: u16,
-    dicom_port: u16,
-    ct: Arc<Vec<u8>>,
-    patient: String,
-    ledger: Arc<Mutex<Ledger>>,
-    stop: Arc<AtomicBool>,
-    client: reqwest::Client,
+/// Mixed ingest sent to one address (the service, or a load balancer in front of replicas).
+pub(crate) struct Traffic {
+    pub(crate) address: String,
+    pub(crate) mllp_port: u16,
+    pub(crate) dicom_port: u16,
+    /// CT_small.dcm, sent under new SOP Instance UIDs.
+    pub(crate) ct: Arc<Vec<u8>>,
+    /// The Patient the assessments are about.
+    pub(crate) patient: String,
+    pub(crate) ledger: Arc<Mutex<Ledger>>,
+    pub(crate) stop: Arc<AtomicBool>,
+    pub(crate) client: reqwest::Client,
 }
 
 fn unique() -> String {
@@ -60,7 +63,7 @@ impl Traffic {
 
     /// Creates Patients, one per request, or (`transaction`) in a transaction Bundle with an
     /// Observation of theirs; records each identifier sent and whether it was acknowledged.
-    async fn fhir_writes(self: Arc<Self>, transaction: bool) {
+    pub(crate) async fn fhir_writes(self: Arc<Self>, transaction: bool) {
         while self.running() {
             let value = unique();
             self.sent(|ledger| &mut ledger.patients, &value);
@@ -93,11 +96,19 @@ impl Traffic {
         }
     }
 
-    async fn messages(self: Arc<Self>) {
-        let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", self.mllp_port)).await
-        else {
-            return;
-        };
+    /// Sends ORU messages over MLLP, connecting again when a connection is lost (behind a
+    /// load balancer, to another replica).
+    pub(crate) async fn messages(self: Arc<Self>) {
+        while self.running() {
+            match tokio::net::TcpStream::connect(("127.0.0.1", self.mllp_port)).await {
+                Ok(stream) => self.messages_over(stream).await,
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    }
+
+    /// Sends messages over `stream` until it fails or the traffic stops.
+    async fn messages_over(&self, mut stream: tokio::net::TcpStream) {
         while self.running() {
             let id = format!("C{}", &unique()[..18]);
             self.sent(|ledger| &mut ledger.messages, &id);
@@ -144,7 +155,7 @@ impl Traffic {
         (uid, file)
     }
 
-    async fn stow(self: Arc<Self>) {
+    pub(crate) async fn stow(self: Arc<Self>) {
         while self.running() {
             let (uid, file) = self.new_instance();
             self.sent(|ledger| &mut ledger.instances, &uid);
@@ -167,7 +178,7 @@ impl Traffic {
         }
     }
 
-    async fn c_store(self: Arc<Self>) {
+    pub(crate) async fn c_store(self: Arc<Self>) {
         let dir = tempfile::tempdir().unwrap();
         while self.running() {
             let (uid, file) = self.new_instance();
@@ -193,7 +204,7 @@ impl Traffic {
         }
     }
 
-    async fn assessments(self: Arc<Self>) {
+    pub(crate) async fn assessments(self: Arc<Self>) {
         while self.running() {
             let sent = self
                 .client
@@ -210,10 +221,10 @@ impl Traffic {
                 && response.status() == 202
                 && let Some(location) = response.headers().get("content-location")
             {
-                let path = location
-                    .to_str()
+                // The path alone: any replica answers for the job.
+                let path = url::Url::parse(location.to_str().unwrap())
                     .unwrap()
-                    .trim_start_matches(&self.address)
+                    .path()
                     .to_owned();
                 self.ledger.lock().unwrap().jobs.push(path);
             }
@@ -244,7 +255,7 @@ pub(crate) async fn count(service: &Service, sql: &str) -> i64 {
 }
 
 /// Checks the ledger against what the restarted service holds.
-async fn check(service: &Service, ledger: &Ledger) {
+pub(crate) async fn check(service: &Service, ledger: &Ledger) {
     let client = reqwest::Client::new();
     for (value, acknowledged) in &ledger.patients {
         let found: Value = client
@@ -290,7 +301,7 @@ async fn check_rows(service: &Service, sent: &[(String, bool)], table: &str, col
 
 /// Every accepted assessment comes to an answer after the restart (none is lost as 404 or
 /// left accepted for ever).
-async fn jobs_finish(service: &Service, jobs: &[String]) {
+pub(crate) async fn jobs_finish(service: &Service, jobs: &[String]) {
     let client = reqwest::Client::new();
     for path in jobs {
         let mut status = 0;

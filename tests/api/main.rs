@@ -36,6 +36,7 @@ mod hostile_input;
 mod https;
 mod import;
 mod issuer;
+mod load_balanced;
 mod mcode_patients;
 mod metrics;
 mod models;

@@ -10,8 +10,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::request_log::Service;
 
-/// Two replicas of the service, when the tests run on PostgreSQL.
-async fn two_replicas() -> Option<(Service, Service)> {
+/// `count` replicas of the service with every door open and short job leases, when the tests
+/// run on PostgreSQL.
+pub(crate) async fn replicas(count: usize) -> Option<Vec<Service>> {
     if std::env::var_os("TEST_DATABASE_URL").is_none() {
         eprintln!("skipping: replicas need PostgreSQL (TEST_DATABASE_URL)");
         return None;
@@ -25,8 +26,18 @@ async fn two_replicas() -> Option<(Service, Service)> {
         true,
     )
     .await;
-    let second = first.replica().await;
-    Some((first, second))
+    let mut all = vec![first];
+    while all.len() < count {
+        let next = all[0].replica().await;
+        all.push(next);
+    }
+    Some(all)
+}
+
+async fn two_replicas() -> Option<(Service, Service)> {
+    let mut two = replicas(2).await?;
+    let second = two.pop()?;
+    Some((two.pop()?, second))
 }
 
 /// The JSON body a GET of `url` answers with.
