@@ -1,7 +1,8 @@
 //! Helpers the benchmarks share: re-identifying one real DICOM file into many instances, and
-//! the HTTP load driver (`load`).
+//! the HTTP load driver (`load`), and the seeded database (`seed`).
 
 pub mod load;
+pub mod seed;
 
 /// `file` with every occurrence of `uid` replaced by a same-length UID ending in `suffix`.
 pub fn reidentify(file: &[u8], uid: &str, suffix: &str) -> Vec<u8> {

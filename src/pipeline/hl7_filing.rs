@@ -27,9 +27,8 @@ impl Pipeline {
         header: &Header,
         content: &MessageContent,
     ) -> Result<Hl7Receipt, PipelineError> {
-        // One message at a time finds-or-creates its Patient, so that two messages about a new
-        // patient do not make two Patients.
-        let _matching = self.patient_matching.lock().await;
+        // Two messages about a new patient make one Patient: the transaction's Patient lookup
+        // holds the find-or-create lock (see `lookup::find_patient`) until it commits.
         let mut tx = self.store.begin().await?;
         let receipt = tx.record_hl7_message(record, Ok(())).await?;
         if !receipt.new {

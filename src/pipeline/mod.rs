@@ -209,8 +209,6 @@ pub struct Pipeline {
     /// Wakes the embedding worker.
     embedding_wanted: Arc<tokio::sync::Notify>,
     hl7: Hl7Options,
-    /// Serialises finding-or-creating the Patient an HL7 message is about.
-    patient_matching: Arc<tokio::sync::Mutex<()>>,
     /// The models loaded and how each is deployed (the active one answers).
     models: Arc<models::ModelSlot>,
     /// When the monitoring raises an alert.
@@ -273,7 +271,6 @@ impl Pipeline {
             encoders_configured: None,
             embedding_wanted: Arc::new(tokio::sync::Notify::new()),
             hl7: Hl7Options::default(),
-            patient_matching: Arc::new(tokio::sync::Mutex::new(())),
             models: Arc::new(models::ModelSlot::default()),
             alert_thresholds: alerts::AlertThresholds::default(),
             ehr: None,
