@@ -288,8 +288,9 @@ pub struct StoreTransaction {
 
 impl StoreTransaction {
     pub async fn commit(mut self) -> Result<(), StoreError> {
-        if self.backend == DatabaseBackend::Postgres && self.cache.enabled() {
-            // Delivered to the other replicas' caches when, and only if, this commits.
+        if self.backend == DatabaseBackend::Postgres {
+            // Delivered to the other replicas' caches when, and only if, this commits (sent
+            // whether or not this replica caches: the others may).
             for payload in write_notifications(&self.written) {
                 sqlx::query("SELECT pg_notify($1, $2)")
                     .bind(WRITES_CHANNEL)
