@@ -216,10 +216,16 @@ pub fn check_declared_lengths_until(
             continue;
         }
         let end = walk.within(tag, length)?;
-        let sequence = match vr {
-            Some(vr) => vr == VR::SQ,
-            None => is_sequence_in_dictionary(tag),
-        };
+        let vr = vr.or_else(|| vr_in_dictionary(tag));
+        // dicom-parser reads a binary number's value in whole numbers and goes on from there:
+        // a length that is not a multiple of the number's size would have it read the rest
+        // of the data set out of step with this walk, where no length was checked.
+        if let Some(size) = vr.and_then(number_size)
+            && !(length as usize).is_multiple_of(size)
+        {
+            return Err(walk.refuse("a binary value whose length is not a multiple of its size"));
+        }
+        let sequence = vr == Some(VR::SQ);
         if sequence {
             push(
                 &mut stack,
@@ -272,10 +278,22 @@ fn has_long_length(vr: VR) -> bool {
     )
 }
 
-fn is_sequence_in_dictionary(tag: Tag) -> bool {
-    StandardDataDictionary
-        .by_tag(tag)
-        .is_some_and(|entry| matches!(entry.vr(), VirtualVr::Exact(VR::SQ)))
+/// The VR the standard dictionary gives `tag`, where it gives exactly one.
+fn vr_in_dictionary(tag: Tag) -> Option<VR> {
+    match StandardDataDictionary.by_tag(tag)?.vr() {
+        VirtualVr::Exact(vr) => Some(vr),
+        _ => None,
+    }
+}
+
+/// The size of one number of a binary VR (values are read as whole numbers of it).
+fn number_size(vr: VR) -> Option<usize> {
+    match vr {
+        VR::US | VR::SS | VR::OW => Some(2),
+        VR::UL | VR::SL | VR::FL | VR::AT | VR::OL | VR::OF => Some(4),
+        VR::FD | VR::SV | VR::UV | VR::OD | VR::OV => Some(8),
+        _ => None,
+    }
 }
 
 struct Walk<'a> {
@@ -467,6 +485,20 @@ mod tests {
         data.extend(header((0xFFFE, SEQUENCE_DELIMITATION), 0));
         let error = check_declared_lengths(&data, EXPLICIT_LITTLE).unwrap_err();
         assert!(error.to_string().contains("undefined-length UN"), "{error}");
+    }
+
+    #[test]
+    fn a_number_whose_length_is_not_a_multiple_of_its_size_is_refused() {
+        // Found by fuzzing: (0000,0000) UL declared 18 bytes long; the parser read 16, took the
+        // next two bytes as the start of a tag and then an element "4 GiB" long.
+        let mut command = header((0x0000, 0x1102), 0);
+        command.extend(header((0x0000, 0x0000), 18));
+        command.extend([0u8; 18]);
+        let refused = check_declared_lengths(&command, Encoding::IMPLICIT_LITTLE).unwrap_err();
+        assert!(refused.to_string().contains("multiple"), "{refused}");
+        let mut whole = header((0x0000, 0x0000), 4);
+        whole.extend([0u8; 4]);
+        assert!(check_declared_lengths(&whole, Encoding::IMPLICIT_LITTLE).is_ok());
     }
 
     #[test]

@@ -74,9 +74,7 @@ fn decode_with_pixeldata(
         let frames: Result<Vec<_>, DicomError> = (0..declared_frames)
             .into_par_iter()
             .map(|frame| {
-                let pixels = object
-                    .decode_pixel_data_frame(frame)
-                    .map_err(|e| DicomError::Undecodable(Box::new(e)))?;
+                let pixels = guarded(|| object.decode_pixel_data_frame(frame))?;
                 context.normalise(&pixels, 0)
             })
             .collect();
@@ -84,10 +82,20 @@ fn decode_with_pixeldata(
             return assemble(frames);
         }
     }
-    let pixels = object
-        .decode_pixel_data()
-        .map_err(|e| DicomError::Undecodable(Box::new(e)))?;
+    let pixels = guarded(|| object.decode_pixel_data())?;
     assemble(context.normalise_all(&pixels)?)
+}
+
+/// Runs one of dicom-pixeldata's decoders. Some of its codecs index compressed data without
+/// checking it (an RLE segment running past its fragment panics: found by fuzzing), so a
+/// decoder's panic is taken as this image's error, not the service's.
+fn guarded<T>(decode: impl FnOnce() -> Result<T, dicom_pixeldata::Error>) -> Result<T, DicomError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)) {
+        Ok(decoded) => decoded.map_err(|e| DicomError::Undecodable(Box::new(e))),
+        Err(_) => Err(DicomError::Codec {
+            reason: "its compressed data is malformed (the decoder failed on it)".into(),
+        }),
+    }
 }
 
 fn is_palette(object: &DefaultDicomObject) -> bool {
