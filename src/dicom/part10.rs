@@ -101,7 +101,12 @@ fn open_until(bytes: &[u8], until: Option<Tag>) -> Result<Opened, DicomError> {
     let mut tolerated = Vec::new();
     let wrapped;
     let body = match without_preamble(bytes) {
-        Ok(body) => match FileMetaTable::from_reader(body) {
+        // The file meta's declared lengths are walked before dicom-object reads it, as its
+        // reader takes them on trust (found by fuzzing: an unknown VR in the meta, read as UN
+        // with a 4-byte length, had it reserve 775 MB).
+        Ok(body) => match meta_group_end(&body[4..])
+            .map(|end| FileMetaTable::from_reader(&body[..4 + end]))?
+        {
             Ok(_) => body,
             // A file meta without its group length or transfer syntax: what follows it is
             // read as a bare data set, as pydicom does.
@@ -189,8 +194,11 @@ fn bare_data_set(bytes: &[u8]) -> Result<Vec<u8>, DicomError> {
         )
     };
     let ts_uid = ts.uid();
-    let end = check_declared_lengths_until(bytes, encoding, Some(tags::PIXEL_DATA))
-        .map_err(|_| DicomError::NotDicom)?;
+    // The whole data set is checked, as the read below takes all of it (found by fuzzing:
+    // checked only up to the pixel data, an element after it with an unknown VR was read as
+    // a 4 GiB UN value).
+    let end =
+        check_declared_lengths_until(bytes, encoding, None).map_err(|_| DicomError::NotDicom)?;
     let ts = ts.erased();
     let header = dicom_object::InMemDicomObject::read_dataset_with_ts(&bytes[..end], &ts);
     // Only the header is needed here: the read stops at the first element it cannot take.
