@@ -215,6 +215,28 @@ pub(crate) fn values_statement(
     sql
 }
 
+/// SQLite counts its allocations by default, under one process-wide mutex taken on every
+/// allocation and free; with a worker thread per pooled connection it was the most contended
+/// lock of a search (threads parked on it, then woken). Nothing here reads those counts, so
+/// they are switched off, once, before SQLite is first used.
+#[allow(unsafe_code)]
+fn sqlite_without_memory_statistics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: SQLITE_CONFIG_MEMSTATUS takes one int, as passed. sqlite3_config must come
+        // before SQLite initialises and while no other thread uses it: every connection of the
+        // service is opened by `Store::connect`, after this call (which the Once makes every
+        // other caller wait for). Called after initialisation anyway, it returns SQLITE_MISUSE
+        // and changes nothing, which is harmless here.
+        let _ = unsafe {
+            libsqlite3_sys::sqlite3_config(
+                libsqlite3_sys::SQLITE_CONFIG_MEMSTATUS,
+                std::ffi::c_int::from(0_u8),
+            )
+        };
+    });
+}
+
 /// The database, shared by every request.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -235,6 +257,7 @@ pub struct Store {
 impl Store {
     /// Connects to the configured database; the SQLite file is created on first use.
     pub async fn connect(settings: &Settings) -> Result<Store, StoreError> {
+        sqlite_without_memory_statistics();
         install_default_drivers();
         let backend = settings
             .database_backend()
@@ -247,6 +270,11 @@ impl Store {
         let pool = AnyPoolOptions::new()
             .max_connections(settings.database.max_connections.max(1))
             .acquire_timeout(Duration::from_secs(settings.database.acquire_timeout_secs))
+            // A pooled connection is checked before it is handed out only where it can have
+            // died: a PostgreSQL server restarts or drops idle sessions. An embedded SQLite
+            // connection lives in this process, and the check was a round trip to its worker
+            // thread before every query (a quarter of a search's database time).
+            .test_before_acquire(backend == DatabaseBackend::Postgres)
             // A connection whose COMMIT failed (a full disk) and whose rollback did not take
             // can come back still counting a transaction; reused, it would refuse every later
             // transaction ("begin_with at non-zero transaction depth") until a restart. Such a
