@@ -279,7 +279,9 @@ fn bearer(req: &ServiceRequest) -> Result<Option<&str>, ApiError> {
     let (scheme, token) = text.split_once(' ').ok_or_else(malformed)?;
     let token = token.trim();
     // RFC 6750's b64token.
-    let token_byte = |b: u8| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b);
+    let token_byte = |b: u8| {
+        b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=')
+    };
     if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || !token.bytes().all(token_byte)
     {
         return Err(malformed());
