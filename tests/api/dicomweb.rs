@@ -184,18 +184,99 @@ async fn bad_parts_fail_alone_and_good_ones_are_stored() {
 }
 
 #[tokio::test]
-async fn a_broken_multipart_body_stores_nothing() {
-    let Some(ct) = pydicom_file("CT_small.dcm") else {
+async fn a_broken_body_keeps_the_instances_read_before_the_break() {
+    let (Some(ct), Some(mr)) = (pydicom_file("CT_small.dcm"), pydicom_file("MR_small.dcm")) else {
         return;
     };
     let app = spawn_app().await;
-    let mut body = multipart(&[&ct, &ct]);
-    body.truncate(body.len() - 40); // the close delimiter is gone
-    assert_outcome(stow(&app, "/studies", body).await, 400).await;
-
+    // Framing broken before any part is complete: refused whole, nothing stored.
     let wrong_boundary = multipart(&[&ct]).replace_boundary();
     assert_outcome(stow(&app, "/studies", wrong_boundary).await, 400).await;
+    let mut cut_in_first = multipart(&[&ct]);
+    cut_in_first.truncate(ct.len() / 2);
+    assert_outcome(stow(&app, "/studies", cut_in_first).await, 400).await;
     assert!(app.qido("").await.is_empty());
+
+    // The close delimiter is gone: the first instance was complete and is stored; the answer
+    // says so, and that the rest could not be read.
+    let mut body = multipart(&[&ct, &mr]);
+    body.truncate(body.len() - 40);
+    let response = stow(&app, "/studies", body).await;
+    assert_eq!(response.status(), 202);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(sequence(&body, "00081199").len(), 1, "{body}");
+    let failed = sequence(&body, "00081198");
+    assert_eq!(failed.len(), 1, "{body}");
+    assert_eq!(value(failed[0], "00081197"), CANNOT_UNDERSTAND);
+    assert!(failed[0]["00081155"].get("Value").is_none(), "{body}");
+    assert_eq!(app.qido("PatientID=1CT1").await.len(), 1);
+    assert!(app.qido("PatientID=4MR1").await.is_empty());
+}
+
+/// An instance is stored as soon as its part has arrived, before the rest of the body: the
+/// service holds one instance at a time, not the whole request.
+#[tokio::test]
+async fn each_instance_is_stored_as_its_part_arrives() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let (Some(ct), Some(mr)) = (pydicom_file("CT_small.dcm"), pydicom_file("MR_small.dcm")) else {
+        return;
+    };
+    let app = spawn_app().await;
+    let body = multipart(&[&ct, &mr]);
+    // The first part and the boundary line and headers of the second.
+    let second = format!("--{BOUNDARY}\r\nContent-Type: application/dicom\r\n\r\n");
+    let split = body
+        .windows(second.len())
+        .rposition(|w| w == second.as_bytes())
+        .unwrap()
+        + second.len();
+    let port = app
+        .address
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse::<u16>()
+        .unwrap();
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /dicomweb/studies HTTP/1.1\r\nHost: localhost\r\n\
+         Content-Type: multipart/related; type=\"application/dicom\"; boundary={BOUNDARY}\r\n\
+         Accept: application/dicom+json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let chunk = |bytes: &[u8]| {
+        let mut out = format!("{:x}\r\n", bytes.len()).into_bytes();
+        out.extend_from_slice(bytes);
+        out.extend_from_slice(b"\r\n");
+        out
+    };
+    stream.write_all(&chunk(&body[..split])).await.unwrap();
+    stream.flush().await.unwrap();
+
+    // The request is still open, and CT_small is already stored.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while app.qido("PatientID=1CT1").await.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first instance was not stored while the body was still arriving"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(app.qido("PatientID=4MR1").await.is_empty());
+
+    stream.write_all(&chunk(&body[split..])).await.unwrap();
+    stream.write_all(b"0\r\n\r\n").await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let json = &response[response.find("\r\n\r\n").unwrap() + 4..];
+    let body: Value = serde_json::from_str(json).unwrap();
+    assert_eq!(sequence(&body, "00081199").len(), 2, "{body}");
+    assert_eq!(app.qido("PatientID=4MR1").await.len(), 1);
 }
 
 trait ReplaceBoundary {

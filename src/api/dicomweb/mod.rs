@@ -11,7 +11,8 @@ use actix_web::web::{Bytes, Data, Path, Payload};
 use actix_web::{HttpRequest, HttpResponse, get, post};
 use serde_json::Value;
 
-use super::{Access, ApiError, ApiState, read_body};
+use super::request::BodyReader;
+use super::{Access, ApiError, ApiState};
 use crate::domain::DicomUid;
 use crate::error::ErrorKind;
 use crate::pipeline::DicomStatus;
@@ -26,13 +27,13 @@ const QIDO_MAX_LIMIT: u32 = 1000;
 #[utoipa::path(
     tag = "DICOMweb",
     request_body(content = Vec<u8>, content_type = "multipart/related; type=\"application/dicom\"",
-        description = "One DICOM Part 10 file per part"),
+        description = "One DICOM Part 10 file per part; each instance is stored as soon as its part has arrived"),
     responses(
         (status = 200, description = "Every instance was stored: Referenced SOP Sequence (0008,1199)", body = Object, content_type = "application/dicom+json"),
-        (status = 202, description = "Some instances failed: Failed SOP Sequence (0008,1198) with a Failure Reason (0008,1197) for each", body = Object, content_type = "application/dicom+json"),
+        (status = 202, description = "Some instances failed: Failed SOP Sequence (0008,1198) with a Failure Reason (0008,1197) for each; a body broken off after its first part adds one item without UIDs for the unreadable rest", body = Object, content_type = "application/dicom+json"),
         (status = 409, description = "No instance was stored", body = Object, content_type = "application/dicom+json"),
-        (status = 400, description = "Broken multipart framing; nothing was stored", body = Object, content_type = "application/fhir+json"),
-        (status = 413, description = "Body over the configured limit", body = Object, content_type = "application/fhir+json"),
+        (status = 400, description = "Multipart framing broken before the first part was complete; nothing was stored", body = Object, content_type = "application/fhir+json"),
+        (status = 413, description = "Content-Length over the configured limit, or the body ran over it before its first part was complete", body = Object, content_type = "application/fhir+json"),
         (status = 415, description = "Not multipart/related with type application/dicom", body = Object, content_type = "application/fhir+json"),
     )
 )]
@@ -103,49 +104,49 @@ async fn store(
     }
     let boundary = multipart::boundary(&content_type)
         .map_err(|e| ApiError::new(ErrorKind::Invalid, e.to_string()))?;
-    let body = Bytes::from(read_body(&req, payload, state.dicomweb_max_body_bytes).await?);
-    let parts = multipart::parse(&body, &boundary)
-        .map_err(|e| ApiError::new(ErrorKind::Invalid, e.to_string()))?;
-
-    let mut results = Vec::with_capacity(parts.len());
+    // The body is read as it arrives and each instance stored once its part is complete: a
+    // request holds one instance in memory at a time, not the whole study.
+    let mut body = BodyReader::new(&req, payload, state.dicomweb_max_body_bytes)?;
+    let mut reader = multipart::PartReader::new(&boundary);
+    let mut results = Vec::new();
     let mut studies = std::collections::BTreeSet::new();
-    for part in parts {
-        let media = part
-            .content_type
-            .as_deref()
-            .map(|t| t.split(';').next().unwrap_or_default().trim().to_owned());
-        if media.as_deref().is_some_and(|m| m != "application/dicom") {
-            results.push(StoreResult::Failed {
-                sop_class_uid: None,
-                sop_instance_uid: None,
-                reason: DicomStatus::CANNOT_UNDERSTAND,
-            });
-            continue;
+    let broken: Option<ApiError> = loop {
+        match reader.next_part() {
+            Ok(Some(part)) => {
+                let (result, stored_study) = store_part(&state, part, study.as_ref()).await;
+                studies.extend(stored_study);
+                results.push(result);
+                continue;
+            }
+            Ok(None) => {}
+            Err(e) => break Some(ApiError::new(ErrorKind::Invalid, e.to_string())),
         }
-        results.push(
-            match state
-                .pipeline
-                .ingest_dicom(part.body.to_vec(), study.as_ref())
-                .await
-            {
-                Ok(stored) => {
-                    studies.insert(stored.study_uid);
-                    StoreResult::Stored {
-                        sop_class_uid: stored.sop_class_uid,
-                        sop_instance_uid: stored.sop_instance_uid,
-                    }
-                }
-                Err(failure) => {
-                    tracing::warn!(error = %failure.error, "STOW-RS instance refused");
-                    StoreResult::Failed {
-                        reason: failure.dicom_status(),
-                        sop_class_uid: failure.sop_class_uid,
-                        sop_instance_uid: failure.sop_instance_uid,
-                    }
-                }
-            },
-        );
+        match body.next_chunk().await {
+            Ok(Some(chunk)) => reader.push(&chunk),
+            Ok(None) => {
+                break reader
+                    .finish()
+                    .err()
+                    .map(|e| ApiError::new(ErrorKind::Invalid, e.to_string()));
+            }
+            Err(e) => break Some(e),
+        }
+    };
+    if let Some(error) = broken {
+        // Nothing read yet: the request is refused whole, as before any instance is touched.
+        // Otherwise the instances already stored stay stored, and the answer says which were
+        // and that the rest of the body could not be read.
+        if reader.parts_read() == 0 {
+            return Err(error);
+        }
+        tracing::warn!(parts = reader.parts_read(), error = %error, "STOW-RS body broken off after some of its instances");
+        results.push(StoreResult::Failed {
+            sop_class_uid: None,
+            sop_instance_uid: None,
+            reason: DicomStatus::for_kind(error.kind()),
+        });
     }
+
     // The instances are safe whatever happens here; a failed refresh is retried later.
     if let Err(e) = state.pipeline.refresh_imaging_studies().await {
         tracing::error!(error = %e, "ImagingStudy refresh failed; it will be retried");
@@ -169,6 +170,48 @@ async fn store(
     Ok(response
         .content_type(DICOM_JSON)
         .body(store_response(&results).to_string()))
+}
+
+/// Stores one part's instance: its outcome for the response, and its study when stored.
+async fn store_part(
+    state: &ApiState,
+    part: multipart::Part,
+    study: Option<&DicomUid>,
+) -> (StoreResult, Option<DicomUid>) {
+    let media = part
+        .content_type
+        .as_deref()
+        .map(|t| t.split(';').next().unwrap_or_default().trim().to_owned());
+    if media.as_deref().is_some_and(|m| m != "application/dicom") {
+        let failed = StoreResult::Failed {
+            sop_class_uid: None,
+            sop_instance_uid: None,
+            reason: DicomStatus::CANNOT_UNDERSTAND,
+        };
+        return (failed, None);
+    }
+    match state
+        .pipeline
+        .ingest_dicom(Vec::from(part.body), study)
+        .await
+    {
+        Ok(stored) => (
+            StoreResult::Stored {
+                sop_class_uid: stored.sop_class_uid,
+                sop_instance_uid: stored.sop_instance_uid,
+            },
+            Some(stored.study_uid),
+        ),
+        Err(failure) => {
+            tracing::warn!(error = %failure.error, "STOW-RS instance refused");
+            let failed = StoreResult::Failed {
+                reason: failure.dicom_status(),
+                sop_class_uid: failure.sop_class_uid,
+                sop_instance_uid: failure.sop_instance_uid,
+            };
+            (failed, None)
+        }
+    }
 }
 
 /// Search for studies (QIDO-RS, PS3.18 §10.6), matching exactly on `PatientID`,
