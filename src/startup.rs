@@ -155,6 +155,7 @@ async fn serve(
     if let Some(encoder) = start_image_encoder(&settings.inference).await? {
         pipeline = pipeline.with_image_encoder(encoder);
         if settings.inference.embed_on_receipt {
+            pipeline = pipeline.with_decoded_handoff();
             background.push(spawn_with_tracing(pipeline.clone().run_embedding_worker()));
         }
     }

@@ -315,16 +315,26 @@ impl Pipeline {
         model: &ModelVersion,
         instance: &InstanceToEmbed,
     ) -> Result<(), PipelineError> {
-        let files = self.files.clone();
-        let hash = instance.sha256.clone();
-        let decoded = spawn_blocking_with_tracing(move || {
-            let bytes = files.read(&hash).map_err(PipelineError::FileStore)?;
-            Ok::<_, PipelineError>(dicom::decode_image(&bytes)?)
-        })
-        .await
-        .map_err(PipelineError::Blocking)?;
+        // Decoded at ingest by this process (the common case), or read back and decoded.
+        let kept = self
+            .decoded
+            .as_ref()
+            .and_then(|handoff| handoff.take(&instance.sha256));
+        let decoded = match kept {
+            Some(image) => Ok(image),
+            None => {
+                let files = self.files.clone();
+                let hash = instance.sha256.clone();
+                spawn_blocking_with_tracing(move || {
+                    let bytes = files.read(&hash).map_err(PipelineError::FileStore)?;
+                    Ok::<_, PipelineError>(Arc::new(dicom::decode_image(&bytes)?))
+                })
+                .await
+                .map_err(PipelineError::Blocking)?
+            }
+        };
         let result = match decoded {
-            Ok(image) => embed_image(encoder, Arc::new(image), Admission::Wait).await,
+            Ok(image) => embed_image(encoder, image, Admission::Wait).await,
             Err(e) => Err(e),
         };
         match result {

@@ -2,6 +2,8 @@
 //! it durably, record its rows; then keep each study's ImagingStudy resource in step with its
 //! instances.
 
+use std::sync::Arc;
+
 use super::lookup::{find_patient, object};
 use super::resources::update_in;
 use super::{Pipeline, PipelineError};
@@ -91,9 +93,13 @@ impl Pipeline {
                 .map_err(|e| fail(PipelineError::FileStore(e)))?;
             // The file is safe whatever the decoder says: an instance no decoder handles is
             // kept, and marked so that later stages skip it with a reason.
+            let mut decoded = None;
             let pixels = if instance.has_pixel_data {
                 match dicom::decode_image(&bytes) {
-                    Ok(_) => PixelStatus::Decodable,
+                    Ok(image) => {
+                        decoded = Some(Arc::new(image));
+                        PixelStatus::Decodable
+                    }
                     Err(e) => PixelStatus::Undecodable {
                         reason: error_chain(&e),
                     },
@@ -101,26 +107,37 @@ impl Pipeline {
             } else {
                 PixelStatus::None
             };
-            Ok((instance, hash, pixels))
+            Ok((instance, hash, pixels, decoded))
         })
         .await
         .map_err(|e| InstanceFailure::unidentified(PipelineError::Blocking(e)))?;
-        let (instance, hash, pixels) = read?;
+        let (instance, hash, pixels, decoded) = read?;
+        // Handed to the embedding worker before the instance is committed, so that the worker
+        // never finds the instance without its image (it would decode the file again).
+        let handoff = self.decoded.as_ref().zip(decoded);
+        if let Some((handoff, image)) = &handoff {
+            handoff.keep(hash.clone(), image.clone());
+        }
         if let Some(reason) = pixels.reason() {
             tracing::warn!(sop_instance_uid = %instance.sop_instance_uid, reason, "stored instance cannot be decoded");
         }
         for tolerated in &instance.tolerated {
             tracing::warn!(sop_instance_uid = %instance.sop_instance_uid, tolerated, "instance read despite a fault in its file");
         }
-        let outcome = self
+        let saved = self
             .store
             .save_instance(&instance, &hash, size, &pixels)
-            .await
-            .map_err(|e| InstanceFailure {
-                sop_class_uid: Some(instance.sop_class_uid.clone()),
-                sop_instance_uid: Some(instance.sop_instance_uid.clone()),
-                error: e.into(),
-            })?;
+            .await;
+        if saved.is_err()
+            && let Some((handoff, _)) = &handoff
+        {
+            handoff.take(&hash);
+        }
+        let outcome = saved.map_err(|e| InstanceFailure {
+            sop_class_uid: Some(instance.sop_class_uid.clone()),
+            sop_instance_uid: Some(instance.sop_instance_uid.clone()),
+            error: e.into(),
+        })?;
         tracing::info!(
             sop_instance_uid = %instance.sop_instance_uid,
             study_uid = %instance.study_uid,
@@ -131,6 +148,9 @@ impl Pipeline {
         );
         if outcome != StoreOutcome::Unchanged && pixels == PixelStatus::Decodable {
             self.instance_stored();
+        } else if let Some((handoff, _)) = &handoff {
+            // Nothing new to embed: the image is not kept waiting for the worker.
+            handoff.take(&hash);
         }
         Ok(IngestedInstance {
             sop_class_uid: instance.sop_class_uid,

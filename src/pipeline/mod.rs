@@ -10,6 +10,7 @@ pub mod audit;
 mod bundle;
 pub mod cds;
 mod cds_prefetch;
+mod decoded;
 mod embedding;
 pub mod features;
 mod hl7;
@@ -208,6 +209,8 @@ pub struct Pipeline {
     encoders_configured: Option<models::ConfiguredEncoders>,
     /// Wakes the embedding worker.
     embedding_wanted: Arc<tokio::sync::Notify>,
+    /// Images decoded at ingest for the embedding worker, when one runs in this process.
+    decoded: Option<Arc<decoded::DecodedHandoff>>,
     hl7: Hl7Options,
     /// The models loaded and how each is deployed (the active one answers).
     models: Arc<models::ModelSlot>,
@@ -270,6 +273,7 @@ impl Pipeline {
             text_encoder: None,
             encoders_configured: None,
             embedding_wanted: Arc::new(tokio::sync::Notify::new()),
+            decoded: None,
             hl7: Hl7Options::default(),
             models: Arc::new(models::ModelSlot::default()),
             alert_thresholds: alerts::AlertThresholds::default(),
@@ -334,6 +338,16 @@ impl Pipeline {
     /// Embeds received images with `encoder` (see [`Pipeline::run_embedding_worker`]).
     pub fn with_image_encoder(mut self, encoder: BatchedEncoder) -> Self {
         self.image_encoder = Some(encoder);
+        self
+    }
+
+    /// Hands the images ingest decodes to this process's embedding worker (see
+    /// [`decoded::DecodedHandoff`]), so that each is decoded once; for a pipeline that runs the
+    /// worker.
+    pub fn with_decoded_handoff(mut self) -> Self {
+        self.decoded = Some(Arc::new(decoded::DecodedHandoff::new(
+            decoded::DEFAULT_HANDOFF_BYTES,
+        )));
         self
     }
 
