@@ -80,7 +80,7 @@ impl KeyStore {
     pub async fn verify(&self, token: &str) -> Result<Arc<Caller>, KeyError> {
         let digest = cache::digest(token);
         let now = chrono::Utc::now().timestamp();
-        if let Some(caller) = self.verified.get(&digest, now) {
+        if let Some(caller) = self.verified_caller(&digest, now) {
             return Ok(caller);
         }
         let (kid, _) = header(token)?;
@@ -100,6 +100,11 @@ impl KeyStore {
         let caller = Arc::new(verify(token, &issuer.issuer, &keys)?);
         self.verified.insert(digest, caller.clone(), now);
         Ok(caller)
+    }
+
+    /// The caller of a token verified here before and not expired at `now`.
+    pub fn verified_caller(&self, digest: &cache::TokenDigest, now: i64) -> Option<Arc<Caller>> {
+        self.verified.get(digest, now)
     }
 
     /// The issuer's keys: cached, or fetched (again when `refresh` and the last fetch is over a
