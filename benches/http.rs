@@ -12,8 +12,11 @@
 //!
 //! Settings: `BENCH_SECONDS` (per scenario, default 15), `BENCH_CONNECTIONS` (64),
 //! `BENCH_THREADS` (wrk threads, 2), `BENCH_WORKERS` (server workers for both servers, 2),
-//! `BENCH_PATIENTS` (1000; each gets 10 Observations), `BENCH_READ_CACHE` (entries of the read
-//! cache; default: the service's default, on for SQLite and off for PostgreSQL).
+//! `BENCH_PATIENTS` (1000; each gets 10 Observations), `BENCH_ROUNDS` (3: the open and the
+//! secured read by id are run in turn this many times, and their medians reported),
+//! `BENCH_READ_CACHE` (entries of the read cache; default: the service's default, on for SQLite
+//! and off for PostgreSQL). Each scenario also reports the CPU time the serving process spent
+//! per request, which a busy neighbour on a shared machine disturbs less than throughput.
 // A load generator is the service's client: its tasks need no request span.
 #![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
@@ -40,6 +43,8 @@ struct Load {
     threads: u32,
     workers: usize,
     patients: usize,
+    /// Rounds of the pair compared (read by id, open and secured).
+    rounds: usize,
 }
 
 impl Load {
@@ -56,6 +61,7 @@ impl Load {
             threads: var("BENCH_THREADS", 2),
             workers: var("BENCH_WORKERS", 2),
             patients: var("BENCH_PATIENTS", 1000),
+            rounds: var("BENCH_ROUNDS", 3).max(1),
         }
     }
 }
@@ -66,6 +72,8 @@ struct Measured {
     requests_per_sec: f64,
     p50_ms: f64,
     p99_ms: f64,
+    /// CPU time the process serving spent per request answered (microseconds).
+    cpu_us_per_request: f64,
 }
 
 #[tokio::main]
@@ -156,23 +164,36 @@ async fn main() {
         .collect();
 
     let ceiling = run_wrk(&load, &hello_url, &[], None, scratch.path());
-    let read = run_wrk(&load, &base, &reads, None, scratch.path());
     let search = run_wrk(&load, &base, &searches, None, scratch.path());
-    let secured_read = run_wrk(
-        &load,
-        &secured_base,
-        &secured_reads,
-        Some(&token),
-        scratch.path(),
-    );
+    // The pair compared is run in alternation, round after round, so that a slower spell of a
+    // shared machine falls on both; each round's ratio is its own pair's.
+    let mut reads_measured = Vec::new();
+    let mut secured_measured = Vec::new();
+    for _ in 0..load.rounds {
+        reads_measured.push(run_wrk(&load, &base, &reads, None, scratch.path()));
+        secured_measured.push(run_wrk(
+            &load,
+            &secured_base,
+            &secured_reads,
+            Some(&token),
+            scratch.path(),
+        ));
+    }
+    let ratios: Vec<f64> = reads_measured
+        .iter()
+        .zip(&secured_measured)
+        .map(|(open, secured)| secured.requests_per_sec / open.requests_per_sec)
+        .collect();
+    let read = median_run(reads_measured);
+    let secured_read = median_run(secured_measured);
 
     let mut table = String::new();
     writeln!(
         table,
-        "| scenario | database | requests/s | p50 | p99 | share of ceiling |"
+        "| scenario | database | requests/s | p50 | p99 | share of ceiling | service CPU per request |"
     )
     .unwrap();
-    writeln!(table, "|---|---|---:|---:|---:|---:|").unwrap();
+    writeln!(table, "|---|---|---:|---:|---:|---:|---:|").unwrap();
     for (name, db, m) in [
         ("actix-web hello-world (ceiling)", "-", &ceiling),
         ("read by id: GET Patient/{id}", backend, &read),
@@ -189,30 +210,82 @@ async fn main() {
     ] {
         writeln!(
             table,
-            "| {name} | {db} | {:.0} | {:.2} ms | {:.2} ms | {:.0}% |",
+            "| {name} | {db} | {:.0} | {:.2} ms | {:.2} ms | {:.0}% | {:.1} µs |",
             m.requests_per_sec,
             m.p50_ms,
             m.p99_ms,
-            100.0 * m.requests_per_sec / ceiling.requests_per_sec
+            100.0 * m.requests_per_sec / ceiling.requests_per_sec,
+            m.cpu_us_per_request,
         )
         .unwrap();
     }
     println!(
-        "\n{} s per scenario, {} connections, {} wrk threads, {} server workers, {} CPUs\n",
+        "\n{} s per scenario, {} connections, {} wrk threads, {} server workers, {} CPUs; \
+         the two reads by id: the median of {} alternating rounds\n",
         load.seconds,
         load.connections,
         load.threads,
         load.workers,
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load.rounds,
     );
     println!("{table}");
+    let percent = |r: f64| 100.0 * r;
     println!(
-        "read by id with JWT verification and audit on / both off: {:.0}% of the throughput, \
-         p99 {:.2} ms against {:.2} ms",
-        100.0 * secured_read.requests_per_sec / read.requests_per_sec,
+        "read by id with JWT verification and audit on / both off: {:.0}% of the throughput \
+         (median of {} rounds; each round {}), p99 {:.2} ms against {:.2} ms",
+        percent(median(ratios.clone())),
+        ratios.len(),
+        ratios
+            .iter()
+            .map(|r| format!("{:.0}%", percent(*r)))
+            .collect::<Vec<_>>()
+            .join(", "),
         secured_read.p99_ms,
         read.p99_ms
     );
+}
+
+/// The middle value (the mean of the middle two of an even count).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+/// Each figure of several runs, its median.
+fn median_run(runs: Vec<Measured>) -> Measured {
+    let of = |f: fn(&Measured) -> f64| median(runs.iter().map(f).collect());
+    Measured {
+        requests_per_sec: of(|m| m.requests_per_sec),
+        p50_ms: of(|m| m.p50_ms),
+        p99_ms: of(|m| m.p99_ms),
+        cpu_us_per_request: of(|m| m.cpu_us_per_request),
+    }
+}
+
+/// CPU seconds this process has used (user and system), from `/proc/self/stat`: the servers
+/// measured all run in it, one scenario at a time.
+fn process_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses): utime is the 12th, stime the
+    // 13th, in clock ticks.
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+    // Linux counts these in USER_HZ, 100 a second on every architecture (part of its ABI).
+    match (ticks(11), ticks(12)) {
+        (Some(user), Some(system)) => (user + system) / 100.0,
+        _ => 0.0,
+    }
 }
 
 const RSA_KEY: &str = include_str!("../src/auth/testdata/rsa-test-key.pem");
@@ -325,11 +398,17 @@ fn run_wrk(
     };
     run(2);
     std::thread::sleep(Duration::from_millis(500));
+    let cpu_before = process_cpu_seconds();
     let report = run(load.seconds);
+    let cpu = process_cpu_seconds() - cpu_before;
     for bad in ["Non-2xx or 3xx responses", "Socket errors"] {
         assert!(!report.contains(bad), "wrk reported errors:\n{report}");
     }
-    parse_wrk(&report).unwrap_or_else(|| panic!("unreadable wrk report:\n{report}"))
+    let mut measured =
+        parse_wrk(&report).unwrap_or_else(|| panic!("unreadable wrk report:\n{report}"));
+    measured.cpu_us_per_request =
+        cpu * 1e6 / (measured.requests_per_sec * load.seconds as f64).max(1.0);
+    measured
 }
 
 fn parse_wrk(report: &str) -> Option<Measured> {
@@ -349,6 +428,7 @@ fn parse_wrk(report: &str) -> Option<Measured> {
         requests_per_sec: requests_per_sec?,
         p50_ms: p50_ms?,
         p99_ms: p99_ms?,
+        cpu_us_per_request: 0.0,
     })
 }
 

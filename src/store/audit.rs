@@ -71,28 +71,53 @@ const ROWS_PER_STATEMENT: usize = 500;
 /// the value holds (for SQLite's FTS5 table `audit_subject_terms`, PostgreSQL's text search).
 fn subject_term(kind: &str, value: &str) -> String {
     let mut term = String::with_capacity(1 + 2 * (kind.len() + 1 + value.len()));
-    term.push('X');
-    push_hex(
-        &mut term,
-        kind.bytes().chain([b':']).chain(value.bytes()),
-        b"0123456789ABCDEF",
-    );
+    push_subject_term(&mut term, kind, value);
     term
 }
 
-/// Appends `bytes` to `out` as hex, two digits each, in the case `digits` spells.
-fn push_hex(out: &mut String, bytes: impl IntoIterator<Item = u8>, digits: &[u8; 16]) {
-    for byte in bytes {
-        out.push(char::from(digits[usize::from(byte >> 4)]));
-        out.push(char::from(digits[usize::from(byte & 0x0f)]));
+fn push_subject_term(out: &mut String, kind: &str, value: &str) {
+    out.push('X');
+    for part in [kind.as_bytes(), b":", value.as_bytes()] {
+        push_hex(out, part, UPPER_HEX);
     }
 }
 
-/// A record's terms: its patients' and agents'.
+const UPPER_HEX: &[u8; 16] = b"0123456789ABCDEF";
+const LOWER_HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Appends `bytes` to `out` as hex, two digits each, in the case `digits` spells. The digits
+/// are made as bytes a block at a time (pushing them as chars one by one cost more than the
+/// audit record's hash).
+fn push_hex(out: &mut String, bytes: &[u8], digits: &[u8; 16]) {
+    let mut block = [0u8; 128];
+    for chunk in bytes.chunks(block.len() / 2) {
+        for (pair, byte) in block.chunks_exact_mut(2).zip(chunk) {
+            pair[0] = digits[usize::from(byte >> 4)];
+            pair[1] = digits[usize::from(byte & 0x0f)];
+        }
+        // Hex digits are ASCII, so the block is always UTF-8.
+        if let Ok(hex) = std::str::from_utf8(&block[..2 * chunk.len()]) {
+            out.push_str(hex);
+        }
+    }
+}
+
+/// A record's terms: its patients' and agents', separated by spaces.
 fn subject_terms(event: &NewAuditEvent) -> String {
-    let patients = event.patients.iter().map(|p| subject_term("patient", p));
-    let agents = event.agents.iter().map(|a| subject_term("agent", a));
-    patients.chain(agents).collect::<Vec<_>>().join(" ")
+    let subjects = (event.patients.iter().map(|p| ("patient", p)))
+        .chain(event.agents.iter().map(|a| ("agent", a)));
+    let length: usize = subjects
+        .clone()
+        .map(|(kind, value)| 2 + 2 * (kind.len() + 1 + value.len()))
+        .sum();
+    let mut terms = String::with_capacity(length);
+    for (kind, value) in subjects {
+        if !terms.is_empty() {
+            terms.push(' ');
+        }
+        push_subject_term(&mut terms, kind, value);
+    }
+    terms
 }
 
 /// The chain's hash of a row.
@@ -102,7 +127,7 @@ pub fn chain_hash(previous: &str, seq: i64, content: &str) -> String {
     hasher.update(seq.to_be_bytes());
     hasher.update(content.as_bytes());
     let mut hex = String::with_capacity(64);
-    push_hex(&mut hex, hasher.finalize(), b"0123456789abcdef");
+    push_hex(&mut hex, &hasher.finalize(), LOWER_HEX);
     hex
 }
 
@@ -366,9 +391,40 @@ mod tests {
     use super::*;
 
     #[test]
+    fn subject_terms_are_one_hex_token_each() {
+        assert_eq!(subject_term("agent", "a b"), "X6167656E743A612062");
+        let event = NewAuditEvent {
+            id: "e1".into(),
+            recorded_ms: 0,
+            outcome: "0".into(),
+            content: "{}".into(),
+            patients: vec!["p1".into()],
+            agents: vec!["c".into(), "10.0.0.1".into()],
+        };
+        assert_eq!(
+            subject_terms(&event),
+            format!(
+                "{} {} {}",
+                subject_term("patient", "p1"),
+                subject_term("agent", "c"),
+                subject_term("agent", "10.0.0.1")
+            )
+        );
+        // Longer than one block of the hex writer.
+        let long = "é".repeat(100);
+        let term = subject_term("patient", &long);
+        assert_eq!(term.len(), 1 + 2 * ("patient:".len() + long.len()));
+        assert!(term.ends_with(&"C3A9".repeat(100)));
+    }
+
+    #[test]
     fn the_chain_hash_depends_on_all_three_parts() {
         let h = chain_hash(GENESIS_HASH, 1, "{}");
-        assert_eq!(h.len(), 64);
+        // sha256 of the previous hash, the big-endian sequence number and the content.
+        assert_eq!(
+            h,
+            "cad1cc1d6e29a46e00c2a45f04f4f8fbf914d4fc91bbc8597ce6320e98ad6d9d"
+        );
         assert_ne!(h, chain_hash(GENESIS_HASH, 2, "{}"));
         assert_ne!(h, chain_hash(GENESIS_HASH, 1, "{ }"));
         assert_ne!(h, chain_hash(&h, 1, "{}"));
