@@ -15,7 +15,8 @@
 //! `BENCH_PATIENTS` (1000; each gets 10 Observations), `BENCH_ROUNDS` (3: the open and the
 //! secured read by id are run in turn this many times, and their medians reported),
 //! `BENCH_READ_CACHE` (entries of the read cache; default: the service's default, on for SQLite
-//! and off for PostgreSQL). Each scenario also reports the CPU time the serving process spent
+//! and off for PostgreSQL), `BENCH_DB_CONNECTIONS` (the database pool's size; default: the
+//! service's). Each scenario also reports the CPU time the serving process spent
 //! per request, which a busy neighbour on a shared machine disturbs less than throughput.
 // A load generator is the service's client: its tasks need no request span.
 #![allow(clippy::disallowed_methods)]
@@ -95,6 +96,12 @@ async fn main() {
     settings.storage.data_dir = scratch.path().to_path_buf();
     settings.dicom.enabled = false;
     settings.hl7.enabled = false;
+    if let Some(n) = std::env::var("BENCH_DB_CONNECTIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        settings.database.max_connections = n;
+    }
     settings.database.read_cache_entries = std::env::var("BENCH_READ_CACHE")
         .ok()
         .and_then(|v| v.parse().ok());

@@ -259,7 +259,7 @@ fn path_type(path: &str) -> Option<ResourceType> {
 }
 
 /// The bearer token of the request: Ok(None) when there is no Authorization header.
-fn bearer(req: &ServiceRequest) -> Result<Option<&str>, ApiError> {
+fn bearer(req: &ServiceRequest) -> Result<Option<&[u8]>, ApiError> {
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
         return Ok(None);
     };
@@ -269,34 +269,34 @@ fn bearer(req: &ServiceRequest) -> Result<Option<&str>, ApiError> {
             format!("the Authorization header is over {MAX_AUTHORIZATION_BYTES} bytes"),
         ));
     }
-    let malformed = || {
-        ApiError::unauthenticated(
-            Some("invalid_request"),
-            "the Authorization header must be `Bearer <access token>`",
-        )
-    };
-    let text = value.to_str().map_err(|_| malformed())?;
-    let (scheme, token) = text.split_once(' ').ok_or_else(malformed)?;
-    let token = token.trim();
-    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+    // Bytes, not text: a token already verified is found as it is, and one not seen before
+    // must be RFC 6750's b64token (`well_formed`), which is ASCII, before anything else.
+    let text = value.as_bytes();
+    let space = text.iter().position(|&b| b == b' ').ok_or_else(malformed)?;
+    let (scheme, token) = (&text[..space], text[space + 1..].trim_ascii());
+    if !scheme.eq_ignore_ascii_case(b"bearer") || token.is_empty() {
         return Err(malformed());
     }
     Ok(Some(token))
 }
 
+fn malformed() -> ApiError {
+    ApiError::unauthenticated(
+        Some("invalid_request"),
+        "the Authorization header must be `Bearer <access token>`",
+    )
+}
+
 /// A token not seen before must be RFC 6750's b64token before it is verified. (A token already
-/// verified is found by its hash, which no other string has, so it is not checked again.)
-fn well_formed(token: &str) -> Result<(), ApiError> {
-    let token_byte = |b: u8| {
+/// verified is found as it is, so it is not checked again.)
+fn well_formed(token: &[u8]) -> Result<&str, ApiError> {
+    let token_byte = |b: &u8| {
         b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=')
     };
-    if token.bytes().all(token_byte) {
-        Ok(())
-    } else {
-        Err(ApiError::unauthenticated(
-            Some("invalid_request"),
-            "the Authorization header must be `Bearer <access token>`",
-        ))
+    match token.iter().all(token_byte) {
+        // ASCII, so UTF-8.
+        true => std::str::from_utf8(token).map_err(|_| malformed()),
+        false => Err(malformed()),
     }
 }
 
@@ -368,7 +368,7 @@ async fn decide(
         ));
     };
     if rule.needs == Needs::CdsClient {
-        well_formed(token)?;
+        let token = well_formed(token)?;
         let client = cds_client(verifier, token, &public_url(&state.base_url, req.path())).await?;
         *caller = Some(client.clone());
         return Ok(Access::new(Some(client), None));
@@ -376,7 +376,7 @@ async fn decide(
     let verified = match verifier.cached(token) {
         Some(verified) => verified,
         None => {
-            well_formed(token)?;
+            let token = well_formed(token)?;
             verifier.verify(token).await.map_err(token_refusal)?
         }
     };

@@ -74,7 +74,7 @@ pub struct AuditAgent {
 
 impl AuditAgent {
     /// Every identifier the agent can be searched by.
-    pub fn identifiers(&self) -> Vec<String> {
+    pub fn identifiers(&self) -> impl Iterator<Item = &str> {
         [
             &self.client_id,
             &self.subject,
@@ -84,8 +84,7 @@ impl AuditAgent {
         ]
         .into_iter()
         .flatten()
-        .cloned()
-        .collect()
+        .map(String::as_str)
     }
 }
 

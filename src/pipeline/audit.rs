@@ -8,6 +8,7 @@
 //! bounded: when the database falls behind, a full queue makes requests wait for room rather
 //! than drop a record. A failed write is tried again, never skipped.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -16,7 +17,7 @@ use super::{Pipeline, PipelineError};
 use crate::domain::{AuditRecord, ResourceId};
 use crate::fhir::{FhirError, parse_date_range};
 use crate::report::{BundleEntry, BundleKind, BundleLink, audit_event, bundle};
-use crate::store::{AuditFilter, NewAuditEvent, Store};
+use crate::store::{AuditFilter, NewAuditEvent, Store, subject_terms};
 use crate::telemetry::spawn_with_tracing;
 
 /// Longest a record waits in a batch before it is written.
@@ -154,20 +155,21 @@ pub fn shown(id: &str, content: &str) -> String {
 
 fn new_event(record: &AuditRecord) -> NewAuditEvent {
     let id = ResourceId::generate_ordered();
-    let content = record.to_kept_json();
-    let mut agents = record.agent.identifiers();
-    agents.sort();
+    let mut agents: Vec<&str> = record.agent.identifiers().collect();
+    agents.sort_unstable();
     agents.dedup();
-    let mut patients = record.patients.clone();
-    patients.sort();
+    let mut patients: Vec<&str> = record.patients.iter().map(String::as_str).collect();
+    patients.sort_unstable();
     patients.dedup();
     NewAuditEvent {
-        id: id.as_ref().to_owned(),
+        id: Arc::from(id.as_ref()),
         recorded_ms: record.recorded.timestamp_millis(),
-        outcome: record.outcome.code().to_owned(),
-        content,
-        patients,
-        agents,
+        outcome: record.outcome.code(),
+        content: Arc::from(record.to_kept_json()),
+        terms: Arc::from(subject_terms(
+            patients.iter().copied(),
+            agents.iter().copied(),
+        )),
     }
 }
 

@@ -3,8 +3,12 @@
 //! updated or deleted by the service; found by patient, agent, outcome and date; walked in
 //! order to check the chain and to export.
 
+use std::str::FromStr;
+use std::sync::Arc;
+
 use sha2::{Digest, Sha256};
-use sqlx::Row;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use sqlx::{Connection, Row, Sqlite};
 
 use super::{Store, StoreError, values_statement};
 use crate::config::DatabaseBackend;
@@ -12,19 +16,18 @@ use crate::config::DatabaseBackend;
 /// The hash before the first row.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// One AuditEvent to append.
+/// One AuditEvent to append. Its texts are shared, so that binding them to a statement copies
+/// nothing (and a batch that failed is still whole to try again).
 #[derive(Debug, Clone)]
 pub struct NewAuditEvent {
-    pub id: String,
+    pub id: Arc<str>,
     pub recorded_ms: i64,
     /// AuditEvent.outcome: 0, 4, 8 or 12.
-    pub outcome: String,
+    pub outcome: &'static str,
     /// The record as kept (compact JSON; the AuditEvent is drawn from it when read).
-    pub content: String,
-    /// Patient ids it is about.
-    pub patients: Vec<String>,
-    /// Who acted: client ids, user references, AE titles, network addresses.
-    pub agents: Vec<String>,
+    pub content: Arc<str>,
+    /// Who and whom it is about, as index terms ([`subject_terms`]).
+    pub terms: Arc<str>,
 }
 
 /// What a search of the trail asks for.
@@ -102,10 +105,13 @@ fn push_hex(out: &mut String, bytes: &[u8], digits: &[u8; 16]) {
     }
 }
 
-/// A record's terms: its patients' and agents', separated by spaces.
-fn subject_terms(event: &NewAuditEvent) -> String {
-    let subjects = (event.patients.iter().map(|p| ("patient", p)))
-        .chain(event.agents.iter().map(|a| ("agent", a)));
+/// A record's index terms, separated by spaces: its patients' (Patient ids) and its agents'
+/// (client ids, user references, AE titles, network addresses).
+pub fn subject_terms<'a>(
+    patients: impl Iterator<Item = &'a str> + Clone,
+    agents: impl Iterator<Item = &'a str> + Clone,
+) -> String {
+    let subjects = (patients.map(|p| ("patient", p))).chain(agents.map(|a| ("agent", a)));
     let length: usize = subjects
         .clone()
         .map(|(kind, value)| 2 + 2 * (kind.len() + 1 + value.len()))
@@ -131,99 +137,194 @@ pub fn chain_hash(previous: &str, seq: i64, content: &str) -> String {
     hex
 }
 
+/// Appends `events` on SQLite: the head is read under the write lock `BEGIN IMMEDIATE`
+/// takes, the rows and their terms (rows of the FTS5 table `audit_subject_terms`, by sequence
+/// number) written many to a statement, and the head moved, in one transaction.
+async fn append_on_sqlite(
+    conn: &mut SqliteConnection,
+    events: &[NewAuditEvent],
+) -> Result<(), StoreError> {
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+        .fetch_one(&mut *tx)
+        .await?;
+    let head_seq: i64 = head.try_get("seq")?;
+    let rows = chained(head_seq, &head.try_get::<String, _>("hash")?, events);
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let sql = values_statement(
+            DatabaseBackend::Sqlite,
+            "INSERT INTO audit_events (seq, id, recorded_ms, outcome, content, hash) VALUES ",
+            6,
+            chunk.len(),
+        );
+        let mut query = sqlx::query::<Sqlite>(sqlx::AssertSqlSafe(sql));
+        for row in chunk {
+            query = query
+                .bind(row.seq)
+                .bind(Arc::clone(&row.event.id))
+                .bind(row.event.recorded_ms)
+                .bind(row.event.outcome)
+                .bind(Arc::clone(&row.event.content))
+                .bind(Arc::clone(&row.hash));
+        }
+        query.execute(&mut *tx).await?;
+    }
+    let indexed: Vec<&ChainedEvent> = rows.iter().filter(|r| !r.event.terms.is_empty()).collect();
+    for chunk in indexed.chunks(ROWS_PER_STATEMENT) {
+        let sql = values_statement(
+            DatabaseBackend::Sqlite,
+            "INSERT INTO audit_subject_terms (rowid, terms) VALUES ",
+            2,
+            chunk.len(),
+        );
+        let mut query = sqlx::query::<Sqlite>(sqlx::AssertSqlSafe(sql));
+        for row in chunk {
+            query = query.bind(row.seq).bind(Arc::clone(&row.event.terms));
+        }
+        query.execute(&mut *tx).await?;
+    }
+    let (seq, hash) = chain_end(head_seq, &rows);
+    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+        .bind(seq)
+        .bind(hash)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// An event with its place in the chain.
+struct ChainedEvent<'a> {
+    seq: i64,
+    hash: Arc<str>,
+    event: &'a NewAuditEvent,
+}
+
+/// `events` numbered and hashed in order after the row `previous_seq` whose hash is `previous`.
+fn chained<'a>(
+    previous_seq: i64,
+    previous: &str,
+    events: &'a [NewAuditEvent],
+) -> Vec<ChainedEvent<'a>> {
+    let mut hash = previous.to_owned();
+    let mut rows = Vec::with_capacity(events.len());
+    for (seq, event) in (previous_seq + 1..).zip(events) {
+        hash = chain_hash(&hash, seq, &event.content);
+        rows.push(ChainedEvent {
+            seq,
+            hash: Arc::from(hash.as_str()),
+            event,
+        });
+    }
+    rows
+}
+
+/// The head after `rows` (never empty: an empty batch is not written).
+fn chain_end<'a>(head_seq: i64, rows: &'a [ChainedEvent]) -> (i64, &'a str) {
+    rows.last().map_or((head_seq, ""), |r| (r.seq, &*r.hash))
+}
+
+/// SQLite: the audit trail's own connection, in sqlx's SQLite types. Through `Any` each text
+/// bound was copied three times and allocated four, which at the rate records arrive cost more
+/// than SQLite's own work; here a record's texts are bound by reference count. It writes only
+/// while holding the store's write queue, as every other writer does.
+#[derive(Debug)]
+pub(super) struct SqliteAppender {
+    options: SqliteConnectOptions,
+    connection: tokio::sync::Mutex<Option<SqliteConnection>>,
+}
+
+impl SqliteAppender {
+    pub(super) fn new(url: &str) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            options: SqliteConnectOptions::from_str(url)?,
+            connection: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    pub(super) async fn close(&self) {
+        if let Some(connection) = self.connection.lock().await.take() {
+            let _ = connection.close().await;
+        }
+    }
+}
+
 impl Store {
     /// Appends events, in order, in one transaction that holds the chain's head.
     pub async fn append_audit(&self, events: &[NewAuditEvent]) -> Result<(), StoreError> {
         if events.is_empty() {
             return Ok(());
         }
-        // The store's write transaction: on SQLite it queues behind other writers instead of
-        // contending in SQLite's busy handler.
+        match &self.sqlite_appender {
+            Some(appender) => self.append_audit_sqlite(appender, events).await,
+            None => self.append_audit_postgres(events).await,
+        }
+    }
+
+    async fn append_audit_sqlite(
+        &self,
+        appender: &SqliteAppender,
+        events: &[NewAuditEvent],
+    ) -> Result<(), StoreError> {
+        let _queued = match &self.write_queue {
+            Some(queue) => Some(queue.lock().await),
+            None => None,
+        };
+        let mut connection = appender.connection.lock().await;
+        let conn = match &mut *connection {
+            Some(conn) => conn,
+            None => connection.insert(SqliteConnection::connect_with(&appender.options).await?),
+        };
+        let appended = append_on_sqlite(conn, events).await;
+        if appended.is_err() {
+            // A connection whose transaction failed (a full disk) may be left inside it: the
+            // next batch opens a fresh one.
+            if let Some(failed) = connection.take() {
+                let _ = failed.close().await;
+            }
+        }
+        appended
+    }
+
+    /// PostgreSQL: the terms are a column of the row, under a GIN index.
+    async fn append_audit_postgres(&self, events: &[NewAuditEvent]) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
-        // Writing the head first takes its row lock (PostgreSQL) or the write lock (SQLite),
-        // so that two writers never chain onto the same row.
+        // Writing the head first takes its row lock, so that two writers (two replicas) never
+        // chain onto the same row.
         sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
             .execute(tx.connection())
             .await?;
         let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
             .fetch_one(tx.connection())
             .await?;
-        let first_seq: i64 = head.try_get::<i64, _>("seq")? + 1;
-        let mut hash: String = head.try_get("hash")?;
-        let mut hashes = Vec::with_capacity(events.len());
-        for (seq, event) in (first_seq..).zip(events) {
-            hash = chain_hash(&hash, seq, &event.content);
-            hashes.push(hash.clone());
-        }
-        let seq = first_seq + events.len() as i64 - 1;
-        // Many rows per statement: a statement is a round trip to the database (or to
-        // SQLite's worker thread), and one per row capped the trail at a few thousand
-        // records a second on a busy machine.
-        let rows: Vec<(i64, &NewAuditEvent, &String)> = (first_seq..)
-            .zip(events)
-            .zip(&hashes)
-            .map(|((seq, event), hash)| (seq, event, hash))
-            .collect();
-        // Who and whom each record is about, as index terms: on PostgreSQL a column of the
-        // row (a GIN index over it), on SQLite rows of an FTS5 table.
-        let terms: Vec<String> = events.iter().map(subject_terms).collect();
-        let with_terms = self.backend == DatabaseBackend::Postgres;
-        for (chunk, chunk_terms) in rows
-            .chunks(ROWS_PER_STATEMENT)
-            .zip(terms.chunks(ROWS_PER_STATEMENT))
-        {
-            let (columns, prefix) = if with_terms {
-                (
-                    7,
-                    "INSERT INTO audit_events \
-                     (seq, id, recorded_ms, outcome, content, hash, subject_terms) VALUES ",
-                )
-            } else {
-                (
-                    6,
-                    "INSERT INTO audit_events (seq, id, recorded_ms, outcome, content, hash) VALUES ",
-                )
-            };
-            let sql = values_statement(self.backend, prefix, columns, chunk.len());
+        let head_seq: i64 = head.try_get("seq")?;
+        let rows = chained(head_seq, &head.try_get::<String, _>("hash")?, events);
+        // Many rows per statement: a statement is a round trip to the database.
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let sql = values_statement(
+                self.backend,
+                "INSERT INTO audit_events \
+                 (seq, id, recorded_ms, outcome, content, hash, subject_terms) VALUES ",
+                7,
+                chunk.len(),
+            );
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for ((seq, event, hash), terms) in chunk.iter().zip(chunk_terms) {
+            for row in chunk {
                 query = query
-                    .bind(*seq)
-                    .bind(&event.id)
-                    .bind(event.recorded_ms)
-                    .bind(&event.outcome)
-                    .bind(&event.content)
-                    .bind(*hash);
-                if with_terms {
-                    query = query.bind(terms);
-                }
+                    .bind(row.seq)
+                    .bind(&*row.event.id)
+                    .bind(row.event.recorded_ms)
+                    .bind(row.event.outcome)
+                    .bind(&*row.event.content)
+                    .bind(&*row.hash)
+                    .bind(&*row.event.terms);
             }
             query.execute(tx.connection()).await?;
         }
-        if !with_terms {
-            let indexed: Vec<(i64, &String)> = rows
-                .iter()
-                .zip(&terms)
-                .map(|((seq, _, _), terms)| (*seq, terms))
-                .filter(|(_, terms)| !terms.is_empty())
-                .collect();
-            for chunk in indexed.chunks(ROWS_PER_STATEMENT) {
-                let sql = values_statement(
-                    self.backend,
-                    "INSERT INTO audit_subject_terms (rowid, terms) VALUES ",
-                    2,
-                    chunk.len(),
-                );
-                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-                for (seq, terms) in chunk {
-                    query = query.bind(*seq).bind(*terms);
-                }
-                query.execute(tx.connection()).await?;
-            }
-        }
+        let (seq, hash) = chain_end(head_seq, &rows);
         sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
             .bind(seq)
-            .bind(&hash)
+            .bind(hash)
             .execute(tx.connection())
             .await?;
         tx.commit().await?;
@@ -393,16 +494,8 @@ mod tests {
     #[test]
     fn subject_terms_are_one_hex_token_each() {
         assert_eq!(subject_term("agent", "a b"), "X6167656E743A612062");
-        let event = NewAuditEvent {
-            id: "e1".into(),
-            recorded_ms: 0,
-            outcome: "0".into(),
-            content: "{}".into(),
-            patients: vec!["p1".into()],
-            agents: vec!["c".into(), "10.0.0.1".into()],
-        };
         assert_eq!(
-            subject_terms(&event),
+            subject_terms(["p1"].into_iter(), ["c", "10.0.0.1"].into_iter()),
             format!(
                 "{} {} {}",
                 subject_term("patient", "p1"),
@@ -410,6 +503,7 @@ mod tests {
                 subject_term("agent", "10.0.0.1")
             )
         );
+        assert_eq!(subject_terms([].into_iter(), [].into_iter()), "");
         // Longer than one block of the hex writer.
         let long = "é".repeat(100);
         let term = subject_term("patient", &long);

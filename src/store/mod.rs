@@ -20,6 +20,7 @@ mod resources;
 mod risk_jobs;
 mod search;
 mod shadow_predictions;
+mod sqlite_memory;
 mod write_feed;
 
 use std::sync::Arc;
@@ -30,7 +31,9 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Row};
 
-pub use audit::{AuditFilter, AuditRow, ChainCheck, GENESIS_HASH, NewAuditEvent, chain_hash};
+pub use audit::{
+    AuditFilter, AuditRow, ChainCheck, GENESIS_HASH, NewAuditEvent, chain_hash, subject_terms,
+};
 pub use backup::{FilesCopied, snapshot_sqlite};
 pub use cds_cards::ShownCard;
 pub use compartments::COMPARTMENT_BATCH;
@@ -215,28 +218,6 @@ pub(crate) fn values_statement(
     sql
 }
 
-/// SQLite counts its allocations by default, under one process-wide mutex taken on every
-/// allocation and free; with a worker thread per pooled connection it was the most contended
-/// lock of a search (threads parked on it, then woken). Nothing here reads those counts, so
-/// they are switched off, once, before SQLite is first used.
-#[allow(unsafe_code)]
-fn sqlite_without_memory_statistics() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        // SAFETY: SQLITE_CONFIG_MEMSTATUS takes one int, as passed. sqlite3_config must come
-        // before SQLite initialises and while no other thread uses it: every connection of the
-        // service is opened by `Store::connect`, after this call (which the Once makes every
-        // other caller wait for). Called after initialisation anyway, it returns SQLITE_MISUSE
-        // and changes nothing, which is harmless here.
-        let _ = unsafe {
-            libsqlite3_sys::sqlite3_config(
-                libsqlite3_sys::SQLITE_CONFIG_MEMSTATUS,
-                std::ffi::c_int::from(0_u8),
-            )
-        };
-    });
-}
-
 /// The database, shared by every request.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -252,12 +233,14 @@ pub struct Store {
     /// SQLite: write transactions queue here, first come first served, instead of in SQLite's
     /// busy handler, whose growing sleeps gave a loser hundreds of milliseconds under load.
     write_queue: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// SQLite: the audit trail's own connection (`audit::SqliteAppender`).
+    sqlite_appender: Option<Arc<audit::SqliteAppender>>,
 }
 
 impl Store {
     /// Connects to the configured database; the SQLite file is created on first use.
     pub async fn connect(settings: &Settings) -> Result<Store, StoreError> {
-        sqlite_without_memory_statistics();
+        sqlite_memory::configure_sqlite_memory();
         install_default_drivers();
         let backend = settings
             .database_backend()
@@ -313,6 +296,13 @@ impl Store {
             _lock: lock,
             write_queue: (backend == DatabaseBackend::Sqlite)
                 .then(|| Arc::new(tokio::sync::Mutex::new(()))),
+            sqlite_appender: match backend {
+                DatabaseBackend::Sqlite => Some(Arc::new(
+                    audit::SqliteAppender::new(url.expose_secret())
+                        .map_err(StoreError::Unavailable)?,
+                )),
+                DatabaseBackend::Postgres => None,
+            },
         })
     }
 
@@ -351,6 +341,9 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        if let Some(appender) = &self.sqlite_appender {
+            appender.close().await;
+        }
         self.pool.close().await;
     }
 }

@@ -5,7 +5,9 @@
 use std::path::Path;
 
 use prognostics::config::Settings;
-use prognostics::store::{ChainCheck, GENESIS_HASH, NewAuditEvent, Store, chain_hash};
+use prognostics::store::{
+    ChainCheck, GENESIS_HASH, NewAuditEvent, Store, chain_hash, subject_terms,
+};
 use sqlx::Connection;
 
 /// The migrations as they stood before the compact trail (the first eight).
@@ -85,10 +87,9 @@ async fn an_older_audit_trail_is_kept_through_the_upgrade() {
         .append_audit(&[NewAuditEvent {
             id: "new-1".into(),
             recorded_ms: 1_800_000_000_000,
-            outcome: "0".into(),
+            outcome: "0",
             content: r#"{"v":1,"recorded":1800000000000,"door":"rest","subtype":"read","action":"R","outcome":"0","patients":["p1"]}"#.into(),
-            patients: vec!["p1".into()],
-            agents: vec!["client".into()],
+            terms: subject_terms(["p1"].into_iter(), ["client"].into_iter()).into(),
         }])
         .await
         .unwrap();
