@@ -13,7 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::ImportArgs;
 use crate::config::Settings;
-use crate::domain::StoreOutcome;
+use crate::domain::{StoreOutcome, Tolerated};
 use crate::pipeline::{InstanceFailure, Pipeline, PipelineError};
 use crate::startup::open_pipeline;
 
@@ -29,7 +29,7 @@ pub struct ImportReport {
     /// Stored, but their pixel data cannot be decoded, with the reason.
     pub undecodable: Vec<(PathBuf, String)>,
     /// Stored, though their file had a fault dcmtk and pydicom read past, with what it was.
-    pub tolerated: Vec<(PathBuf, String)>,
+    pub tolerated: Vec<(PathBuf, Tolerated)>,
     /// Not DICOM instances (no DICM prefix, or not a storage SOP class).
     pub skipped: Vec<PathBuf>,
     /// DICOM files that could not be stored, with the reason.

@@ -10,7 +10,7 @@ use dicom_transfer_syntax_registry::{TransferSyntaxRegistry, entries};
 use super::DicomError;
 use super::lengths::{Encoding, check_declared_lengths_until, meta_group_end};
 use crate::domain::{
-    DicomInstance, DicomUid, PatientAttributes, SeriesAttributes, StudyAttributes,
+    DicomInstance, DicomUid, PatientAttributes, SeriesAttributes, StudyAttributes, Tolerated,
 };
 use crate::error::ErrorKind;
 
@@ -33,6 +33,12 @@ pub struct DicomStatus(pub u16);
 
 impl DicomStatus {
     pub const SUCCESS: DicomStatus = DicomStatus(0x0000);
+    /// PS3.4 Table B.2-1, a warning: stored, with data elements coerced (here: the file meta
+    /// the data set was read by was inferred, not read).
+    pub const COERCION_OF_DATA_ELEMENTS: DicomStatus = DicomStatus(0xB000);
+    /// PS3.4 Table B.2-1, a warning: stored, with some data discarded (here: bytes after the
+    /// data set).
+    pub const ELEMENTS_DISCARDED: DicomStatus = DicomStatus(0xB006);
     pub const PROCESSING_FAILURE: DicomStatus = DicomStatus(0x0110);
     pub const SOP_CLASS_NOT_SUPPORTED: DicomStatus = DicomStatus(0x0122);
     /// PS3.7 C.4.x: Refused: Not Authorized.
@@ -64,6 +70,19 @@ impl DicomStatus {
             | ErrorKind::Internal => DicomStatus::PROCESSING_FAILURE,
         }
     }
+
+    /// The warning an instance stored despite `tolerated` is answered with (C-STORE-RSP
+    /// status, STOW-RS Warning Reason (0008,1196)); `None` when nothing was tolerated. Of
+    /// several, the file meta's comes first: it says more about the file than a padding does.
+    pub fn for_tolerated(tolerated: &[Tolerated]) -> Option<DicomStatus> {
+        let warning = |t: &Tolerated| match t {
+            Tolerated::BareDataSet | Tolerated::UnreadableMeta => {
+                DicomStatus::COERCION_OF_DATA_ELEMENTS
+            }
+            Tolerated::TrailingBytes(_) => DicomStatus::ELEMENTS_DISCARDED,
+        };
+        tolerated.iter().map(warning).min_by_key(|s| s.0)
+    }
 }
 
 /// Reads a complete Part 10 file (with or without its 128-byte preamble) and returns what the
@@ -93,7 +112,7 @@ pub(super) fn open(bytes: &[u8]) -> Result<DefaultDicomObject, DicomError> {
 /// A file read, and what was tolerated to read it.
 struct Opened {
     object: DefaultDicomObject,
-    tolerated: Vec<String>,
+    tolerated: Vec<Tolerated>,
 }
 
 /// [`open`], stopping before `until` when given (a header read that skips the pixel data).
@@ -114,21 +133,13 @@ fn open_until(bytes: &[u8], until: Option<Tag>) -> Result<Opened, DicomError> {
                 let after = 4 + meta_group_end(&body[4..])?;
                 wrapped = bare_data_set(&body[after..])
                     .map_err(|_| DicomError::UnreadableMeta(Box::new(meta_error)))?;
-                tolerated.push(
-                    "the file meta could not be read: the data set after it read as a bare \
-                     one, its transfer syntax told by its first element"
-                        .to_owned(),
-                );
+                tolerated.push(Tolerated::UnreadableMeta);
                 &wrapped[128..]
             }
         },
         Err(DicomError::NotDicom) => {
             wrapped = bare_data_set(bytes)?;
-            tolerated.push(
-                "no preamble and no file meta: read as a bare data set, its transfer syntax \
-                 told by its first element"
-                    .to_owned(),
-            );
+            tolerated.push(Tolerated::BareDataSet);
             &wrapped[128..]
         }
         Err(e) => return Err(e),
@@ -156,10 +167,7 @@ fn open_until(bytes: &[u8], until: Option<Tag>) -> Result<Opened, DicomError> {
     let meta_end = 4 + meta_group_end(&body[4..])?;
     let end = meta_end + check_lengths(&body[meta_end..], ts, until)?;
     if end < body.len() {
-        tolerated.push(format!(
-            "{} bytes after the data set ignored (trailing padding)",
-            body.len() - end
-        ));
+        tolerated.push(Tolerated::TrailingBytes(body.len() - end));
     }
     let options = OpenFileOptions::new().read_preamble(ReadPreamble::Never);
     let options = match until {

@@ -300,10 +300,10 @@ async fn receive_all<S: Transport>(
                                 && let Some(p) = pending.take()
                             {
                                 let status = match store(association, pipeline, &p).await {
-                                    Ok(study) => {
+                                    Ok((study, warning)) => {
                                         received.stored += 1;
                                         received.studies.insert(study);
-                                        DicomStatus::SUCCESS
+                                        warning.unwrap_or(DicomStatus::SUCCESS)
                                     }
                                     Err(status) => status,
                                 };
@@ -396,13 +396,13 @@ pub fn read_command(bytes: &[u8]) -> Result<InMemDicomObject, String> {
     InMemDicomObject::read_dataset_with_ts(bytes, &ts).map_err(|e| e.to_string())
 }
 
-/// Stores a received data set; returns the C-STORE status.
-/// Stores a received instance; its study's UID, or the failure status to answer.
+/// Stores a received instance: its study's UID and the warning to answer with when a fault in
+/// it was tolerated, or the failure status to answer.
 async fn store<S: Transport>(
     association: &AsyncServerAssociation<S>,
     pipeline: &Pipeline,
     p: &PendingStore,
-) -> Result<DicomUid, DicomStatus> {
+) -> Result<(DicomUid, Option<DicomStatus>), DicomStatus> {
     if p.overflowed {
         tracing::warn!(sop_instance_uid = %p.sop_instance_uid, "instance over the size limit refused");
         return Err(DicomStatus::OUT_OF_RESOURCES);
@@ -423,7 +423,10 @@ async fn store<S: Transport>(
         )
         .await;
     match stored {
-        Ok(instance) => Ok(instance.study_uid),
+        Ok(instance) => {
+            let warning = instance.warning();
+            Ok((instance.study_uid, warning))
+        }
         Err(failure) => {
             tracing::warn!(error = %failure.error, sop_instance_uid = %p.sop_instance_uid, "C-STORE refused");
             Err(failure.dicom_status())

@@ -140,8 +140,39 @@ pub struct DicomInstance {
     pub columns: Option<i64>,
     pub has_pixel_data: bool,
     /// What was wrong with the file and read anyway (trailing padding, no file meta): each
-    /// logged as a warning when the instance is stored.
-    pub tolerated: Vec<String>,
+    /// logged as a warning when the instance is stored, and answered as a warning status.
+    pub tolerated: Vec<Tolerated>,
+}
+
+/// A fault in a file that real devices write, and dcmtk and pydicom read past; so is it read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Tolerated {
+    /// Bytes after the data set's last element (padding, or a tail too short to be an
+    /// element), left out.
+    TrailingBytes(usize),
+    /// No preamble and no file meta: the data set read bare, its transfer syntax told by its
+    /// first element.
+    BareDataSet,
+    /// A file meta that could not be read: the data set after it read bare, likewise.
+    UnreadableMeta,
+}
+
+impl fmt::Display for Tolerated {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Tolerated::TrailingBytes(n) => {
+                write!(f, "{n} bytes after the data set ignored (trailing padding)")
+            }
+            Tolerated::BareDataSet => f.write_str(
+                "no preamble and no file meta: read as a bare data set, its transfer syntax \
+                 told by its first element",
+            ),
+            Tolerated::UnreadableMeta => f.write_str(
+                "the file meta could not be read: the data set after it read as a bare one, \
+                 its transfer syntax told by its first element",
+            ),
+        }
+    }
 }
 
 /// Whether an instance's pixel data decodes.

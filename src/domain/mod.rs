@@ -11,7 +11,7 @@ pub use audit::{AuditAction, AuditAgent, AuditOutcome, AuditRecord};
 pub use ids::{IdError, ResourceId, ResourceType, VersionId};
 pub use imaging::{
     ContentHash, DicomInstance, DicomUid, ModelVersion, PatientAttributes, PixelStatus,
-    SeriesAttributes, StoreOutcome, StudyAttributes, UidError, dicom_date,
+    SeriesAttributes, StoreOutcome, StudyAttributes, Tolerated, UidError, dicom_date,
 };
 pub use instant::Instant;
 pub use time::{DAYS_PER_YEAR, DurationError, Horizon, TimeUnit};

@@ -8,7 +8,7 @@ use super::lookup::{find_patient, object};
 use super::resources::update_in;
 use super::{Pipeline, PipelineError};
 use crate::dicom::{self, DicomStatus};
-use crate::domain::{DicomUid, PixelStatus, ResourceId, ResourceType, StoreOutcome};
+use crate::domain::{DicomUid, PixelStatus, ResourceId, ResourceType, StoreOutcome, Tolerated};
 use crate::error::error_chain;
 use crate::fhir::validate_resource;
 use crate::report::{self, DICOM_UID_SYSTEM, ImagingStudyContent, SeriesContent};
@@ -27,7 +27,14 @@ pub struct IngestedInstance {
     pub outcome: StoreOutcome,
     pub pixels: PixelStatus,
     /// What was wrong with the file and read anyway (see `DicomInstance::tolerated`).
-    pub tolerated: Vec<String>,
+    pub tolerated: Vec<Tolerated>,
+}
+
+impl IngestedInstance {
+    /// The warning status to answer with, when something was tolerated to read it.
+    pub fn warning(&self) -> Option<DicomStatus> {
+        DicomStatus::for_tolerated(&self.tolerated)
+    }
 }
 
 /// An instance that was not stored: why, and its UIDs when they could be read.
@@ -122,7 +129,7 @@ impl Pipeline {
             tracing::warn!(sop_instance_uid = %instance.sop_instance_uid, reason, "stored instance cannot be decoded");
         }
         for tolerated in &instance.tolerated {
-            tracing::warn!(sop_instance_uid = %instance.sop_instance_uid, tolerated, "instance read despite a fault in its file");
+            tracing::warn!(sop_instance_uid = %instance.sop_instance_uid, tolerated = %tolerated, "instance read despite a fault in its file");
         }
         let saved = self
             .store

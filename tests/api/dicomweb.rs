@@ -8,6 +8,9 @@ use crate::helpers::{TestApp, assert_outcome, pydicom_file, pydicom_path, spawn_
 pub(crate) const BOUNDARY: &str = "DICOMwebBoundary7d1f";
 const CANNOT_UNDERSTAND: u64 = 0xC000;
 const DOES_NOT_MATCH_SOP_CLASS: u64 = 0xA900;
+/// Warnings (PS3.4 Table B.2-1): stored, some data left out; stored, data elements coerced.
+const ELEMENTS_DISCARDED: u64 = 0xB006;
+const COERCION_OF_DATA_ELEMENTS: u64 = 0xB000;
 
 /// A `multipart/related` body with one part per file.
 pub(crate) fn multipart(parts: &[&[u8]]) -> Vec<u8> {
@@ -181,6 +184,42 @@ async fn bad_parts_fail_alone_and_good_ones_are_stored() {
     assert!(failed[0]["00081155"].get("Value").is_none());
     assert_eq!(sequence(&body, "00081199").len(), 1);
     assert_eq!(app.qido("PatientID=1CT1").await.len(), 1);
+}
+
+/// Instances read despite a fault real devices write are stored, and the answer says so:
+/// 202 with a Warning Reason (0008,1196) on each such instance (PS3.18 Table 10.5.3-1).
+#[tokio::test]
+async fn instances_stored_despite_a_fault_are_answered_with_a_warning() {
+    let (Some(ct), Some(mr)) = (pydicom_file("CT_small.dcm"), pydicom_file("MR_small.dcm")) else {
+        return;
+    };
+    let app = spawn_app().await;
+    let mut padded = ct.clone();
+    padded.extend_from_slice(&[0; 64]);
+    let group_length = u32::from_le_bytes(mr[140..144].try_into().unwrap()) as usize;
+    let bare = &mr[144 + group_length..];
+    let response = stow(&app, "/studies", multipart(&[&padded, bare])).await;
+    assert_eq!(response.status(), 202);
+    let body: Value = response.json().await.unwrap();
+    assert!(body.get("00081198").is_none(), "{body}");
+    let warnings: Vec<u64> = sequence(&body, "00081199")
+        .iter()
+        .map(|item| value(item, "00081196").as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        warnings,
+        [ELEMENTS_DISCARDED, COERCION_OF_DATA_ELEMENTS],
+        "{body}"
+    );
+    assert_eq!(app.qido("PatientID=1CT1").await.len(), 1);
+    // The same file without its fault: stored (again, unchanged) with no warning, 200.
+    let response = stow(&app, "/studies", multipart(&[&ct])).await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        sequence(&body, "00081199")[0].get("00081196").is_none(),
+        "{body}"
+    );
 }
 
 #[tokio::test]

@@ -155,6 +155,98 @@ async fn an_image_without_pixel_data_gets_a_failure_status_and_is_not_stored() {
     assert!(app.qido("PatientID=1CT1").await.is_empty());
 }
 
+/// A data set with bytes after its last element (what some devices send) is stored, and the
+/// C-STORE-RSP says so with warning B006 (Elements Discarded), not plain success. Sent with
+/// dicom-ul's client: storescu re-encodes what it sends, and would drop the padding.
+#[tokio::test]
+async fn a_data_set_stored_despite_trailing_bytes_is_answered_with_a_warning() {
+    use dicom_dictionary_std::tags;
+    use dicom_object::{InMemDicomObject, mem::InMemElement};
+    use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu};
+    let Some(path) = pydicom_path("CT_small.dcm") else {
+        return;
+    };
+    let file = dicom_object::open_file(&path).unwrap();
+    let transfer_syntax = file
+        .meta()
+        .transfer_syntax()
+        .trim_end_matches('\0')
+        .to_owned();
+    let class = file
+        .meta()
+        .media_storage_sop_class_uid()
+        .trim_end_matches('\0')
+        .to_owned();
+    let instance = file
+        .meta()
+        .media_storage_sop_instance_uid()
+        .trim_end_matches('\0')
+        .to_owned();
+    let bytes = std::fs::read(&path).unwrap();
+    let group_length = u32::from_le_bytes(bytes[140..144].try_into().unwrap()) as usize;
+    let mut data_set = bytes[144 + group_length..].to_vec();
+    data_set.extend_from_slice(&[0; 64]);
+
+    let app = spawn_app().await;
+    let port = app.dicom_port.unwrap();
+    let status = tokio::task::spawn_blocking(move || {
+        let mut association = dicom_ul::ClientAssociationOptions::new()
+            .with_presentation_context(class.as_str(), vec![transfer_syntax.as_str()])
+            .calling_ae_title("MODALITY")
+            .called_ae_title("PROGNOSTICS")
+            .read_timeout(std::time::Duration::from_secs(30))
+            .establish(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+            .expect("association");
+        let context = association.presentation_contexts()[0].id;
+        let ui = |tag, v: &str| {
+            InMemElement::new(tag, dicom_core::VR::UI, dicom_core::PrimitiveValue::from(v))
+        };
+        let us = |tag, v: u16| {
+            InMemElement::new(tag, dicom_core::VR::US, dicom_core::PrimitiveValue::from(v))
+        };
+        let command = InMemDicomObject::command_from_element_iter([
+            ui(tags::AFFECTED_SOP_CLASS_UID, &class),
+            us(tags::COMMAND_FIELD, 0x0001),
+            us(tags::MESSAGE_ID, 1),
+            us(tags::PRIORITY, 0),
+            us(tags::COMMAND_DATA_SET_TYPE, 0x0000),
+            ui(tags::AFFECTED_SOP_INSTANCE_UID, &instance),
+        ]);
+        let mut command_bytes = Vec::new();
+        let implicit = dicom_transfer_syntax_registry::entries::IMPLICIT_VR_LITTLE_ENDIAN.erased();
+        command
+            .write_dataset_with_ts(&mut command_bytes, &implicit)
+            .unwrap();
+        for (value_type, data) in [
+            (PDataValueType::Command, command_bytes),
+            (PDataValueType::Data, data_set),
+        ] {
+            let pdv = PDataValue {
+                presentation_context_id: context,
+                value_type,
+                is_last: true,
+                data,
+            };
+            association.send(&Pdu::PData { data: vec![pdv] }).unwrap();
+        }
+        let Pdu::PData { data } = association.receive().unwrap() else {
+            panic!("no C-STORE-RSP");
+        };
+        let response =
+            InMemDicomObject::read_dataset_with_ts(&data[0].data[..], &implicit).unwrap();
+        let _ = association.release();
+        response
+            .element(tags::STATUS)
+            .unwrap()
+            .to_int::<u16>()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, 0xB006);
+    assert_eq!(app.qido("PatientID=1CT1").await.len(), 1);
+}
+
 /// The README's way to send a study of mixed transfer syntaxes as it is: `scripts/send-dicom`
 /// groups the files by syntax and sends each group with the storescu option proposing it.
 #[tokio::test]

@@ -39,7 +39,10 @@ fn read_tolerating(bytes: &[u8], note: &str) {
     let instance = read_instance(bytes).unwrap_or_else(|e| panic!("{note}: {e}"));
     assert_eq!(instance.sop_instance_uid.as_str(), CT_INSTANCE);
     assert!(
-        instance.tolerated.iter().any(|t| t.contains(note)),
+        instance
+            .tolerated
+            .iter()
+            .any(|t| t.to_string().contains(note)),
         "{:?}",
         instance.tolerated
     );
@@ -76,7 +79,7 @@ fn a_bare_data_set_without_preamble_or_file_meta_is_read() {
         };
         let instance = read_instance(&file).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(
-            instance.tolerated[0].contains("bare data set"),
+            instance.tolerated[0].to_string().contains("bare data set"),
             "{name}: {:?}",
             instance.tolerated
         );

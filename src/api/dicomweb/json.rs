@@ -12,6 +12,7 @@ const REFERENCED_SOP_SEQUENCE: &str = "00081199";
 const REFERENCED_SOP_CLASS_UID: &str = "00081150";
 const REFERENCED_SOP_INSTANCE_UID: &str = "00081155";
 const FAILURE_REASON: &str = "00081197";
+const WARNING_REASON: &str = "00081196";
 
 /// One element: `{"vr": …, "Value": […]}`, or `{"vr": …}` when there is no value.
 pub fn element(vr: &str, values: Vec<Value>) -> Value {
@@ -41,6 +42,8 @@ pub enum StoreResult {
     Stored {
         sop_class_uid: DicomUid,
         sop_instance_uid: DicomUid,
+        /// Stored despite a fault in the file: the Warning Reason (0008,1196).
+        warning: Option<DicomStatus>,
     },
     Failed {
         sop_class_uid: Option<DicomUid>,
@@ -59,6 +62,7 @@ pub fn store_response(results: &[StoreResult]) -> Value {
             StoreResult::Stored {
                 sop_class_uid,
                 sop_instance_uid,
+                warning,
             } => {
                 let mut item = Map::new();
                 item.insert(
@@ -69,6 +73,12 @@ pub fn store_response(results: &[StoreResult]) -> Value {
                     REFERENCED_SOP_INSTANCE_UID.to_owned(),
                     text("UI", Some(sop_instance_uid.as_str())),
                 );
+                if let Some(warning) = warning {
+                    item.insert(
+                        WARNING_REASON.to_owned(),
+                        element("US", vec![Value::from(warning.0)]),
+                    );
+                }
                 referenced.push(Value::Object(item));
             }
             StoreResult::Failed {

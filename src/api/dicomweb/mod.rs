@@ -30,7 +30,7 @@ const QIDO_MAX_LIMIT: u32 = 1000;
         description = "One DICOM Part 10 file per part; each instance is stored as soon as its part has arrived"),
     responses(
         (status = 200, description = "Every instance was stored: Referenced SOP Sequence (0008,1199)", body = Object, content_type = "application/dicom+json"),
-        (status = 202, description = "Some instances failed: Failed SOP Sequence (0008,1198) with a Failure Reason (0008,1197) for each; a body broken off after its first part adds one item without UIDs for the unreadable rest", body = Object, content_type = "application/dicom+json"),
+        (status = 202, description = "Some instances failed: Failed SOP Sequence (0008,1198) with a Failure Reason (0008,1197) for each; a body broken off after its first part adds one item without UIDs for the unreadable rest. Or some were stored despite a fault in the file: their Referenced SOP Sequence item carries a Warning Reason (0008,1196), B000 (the file meta was inferred) or B006 (bytes after the data set were left out)", body = Object, content_type = "application/dicom+json"),
         (status = 409, description = "No instance was stored", body = Object, content_type = "application/dicom+json"),
         (status = 400, description = "Multipart framing broken before the first part was complete; nothing was stored", body = Object, content_type = "application/fhir+json"),
         (status = 413, description = "Content-Length over the configured limit, or the body ran over it before its first part was complete", body = Object, content_type = "application/fhir+json"),
@@ -54,7 +54,7 @@ pub async fn store_instances(
     request_body(content = Vec<u8>, content_type = "multipart/related; type=\"application/dicom\""),
     responses(
         (status = 200, description = "Every instance was stored", body = Object, content_type = "application/dicom+json"),
-        (status = 202, description = "Some instances failed", body = Object, content_type = "application/dicom+json"),
+        (status = 202, description = "Some instances failed, or were stored with a Warning Reason (0008,1196)", body = Object, content_type = "application/dicom+json"),
         (status = 409, description = "No instance was stored", body = Object, content_type = "application/dicom+json"),
         (status = 400, description = "Invalid Study Instance UID or broken multipart framing", body = Object, content_type = "application/fhir+json"),
     )
@@ -160,7 +160,18 @@ async fn store(
         .iter()
         .filter(|r| matches!(r, StoreResult::Stored { .. }))
         .count();
-    let mut response = if stored == results.len() {
+    // PS3.18 Table 10.5.3-1: 202 when some instances were not stored or were stored with a
+    // warning.
+    let warned = results.iter().any(|r| {
+        matches!(
+            r,
+            StoreResult::Stored {
+                warning: Some(_),
+                ..
+            }
+        )
+    });
+    let mut response = if stored == results.len() && !warned {
         HttpResponse::Ok()
     } else if stored > 0 {
         HttpResponse::Accepted()
@@ -197,6 +208,7 @@ async fn store_part(
     {
         Ok(stored) => (
             StoreResult::Stored {
+                warning: stored.warning(),
                 sop_class_uid: stored.sop_class_uid,
                 sop_instance_uid: stored.sop_instance_uid,
             },
