@@ -150,6 +150,8 @@ async fn serve(
     let mut background = Vec::new();
     // On PostgreSQL: the other replicas' writes, applied to this one's read cache.
     background.push(spawn_with_tracing(store.clone().follow_other_writers()));
+    // A pool whose every connection stays taken, told once in a while.
+    background.push(spawn_with_tracing(store.clone().watch_pool()));
     let (stop_doors, shutdown) = tokio::sync::watch::channel(false);
     let mut doors = Vec::new();
     if let Some(encoder) = start_image_encoder(&settings.inference).await? {

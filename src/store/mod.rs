@@ -16,6 +16,7 @@ mod imaging;
 mod leases;
 mod model_deployments;
 mod model_inputs;
+mod pool_watch;
 mod resources;
 mod risk_jobs;
 mod search;
@@ -250,9 +251,13 @@ impl Store {
             DatabaseBackend::Sqlite => lock_sqlite(url.expose_secret())?.map(Arc::new),
             DatabaseBackend::Postgres => None,
         };
+        let max_connections = settings.database.max_connections.max(1);
         let pool = AnyPoolOptions::new()
-            .max_connections(settings.database.max_connections.max(1))
+            .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(settings.database.acquire_timeout_secs))
+            // One line per slow acquire flooded the log under overload; `Store::watch_pool`
+            // says it once per interval instead.
+            .acquire_slow_level(log::LevelFilter::Off)
             // A pooled connection is checked before it is handed out only where it can have
             // died: a PostgreSQL server restarts or drops idle sessions. An embedded SQLite
             // connection lives in this process, and the check was a round trip to its worker

@@ -45,6 +45,7 @@ mod notes_model;
 mod openapi;
 mod outcome_file;
 mod phi_in_logs;
+mod pool_pressure;
 mod population;
 mod replicas;
 mod request_log;
