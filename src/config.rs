@@ -295,6 +295,10 @@ pub struct DicomSettings {
     pub max_pdu_length: u32,
     /// Largest single instance accepted over DIMSE, in bytes.
     pub max_instance_bytes: usize,
+    /// Instance data all associations together may hold in memory while it arrives, in bytes
+    /// (at least `max_instance_bytes`). Past it an association is not read until memory comes
+    /// free; after 30 s its instance is refused (A700).
+    pub max_buffered_bytes: usize,
     /// Seconds an association may stay silent before it is aborted.
     pub idle_timeout_secs: u64,
     /// Seconds a new connection has to complete its association request (and TLS handshake).
@@ -648,6 +652,7 @@ impl Default for DicomSettings {
             ae_title: "PROGNOSTICS".to_owned(),
             max_pdu_length: 65_536,
             max_instance_bytes: 1024 * 1024 * 1024,
+            max_buffered_bytes: 2 * 1024 * 1024 * 1024,
             idle_timeout_secs: 300,
             handshake_timeout_secs: 30,
             max_connections: 64,

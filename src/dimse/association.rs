@@ -17,6 +17,7 @@ use dicom_ul::pdu::{AssociationRJServiceUserReason, UserIdentity};
 use dicom_ul::pdu::{PDataValue, PDataValueType};
 use tokio::net::TcpStream;
 
+use super::budget::{Held, MemoryBudget};
 use crate::config::{AllowedCaller, DicomSettings};
 use crate::dicom::{Encoding, check_declared_lengths};
 use crate::domain::{AuditAction, AuditAgent, AuditOutcome, AuditRecord, DicomUid};
@@ -46,9 +47,24 @@ struct PendingStore {
     sop_instance_uid: String,
     context_id: u8,
     data: Vec<u8>,
-    /// Set when the data set outgrew the limit: the rest is discarded and the store fails.
-    overflowed: bool,
+    /// The share of the memory budget `data` holds, given back when this is dropped.
+    held: Option<Held>,
+    /// Set when the data set could not be kept (over the instance limit, or no memory in the
+    /// budget in time): the rest is discarded and the store fails with A700.
+    refused: Option<&'static str>,
 }
+
+impl PendingStore {
+    fn refuse(&mut self, reason: &'static str) {
+        self.refused = Some(reason);
+        self.data = Vec::new();
+        self.held = None;
+    }
+}
+
+/// Longest a fragment waits for memory from the shared budget before its instance is refused
+/// (A700); meanwhile its association is not read, so the sender waits too.
+const BUFFER_WAIT: Duration = Duration::from_secs(30);
 
 /// What an association stored.
 #[derive(Default)]
@@ -100,6 +116,7 @@ pub(super) async fn serve(
     tls: Option<Arc<rustls::ServerConfig>>,
     settings: &DicomSettings,
     pipeline: &Pipeline,
+    buffers: &Arc<MemoryBudget>,
     shutdown: Shutdown,
 ) {
     let mut options = ServerAssociationOptions::new()
@@ -125,7 +142,7 @@ pub(super) async fn serve(
             let Some(established) = unless_stopping(establish, shutdown.clone()).await else {
                 return;
             };
-            run(established, peer, settings, pipeline, shutdown).await;
+            run(established, peer, settings, pipeline, buffers, shutdown).await;
         }
         Some(config) => {
             let options = options.tls_config(config);
@@ -133,7 +150,7 @@ pub(super) async fn serve(
             let Some(established) = unless_stopping(establish, shutdown.clone()).await else {
                 return;
             };
-            run(established, peer, settings, pipeline, shutdown).await;
+            run(established, peer, settings, pipeline, buffers, shutdown).await;
         }
     }
 }
@@ -159,6 +176,7 @@ async fn run<S: Transport>(
     peer: SocketAddr,
     settings: &DicomSettings,
     pipeline: &Pipeline,
+    buffers: &Arc<MemoryBudget>,
     shutdown: Shutdown,
 ) {
     let reason = match established {
@@ -170,6 +188,7 @@ async fn run<S: Transport>(
                 &mut association,
                 settings,
                 pipeline,
+                buffers,
                 &mut received,
                 shutdown,
             )
@@ -221,6 +240,7 @@ async fn receive_all<S: Transport>(
     association: &mut AsyncServerAssociation<S>,
     settings: &DicomSettings,
     pipeline: &Pipeline,
+    buffers: &Arc<MemoryBudget>,
     received: &mut Received,
     mut shutdown: Shutdown,
 ) {
@@ -291,10 +311,17 @@ async fn receive_all<S: Transport>(
                                 return;
                             };
                             if p.data.len() + value.data.len() > settings.max_instance_bytes {
-                                p.overflowed = true;
-                                p.data = Vec::new();
-                            } else if !p.overflowed {
-                                p.data.extend_from_slice(&value.data);
+                                p.refuse("over dicom.max_instance_bytes");
+                            } else if p.refused.is_none() {
+                                // Memory for the fragment is taken from the budget all
+                                // associations share before it is kept; while there is none,
+                                // this association's socket is not read.
+                                let bytes = value.data.len();
+                                if buffers.take(&mut p.held, bytes, BUFFER_WAIT).await {
+                                    p.data.extend_from_slice(&value.data);
+                                } else {
+                                    p.refuse("over dicom.max_buffered_bytes");
+                                }
                             }
                             if value.is_last
                                 && let Some(p) = pending.take()
@@ -378,7 +405,8 @@ async fn on_command<S: Transport>(
             sop_instance_uid: uid(tags::AFFECTED_SOP_INSTANCE_UID),
             context_id,
             data: Vec::new(),
-            overflowed: false,
+            held: None,
+            refused: None,
         })),
         _ => {
             tracing::warn!(command = ?field, "unsupported DIMSE command; aborting");
@@ -403,8 +431,8 @@ async fn store<S: Transport>(
     pipeline: &Pipeline,
     p: &PendingStore,
 ) -> Result<(DicomUid, Option<DicomStatus>), DicomStatus> {
-    if p.overflowed {
-        tracing::warn!(sop_instance_uid = %p.sop_instance_uid, "instance over the size limit refused");
+    if let Some(reason) = p.refused {
+        tracing::warn!(sop_instance_uid = %p.sop_instance_uid, reason, "instance refused: out of resources");
         return Err(DicomStatus::OUT_OF_RESOURCES);
     }
     let Some(context) = association

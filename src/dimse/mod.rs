@@ -6,6 +6,7 @@
 //! dicom-rs's `dicom-storescp` shows the same steps.
 
 mod association;
+mod budget;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -52,12 +53,18 @@ impl StorageScp {
     pub async fn run(self, shutdown: Shutdown) {
         let (settings, pipeline, tls) = (self.settings, self.pipeline, self.tls);
         let max_connections = settings.max_connections;
+        // The bytes of instance data all associations may hold in memory at once; one
+        // instance of the largest size always fits.
+        let buffers =
+            budget::MemoryBudget::new(settings.max_buffered_bytes.max(settings.max_instance_bytes));
         let serve = move |stream, peer, shutdown| {
             let settings = Arc::clone(&settings);
             let pipeline = pipeline.clone();
             let tls = tls.clone();
+            let buffers = Arc::clone(&buffers);
             async move {
-                association::serve(stream, peer, tls, &settings, &pipeline, shutdown).await;
+                association::serve(stream, peer, tls, &settings, &pipeline, &buffers, shutdown)
+                    .await;
             }
         };
         accept_each(self.listener, "DICOM", max_connections, shutdown, serve).await;

@@ -155,48 +155,69 @@ async fn an_image_without_pixel_data_gets_a_failure_status_and_is_not_stored() {
     assert!(app.qido("PatientID=1CT1").await.is_empty());
 }
 
-/// A data set with bytes after its last element (what some devices send) is stored, and the
-/// C-STORE-RSP says so with warning B006 (Elements Discarded), not plain success. Sent with
-/// dicom-ul's client: storescu re-encodes what it sends, and would drop the padding.
-#[tokio::test]
-async fn a_data_set_stored_despite_trailing_bytes_is_answered_with_a_warning() {
+/// A C-STORE sent with dicom-ul's client, for what storescu cannot send: storescu re-encodes
+/// what it sends, and sends each instance whole.
+pub(crate) mod raw {
     use dicom_dictionary_std::tags;
     use dicom_object::{InMemDicomObject, mem::InMemElement};
+    use dicom_transfer_syntax_registry::entries::IMPLICIT_VR_LITTLE_ENDIAN;
+    use dicom_ul::association::client::ClientAssociation;
     use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu};
-    let Some(path) = pydicom_path("CT_small.dcm") else {
-        return;
-    };
-    let file = dicom_object::open_file(&path).unwrap();
-    let transfer_syntax = file
-        .meta()
-        .transfer_syntax()
-        .trim_end_matches('\0')
-        .to_owned();
-    let class = file
-        .meta()
-        .media_storage_sop_class_uid()
-        .trim_end_matches('\0')
-        .to_owned();
-    let instance = file
-        .meta()
-        .media_storage_sop_instance_uid()
-        .trim_end_matches('\0')
-        .to_owned();
-    let bytes = std::fs::read(&path).unwrap();
-    let group_length = u32::from_le_bytes(bytes[140..144].try_into().unwrap()) as usize;
-    let mut data_set = bytes[144 + group_length..].to_vec();
-    data_set.extend_from_slice(&[0; 64]);
 
-    let app = spawn_app().await;
-    let port = app.dicom_port.unwrap();
-    let status = tokio::task::spawn_blocking(move || {
-        let mut association = dicom_ul::ClientAssociationOptions::new()
-            .with_presentation_context(class.as_str(), vec![transfer_syntax.as_str()])
+    /// A Part 10 file's SOP class, SOP instance, transfer syntax and data set bytes.
+    pub(crate) struct Instance {
+        pub class: String,
+        pub uid: String,
+        pub transfer_syntax: String,
+        pub data_set: Vec<u8>,
+    }
+
+    pub(crate) fn instance(path: &std::path::Path) -> Instance {
+        let file = dicom_object::open_file(path).unwrap();
+        let meta = file.meta();
+        let text = |s: &str| s.trim_end_matches('\0').to_owned();
+        let bytes = std::fs::read(path).unwrap();
+        let group_length = u32::from_le_bytes(bytes[140..144].try_into().unwrap()) as usize;
+        Instance {
+            class: text(meta.media_storage_sop_class_uid()),
+            uid: text(meta.media_storage_sop_instance_uid()),
+            transfer_syntax: text(meta.transfer_syntax()),
+            data_set: bytes[144 + group_length..].to_vec(),
+        }
+    }
+
+    pub(crate) fn associate(
+        port: u16,
+        instance: &Instance,
+    ) -> ClientAssociation<std::net::TcpStream> {
+        dicom_ul::ClientAssociationOptions::new()
+            .with_presentation_context(
+                instance.class.as_str(),
+                vec![instance.transfer_syntax.as_str()],
+            )
             .calling_ae_title("MODALITY")
             .called_ae_title("PROGNOSTICS")
-            .read_timeout(std::time::Duration::from_secs(30))
+            .read_timeout(std::time::Duration::from_secs(60))
             .establish(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
-            .expect("association");
+            .expect("association")
+    }
+
+    fn pdv(context: u8, value_type: PDataValueType, is_last: bool, data: Vec<u8>) -> Pdu {
+        Pdu::PData {
+            data: vec![PDataValue {
+                presentation_context_id: context,
+                value_type,
+                is_last,
+                data,
+            }],
+        }
+    }
+
+    /// Sends the C-STORE-RQ command set of `instance`.
+    pub(crate) fn send_command(
+        association: &mut ClientAssociation<std::net::TcpStream>,
+        instance: &Instance,
+    ) {
         let context = association.presentation_contexts()[0].id;
         let ui = |tag, v: &str| {
             InMemElement::new(tag, dicom_core::VR::UI, dicom_core::PrimitiveValue::from(v))
@@ -205,45 +226,131 @@ async fn a_data_set_stored_despite_trailing_bytes_is_answered_with_a_warning() {
             InMemElement::new(tag, dicom_core::VR::US, dicom_core::PrimitiveValue::from(v))
         };
         let command = InMemDicomObject::command_from_element_iter([
-            ui(tags::AFFECTED_SOP_CLASS_UID, &class),
+            ui(tags::AFFECTED_SOP_CLASS_UID, &instance.class),
             us(tags::COMMAND_FIELD, 0x0001),
             us(tags::MESSAGE_ID, 1),
             us(tags::PRIORITY, 0),
             us(tags::COMMAND_DATA_SET_TYPE, 0x0000),
-            ui(tags::AFFECTED_SOP_INSTANCE_UID, &instance),
+            ui(tags::AFFECTED_SOP_INSTANCE_UID, &instance.uid),
         ]);
-        let mut command_bytes = Vec::new();
-        let implicit = dicom_transfer_syntax_registry::entries::IMPLICIT_VR_LITTLE_ENDIAN.erased();
+        let mut bytes = Vec::new();
         command
-            .write_dataset_with_ts(&mut command_bytes, &implicit)
+            .write_dataset_with_ts(&mut bytes, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
             .unwrap();
-        for (value_type, data) in [
-            (PDataValueType::Command, command_bytes),
-            (PDataValueType::Data, data_set),
-        ] {
-            let pdv = PDataValue {
-                presentation_context_id: context,
-                value_type,
-                is_last: true,
-                data,
-            };
-            association.send(&Pdu::PData { data: vec![pdv] }).unwrap();
-        }
+        association
+            .send(&pdv(context, PDataValueType::Command, true, bytes))
+            .unwrap();
+    }
+
+    /// Sends a fragment of the data set.
+    pub(crate) fn send_data(
+        association: &mut ClientAssociation<std::net::TcpStream>,
+        data: &[u8],
+        is_last: bool,
+    ) {
+        let context = association.presentation_contexts()[0].id;
+        association
+            .send(&pdv(context, PDataValueType::Data, is_last, data.to_vec()))
+            .unwrap();
+    }
+
+    /// The status of the C-STORE-RSP received next.
+    pub(crate) fn status(association: &mut ClientAssociation<std::net::TcpStream>) -> u16 {
         let Pdu::PData { data } = association.receive().unwrap() else {
             panic!("no C-STORE-RSP");
         };
-        let response =
-            InMemDicomObject::read_dataset_with_ts(&data[0].data[..], &implicit).unwrap();
-        let _ = association.release();
+        let response = InMemDicomObject::read_dataset_with_ts(
+            &data[0].data[..],
+            &IMPLICIT_VR_LITTLE_ENDIAN.erased(),
+        )
+        .unwrap();
         response
             .element(tags::STATUS)
             .unwrap()
             .to_int::<u16>()
             .unwrap()
+    }
+}
+
+/// A data set with bytes after its last element (what some devices send) is stored, and the
+/// C-STORE-RSP says so with warning B006 (Elements Discarded), not plain success.
+#[tokio::test]
+async fn a_data_set_stored_despite_trailing_bytes_is_answered_with_a_warning() {
+    let Some(path) = pydicom_path("CT_small.dcm") else {
+        return;
+    };
+    let mut instance = raw::instance(&path);
+    instance.data_set.extend_from_slice(&[0; 64]);
+    let app = spawn_app().await;
+    let port = app.dicom_port.unwrap();
+    let status = tokio::task::spawn_blocking(move || {
+        let mut association = raw::associate(port, &instance);
+        raw::send_command(&mut association, &instance);
+        raw::send_data(&mut association, &instance.data_set, true);
+        let status = raw::status(&mut association);
+        let _ = association.release();
+        status
     })
     .await
     .unwrap();
     assert_eq!(status, 0xB006);
+    assert_eq!(app.qido("PatientID=1CT1").await.len(), 1);
+}
+
+/// Instance data held in memory by all associations together is capped: an association whose
+/// next fragment does not fit is not read until another's instance is stored and its memory
+/// given back; then it is stored too. (64 associations at 1 GiB each could hold 64 GiB.)
+#[tokio::test]
+async fn associations_share_a_memory_budget_and_wait_for_it_rather_than_grow() {
+    let (Some(ct), Some(mr)) = (pydicom_path("CT_small.dcm"), pydicom_path("MR_small.dcm")) else {
+        return;
+    };
+    let (ct, mr) = (raw::instance(&ct), raw::instance(&mr));
+    // Room for either instance, not both.
+    let budget = ct.data_set.len().max(mr.data_set.len()) + 1024;
+    assert!(ct.data_set.len() + mr.data_set.len() > budget);
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.dicom.max_instance_bytes = budget;
+        s.dicom.max_buffered_bytes = budget;
+    })
+    .await;
+    let port = app.dicom_port.unwrap();
+
+    // The clients block; the service runs on this test's runtime.
+    tokio::task::spawn_blocking(move || {
+        // The first association holds all of its instance but its last byte.
+        let mut first = raw::associate(port, &ct);
+        raw::send_command(&mut first, &ct);
+        let (most, last) = ct.data_set.split_at(ct.data_set.len() - 1);
+        raw::send_data(&mut first, most, false);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        // The second sends a whole instance, and gets no answer while the first holds the memory.
+        let (answered, answer) = std::sync::mpsc::channel();
+        let second = std::thread::spawn(move || {
+            let mut association = raw::associate(port, &mr);
+            raw::send_command(&mut association, &mr);
+            raw::send_data(&mut association, &mr.data_set, true);
+            answered.send(raw::status(&mut association)).unwrap();
+            let _ = association.release();
+        });
+        assert!(
+            answer
+                .recv_timeout(std::time::Duration::from_secs(2))
+                .is_err(),
+            "the second instance was taken while the budget was spent"
+        );
+        // The first finishes: it is stored, its memory given back, and the second goes on.
+        raw::send_data(&mut first, last, true);
+        assert_eq!(raw::status(&mut first), 0x0000);
+        let _ = first.release();
+        let status = answer
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .unwrap();
+        assert_eq!(status, 0x0000);
+        second.join().unwrap();
+    })
+    .await
+    .unwrap();
     assert_eq!(app.qido("PatientID=1CT1").await.len(), 1);
 }
 
