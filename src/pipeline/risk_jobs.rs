@@ -37,6 +37,33 @@ pub struct RiskAdmission {
     time_limit: Duration,
     /// How long a job's lease lasts without renewal.
     job_lease: Duration,
+    /// The asynchronous jobs running in this process: a pass that takes over jobs whose lease
+    /// ran out (a renewal stalled) does not start a second run of one still running here.
+    running: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+}
+
+/// A job's place in [`RiskAdmission::running`], given up when its run ends however it ends.
+struct RunningJob {
+    running: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    job: String,
+}
+
+impl RunningJob {
+    /// `None` when the job is already running here.
+    fn start(admission: &RiskAdmission, job: &str) -> Option<RunningJob> {
+        let mut running = admission.running.lock().unwrap_or_else(|e| e.into_inner());
+        running.insert(job.to_owned()).then(|| RunningJob {
+            running: Arc::clone(&admission.running),
+            job: job.to_owned(),
+        })
+    }
+}
+
+impl Drop for RunningJob {
+    fn drop(&mut self) {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        running.remove(&self.job);
+    }
 }
 
 /// The lease of an asynchronous job unless configured (`risk.job_lease_secs`).
@@ -68,6 +95,7 @@ impl RiskAdmission {
             capacity: max_concurrent.max(1),
             time_limit,
             job_lease: DEFAULT_JOB_LEASE,
+            running: Arc::default(),
         }
     }
 
@@ -345,9 +373,18 @@ impl Pipeline {
                 Err(e) => Err(e),
             }
         };
+        let Some(_running) = RunningJob::start(&self.risk_admission, &job) else {
+            tracing::info!(job, "the assessment is already running here");
+            return;
+        };
         let result = tokio::select! {
             result = assessed => result,
-            never = self.keep_lease(&job) => match never {},
+            () = self.keep_lease(&job) => {
+                // Stopped before it files anything more: another replica holds the job now,
+                // and its run is the one that counts.
+                tracing::warn!(job, "the assessment's lease was lost; stopped here");
+                return;
+            }
         };
         drop(permit);
         let state = match result {
@@ -381,16 +418,22 @@ impl Pipeline {
         }
     }
 
-    /// Renews a running job's lease every third of it, for as long as it is polled.
-    async fn keep_lease(&self, job: &str) -> std::convert::Infallible {
+    /// Renews a running job's lease every third of it, for as long as it is polled; returns
+    /// when the lease is lost: another holder has the job, or no renewal has succeeded for a
+    /// whole lease (after which another replica may have taken it over).
+    async fn keep_lease(&self, job: &str) {
         let lease = self.risk_admission.job_lease;
+        let mut renewed = tokio::time::Instant::now();
         loop {
             tokio::time::sleep(lease / 3).await;
             match self.store.renew_risk_job(job, lease).await {
-                Ok(true) => {}
-                Ok(false) => tracing::warn!(job, "the assessment's lease was lost"),
+                Ok(true) => renewed = tokio::time::Instant::now(),
+                Ok(false) => return,
                 Err(e) => {
                     tracing::warn!(job, error = %error_chain(&e), "the assessment's lease could not be renewed");
+                    if renewed.elapsed() >= lease {
+                        return;
+                    }
                 }
             }
         }
@@ -425,4 +468,19 @@ fn assessment_bundle(base: &str, assessment: &Assessment) -> Result<String, Repo
         ));
     }
     bundle(BundleKind::Collection, None, &[], &entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_runs_once_at_a_time_in_a_process() {
+        let admission = RiskAdmission::default();
+        let first = RunningJob::start(&admission, "j1").expect("not running yet");
+        assert!(RunningJob::start(&admission, "j1").is_none());
+        assert!(RunningJob::start(&admission, "j2").is_some());
+        drop(first);
+        assert!(RunningJob::start(&admission, "j1").is_some());
+    }
 }

@@ -109,6 +109,19 @@ fn client(base_url: &str) -> FhirClient {
     .unwrap()
 }
 
+/// The EHR test server with [`diagnosed_a_year_ago`]'s record, answering each request after
+/// 700 ms: an assessment that pulls from it is still running a few seconds later. `None` when
+/// the server cannot be started (see [`start_fhir_server`]).
+pub async fn slow_ehr_with_a_diagnosis() -> Option<FhirServer> {
+    tokio::task::spawn_blocking(|| {
+        let mut options = diagnosed_a_year_ago();
+        options.extend(["--delay-ms".into(), "700".into()]);
+        start_fhir_server(&options)
+    })
+    .await
+    .unwrap()
+}
+
 /// The FHIR test server (kept running while the first value lives) and a client of it.
 /// Server options that move the examples' dates so that the mCODE breast-cancer patient
 /// (diagnosed 2018-03-16) was diagnosed a year ago: within a prognostic model's follow-up.

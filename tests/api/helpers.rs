@@ -206,6 +206,11 @@ impl TestApp {
             .rows_affected()
     }
 
+    /// Whether the service runs on PostgreSQL (not the embedded database).
+    pub fn is_postgres(&self) -> bool {
+        self.database_url.is_some()
+    }
+
     fn database_url(&self) -> String {
         match &self.database_url {
             Some(url) => url.clone(),

@@ -50,6 +50,7 @@ mod population;
 mod replicas;
 mod request_log;
 mod risk_assessment;
+mod risk_leases;
 mod schemathesis;
 mod search;
 mod shutdown;

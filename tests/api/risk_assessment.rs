@@ -88,6 +88,25 @@ pub(crate) async fn assess(app: &TestApp, patient: &str, parameters: &Value) -> 
         .await
 }
 
+/// Asks for an assessment of `patient` with `Prefer: respond-async`: the status URL of the
+/// 202.
+pub(crate) async fn assess_async(app: &TestApp, patient: &str) -> String {
+    let response = app
+        .client
+        .post(app.url(&format!("Patient/{patient}/$risk-assessment")))
+        .header("content-type", "application/fhir+json")
+        .header("prefer", "respond-async")
+        .body(json!({"resourceType": "Parameters"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    response.headers()["content-location"]
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
 pub(crate) fn of_type<'a>(bundle: &'a Value, t: &str) -> Vec<&'a Value> {
     bundle["entry"]
         .as_array()
@@ -300,20 +319,7 @@ async fn without_the_pathology_the_prediction_comes_back_with_a_warning() {
 async fn asynchronous_requests_are_polled_until_the_bundle_is_ready() {
     let app = spawn_app().await;
     let patient = patient_with_record(&app, true).await;
-    let response = app
-        .client
-        .post(app.url(&format!("Patient/{patient}/$risk-assessment")))
-        .header("content-type", "application/fhir+json")
-        .header("prefer", "respond-async")
-        .body(json!({"resourceType": "Parameters"}).to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
-    let status_url = response.headers()["content-location"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let status_url = assess_async(&app, &patient).await;
     let mut bundle = None;
     for _ in 0..200 {
         let polled = app.get_url(&status_url).await;
@@ -527,13 +533,7 @@ async fn an_ehr_patient_is_assessed_from_the_ehr_and_the_feeds_filed_here() {
 /// Retry-After, and asking again later returns the assessment it went on to file.
 #[tokio::test]
 async fn a_full_queue_answers_429_and_a_slow_assessment_503_then_its_result() {
-    let Some(server) = tokio::task::spawn_blocking(|| {
-        let mut options = crate::ehr::diagnosed_a_year_ago();
-        options.extend(["--delay-ms".into(), "700".into()]);
-        crate::ehr::start_fhir_server(&options)
-    })
-    .await
-    .unwrap() else {
+    let Some(server) = crate::ehr::slow_ehr_with_a_diagnosis().await else {
         return;
     };
     let ehr = server.base_url.clone();
