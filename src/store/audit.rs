@@ -71,7 +71,8 @@ pub enum ChainCheck {
 const ROWS_PER_STATEMENT: usize = 500;
 
 /// The index term of a subject: `X` and the upper-case hex of `kind:value`, one token whatever
-/// the value holds (for SQLite's FTS5 table `audit_subject_terms`, PostgreSQL's text search).
+/// the value holds (for SQLite's FTS5 table `audit_subject_terms`, PostgreSQL's GIN index of
+/// the terms as an array).
 fn subject_term(kind: &str, value: &str) -> String {
     let mut term = String::with_capacity(1 + 2 * (kind.len() + 1 + value.len()));
     push_subject_term(&mut term, kind, value);
@@ -352,7 +353,7 @@ impl Store {
                     binds.len()
                 ),
                 DatabaseBackend::Postgres => format!(
-                    " AND to_tsvector('simple', e.subject_terms) @@ to_tsquery('simple', ${})",
+                    " AND string_to_array(e.subject_terms, ' ') @> ARRAY[${}::text]",
                     binds.len()
                 ),
             });
