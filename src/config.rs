@@ -295,9 +295,10 @@ pub struct DicomSettings {
     pub max_pdu_length: u32,
     /// Largest single instance accepted over DIMSE, in bytes.
     pub max_instance_bytes: usize,
-    /// Instance data all associations together may hold in memory while it arrives, in bytes
-    /// (at least `max_instance_bytes`). Past it an association is not read until memory comes
-    /// free; after 30 s its instance is refused (A700).
+    /// Instance data all DIMSE associations and STOW-RS requests together may hold in memory
+    /// while it arrives, in bytes (at least `max_instance_bytes` and `max_stow_bytes`). Past it
+    /// an association or request is not read until memory comes free; after 30 s its instance
+    /// is refused (A700, or 503 for a STOW-RS request that has stored nothing yet).
     pub max_buffered_bytes: usize,
     /// Seconds an association may stay silent before it is aborted.
     pub idle_timeout_secs: u64,

@@ -494,6 +494,12 @@ pub async fn open_pipeline(settings: &Settings) -> Result<Pipeline, StartupError
         FileStore::new(settings.dicom_dir()),
         ImagingOptions {
             patient_id_system: settings.dicom.patient_id_system.clone(),
+            // One instance of the largest size either way in always fits.
+            max_buffered_bytes: settings
+                .dicom
+                .max_buffered_bytes
+                .max(settings.dicom.max_instance_bytes)
+                .max(settings.dicom.max_stow_bytes),
         },
     )
     .with_hl7_options(Hl7Options {

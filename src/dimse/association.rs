@@ -17,12 +17,12 @@ use dicom_ul::pdu::{AssociationRJServiceUserReason, UserIdentity};
 use dicom_ul::pdu::{PDataValue, PDataValueType};
 use tokio::net::TcpStream;
 
-use super::budget::{Held, MemoryBudget};
 use crate::config::{AllowedCaller, DicomSettings};
 use crate::dicom::{Encoding, check_declared_lengths};
 use crate::domain::{AuditAction, AuditAgent, AuditOutcome, AuditRecord, DicomUid};
 use crate::listener::{Shutdown, stopping};
-use crate::pipeline::{DicomStatus, Pipeline};
+use crate::pipeline::memory_budget::ARRIVAL_WAIT;
+use crate::pipeline::{DicomStatus, Held, MemoryBudget, Pipeline};
 
 /// The Verification SOP Class (C-ECHO).
 pub const VERIFICATION: &str = "1.2.840.10008.1.1";
@@ -61,10 +61,6 @@ impl PendingStore {
         self.held = None;
     }
 }
-
-/// Longest a fragment waits for memory from the shared budget before its instance is refused
-/// (A700); meanwhile its association is not read, so the sender waits too.
-const BUFFER_WAIT: Duration = Duration::from_secs(30);
 
 /// What an association stored.
 #[derive(Default)]
@@ -317,7 +313,7 @@ async fn receive_all<S: Transport>(
                                 // associations share before it is kept; while there is none,
                                 // this association's socket is not read.
                                 let bytes = value.data.len();
-                                if buffers.take(&mut p.held, bytes, BUFFER_WAIT).await {
+                                if buffers.take(&mut p.held, bytes, ARRIVAL_WAIT).await {
                                     p.data.extend_from_slice(&value.data);
                                 } else {
                                     p.refuse("over dicom.max_buffered_bytes");

@@ -6,7 +6,6 @@
 //! dicom-rs's `dicom-storescp` shows the same steps.
 
 mod association;
-mod budget;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -53,10 +52,9 @@ impl StorageScp {
     pub async fn run(self, shutdown: Shutdown) {
         let (settings, pipeline, tls) = (self.settings, self.pipeline, self.tls);
         let max_connections = settings.max_connections;
-        // The bytes of instance data all associations may hold in memory at once; one
-        // instance of the largest size always fits.
-        let buffers =
-            budget::MemoryBudget::new(settings.max_buffered_bytes.max(settings.max_instance_bytes));
+        // The bytes of instance data all associations (and STOW-RS requests) may hold in
+        // memory at once.
+        let buffers = Arc::clone(pipeline.arriving_instances());
         let serve = move |stream, peer, shutdown| {
             let settings = Arc::clone(&settings);
             let pipeline = pipeline.clone();

@@ -17,6 +17,7 @@ mod hl7;
 mod hl7_filing;
 mod imaging;
 mod lookup;
+pub mod memory_budget;
 pub mod models;
 pub mod monitoring;
 mod resources;
@@ -47,6 +48,7 @@ pub use bundle::BundleOutcome;
 pub use embedding::{InstanceEmbedding, StudyEmbeddingReport, embed_dicom};
 pub use hl7::{Hl7Answer, SUPPORTED_MESSAGES};
 pub use imaging::{IngestedInstance, InstanceFailure};
+pub use memory_budget::{Held, MemoryBudget};
 pub use resources::{SearchRequest, Written};
 pub use risk_inputs::{AssessmentInputs, RecordSource};
 
@@ -198,6 +200,8 @@ pub struct Pipeline {
     page_sizes: PageSizes,
     files: FileStore,
     imaging: ImagingOptions,
+    /// The memory instances arriving over DIMSE and STOW-RS may hold, all together.
+    arriving_instances: Arc<MemoryBudget>,
     /// Serialises ImagingStudy refreshes within this process.
     imaging_refresh: Arc<tokio::sync::Mutex<()>>,
     /// The text encoder of the notes, when a loaded model takes notes.
@@ -242,11 +246,14 @@ impl Default for Hl7Options {
     }
 }
 
-/// How DICOM studies map onto FHIR.
-#[derive(Clone, Debug, Default)]
+/// How DICOM studies map onto FHIR, and what their intake may hold in memory.
+#[derive(Clone, Debug)]
 pub struct ImagingOptions {
     /// `Identifier.system` of the DICOM Patient ID on Patients (see `DicomSettings`).
     pub patient_id_system: Option<String>,
+    /// The bytes of instance data DIMSE associations and STOW-RS requests together may hold
+    /// in memory while it arrives (`dicom.max_buffered_bytes`).
+    pub max_buffered_bytes: usize,
 }
 
 /// Search page sizes: the default when `_count` is absent, and the most `_count` may ask for.
@@ -267,6 +274,7 @@ impl Pipeline {
             store,
             page_sizes,
             files,
+            arriving_instances: MemoryBudget::new(imaging.max_buffered_bytes),
             imaging,
             imaging_refresh: Arc::new(tokio::sync::Mutex::new(())),
             image_encoder: None,
@@ -281,6 +289,12 @@ impl Pipeline {
             risk_admission: risk_jobs::RiskAdmission::default(),
             auditor: None,
         }
+    }
+
+    /// The memory budget instances arriving over DIMSE and STOW-RS share: a piece of an
+    /// instance takes its bytes before it is kept.
+    pub fn arriving_instances(&self) -> &Arc<MemoryBudget> {
+        &self.arriving_instances
     }
 
     /// Pulls the patient's record from this EHR for each assessment.

@@ -312,6 +312,7 @@ async fn associations_share_a_memory_budget_and_wait_for_it_rather_than_grow() {
     let app = crate::helpers::spawn_app_with(|s| {
         s.dicom.max_instance_bytes = budget;
         s.dicom.max_buffered_bytes = budget;
+        s.dicom.max_stow_bytes = budget;
     })
     .await;
     let port = app.dicom_port.unwrap();
@@ -351,6 +352,87 @@ async fn associations_share_a_memory_budget_and_wait_for_it_rather_than_grow() {
     })
     .await
     .unwrap();
+    assert_eq!(app.qido("PatientID=1CT1").await.len(), 1);
+}
+
+/// STOW-RS requests hold what arrives against the same budget as associations: a request
+/// whose body does not fit while an association holds the memory is not read on, and its
+/// instance is stored once the association's is and has given its memory back.
+#[tokio::test]
+async fn stow_requests_wait_for_memory_that_associations_hold() {
+    let (Some(ct), Some(mr)) = (pydicom_path("CT_small.dcm"), pydicom_path("MR_small.dcm")) else {
+        return;
+    };
+    let ct = raw::instance(&ct);
+    let body = crate::dicomweb::multipart(&[&std::fs::read(&mr).unwrap()]);
+    // Room for either, not both.
+    let budget = ct.data_set.len().max(body.len()) + 1024;
+    assert!(ct.data_set.len() + body.len() > budget);
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.dicom.max_instance_bytes = budget;
+        s.dicom.max_buffered_bytes = budget;
+        s.dicom.max_stow_bytes = budget;
+    })
+    .await;
+    let port = app.dicom_port.unwrap();
+
+    // The association holds all of its instance but its last byte until told to go on.
+    let (holding, held) = std::sync::mpsc::channel();
+    let (go_on, told) = std::sync::mpsc::channel::<()>();
+    let association = tokio::task::spawn_blocking(move || {
+        let mut association = raw::associate(port, &ct);
+        raw::send_command(&mut association, &ct);
+        let (most, last) = ct.data_set.split_at(ct.data_set.len() - 1);
+        raw::send_data(&mut association, most, false);
+        holding.send(()).unwrap();
+        told.recv().unwrap();
+        raw::send_data(&mut association, last, true);
+        let status = raw::status(&mut association);
+        let _ = association.release();
+        status
+    });
+    tokio::task::spawn_blocking(move || held.recv().unwrap())
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    let request = {
+        let (client, url) = (
+            app.client.clone(),
+            format!("{}/dicomweb/studies", app.address),
+        );
+        tokio::spawn(async move {
+            client
+                .post(url)
+                .header(
+                    "content-type",
+                    format!(
+                        "multipart/related; type=\"application/dicom\"; boundary={}",
+                        crate::dicomweb::BOUNDARY
+                    ),
+                )
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert!(
+        !request.is_finished(),
+        "the STOW-RS body was read while an association held the memory"
+    );
+    assert!(app.qido("PatientID=4MR1").await.is_empty());
+
+    go_on.send(()).unwrap();
+    assert_eq!(association.await.unwrap(), 0x0000);
+    let status = tokio::time::timeout(std::time::Duration::from_secs(20), request)
+        .await
+        .expect("the STOW-RS request went on once the memory came free")
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(app.qido("PatientID=4MR1").await.len(), 1);
     assert_eq!(app.qido("PatientID=1CT1").await.len(), 1);
 }
 

@@ -15,7 +15,8 @@ use super::request::BodyReader;
 use super::{Access, ApiError, ApiState};
 use crate::domain::DicomUid;
 use crate::error::ErrorKind;
-use crate::pipeline::DicomStatus;
+use crate::pipeline::memory_budget::ARRIVAL_WAIT;
+use crate::pipeline::{DicomStatus, Held};
 use crate::store::StudyFilter;
 use json::{StoreResult, store_response, study_match};
 
@@ -35,6 +36,7 @@ const QIDO_MAX_LIMIT: u32 = 1000;
         (status = 400, description = "Multipart framing broken before the first part was complete; nothing was stored", body = Object, content_type = "application/fhir+json"),
         (status = 413, description = "Content-Length over the configured limit, or the body ran over it before its first part was complete", body = Object, content_type = "application/fhir+json"),
         (status = 415, description = "Not multipart/related with type application/dicom", body = Object, content_type = "application/fhir+json"),
+        (status = 503, description = "Instances arriving over DIMSE and STOW-RS held all the memory they may (dicom.max_buffered_bytes) for 30 s before the first part was complete; nothing was stored", body = Object, content_type = "application/fhir+json"),
     )
 )]
 #[post("/studies")]
@@ -57,6 +59,7 @@ pub async fn store_instances(
         (status = 202, description = "Some instances failed, or were stored with a Warning Reason (0008,1196)", body = Object, content_type = "application/dicom+json"),
         (status = 409, description = "No instance was stored", body = Object, content_type = "application/dicom+json"),
         (status = 400, description = "Invalid Study Instance UID or broken multipart framing", body = Object, content_type = "application/fhir+json"),
+        (status = 503, description = "No memory came free for arriving instances within 30 s; nothing was stored", body = Object, content_type = "application/fhir+json"),
     )
 )]
 #[post("/studies/{study}")]
@@ -105,15 +108,23 @@ async fn store(
     let boundary = multipart::boundary(&content_type)
         .map_err(|e| ApiError::new(ErrorKind::Invalid, e.to_string()))?;
     // The body is read as it arrives and each instance stored once its part is complete: a
-    // request holds one instance in memory at a time, not the whole study.
+    // request holds one instance in memory at a time, not the whole study. What it holds is
+    // taken from the memory budget DIMSE associations share too: while there is none, the
+    // body is not read, and the sender waits.
     let mut body = BodyReader::new(&req, payload, state.dicomweb_max_body_bytes)?;
     let mut reader = multipart::PartReader::new(&boundary);
+    let budget = state.pipeline.arriving_instances();
+    let mut held: Option<Held> = None;
     let mut results = Vec::new();
     let mut studies = std::collections::BTreeSet::new();
     let broken: Option<ApiError> = loop {
         match reader.next_part() {
             Ok(Some(part)) => {
                 let (result, stored_study) = store_part(&state, part, study.as_ref()).await;
+                // The part's bytes are gone once it is stored or refused.
+                if let Some(held) = held.as_mut() {
+                    held.keep_only(reader.buffered());
+                }
                 studies.extend(stored_study);
                 results.push(result);
                 continue;
@@ -122,7 +133,16 @@ async fn store(
             Err(e) => break Some(ApiError::new(ErrorKind::Invalid, e.to_string())),
         }
         match body.next_chunk().await {
-            Ok(Some(chunk)) => reader.push(&chunk),
+            Ok(Some(chunk)) => {
+                if !budget.take(&mut held, chunk.len(), ARRIVAL_WAIT).await {
+                    break Some(ApiError::new(
+                        ErrorKind::Unavailable,
+                        "arriving instances hold all the memory the service gives them \
+                         (dicom.max_buffered_bytes); try again later",
+                    ));
+                }
+                reader.push(&chunk);
+            }
             Ok(None) => {
                 break reader
                     .finish()
@@ -132,6 +152,7 @@ async fn store(
             Err(e) => break Some(e),
         }
     };
+    drop(held);
     if let Some(error) = broken {
         // Nothing read yet: the request is refused whole, as before any instance is touched.
         // Otherwise the instances already stored stay stored, and the answer says which were

@@ -234,6 +234,11 @@ impl PartReader {
         }
     }
 
+    /// Bytes kept that no part returned so far holds.
+    pub fn buffered(&self) -> usize {
+        self.buffer.len()
+    }
+
     /// Parts read so far.
     pub fn parts_read(&self) -> usize {
         self.parts

@@ -1,6 +1,7 @@
-//! The memory all associations together may hold in instance data while it arrives. A
-//! fragment takes its bytes before it is kept; what an instance holds is given back when it is
-//! stored or dropped. Not first come, first served: a fragment that fits is taken at once,
+//! The memory all DICOM intake together may hold in instance data while it arrives, over
+//! DIMSE associations and STOW-RS requests alike (`dicom.max_buffered_bytes`). A fragment
+//! takes its bytes before it is kept; what an instance holds is given back when it is stored
+//! or dropped. Not first come, first served: a fragment that fits is taken at once,
 //! so an instance nearly done is not held up behind a large one waiting for room (with a
 //! queue, the waiter took the bytes the nearly-done instance needed, and both waited).
 
@@ -9,8 +10,12 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+/// Longest a piece of an instance waits for memory before its instance is refused;
+/// meanwhile its connection is not read, so the sender waits too.
+pub const ARRIVAL_WAIT: Duration = Duration::from_secs(30);
+
 #[derive(Debug)]
-pub(super) struct MemoryBudget {
+pub struct MemoryBudget {
     limit: usize,
     used: Mutex<usize>,
     freed: Notify,
@@ -18,13 +23,13 @@ pub(super) struct MemoryBudget {
 
 /// Bytes taken from a budget, given back when dropped.
 #[derive(Debug)]
-pub(super) struct Held {
+pub struct Held {
     budget: Arc<MemoryBudget>,
     bytes: usize,
 }
 
 impl MemoryBudget {
-    pub(super) fn new(limit: usize) -> Arc<Self> {
+    pub fn new(limit: usize) -> Arc<Self> {
         Arc::new(Self {
             limit,
             used: Mutex::new(0),
@@ -34,7 +39,7 @@ impl MemoryBudget {
 
     /// Adds `bytes` to `held` (a new hold when `None`), waiting up to `wait` for them to come
     /// free; `false` when they did not.
-    pub(super) async fn take(
+    pub async fn take(
         self: &Arc<Self>,
         held: &mut Option<Held>,
         bytes: usize,
@@ -71,6 +76,20 @@ impl MemoryBudget {
     #[cfg(test)]
     fn used(&self) -> usize {
         *self.used.lock().unwrap()
+    }
+}
+
+impl Held {
+    /// Gives back all but `bytes` of what this holds (nothing when it holds no more).
+    pub fn keep_only(&mut self, bytes: usize) {
+        let Some(freed) = self.bytes.checked_sub(bytes).filter(|&n| n > 0) else {
+            return;
+        };
+        self.bytes = bytes;
+        let mut used = self.budget.used.lock().unwrap_or_else(|e| e.into_inner());
+        *used = used.saturating_sub(freed);
+        drop(used);
+        self.budget.freed.notify_waiters();
     }
 }
 
@@ -111,8 +130,12 @@ mod tests {
         };
         tokio::task::yield_now().await;
         assert!(budget.take(&mut first, 10, Duration::ZERO).await);
-        drop(first);
+        // Giving back all but some leaves room for the waiter.
+        first.as_mut().unwrap().keep_only(40);
+        assert_eq!(budget.used(), 40);
         assert!(waiting.await.unwrap());
+        assert_eq!(budget.used(), 40);
+        drop(first);
         assert_eq!(budget.used(), 0);
     }
 }
