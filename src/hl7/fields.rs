@@ -1,13 +1,16 @@
 //! Reading fields out of a segment: escape sequences decoded, the HL7 null (`""`) read as
 //! empty, every problem located by segment occurrence and field.
 //!
-//! Fields are parsed lazily: the segment line is split at its field separators, and a field's
-//! structure (repetitions, components, subcomponents) is parsed by hl7-parser only when asked
-//! for, and only for that field. A message carries many segments and fields the service never
-//! reads (PV1, NK1 …); parsing them all made parsing most of the cost of filing a message.
+//! Fields are read lazily: the segment line is split at its field separators, and a field's
+//! structure (repetitions, components, subcomponents) is found only when asked for, by
+//! splitting that field's text at the next separator down, without copying or allocating.
+//! That is all the structure HL7 v2 has: an escape sequence (`\F\`, `\S\` …) never holds a
+//! separator, so splitting the raw text is exact, and decoding happens last, on the one value
+//! read. A message carries many segments and fields the service never reads (PV1, NK1 …);
+//! parsing them all made parsing most of the cost of filing a message, and building
+//! hl7-parser's tree of vectors for each field read was still a third of reading a message.
 
-use hl7_parser::message::{Field, Repeat, Separators};
-use hl7_parser::parser::parse_field_with_separators;
+use hl7_parser::message::Separators;
 
 use super::ack::{ErrorCondition, ErrorLocation, MessageProblem};
 
@@ -54,13 +57,16 @@ impl<'m> SegmentReader<'m> {
         !raw.contains([s.repetition, s.component, s.subcomponent])
     }
 
-    /// Field `n`, its structure parsed; `None` when absent or empty.
+    /// Field `n`; `None` when absent or empty.
     pub fn field(&self, n: usize) -> Option<Field<'m>> {
         let raw = self.raw(n);
         if raw.is_empty() {
             return None;
         }
-        parse_field_with_separators(raw, self.separators).ok()
+        Some(Field {
+            raw,
+            separators: self.separators,
+        })
     }
 
     /// Component `c` of the first repetition of field `n`, decoded.
@@ -74,8 +80,8 @@ impl<'m> SegmentReader<'m> {
             };
         }
         self.field(n)
-            .and_then(|f| f.repeats.into_iter().next())
-            .map(|r| self.repeat_component(&r, c))
+            .and_then(|f| f.component(c))
+            .map(|c| self.decode(c.raw_value()))
             .unwrap_or_default()
     }
 
@@ -88,8 +94,7 @@ impl<'m> SegmentReader<'m> {
     pub fn repeats(&self, n: usize) -> Vec<Repeat<'m>> {
         self.field(n)
             .map(|f| {
-                f.repeats
-                    .into_iter()
+                f.repeats()
                     .filter(|r| !r.is_empty() && r.raw_value() != "\"\"")
                     .collect()
             })
@@ -109,7 +114,7 @@ impl<'m> SegmentReader<'m> {
         repeat
             .component(c)
             .and_then(|c| c.subcomponent(s))
-            .map(|s| self.decode(s.raw_value()))
+            .map(|s| self.decode(s))
             .unwrap_or_default()
     }
 
@@ -138,6 +143,91 @@ impl<'m> SegmentReader<'m> {
             location: Some(self.at(n)),
             text: format!("{} #{}: {what}", self.name, self.occurrence),
         }
+    }
+}
+
+/// A field as sent (never empty): its repetitions.
+#[derive(Debug, Clone, Copy)]
+pub struct Field<'m> {
+    raw: &'m str,
+    separators: Separators,
+}
+
+impl<'m> Field<'m> {
+    /// The field's text, escape sequences and all.
+    pub fn raw_value(&self) -> &'m str {
+        self.raw
+    }
+
+    /// Its repetitions, empty ones included.
+    pub fn repeats(&self) -> impl Iterator<Item = Repeat<'m>> + use<'m> {
+        let separators = self.separators;
+        self.raw
+            .split(separators.repetition)
+            .map(move |raw| Repeat { raw, separators })
+    }
+
+    /// Component `c` (1-based) of the first repetition.
+    pub fn component(&self, c: usize) -> Option<Component<'m>> {
+        self.repeats().next()?.component(c)
+    }
+
+    /// Whether no repetition holds a value.
+    pub fn is_empty(&self) -> bool {
+        self.repeats().all(|r| r.is_empty())
+    }
+}
+
+/// One repetition of a field: its components.
+#[derive(Debug, Clone, Copy)]
+pub struct Repeat<'m> {
+    raw: &'m str,
+    separators: Separators,
+}
+
+impl<'m> Repeat<'m> {
+    /// The repetition's text, escape sequences and all.
+    pub fn raw_value(&self) -> &'m str {
+        self.raw
+    }
+
+    /// Component `c` (1-based); `None` past the last.
+    pub fn component(&self, c: usize) -> Option<Component<'m>> {
+        let raw = self
+            .raw
+            .split(self.separators.component)
+            .nth(c.checked_sub(1)?)?;
+        Some(Component {
+            raw,
+            subcomponent: self.separators.subcomponent,
+        })
+    }
+
+    /// Whether it holds nothing but separators.
+    pub fn is_empty(&self) -> bool {
+        let s = &self.separators;
+        self.raw
+            .chars()
+            .all(|ch| ch == s.component || ch == s.subcomponent)
+    }
+}
+
+/// One component of a repetition: its subcomponents.
+#[derive(Debug, Clone, Copy)]
+pub struct Component<'m> {
+    raw: &'m str,
+    subcomponent: char,
+}
+
+impl<'m> Component<'m> {
+    /// The component's text, escape sequences and all.
+    pub fn raw_value(&self) -> &'m str {
+        self.raw
+    }
+
+    /// Subcomponent `s` (1-based), as sent; `None` past the last.
+    pub fn subcomponent(&self, s: usize) -> Option<&'m str> {
+        self.raw.split(self.subcomponent).nth(s.checked_sub(1)?)
     }
 }
 

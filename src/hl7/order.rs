@@ -1,12 +1,10 @@
 //! ORM^O01 and OMI^O23 orders read into order drafts: one per ORC, with the OBR (and for OMI
 //! the TQ1 timing and IPC imaging procedure control) that follow it, and NTE comments.
 
-use hl7_parser::message::Repeat;
-
 use super::Hl7Code;
 use super::ack::{ErrorCondition, MessageProblem};
 use super::content::DateContext;
-use super::fields::{SegmentReader, coded};
+use super::fields::{Repeat, SegmentReader, coded};
 use super::patient::Authority;
 
 /// An entity identifier (EI: id ^ namespace ^ universal id ^ universal id type), such as a

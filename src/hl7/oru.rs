@@ -4,13 +4,11 @@
 //! ratio), DT/TS/DTM (a date or time). Problems name the segment occurrence and field, never
 //! the value.
 
-use hl7_parser::message::Field;
-
 use super::Hl7Code;
 use super::ack::{ErrorCondition, MessageProblem};
 use super::codes::is_well_formed_loinc;
 use super::content::DateContext;
-use super::fields::{SegmentReader, coded};
+use super::fields::{Field, SegmentReader, coded};
 use super::order::{EntityId, entity_id, notes};
 
 #[derive(Debug, Clone, PartialEq)]

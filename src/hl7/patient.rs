@@ -2,10 +2,8 @@
 //! addresses, phone numbers and death. ADT messages carry it to be kept; ORU and ORM/OMI
 //! messages name it so that results and orders find their Patient.
 
-use hl7_parser::message::Repeat;
-
 use super::ack::{ErrorCondition, MessageProblem};
-use super::fields::SegmentReader;
+use super::fields::{Repeat, SegmentReader};
 
 /// An identifier (CX) from PID-3: value, who assigned it and what kind it is.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
