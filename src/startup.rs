@@ -88,6 +88,7 @@ struct Served {
     mllp_port: Option<u16>,
     server: Server,
     store: Store,
+    pipeline: Pipeline,
     background: Vec<tokio::task::JoinHandle<()>>,
     /// The DICOM and MLLP listeners, and the signal that stops them.
     doors: Vec<tokio::task::JoinHandle<()>>,
@@ -309,6 +310,7 @@ async fn serve(
     let token_url = api::smart::issuer_discovery(&state)
         .await
         .and_then(|d| d.get("token_endpoint")?.as_str().map(str::to_owned));
+    let pipeline = state.pipeline.clone();
     let server = run(
         listener,
         state,
@@ -327,11 +329,16 @@ async fn serve(
         mllp_port,
         server,
         store,
+        pipeline,
         background,
         doors,
         stop_doors: Arc::new(stop_doors),
     })
 }
+
+/// How long asynchronous assessments running at a stop get to finish, as long as the
+/// DICOM and MLLP doors give their connections.
+const JOB_DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Application {
     pub fn port(&self) -> u16 {
@@ -375,6 +382,13 @@ impl Application {
         }
         for task in &self.served.background {
             task.abort();
+        }
+        // Asynchronous assessments still running here finish, or end before they file
+        // anything more, before their leases are given up: otherwise a replica taking one over
+        // would run it beside this process.
+        let unfinished = self.served.pipeline.stop_risk_jobs(JOB_DRAIN).await;
+        if unfinished > 0 {
+            tracing::info!(unfinished, "assessments still running at the stop ended unfinished");
         }
         // Unfinished shared work (asynchronous assessments, claimed embeddings) goes to the
         // other replicas now rather than when its leases run out.

@@ -67,15 +67,27 @@ pub async fn with_request_id<F: std::future::Future>(id: String, future: F) -> F
 /// Spawns a task inside the caller's span and request, so that what it logs and audits (an
 /// assessment finishing after its request was answered, a connection's messages) carries the
 /// caller's request id. The bare `tokio::spawn` is refused by clippy (`clippy.toml`): use this.
-#[allow(clippy::disallowed_methods)]
 pub fn spawn_with_tracing<F>(future: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    spawn_with_tracing_on(&tokio::runtime::Handle::current(), future)
+}
+
+/// [`spawn_with_tracing`] on `runtime`: for work that must outlive the runtime it starts on
+/// (an HTTP worker's, which stops with the server).
+pub fn spawn_with_tracing_on<F>(
+    runtime: &tokio::runtime::Handle,
+    future: F,
+) -> tokio::task::JoinHandle<F::Output>
 where
     F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
 {
     let span = tracing::Span::current();
     match current_request_id() {
-        Some(id) => tokio::spawn(REQUEST_ID.scope(id, future).instrument(span)),
-        None => tokio::spawn(future.instrument(span)),
+        Some(id) => runtime.spawn(REQUEST_ID.scope(id, future).instrument(span)),
+        None => runtime.spawn(future.instrument(span)),
     }
 }

@@ -26,7 +26,7 @@ use crate::report::{
     operation_outcome, resource_url,
 };
 use crate::store::{PendingRiskJob, RiskJobState};
-use crate::telemetry::spawn_with_tracing;
+use crate::telemetry::{spawn_with_tracing, spawn_with_tracing_on};
 
 /// How many assessments may run at once (synchronous and asynchronous together) and how long
 /// a synchronous caller waits for one.
@@ -40,6 +40,11 @@ pub struct RiskAdmission {
     /// The asynchronous jobs running in this process: a pass that takes over jobs whose lease
     /// ran out (a renewal stalled) does not start a second run of one still running here.
     running: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    /// Set when the service stops: the jobs still running end before they file anything more.
+    stopping: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Where assessments run: the runtime the service was built on, not an HTTP worker's,
+    /// which stops with the server and would drop them mid-run.
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 /// A job's place in [`RiskAdmission::running`], given up when its run ends however it ends.
@@ -96,7 +101,33 @@ impl RiskAdmission {
             time_limit,
             job_lease: DEFAULT_JOB_LEASE,
             running: Arc::default(),
+            stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
+            runtime: tokio::runtime::Handle::try_current().ok(),
         }
+    }
+
+    /// Starts an assessment's task where assessments run.
+    fn spawn<F>(&self, future: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        match &self.runtime {
+            Some(runtime) => spawn_with_tracing_on(runtime, future),
+            None => spawn_with_tracing(future),
+        }
+    }
+
+    /// How many asynchronous jobs run in this process now.
+    fn jobs_running(&self) -> usize {
+        self.running.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Resolves once the service is stopping.
+    async fn stopped(&self) {
+        let mut stopping = self.stopping.subscribe();
+        // The sender lives as long as `self`.
+        let _ = stopping.wait_for(|stopping| *stopping).await;
     }
 
     /// With asynchronous jobs held under `lease` (at least a second).
@@ -205,7 +236,7 @@ impl Pipeline {
                     )
                     .await?;
                 tracing::info!(job, "assessment accepted");
-                spawn_with_tracing(self.clone().run_job(
+                self.risk_admission.spawn(self.clone().run_job(
                     job.clone(),
                     request,
                     base.to_owned(),
@@ -242,7 +273,7 @@ impl Pipeline {
         permit: OwnedSemaphorePermit,
     ) -> Result<Assessment, PipelineError> {
         let pipeline = self.clone();
-        let task = spawn_with_tracing(async move {
+        let task = self.risk_admission.spawn(async move {
             let _permit = permit;
             pipeline.assess_risk(&request, inputs).await
         });
@@ -345,7 +376,7 @@ impl Pipeline {
             return;
         };
         span.in_scope(|| tracing::info!("taking over an assessment whose holder is gone"));
-        spawn_with_tracing(
+        self.risk_admission.spawn(
             crate::telemetry::with_request_id(
                 request_id,
                 self.clone().run_job(job.id, request, job.base, permit),
@@ -379,6 +410,12 @@ impl Pipeline {
         };
         let result = tokio::select! {
             result = assessed => result,
+            () = self.risk_admission.stopped() => {
+                // The service stops: its lease is given up next, and the replica that takes
+                // the job over runs it whole.
+                tracing::info!(job, "the service stops; the assessment is left to another run");
+                return;
+            }
             () = self.keep_lease(&job) => {
                 // Stopped before it files anything more: another replica holds the job now,
                 // and its run is the one that counts.
@@ -416,6 +453,25 @@ impl Pipeline {
                 tracing::error!(job, error = %error_chain(&e), "could not record how an assessment ended");
             }
         }
+    }
+
+    /// For a stop: lets the asynchronous assessments running here finish for up to `grace`,
+    /// then ends the rest before they file anything more, so that when this process gives up
+    /// its leases no job is still running here while another replica takes it over. The
+    /// number ended unfinished.
+    pub async fn stop_risk_jobs(&self, grace: Duration) -> usize {
+        let admission = &self.risk_admission;
+        let deadline = tokio::time::Instant::now() + grace;
+        while admission.jobs_running() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let unfinished = admission.jobs_running();
+        admission.stopping.send_replace(true);
+        // Each ends at its next await; none holds the thread for long.
+        while admission.jobs_running() > 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        unfinished
     }
 
     /// Renews a running job's lease every third of it, for as long as it is polled; returns

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::helpers::{TestApp, spawn_app_with};
+use crate::helpers::{TestApp, spawn_app_in, spawn_app_with};
 use crate::risk_assessment::assess_async;
 
 const PATIENT: &str = "cancer-patient-jenny-m";
@@ -65,4 +65,33 @@ async fn a_job_whose_lease_was_taken_stops_and_files_nothing_twice() {
         tokio::time::sleep(Duration::from_secs(5)).await;
         assert_eq!(reports(&app).await, 1);
     }
+}
+
+/// A stop lets an asynchronous assessment running in the process finish before its lease is
+/// given up: after a restart with the EHR gone, its Bundle is there. (Given up while the run
+/// went on, the job was taken over by the restarted service, which could not reach the EHR.)
+#[tokio::test]
+async fn a_stop_lets_a_running_assessment_finish_before_giving_up_its_lease() {
+    let Some(server) = crate::ehr::slow_ehr_with_a_diagnosis().await else {
+        return;
+    };
+    let ehr = server.base_url.clone();
+    let configure = move |s: &mut prognostics::config::Settings| {
+        s.ehr.base_url = Some(ehr.clone());
+        s.ehr.timeout_secs = 10;
+    };
+    let app = spawn_app_with(configure.clone()).await;
+    let status_url = assess_async(&app, PATIENT).await;
+    // The assessment is pulling the record when the stop comes.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let old_address = app.address.clone();
+    let (dir, database) = app.stop().await;
+    drop(server);
+
+    let app = spawn_app_in(dir, database, configure).await;
+    let response = app
+        .get_url(&status_url.replace(&old_address, &app.address))
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(reports(&app).await, 1);
 }
