@@ -16,7 +16,8 @@
 //! secured read by id are run in turn this many times, and their medians reported),
 //! `BENCH_READ_CACHE` (entries of the read cache; default: the service's default, on for SQLite
 //! and off for PostgreSQL), `BENCH_DB_CONNECTIONS` (the database pool's size; default: the
-//! service's). Each scenario also reports the CPU time the serving process spent
+//! service's), `BENCH_SEARCH_CACHE_MIB` (the search cache; default: the service's, 64 MiB; 0
+//! measures every search against the database). Each scenario also reports the CPU time the serving process spent
 //! per request, which a busy neighbour on a shared machine disturbs less than throughput.
 // A load generator is the service's client: its tasks need no request span.
 #![allow(clippy::disallowed_methods)]
@@ -105,6 +106,12 @@ async fn main() {
     settings.database.read_cache_entries = std::env::var("BENCH_READ_CACHE")
         .ok()
         .and_then(|v| v.parse().ok());
+    if let Some(mib) = std::env::var("BENCH_SEARCH_CACHE_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        settings.database.search_cache_mib = mib;
+    }
     // The baseline: no authorization, no audit trail.
     settings.audit.enabled = false;
     let backend = match fresh_postgres_database().await {

@@ -266,6 +266,9 @@ pub struct DatabaseSettings {
     /// PostgreSQL the other replicas' writes reach it by LISTEN/NOTIFY, and it is bypassed
     /// whenever that feed is down.
     pub read_cache_entries: Option<usize>,
+    /// MiB of search pages kept in memory for searches asked again (default 64; 0: off).
+    /// Every committed write, on this replica or (by LISTEN/NOTIFY) another, empties it.
+    pub search_cache_mib: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -631,6 +634,7 @@ impl Default for DatabaseSettings {
             max_connections: 16,
             acquire_timeout_secs: 5,
             read_cache_entries: None,
+            search_cache_mib: 64,
         }
     }
 }

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, TimeZone, Utc};
 
 /// `[start_ms, end_ms)`: milliseconds since the Unix epoch, end exclusive.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct DateRange {
     pub start_ms: i64,
     pub end_ms: i64,

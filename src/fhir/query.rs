@@ -8,7 +8,7 @@ use super::reference::parse_local_reference;
 use super::search_params::{SearchParamDef, SearchParamKind, search_params_for};
 use crate::domain::{ResourceId, ResourceType};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DateComparator {
     Eq,
     Ne,
@@ -20,14 +20,14 @@ pub enum DateComparator {
     Eb,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct DateCriterion {
     pub comparator: DateComparator,
     pub range: DateRange,
 }
 
 /// `system|code`, `code`, `system|` or `|code`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct TokenCriterion {
     /// `None`: any system; `Some("")`: no system.
     pub system: Option<String>,
@@ -35,7 +35,7 @@ pub struct TokenCriterion {
     pub code: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Filter {
     /// `_id`: any of these ids.
     Id(Vec<ResourceId>),
@@ -61,7 +61,7 @@ pub enum Filter {
     Missing { param: &'static str, missing: bool },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SortKey {
     Id,
     LastUpdated,
@@ -69,7 +69,7 @@ pub enum SortKey {
     Date(&'static str),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SortOrder {
     Ascending,
     Descending,

@@ -1,6 +1,7 @@
-//! A bounded in-process cache of current resource versions for reads by id: every committed
-//! write invalidates its keys, and an epoch counter keeps a read that raced with a commit from
-//! caching what it read before it. On the embedded SQLite file this process is the only writer.
+//! A bounded in-process cache of current resource versions for reads by id, and of search
+//! pages: every committed write invalidates its keys (and every search page: a write of any
+//! resource may change what a search matches), and an epoch counter keeps a read or search
+//! that raced with a commit from caching what it read before it. On the embedded SQLite file this process is the only writer.
 //! On PostgreSQL other replicas write too: their commits arrive as notifications (see
 //! `Store::follow_other_writers`), and the cache is bypassed while none are being received
 //! (before the listener is up, and after its connection drops until it is up again and the
@@ -14,12 +15,40 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::resources::StoredResource;
 use crate::domain::{ResourceId, ResourceType};
+use crate::fhir::{Filter, SearchQuery, SortKey, SortOrder};
 
 type Key = (ResourceType, ResourceId);
+
+/// What decides a search page: the type, the criteria, the order and the page's place.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) struct SearchKey {
+    resource_type: ResourceType,
+    filters: Vec<Filter>,
+    sort: Vec<(SortKey, SortOrder)>,
+    count: u32,
+    offset: u32,
+}
+
+impl SearchKey {
+    pub(super) fn of(resource_type: ResourceType, query: &SearchQuery) -> Self {
+        Self {
+            resource_type,
+            filters: query.filters.clone(),
+            sort: query.sort.clone(),
+            count: query.count,
+            offset: query.offset,
+        }
+    }
+}
+
+/// A search page and the total count of matches.
+pub(super) type SearchPage = (Vec<StoredResource>, u64);
 
 #[derive(Debug)]
 pub(super) struct ReadCache {
     capacity: usize,
+    /// Bytes of resource text the cached search pages may hold together; 0: none cached.
+    search_budget: usize,
     /// Whether every other writer's commits reach [`ReadCache::invalidate`].
     live: AtomicBool,
     inner: Mutex<Inner>,
@@ -34,15 +63,28 @@ struct Inner {
     /// here (removing them would cost a scan per write); eviction skips them, and the queue is
     /// compacted when it grows past twice the capacity.
     order: VecDeque<Key>,
+    searches: HashMap<SearchKey, SearchPage>,
+    /// Search pages in insertion order, for eviction; with the bytes they hold.
+    search_order: VecDeque<(SearchKey, usize)>,
+    search_bytes: usize,
+}
+
+impl Inner {
+    fn forget_searches(&mut self) {
+        self.searches.clear();
+        self.search_order.clear();
+        self.search_bytes = 0;
+    }
 }
 
 impl ReadCache {
-    /// A cache of at most `capacity` resources; 0 turns it off. `live`: whether it may serve
-    /// at once (a sole writer), or only once [`ReadCache::set_live`] says other writers'
-    /// commits are followed.
-    pub(super) fn new(capacity: usize, live: bool) -> Self {
+    /// A cache of at most `capacity` resources and `search_budget` bytes of search pages; 0
+    /// turns either off. `live`: whether it may serve at once (a sole writer), or only once
+    /// [`ReadCache::set_live`] says other writers' commits are followed.
+    pub(super) fn new(capacity: usize, search_budget: usize, live: bool) -> Self {
         Self {
             capacity,
+            search_budget,
             live: AtomicBool::new(live),
             inner: Mutex::new(Inner::default()),
         }
@@ -55,6 +97,7 @@ impl ReadCache {
         inner.epoch = inner.epoch.wrapping_add(1);
         inner.entries.clear();
         inner.order.clear();
+        inner.forget_searches();
         self.live.store(live, Ordering::SeqCst);
     }
 
@@ -66,11 +109,15 @@ impl ReadCache {
 
     /// Whether writes must be invalidated here (and announced to other replicas).
     pub(super) fn enabled(&self) -> bool {
-        self.capacity > 0
+        self.capacity > 0 || self.search_budget > 0
     }
 
     fn serving(&self) -> bool {
-        self.enabled() && self.live.load(Ordering::SeqCst)
+        self.capacity > 0 && self.live.load(Ordering::SeqCst)
+    }
+
+    fn serving_searches(&self) -> bool {
+        self.search_budget > 0 && self.live.load(Ordering::SeqCst)
     }
 
     /// The epoch to pass to [`ReadCache::insert`] after reading from the database.
@@ -113,7 +160,7 @@ impl ReadCache {
         }
     }
 
-    /// Forgets `keys` after their writes committed.
+    /// Forgets `keys`, and every search page, after their writes committed.
     pub(super) fn invalidate(&self, keys: &[Key]) {
         if !self.enabled() || keys.is_empty() {
             return;
@@ -122,6 +169,50 @@ impl ReadCache {
         inner.epoch = inner.epoch.wrapping_add(1);
         for key in keys {
             inner.entries.remove(key);
+        }
+        if !inner.searches.is_empty() {
+            inner.forget_searches();
+        }
+    }
+
+    pub(super) fn search_page(&self, key: &SearchKey) -> Option<SearchPage> {
+        if !self.serving_searches() {
+            return None;
+        }
+        self.lock().searches.get(key).cloned()
+    }
+
+    /// Caches a search page, unless a write was committed since `epoch` was taken or the page
+    /// alone would take over an eighth of the budget; the oldest pages go past the budget.
+    pub(super) fn insert_search_page(&self, epoch: u64, key: SearchKey, page: &SearchPage) {
+        if !self.serving_searches() {
+            return;
+        }
+        let bytes = page
+            .0
+            .iter()
+            .map(|s| s.content.as_ref().map_or(0, String::len) + 64)
+            .sum::<usize>()
+            + 64;
+        if bytes > self.search_budget / 8 {
+            return;
+        }
+        let mut inner = self.lock();
+        if inner.epoch != epoch || !self.live.load(Ordering::SeqCst) {
+            return;
+        }
+        if inner.searches.insert(key.clone(), page.clone()).is_some() {
+            // Already cached by a search that ran beside this one: the same page.
+            return;
+        }
+        inner.search_order.push_back((key, bytes));
+        inner.search_bytes += bytes;
+        while inner.search_bytes > self.search_budget {
+            let Some((oldest, size)) = inner.search_order.pop_front() else {
+                break;
+            };
+            inner.searches.remove(&oldest);
+            inner.search_bytes -= size;
         }
     }
 }
@@ -145,7 +236,7 @@ mod tests {
 
     #[test]
     fn a_read_that_raced_with_a_commit_is_not_cached() {
-        let cache = ReadCache::new(10, true);
+        let cache = ReadCache::new(10, 0, true);
         let before = cache.epoch();
         let a = ResourceId::parse("a").unwrap();
         cache.invalidate(&[(ResourceType::Patient, a.clone())]);
@@ -160,7 +251,7 @@ mod tests {
 
     #[test]
     fn the_oldest_entries_are_evicted_past_capacity() {
-        let cache = ReadCache::new(2, true);
+        let cache = ReadCache::new(2, 0, true);
         for id in ["a", "b", "c"] {
             cache.insert(cache.epoch(), &stored(id, 1));
         }
@@ -171,7 +262,7 @@ mod tests {
 
     #[test]
     fn rewriting_the_same_resources_keeps_the_cache_bounded() {
-        let cache = ReadCache::new(3, true);
+        let cache = ReadCache::new(3, 0, true);
         let a = ResourceId::parse("a").unwrap();
         for v in 1..=100 {
             cache.insert(cache.epoch(), &stored("a", v));
@@ -190,9 +281,52 @@ mod tests {
         );
     }
 
+    fn search_for(subject: &str) -> SearchKey {
+        let params = [("subject".to_owned(), format!("Patient/{subject}"))];
+        let query =
+            crate::fhir::parse_search(ResourceType::Observation, &params, false, 10, 100).unwrap();
+        SearchKey::of(ResourceType::Observation, &query)
+    }
+
+    #[test]
+    fn a_search_page_is_served_until_any_write_commits() {
+        let cache = ReadCache::new(0, 1 << 20, true);
+        let page = (vec![stored("a", 1)], 1);
+        cache.insert_search_page(cache.epoch(), search_for("p"), &page);
+        assert_eq!(cache.search_page(&search_for("p")).unwrap().1, 1);
+        assert!(cache.search_page(&search_for("q")).is_none());
+        // A write of any resource, even of another type than the search's.
+        cache.invalidate(&[(ResourceType::Patient, ResourceId::parse("x").unwrap())]);
+        assert!(cache.search_page(&search_for("p")).is_none());
+        // A search that ran while a write committed keeps what it found to itself.
+        let before = cache.epoch();
+        cache.invalidate(&[(ResourceType::Patient, ResourceId::parse("x").unwrap())]);
+        cache.insert_search_page(before, search_for("p"), &page);
+        assert!(cache.search_page(&search_for("p")).is_none());
+    }
+
+    #[test]
+    fn search_pages_stay_within_their_budget_oldest_first() {
+        let page = (vec![stored("a", 1)], 1);
+        let one = page.0[0].content.as_ref().unwrap().len() + 128;
+        let cache = ReadCache::new(0, 10 * one, true);
+        for subject in [
+            "p1", "p2", "p3", "p4", "p5", "p6", "p7", "p8", "p9", "p10", "p11",
+        ] {
+            cache.insert_search_page(cache.epoch(), search_for(subject), &page);
+        }
+        assert!(cache.search_page(&search_for("p1")).is_none());
+        assert!(cache.search_page(&search_for("p11")).is_some());
+        assert!(cache.lock().search_bytes <= 10 * one);
+        // A page over an eighth of the budget is not kept at all.
+        let big = (vec![stored("a", 1); 4], 4);
+        cache.insert_search_page(cache.epoch(), search_for("big"), &big);
+        assert!(cache.search_page(&search_for("big")).is_none());
+    }
+
     #[test]
     fn a_cache_that_may_miss_other_writers_serves_nothing_until_it_follows_them() {
-        let cache = ReadCache::new(10, false);
+        let cache = ReadCache::new(10, 0, false);
         let a = ResourceId::parse("a").unwrap();
         cache.insert(cache.epoch(), &stored("a", 1));
         assert!(cache.get(ResourceType::Patient, &a).is_none());
@@ -210,7 +344,7 @@ mod tests {
 
     #[test]
     fn a_zero_capacity_cache_holds_nothing() {
-        let cache = ReadCache::new(0, true);
+        let cache = ReadCache::new(0, 0, true);
         cache.insert(cache.epoch(), &stored("a", 1));
         assert!(
             cache

@@ -295,7 +295,14 @@ impl Store {
         Ok(Store {
             pool,
             backend,
-            cache: Arc::new(ReadCache::new(cache_entries, sole_writer)),
+            cache: Arc::new(ReadCache::new(
+                cache_entries,
+                settings
+                    .database
+                    .search_cache_mib
+                    .saturating_mul(1024 * 1024),
+                sole_writer,
+            )),
             shared_url: (!sole_writer).then(|| Arc::new(url.clone())),
             replica: uuid::Uuid::new_v4().to_string().into(),
             _lock: lock,

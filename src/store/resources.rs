@@ -173,8 +173,16 @@ impl Store {
         t: ResourceType,
         query: &SearchQuery,
     ) -> Result<(Vec<StoredResource>, u64), StoreError> {
+        // A page asked for again is served from memory until a write may have changed it.
+        let key = super::cache::SearchKey::of(t, query);
+        if let Some(page) = self.cache.search_page(&key) {
+            return Ok(page);
+        }
+        let epoch = self.cache.epoch();
         let mut conn = self.pool.acquire().await?;
-        search_on(&mut conn, t, query).await
+        let page = search_on(&mut conn, t, query).await?;
+        self.cache.insert_search_page(epoch, key, &page);
+        Ok(page)
     }
 
     /// Every current resource of type `t`, `limit` at a time by id after `after` (a job that

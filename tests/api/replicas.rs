@@ -235,6 +235,56 @@ async fn a_replica_reads_what_another_replica_wrote_not_its_cached_version() {
 }
 
 #[tokio::test]
+async fn a_replica_searching_again_finds_what_another_replica_wrote() {
+    let Some((first, second)) = two_replicas().await else {
+        return;
+    };
+    let client = reqwest::Client::new();
+    let patient: Value = client
+        .post(format!("{}/fhir/Patient", first.address))
+        .header("content-type", "application/fhir+json")
+        .body(json!({"resourceType": "Patient", "gender": "female"}).to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let subject = format!("Patient/{}", patient["id"].as_str().unwrap());
+    let search = format!("{}/fhir/Observation?subject={subject}", second.address);
+    for found in 0..4u64 {
+        // Searched (and its page cached) on the second replica, then added to on the first.
+        for _ in 0..3 {
+            assert_eq!(json_at(&client, search.clone()).await["total"], found);
+        }
+        let observation = json!({
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "2532-0"}]},
+            "subject": {"reference": subject},
+            "valueQuantity": {"value": 300 + found, "unit": "U/L"},
+        });
+        let created = client
+            .post(format!("{}/fhir/Observation", first.address))
+            .header("content-type", "application/fhir+json")
+            .body(observation.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), 201);
+        let mut seen = Value::Null;
+        for _ in 0..100 {
+            seen = json_at(&client, search.clone()).await["total"].clone();
+            if seen == found + 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(seen, found + 1, "the second replica's search");
+    }
+}
+
+#[tokio::test]
 async fn a_replica_takes_over_the_assessment_of_one_that_died() {
     let Some(database) = crate::helpers::fresh_postgres_database().await else {
         eprintln!("skipping: replicas need PostgreSQL (TEST_DATABASE_URL)");

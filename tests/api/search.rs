@@ -233,3 +233,53 @@ async fn the_total_is_right_whether_read_from_the_page_or_counted() {
         assert_eq!(found, entries, "{query}");
     }
 }
+
+/// A search asked again is answered from memory until a write may change it: every write
+/// (create, update, delete, transaction) shows in the next search at once.
+#[tokio::test]
+async fn a_search_asked_again_shows_every_write_since() {
+    let app = spawn_app().await;
+    let search = "Observation?subject=Patient/p1&_total=accurate";
+    let total = |page: Value| page["total"].as_u64().unwrap();
+    assert_eq!(total(app.search(search).await), 0);
+    assert_eq!(total(app.search(search).await), 0);
+
+    let first = app
+        .create(&observation("p1", "718-7", "2024-01-01", "final"))
+        .await;
+    assert_eq!(total(app.search(search).await), 1);
+
+    // Moved to another patient by an update.
+    let id = first["id"].as_str().unwrap();
+    let mut moved = first.clone();
+    moved["subject"] = json!({"reference": "Patient/p2"});
+    let updated = app.put(&format!("Observation/{id}"), &moved, None).await;
+    assert_eq!(updated.status(), 200);
+    assert_eq!(total(app.search(search).await), 0);
+
+    // Two in one transaction.
+    let entry = |date: &str| {
+        json!({
+            "resource": observation("p1", "2532-0", date, "final"),
+            "request": {"method": "POST", "url": "Observation"},
+        })
+    };
+    let transaction = json!({
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [entry("2024-02-01"), entry("2024-02-02")],
+    });
+    assert_eq!(app.post("", &transaction).await.status(), 200);
+    let page = app.search(search).await;
+    assert_eq!(total(page.clone()), 2);
+
+    // One deleted.
+    let gone = entry_ids(&page).into_iter().next().unwrap();
+    assert!(
+        app.delete(&format!("Observation/{gone}"))
+            .await
+            .status()
+            .is_success()
+    );
+    assert_eq!(total(app.search(search).await), 1);
+}
