@@ -388,7 +388,10 @@ impl Application {
         // would run it beside this process.
         let unfinished = self.served.pipeline.stop_risk_jobs(JOB_DRAIN).await;
         if unfinished > 0 {
-            tracing::info!(unfinished, "assessments still running at the stop ended unfinished");
+            tracing::info!(
+                unfinished,
+                "assessments still running at the stop ended unfinished"
+            );
         }
         // Unfinished shared work (asynchronous assessments, claimed embeddings) goes to the
         // other replicas now rather than when its leases run out.

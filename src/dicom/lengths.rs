@@ -4,7 +4,7 @@
 //! encapsulated pixel data fragments included) and refuses any defined length larger than what
 //! is left of the bytes. It reads headers only and allocates nothing but its nesting stack.
 
-use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
+use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
 use dicom_core::{Tag, VR};
 use dicom_dictionary_std::{StandardDataDictionary, tags};
 
@@ -278,12 +278,12 @@ fn has_long_length(vr: VR) -> bool {
     )
 }
 
-/// The VR the standard dictionary gives `tag`, where it gives exactly one.
+/// The VR an implicit-VR reader gives `tag`: the standard dictionary's, and of a choice
+/// ("US or SS or OW") the one dicom-encoding's decoder takes (`VirtualVr::relaxed`: US or
+/// OW, both read two bytes at a time). Skipping the choices let an odd length there put the
+/// reader out of step with this walk, onto a 1 GiB length nobody had checked.
 fn vr_in_dictionary(tag: Tag) -> Option<VR> {
-    match StandardDataDictionary.by_tag(tag)?.vr() {
-        VirtualVr::Exact(vr) => Some(vr),
-        _ => None,
-    }
+    Some(StandardDataDictionary.by_tag(tag)?.vr().relaxed())
 }
 
 /// The size of one number of a binary VR (values are read as whole numbers of it).
@@ -498,6 +498,21 @@ mod tests {
         assert!(refused.to_string().contains("multiple"), "{refused}");
         let mut whole = header((0x0000, 0x0000), 4);
         whole.extend([0u8; 4]);
+        assert!(check_declared_lengths(&whole, Encoding::IMPLICIT_LITTLE).is_ok());
+    }
+
+    #[test]
+    fn a_number_of_a_tag_with_a_choice_of_vrs_is_checked_as_the_reader_reads_it() {
+        // Found by fuzzing: (0028,1200) "US or SS or OW" declared 1 byte long in an implicit
+        // VR command; the reader read it as 2-byte numbers, came out of step, and reserved
+        // 1 GiB for a length this walk never saw.
+        let mut command = header((0x0028, 0x1200), 1);
+        command.push(0x10);
+        command.extend(header((0x0112, 0x0000), 0));
+        let refused = check_declared_lengths(&command, Encoding::IMPLICIT_LITTLE).unwrap_err();
+        assert!(refused.to_string().contains("multiple"), "{refused}");
+        let mut whole = header((0x0028, 0x1200), 2);
+        whole.extend([0x10, 0x00]);
         assert!(check_declared_lengths(&whole, Encoding::IMPLICIT_LITTLE).is_ok());
     }
 

@@ -125,7 +125,7 @@ impl<'m> SegmentReader<'m> {
         if !raw.contains(self.separators.escape) {
             return raw.to_owned();
         }
-        self.separators.decode(raw).to_string()
+        decode_escapes(raw, &self.separators)
     }
 
     pub fn at(&self, field: usize) -> ErrorLocation {
@@ -143,6 +143,56 @@ impl<'m> SegmentReader<'m> {
             location: Some(self.at(n)),
             text: format!("{} #{}: {what}", self.name, self.occurrence),
         }
+    }
+}
+
+/// A value with its escape sequences (HL7 v2 §2.7) decoded: `\F\ \S\ \T\ \R\ \E\` as the
+/// separators, `\X0D\` and `\.br\` as a carriage return, `\X0A\` as a line feed, other hex
+/// data as its text when it is UTF-8; highlighting, character set and formatting sequences are
+/// left out; an escape character that is never closed is kept as sent. (hl7-parser's decoder cut the value at
+/// character counts taken for byte offsets: wrong after any non-ASCII letter, and a panic when
+/// the cut fell inside one.)
+pub fn decode_escapes(raw: &str, separators: &Separators) -> String {
+    let escape = separators.escape;
+    let mut decoded = String::with_capacity(raw.len());
+    let mut rest = raw;
+    while let Some(start) = rest.find(escape) {
+        decoded.push_str(&rest[..start]);
+        let after = &rest[start + escape.len_utf8()..];
+        let Some(end) = after.find(escape) else {
+            decoded.push_str(&rest[start..]);
+            return decoded;
+        };
+        match &after[..end] {
+            "F" => decoded.push(separators.field),
+            "R" => decoded.push(separators.repetition),
+            "S" => decoded.push(separators.component),
+            "T" => decoded.push(separators.subcomponent),
+            "E" => decoded.push(escape),
+            "X0A" => decoded.push('\n'),
+            "X0D" | ".br" => decoded.push('\r'),
+            hex if hex.starts_with('X') => decoded.push_str(&hex_text(&hex[1..])),
+            // Highlighting (H, N), character sets (C, M), local (Z) and formatting commands
+            // change how text looks, not what it says.
+            _ => {}
+        }
+        rest = &after[end + escape.len_utf8()..];
+    }
+    decoded.push_str(rest);
+    decoded
+}
+
+/// The text of a `\Xhh…\` sequence: its bytes when they are UTF-8 text, else nothing.
+fn hex_text(hex: &str) -> String {
+    let bytes: Option<Vec<u8>> = (0..hex.len() / 2)
+        .map(|i| {
+            hex.get(2 * i..2 * i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        })
+        .collect();
+    match bytes {
+        Some(bytes) if hex.len().is_multiple_of(2) => String::from_utf8(bytes).unwrap_or_default(),
+        _ => String::new(),
     }
 }
 
@@ -238,5 +288,24 @@ pub fn coded(reader: &SegmentReader<'_>, repeat: &Repeat<'_>, first: usize) -> s
         code: reader.repeat_component(repeat, first).trim().to_owned(),
         display: reader.repeat_component(repeat, first + 1).trim().to_owned(),
         system: reader.repeat_component(repeat, first + 2).trim().to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_sequences_decode_around_any_letters() {
+        let s = Separators::default();
+        assert_eq!(
+            decode_escapes(r"Müller\S\Straße\T\x\E\y\F\z\R\", &s),
+            "Müller^Straße&x\\y|z~"
+        );
+        assert_eq!(decode_escapes(r"a\X0D\b\X0A\c\.br\", &s), "a\rb\nc\r");
+        assert_eq!(decode_escapes(r"\H\bold\N\ \X4869\", &s), "bold Hi");
+        // Found by fuzzing: a non-ASCII letter inside an escape sequence.
+        assert_eq!(decode_escapes("\\\u{f0f6d}\\ok", &s), "ok");
+        assert_eq!(decode_escapes(r"50\ unclosed", &s), r"50\ unclosed");
     }
 }
