@@ -78,6 +78,7 @@ pub fn meta_group_end(bytes: &[u8]) -> Result<usize, DicomError> {
     let mut walk = Walk {
         bytes,
         pos: 0,
+        limit: bytes.len(),
         big_endian: false,
     };
     while bytes.get(walk.pos..walk.pos + 2) == Some(&[0x02, 0x00]) {
@@ -114,6 +115,7 @@ pub fn check_declared_lengths_until(
     let mut walk = Walk {
         bytes,
         pos: 0,
+        limit: bytes.len(),
         big_endian: encoding.big_endian,
     };
     let mut stack: Vec<Frame> = Vec::new();
@@ -129,6 +131,18 @@ pub fn check_declared_lengths_until(
                 _ => break,
             }
         }
+        // Nothing may run past the innermost container of defined length: dicom-parser, which
+        // may take that container whole as one value, would resume at its end.
+        walk.limit = stack
+            .iter()
+            .rev()
+            .find_map(|f| f.end)
+            .unwrap_or(bytes.len());
+        if walk.pos == walk.limit && walk.limit < bytes.len() {
+            return Err(walk.refuse(
+                "a sequence or item of undefined length runs past the end of its container",
+            ));
+        }
         if walk.pos == bytes.len() || (stack.is_empty() && walk.rest_is_padding()) {
             return Ok(walk.pos);
         }
@@ -140,7 +154,23 @@ pub fn check_declared_lengths_until(
         }
         if tag.group() == 0xFFFE {
             let length = walk.u32()?;
+            // Where a data set's elements are read (the top level, an item), dicom-parser takes
+            // an item for an element: a value of its length, or a sequence when undefined
+            // (found by fuzzing: walked as an item here, it put the two out of step).
+            let reads_elements = matches!(
+                stack.last(),
+                None | Some(Frame {
+                    container: Container::Item,
+                    ..
+                })
+            );
             match tag.element() {
+                ITEM if reads_elements && length == UNDEFINED => {
+                    push(&mut stack, &walk, Container::Sequence, None, explicit_vr)?;
+                }
+                ITEM if reads_elements => {
+                    walk.pos = walk.within(tag, length)?;
+                }
                 ITEM if length == UNDEFINED => {
                     if in_fragments {
                         return Err(walk.refuse("a pixel data fragment of undefined length"));
@@ -155,24 +185,36 @@ pub fn check_declared_lengths_until(
                         push(&mut stack, &walk, Container::Item, Some(end), explicit_vr)?;
                     }
                 }
-                ITEM_DELIMITATION => {
-                    if let Some(Frame {
-                        container: Container::Item,
-                        end: None,
-                        ..
-                    }) = stack.last()
-                    {
-                        stack.pop();
-                    }
-                }
-                SEQUENCE_DELIMITATION => {
-                    if let Some(Frame {
-                        container: Container::Sequence | Container::Fragments,
-                        end: None,
-                        ..
-                    }) = stack.last()
-                    {
-                        stack.pop();
+                ITEM_DELIMITATION | SEQUENCE_DELIMITATION => {
+                    // As dicom-parser reads them, so that this walk stays in step with it.
+                    let top = stack.last().map(|f| (f.container, f.end.is_none()));
+                    match (tag.element(), top) {
+                        (ITEM_DELIMITATION, Some((Container::Item, true))) => {
+                            stack.pop();
+                        }
+                        // Outside any sequence dicom-parser skips it, length and all; where
+                        // items are expected it reads it as an item header.
+                        (ITEM_DELIMITATION, None | Some((Container::Sequence, _)))
+                        | (ITEM_DELIMITATION, Some((Container::Fragments, _))) => {}
+                        (ITEM_DELIMITATION, Some((Container::Item, false))) => {
+                            return Err(
+                                walk.refuse("an item delimiter inside an item of defined length")
+                            );
+                        }
+                        (_, Some((Container::Sequence | Container::Fragments, true))) => {
+                            stack.pop();
+                        }
+                        (_, Some((Container::Sequence | Container::Fragments, false))) => {}
+                        // Where a data set's elements are read (the top level, an item),
+                        // dicom-parser takes a sequence delimiter for an element with a value
+                        // of its declared length (found by fuzzing: one declaring 0xFFFFFFFE
+                        // bytes had it reserve 4 GiB), or a sequence when undefined.
+                        (_, None | Some((Container::Item, _))) => {
+                            if length == UNDEFINED {
+                                return Err(walk.refuse("a stray delimiter of undefined length"));
+                            }
+                            walk.pos = walk.within(tag, length)?;
+                        }
                     }
                 }
                 _ => return Err(walk.refuse("an unknown item tag")),
@@ -299,6 +341,8 @@ fn number_size(vr: VR) -> Option<usize> {
 struct Walk<'a> {
     bytes: &'a [u8],
     pos: usize,
+    /// Where the innermost container of defined length ends (else the end of the bytes).
+    limit: usize,
     big_endian: bool,
 }
 
@@ -344,7 +388,7 @@ impl Walk<'_> {
 
     /// The end of a value of `length` bytes starting here, refused when fewer bytes remain.
     fn within(&self, tag: Tag, length: u32) -> Result<usize, DicomError> {
-        let remaining = self.bytes.len() - self.pos;
+        let remaining = self.limit.saturating_sub(self.pos);
         let length = length as usize;
         if length > remaining {
             return Err(DicomError::DeclaredLength {
@@ -514,6 +558,62 @@ mod tests {
         let mut whole = header((0x0028, 0x1200), 2);
         whole.extend([0x10, 0x00]);
         assert!(check_declared_lengths(&whole, Encoding::IMPLICIT_LITTLE).is_ok());
+    }
+
+    #[test]
+    fn a_stray_delimiter_is_checked_as_the_element_the_reader_takes_it_for() {
+        // Found by fuzzing: a sequence delimiter at the top level declaring 0xFFFFFFFE bytes,
+        // which dicom-parser read as a value of that length.
+        let mut data = header((0x0008, 0x0016), 4);
+        data.extend_from_slice(b"1.2\0");
+        data.extend(header((0xFFFE, SEQUENCE_DELIMITATION), 0xFFFF_FFFE));
+        data.extend_from_slice(&[0; 4]);
+        let refused = check_declared_lengths(&data, Encoding::IMPLICIT_LITTLE).unwrap_err();
+        assert!(refused.to_string().contains("4294967294"), "{refused}");
+        // Stray, with a length that fits: its value is skipped like any other.
+        let mut fits = header((0x0008, 0x0016), 4);
+        fits.extend_from_slice(b"1.2\0");
+        fits.extend(header((0xFFFE, SEQUENCE_DELIMITATION), 8));
+        fits.extend(header((0x0008, 0x0018), 0));
+        fits.extend(header((0x0008, 0x0060), 2));
+        fits.extend_from_slice(b"CT");
+        assert_eq!(
+            check_declared_lengths_until(&fits, Encoding::IMPLICIT_LITTLE, None).unwrap(),
+            fits.len()
+        );
+        // A stray item delimiter at the top level is skipped whole, length and all, as
+        // dicom-parser skips it: what follows is read as elements, and checked.
+        let mut skipped = header((0x0008, 0x0016), 4);
+        skipped.extend_from_slice(b"1.2\0");
+        skipped.extend(header((0xFFFE, ITEM_DELIMITATION), 8));
+        skipped.extend(header((0x0008, 0x0018), 0xE0DD_FFFE));
+        let refused = check_declared_lengths(&skipped, Encoding::IMPLICIT_LITTLE).unwrap_err();
+        assert!(refused.to_string().contains("(0008,0018)"), "{refused}");
+    }
+
+    #[test]
+    fn an_item_where_elements_are_read_is_taken_as_a_value_as_the_parser_takes_it() {
+        // Found by fuzzing (an RT Plan): an item at the top level declaring 12 bytes, over a
+        // sequence header and half the next element's header. dicom-parser skipped the item as
+        // one value and read on from its end, mid-header: a 540 MB length this walk, which had
+        // gone into the item, never saw.
+        let mut data = header((0x0008, 0x0016), 4);
+        data.extend_from_slice(b"1.2\0");
+        data.extend(header((0xFFFE, ITEM), 12));
+        data.extend(header((0x300A, 0x0130), UNDEFINED));
+        data.extend(header((0x300A, 0x0134), 4));
+        data.extend_from_slice(b"0.0 ");
+        let refused = check_declared_lengths(&data, Encoding::IMPLICIT_LITTLE).unwrap_err();
+        assert!(refused.to_string().contains("(0004,0000)"), "{refused}");
+        // A sequence of undefined length may not run past the item of defined length holding it.
+        let mut inner = header((0x300A, 0x0130), UNDEFINED);
+        inner.extend(header((0xFFFE, ITEM), 0));
+        let mut item = header((0xFFFE, ITEM), inner.len() as u32);
+        item.extend(inner);
+        item.extend(header((0xFFFE, SEQUENCE_DELIMITATION), 0));
+        let mut sequence = header((0x300A, 0x0010), item.len() as u32);
+        sequence.extend(item);
+        assert!(check_declared_lengths(&sequence, Encoding::IMPLICIT_LITTLE).is_err());
     }
 
     #[test]

@@ -1,7 +1,7 @@
-//! Pixel data: decoded with dicom-pixeldata (every transfer syntax it has a codec for: native
-//! RLE, JPEG baseline/extended/lossless, deflate; JPEG 2000 through OpenJPEG; JPEG-LS through
-//! CharLS), or by `samples` for what it refuses (12-bit JPEG through libjpeg-turbo, 32-bit and
-//! 1-bit samples), then normalised for display and for an encoder:
+//! Pixel data: decoded with dicom-pixeldata (native, JPEG baseline/extended/lossless, deflate;
+//! JPEG 2000 through OpenJPEG; JPEG-LS through CharLS), or by `samples` for RLE Lossless (its
+//! own checked decoder) and what dicom-pixeldata refuses (12-bit JPEG through libjpeg-turbo,
+//! 32-bit and 1-bit samples), then normalised for display and for an encoder:
 //! 1. the modality LUT (Rescale Slope/Intercept): CT values become Hounsfield units;
 //! 2. a VOI window: the file's first Window Center/Width, else a preset for the modality (CT soft
 //!    tissue, 40/400 HU), else the 0.5th–99.5th percentile of the frame, with the linear
@@ -41,9 +41,9 @@ pub struct DecodedImage {
 
 /// Decodes every frame of a Part 10 file and normalises it for display (see the module doc).
 /// Frames are decoded and normalised in parallel: a multi-frame instance is decoded frame by
-/// frame (falling back to decoding it whole when its encoding does not allow that). What
-/// dicom-pixeldata cannot decode and `samples` can (12-bit JPEG, 32-bit and 1-bit samples) is
-/// read there and normalised the same way.
+/// frame (falling back to decoding it whole when its encoding does not allow that). RLE
+/// Lossless, and what dicom-pixeldata cannot decode and `samples` can (12-bit JPEG, 32-bit and
+/// 1-bit samples), is read there and normalised the same way.
 pub fn decode_image(bytes: &[u8]) -> Result<DecodedImage, DicomError> {
     let object = open(bytes)?;
     check_decoded_size(&object)?;
@@ -53,6 +53,9 @@ pub fn decode_image(bytes: &[u8]) -> Result<DecodedImage, DicomError> {
             .then(|| Palette::read(&object))
             .transpose()?,
     };
+    if samples::reads_first(&object) {
+        return assemble(context.normalise_all(&samples::read_stored_samples(&object)?)?);
+    }
     match decode_with_pixeldata(&object, &context) {
         Err(DicomError::Undecodable(_)) if samples::can_read(&object) => {
             let stored = samples::read_stored_samples(&object)?;
@@ -75,6 +78,7 @@ fn decode_with_pixeldata(
             .into_par_iter()
             .map(|frame| {
                 let pixels = guarded(|| object.decode_pixel_data_frame(frame))?;
+                check_bit_depth(&pixels)?;
                 context.normalise(&pixels, 0)
             })
             .collect();
@@ -83,12 +87,14 @@ fn decode_with_pixeldata(
         }
     }
     let pixels = guarded(|| object.decode_pixel_data())?;
+    check_bit_depth(&pixels)?;
     assemble(context.normalise_all(&pixels)?)
 }
 
-/// Runs one of dicom-pixeldata's decoders. Some of its codecs index compressed data without
-/// checking it (an RLE segment running past its fragment panics: found by fuzzing), so a
-/// decoder's panic is taken as this image's error, not the service's.
+/// Runs one of dicom-pixeldata's decoders. Its RLE decoder indexed compressed data without
+/// checking it (found by fuzzing; RLE is now read by `samples`), and its other codecs are no
+/// more promised never to panic, so a decoder's panic is taken as this image's error, not the
+/// service's.
 fn guarded<T>(decode: impl FnOnce() -> Result<T, dicom_pixeldata::Error>) -> Result<T, DicomError> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)) {
         Ok(decoded) => decoded.map_err(|e| DicomError::Undecodable(Box::new(e))),
@@ -96,6 +102,19 @@ fn guarded<T>(decode: impl FnOnce() -> Result<T, dicom_pixeldata::Error>) -> Res
             reason: "its compressed data is malformed (the decoder failed on it)".into(),
         }),
     }
+}
+
+/// Bits Stored within 1..=Bits Allocated, as dicom-pixeldata's lookup tables need: they assert
+/// it (a panic, found by fuzzing: a JPEG 2000 image with Bits Stored out of range) and are
+/// sized by it (16-bit samples declaring 32 bits stored would take a table of 2³² entries).
+fn check_bit_depth(pixels: &DecodedPixelData<'_>) -> Result<(), DicomError> {
+    let (stored, allocated) = (pixels.bits_stored(), pixels.bits_allocated());
+    if stored == 0 || stored > allocated || stored > 32 {
+        return Err(DicomError::Codec {
+            reason: format!("{stored} bits stored in {allocated}-bit samples"),
+        });
+    }
+    Ok(())
 }
 
 fn is_palette(object: &DefaultDicomObject) -> bool {
@@ -195,10 +214,16 @@ pub fn decode_modality_values(bytes: &[u8]) -> Result<Vec<Vec<f32>>, DicomError>
             .map(|frame| pixels.modality_frame(frame))
             .collect()
     };
+    if samples::reads_first(&object) {
+        return all_frames(&samples::read_stored_samples(&object)?);
+    }
     let decoded = object
         .decode_pixel_data()
         .map_err(|e| DicomError::Undecodable(Box::new(e)))
-        .and_then(|pixels| all_frames(&pixels));
+        .and_then(|pixels| {
+            check_bit_depth(&pixels)?;
+            all_frames(&pixels)
+        });
     match decoded {
         Err(DicomError::Undecodable(_)) if samples::can_read(&object) => {
             all_frames(&samples::read_stored_samples(&object)?)

@@ -1,7 +1,8 @@
 //! Stored sample values for the pixel data dicom-pixeldata 0.10 cannot decode, read here
 //! instead:
 //! - JPEG it refuses (12-bit extended, arithmetic coding), through libjpeg-turbo;
-//! - 32-bit samples (RT Dose grids, 32-bit secondary captures), native or RLE;
+//! - RLE Lossless, every sample size (dicom-pixeldata's RLE decoder trusts segment offsets);
+//! - 32-bit samples (RT Dose grids, 32-bit secondary captures), native;
 //! - 1-bit samples (binary segmentations), native.
 //!
 //! The result carries each frame's stored values (sign-extended, colour interleaved) and the
@@ -52,8 +53,16 @@ pub(super) fn can_read(object: &DefaultDicomObject) -> bool {
     let syntax = transfer_syntax(object);
     let bits = u16_attribute(object, tags::BITS_ALLOCATED).unwrap_or(0);
     JPEG_FAMILY.contains(&syntax.as_str())
-        || (bits == 32 && (syntax == RLE_LOSSLESS || is_native(&syntax)))
+        || syntax == RLE_LOSSLESS
+        || (bits == 32 && is_native(&syntax))
         || (bits == 1 && is_native(&syntax))
+}
+
+/// Whether this object's pixel data is read here rather than by dicom-pixeldata at all: RLE
+/// Lossless, whose dicom-pixeldata 0.10 decoder indexes past a segment that runs beyond its
+/// fragment (a panic, found by fuzzing), where [`rle_frame`] checks every offset and run.
+pub(super) fn reads_first(object: &DefaultDicomObject) -> bool {
+    transfer_syntax(object) == RLE_LOSSLESS
 }
 
 /// Reads the stored values of every frame (see the module doc for what it covers).
