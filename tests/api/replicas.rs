@@ -46,6 +46,23 @@ async fn json_at(client: &reqwest::Client, url: String) -> Value {
 }
 
 /// Sends `messages` over one MLLP connection and returns the ACKs' MSA-1 codes.
+/// Creates `resource` on `service`, answering the resource as stored.
+async fn create_on(client: &reqwest::Client, service: &Service, resource: &Value) -> Value {
+    let created = client
+        .post(format!(
+            "{}/fhir/{}",
+            service.address,
+            resource["resourceType"].as_str().unwrap()
+        ))
+        .header("content-type", "application/fhir+json")
+        .body(resource.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    created.json().await.unwrap()
+}
+
 async fn send_hl7(port: u16, messages: Vec<String>) -> Vec<String> {
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
@@ -188,16 +205,12 @@ async fn a_replica_reads_what_another_replica_wrote_not_its_cached_version() {
         return;
     };
     let client = reqwest::Client::new();
-    let created: Value = client
-        .post(format!("{}/fhir/Patient", first.address))
-        .header("content-type", "application/fhir+json")
-        .body(json!({"resourceType": "Patient", "gender": "female"}).to_string())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created = create_on(
+        &client,
+        &first,
+        &json!({"resourceType": "Patient", "gender": "female"}),
+    )
+    .await;
     let path = format!("/fhir/Patient/{}", created["id"].as_str().unwrap());
     let version_on = |service: &Service| {
         let request = client.get(format!("{}{path}", service.address));
@@ -240,16 +253,12 @@ async fn a_replica_searching_again_finds_what_another_replica_wrote() {
         return;
     };
     let client = reqwest::Client::new();
-    let patient: Value = client
-        .post(format!("{}/fhir/Patient", first.address))
-        .header("content-type", "application/fhir+json")
-        .body(json!({"resourceType": "Patient", "gender": "female"}).to_string())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let patient = create_on(
+        &client,
+        &first,
+        &json!({"resourceType": "Patient", "gender": "female"}),
+    )
+    .await;
     let subject = format!("Patient/{}", patient["id"].as_str().unwrap());
     let search = format!("{}/fhir/Observation?subject={subject}", second.address);
     for found in 0..4u64 {
